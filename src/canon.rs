@@ -1,0 +1,325 @@
+//! Canonical JSON (RFC 8785, "JCS") and the sha256 digests built on it.
+//!
+//! Owns the one encoder every hash in Jaros goes through: log records, plans,
+//! job states and blobs. It does not own hashing of raw bytes for anything else
+//! than digests (see [`Digest::of_bytes`]).
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+
+/// Largest canonical encoding of a single decision payload, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// Why a JSON value has no canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonError {
+    #[error("number {0} is not finite; canonical JSON has no NaN or Infinity")]
+    NonFinite(String),
+    #[error("value is {actual} bytes once canonical, over the limit of {limit} bytes")]
+    TooLarge { actual: usize, limit: usize },
+}
+
+/// Encodes `value` as RFC 8785 canonical JSON.
+///
+/// Keys are sorted by their UTF-16 code units, strings use the minimal escapes,
+/// numbers use ECMAScript's shortest round-trip form.
+pub fn to_string(value: &Value) -> Result<String, CanonError> {
+    let mut out = String::with_capacity(128);
+    write_value(&mut out, value)?;
+    Ok(out)
+}
+
+/// Encodes `value` canonically and refuses encodings longer than `limit` bytes.
+pub fn to_string_limited(value: &Value, limit: usize) -> Result<String, CanonError> {
+    let text = to_string(value)?;
+    if text.len() > limit {
+        return Err(CanonError::TooLarge {
+            actual: text.len(),
+            limit,
+        });
+    }
+    Ok(text)
+}
+
+/// Canonical encoding of any serializable value.
+pub fn to_string_of<T: serde::Serialize>(value: &T) -> Result<String, CanonError> {
+    // Serializing our own types into a `Value` cannot fail: they hold no maps
+    // with non-string keys. A failure here is a programming error.
+    let value = serde_json::to_value(value).expect("internal types serialize to JSON");
+    to_string(&value)
+}
+
+fn write_value(out: &mut String, value: &Value) -> Result<(), CanonError> {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(out, n)?,
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, key);
+                out.push(':');
+                write_value(out, item)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), CanonError> {
+    // Integers that a double holds exactly print as integers; everything else
+    // goes through the IEEE double, as RFC 8785 prescribes.
+    if let Some(i) = n.as_i64() {
+        if i.unsigned_abs() <= (1u64 << 53) {
+            out.push_str(&i.to_string());
+            return Ok(());
+        }
+    }
+    if let Some(u) = n.as_u64() {
+        if u <= (1u64 << 53) {
+            out.push_str(&u.to_string());
+            return Ok(());
+        }
+    }
+    let f = n
+        .as_f64()
+        .ok_or_else(|| CanonError::NonFinite(n.to_string()))?;
+    if !f.is_finite() {
+        return Err(CanonError::NonFinite(n.to_string()));
+    }
+    if f == 0.0 {
+        out.push('0'); // -0 prints as 0
+        return Ok(());
+    }
+    let mut buf = ryu_js::Buffer::new();
+    out.push_str(buf.format_finite(f));
+    Ok(())
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{09}' => out.push_str("\\t"),
+            '\u{0a}' => out.push_str("\\n"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\u{0d}' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A sha256 digest, printed as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The `prev` of the first record of a chain.
+    pub const ZERO: Digest = Digest([0; 32]);
+
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// sha256 of the canonical encoding of `value`.
+    pub fn of_json(value: &Value) -> Result<Digest, CanonError> {
+        Ok(Digest::of_bytes(to_string(value)?.as_bytes()))
+    }
+
+    /// sha256 of the canonical encoding of a serializable value.
+    pub fn of<T: serde::Serialize>(value: &T) -> Result<Digest, CanonError> {
+        Ok(Digest::of_bytes(to_string_of(value)?.as_bytes()))
+    }
+
+    pub fn to_hex(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
+        }
+        s
+    }
+
+    /// Parses 64 lowercase hex digits.
+    pub fn from_hex(text: &str) -> Option<Digest> {
+        if text.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+            let hi = hex_val(chunk[0])?;
+            let lo = hex_val(chunk[1])?;
+            out[i] = hi << 4 | lo;
+        }
+        Some(Digest(out))
+    }
+
+    /// A short form for humans: the first 12 hex digits.
+    pub fn short(&self) -> String {
+        self.to_hex()[..12].to_string()
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.short())
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Digest::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 lowercase hex digits"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(text: &str) -> String {
+        to_string(&serde_json::from_str(text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rfc8785_sorting_vector() {
+        // RFC 8785 section 3.2.3: keys sorted by UTF-16 code units.
+        let input = r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
+            "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
+        let expected = "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",\"\u{1f600}\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}";
+        assert_eq!(canon(input), expected);
+    }
+
+    #[test]
+    fn rfc8785_main_example() {
+        // RFC 8785 section 3.2.2.
+        let input = r#"{
+            "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+            "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+            "literals": [null, true, false]
+        }"#;
+        let expected = "{\"literals\":[null,true,false],\"numbers\":[333333333.3333333,1e+30,4.5,0.002,1e-27],\"string\":\"\u{20ac}$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\"}";
+        assert_eq!(canon(input), expected);
+    }
+
+    #[test]
+    fn rfc8785_number_vectors() {
+        // RFC 8785 appendix B: IEEE 754 bit patterns and their canonical text.
+        let vectors: &[(u64, &str)] = &[
+            (0x0000000000000000, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0xffefffffffffffff, "-1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0xc340000000000000, "-9007199254740992"),
+            (0x4430000000000000, "295147905179352830000"),
+            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+            (0x44b52d02c7e14af6, "1e+23"),
+            (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
+            (0x444b1ae4d6e2ef4e, "999999999999999700000"),
+            (0x444b1ae4d6e2ef4f, "999999999999999900000"),
+            (0x444b1ae4d6e2ef50, "1e+21"),
+            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+            (0x41b3de4355555553, "333333333.3333332"),
+            (0x41b3de4355555554, "333333333.33333325"),
+            (0x41b3de4355555555, "333333333.3333333"),
+            (0x41b3de4355555556, "333333333.3333334"),
+            (0x41b3de4355555557, "333333333.33333343"),
+            (0xbecbf647612f3696, "-0.0000033333333333333333"),
+            (0x43143ff3c1cb0959, "1424953923781206.2"),
+        ];
+        for (bits, expected) in vectors {
+            let f = f64::from_bits(*bits);
+            let value = Value::Number(serde_json::Number::from_f64(f).unwrap());
+            assert_eq!(to_string(&value).unwrap(), *expected, "bits {bits:#x}");
+        }
+    }
+
+    #[test]
+    fn integers_beyond_doubles_go_through_the_double() {
+        assert_eq!(to_string(&json!(9007199254740993u64)).unwrap(), "9007199254740992");
+        assert_eq!(to_string(&json!(-42)).unwrap(), "-42");
+    }
+
+    #[test]
+    fn non_finite_numbers_have_no_canonical_form() {
+        // serde_json cannot hold NaN in a Value; arbitrary precision text can overflow.
+        let n: Value = serde_json::from_str("1e400").unwrap_or(Value::Null);
+        if let Value::Number(_) = n {
+            assert!(matches!(to_string(&n), Err(CanonError::NonFinite(_))));
+        }
+        assert!(serde_json::Number::from_f64(f64::NAN).is_none());
+    }
+
+    #[test]
+    fn payloads_over_the_limit_are_refused() {
+        let big = json!({"text": "x".repeat(100)});
+        let err = to_string_limited(&big, 50).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "value is 111 bytes once canonical, over the limit of 50 bytes"
+        );
+    }
+
+    #[test]
+    fn digests_round_trip_through_hex() {
+        let d = Digest::of_bytes(b"abc");
+        assert_eq!(
+            d.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Digest::from_hex(&d.to_hex()), Some(d));
+        assert_eq!(Digest::from_hex("ABC"), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! The `jaros` command line: one file per subcommand, one output and
+//! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
+
+mod replay;
+mod run;
+mod verify;
+
+use crate::datadir::{self, DataDir};
+use crate::exit::{self, Outcome};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const AFTER_HELP: &str = "\
+Where things are found:
+  hive      --hive DIR, else $JAROS_HIVE, else the nearest directory upward from
+            the current one that holds manifests/ (as git finds .git)
+  data dir  --data-dir DIR, else $JAROS_DATA_DIR, else <hive>/.jaros-data
+
+Exit codes: 0 success, 1 the work found a failure (invalid manifests, a failed
+job, a divergence), 2 bad input or nothing to work on.
+
+Start with `jaros demo`, or `jaros run advance --input '{}'` then `jaros replay`.";
+
+#[derive(Parser, Debug)]
+#[command(name = "jaros", version = crate::runtime::version_line(), about = "Reproducible, testable, capability-safe agent systems: one binary, files and threads", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The hive: a directory holding manifests/ (and agents/, tools/, evals/).
+    #[arg(long, global = true, env = "JAROS_HIVE", value_name = "DIR")]
+    hive: Option<PathBuf>,
+    /// Where runtime state lives (logs, blobs, inbox, results).
+    #[arg(long, global = true, env = "JAROS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Run(run::Args),
+    Replay(replay::Args),
+    Verify(verify::Args),
+}
+
+/// A failure a command reports: a message for stderr and how to exit.
+#[derive(Debug)]
+pub struct CliError {
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn bad_input(message: impl Into<String>) -> CliError {
+        CliError { outcome: Outcome::BadInput, message: message.into() }
+    }
+    pub fn failed(message: impl Into<String>) -> CliError {
+        CliError { outcome: Outcome::Failed, message: message.into() }
+    }
+}
+
+pub type CliResult = Result<Outcome, CliError>;
+
+/// Where a command runs: the global options resolved lazily, so commands
+/// that need no hive do not require one.
+pub struct Ctx {
+    hive: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    cwd: PathBuf,
+}
+
+impl Ctx {
+    pub fn hive(&self) -> Result<PathBuf, CliError> {
+        datadir::find_hive(self.hive.as_deref(), &self.cwd).map_err(CliError::bad_input)
+    }
+
+    /// The data dir; a hive is needed only when no data dir is given.
+    pub fn data_dir(&self) -> Result<DataDir, CliError> {
+        if let Some(d) = &self.data_dir {
+            return Ok(DataDir::new(d));
+        }
+        let hive = self.hive()?;
+        DataDir::resolve(None, Some(&hive)).map_err(CliError::bad_input)
+    }
+
+    /// The data dir of a command that only reads: it must exist.
+    pub fn existing_data_dir(&self) -> Result<DataDir, CliError> {
+        let dir = self.data_dir()?;
+        dir.must_exist().map_err(CliError::bad_input)?;
+        Ok(dir)
+    }
+}
+
+/// Prints to stdout; a closed pipe (`jaros logs | head`) ends the process
+/// quietly with success.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(exit::SUCCESS);
+        }
+    }
+}
+
+pub fn out_json(value: &impl serde::Serialize) {
+    let text = serde_json::to_string_pretty(value).expect("output types serialize");
+    out(&format!("{text}\n"));
+}
+
+/// Parses `text` as JSON for `--input`, with an error that says what to do.
+pub fn parse_input(text: &str) -> Result<serde_json::Value, CliError> {
+    crate::decision::parse_json_arg(text).map_err(|e| CliError::bad_input(format!("--input: {e}")))
+}
+
+pub fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let ctx = Ctx {
+        hive: cli.hive,
+        data_dir: cli.data_dir,
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::main(&ctx, args),
+        Command::Replay(args) => replay::main(&ctx, args),
+        Command::Verify(args) => verify::main(&ctx, args),
+    };
+    match result {
+        Ok(outcome) => exit::code(outcome),
+        Err(e) => {
+            eprintln!("jaros: {}", e.message);
+            exit::code(e.outcome)
+        }
+    }
+}
+
+/// The hive's compiled plan.
+pub fn load_plan(_hive: &Path) -> Result<crate::plan::Plan, CliError> {
+    Ok(crate::plan::Plan::builtin())
+}
+
+/// The executor with every handler this binary has.
+pub fn executor() -> crate::exec::Executor {
+    crate::exec::Executor::core()
+}

@@ -1,0 +1,72 @@
+//! `jaros run`: one job in the foreground, no node.
+
+use super::{out_json, parse_input, CliError, CliResult, Ctx};
+use crate::agents::LocalProposer;
+use crate::decision::{AgentName, JobId};
+use crate::exit::Outcome;
+use crate::job::{Runner, Ticket};
+use crate::runtime::{self, Runtime};
+use crate::state::State;
+
+/// Run one job in the foreground through the same gate, log and executor as
+/// a node, and print its result. For scripts, debugging and CI.
+///
+/// Example: jaros run advance --input '{"note": "hello"}'
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The agent to run (see `jaros plan` for the hive's agents).
+    agent: String,
+    /// The job's input, as JSON.
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    input: String,
+    /// The job's id (default: a fresh one).
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// Whose log to append to (default: the data dir's stable node id).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+}
+
+pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    let input = parse_input(&args.input)?;
+    let agent = AgentName::new(args.agent.clone()).map_err(|e| CliError::bad_input(e.to_string()))?;
+    let hive = ctx.hive()?;
+    let plan = super::load_plan(&hive)?;
+    if !plan.agents.contains_key(agent.as_str()) {
+        let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
+        return Err(CliError::bad_input(format!("unknown agent '{agent}'; this hive's agents are: {}", known.join(", "))));
+    }
+    let job = match args.id {
+        Some(id) => JobId::new(id).map_err(|e| CliError::bad_input(e.to_string()))?,
+        None => JobId::new(crate::ids::new_job_id()).expect("generated ids are valid"),
+    };
+    let data = ctx.data_dir()?;
+    let node_id = match args.node_id {
+        Some(id) => id,
+        None => runtime::stable_node_id(&data).map_err(|e| CliError::bad_input(e.to_string()))?,
+    };
+    let rt = Runtime::open(&hive, data, node_id, plan).map_err(|e| CliError::failed(e.to_string()))?;
+    let live = rt.live_io();
+    if live.job_exists(job.as_str()) {
+        return Err(CliError::bad_input(format!("job '{job}' exists already in {}; pick another --id", rt.data.root().display())));
+    }
+    let executor = super::executor();
+    let proposer = LocalProposer::default();
+    let runner = Runner {
+        plan: rt.plan(),
+        plan_digest: rt.plan_digest(),
+        executor: &executor,
+        log: &rt.log,
+        blobs: &rt.blobs,
+        proposer: &proposer,
+        live: &live,
+        fence: &|| true,
+    };
+    let ticket = Ticket { job, agent, input, parent: None, via: None };
+    let end = runner.run(&ticket, &[]).map_err(|e| CliError::failed(e.to_string()))?;
+    let result = crate::runtime::result_file(&end, &rt.node_id);
+    crate::runtime::write_result(&rt.data, &end, &result).map_err(|e| CliError::failed(e.to_string()))?;
+    out_json(&result);
+    Ok(if end.state == State::Done { Outcome::Success } else { Outcome::Failed })
+}
+

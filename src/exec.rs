@@ -1,0 +1,237 @@
+//! The executor: dispatches an accepted decision to its handler by type and
+//! applies the outcome to the job's state, all or nothing.
+//!
+//! Owns the handler registry and the built-in handlers that need no harness
+//! (`advance`, `handoff`). File-system and executable tools live in
+//! [`crate::harness`] and register here. Handlers are deterministic functions
+//! of (decision, state, recorded inputs); whatever is not is marked so in the
+//! plan, recorded, and read back on replay instead of redone.
+
+use crate::canon::Digest;
+use crate::decision::{AgentName, Decision, DecisionId, JobId};
+use crate::job::{JobState, StepResult};
+use crate::plan::{HandlerSpec, Plan};
+use crate::state::Event;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What a handler produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub result: Value,
+    /// State-machine events to apply, all or none.
+    pub events: Vec<Event>,
+}
+
+impl Outcome {
+    pub fn result(result: Value) -> Outcome {
+        Outcome { result, events: Vec::new() }
+    }
+}
+
+/// A child job a hand-off creates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spawn {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub input: Value,
+    pub parent: JobId,
+    pub via: DecisionId,
+}
+
+/// The effects a live run may have on the world. Replay passes none, so a
+/// handler cannot touch anything while replaying.
+pub trait LiveIo: Send + Sync {
+    /// The hive's root directory (file tools resolve paths under it).
+    fn hive(&self) -> PathBuf;
+    /// Enqueues a child job; must be idempotent for the same job id.
+    fn spawn(&self, spawn: &Spawn) -> Result<(), String>;
+}
+
+/// What a handler sees.
+pub struct Cx<'a> {
+    pub plan: &'a Plan,
+    pub job: &'a JobState,
+    /// `None` while replaying.
+    pub live: Option<&'a dyn LiveIo>,
+}
+
+/// A decision handler.
+pub trait Handler: Send + Sync {
+    fn run(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String>;
+}
+
+/// Runs executable tools; supplied by the harness so the executor does not
+/// depend on process spawning.
+pub trait ExecRunner: Send + Sync {
+    fn run(&self, cx: &Cx<'_>, spec: &HandlerSpec, decision: &Decision) -> Result<Outcome, String>;
+}
+
+/// The registry of handlers by built-in name.
+#[derive(Clone, Default)]
+pub struct Executor {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    exec: Option<Arc<dyn ExecRunner>>,
+}
+
+/// The outcome of one executed decision, as the `effect` record holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub result: Value,
+    pub error: Option<String>,
+    pub state: Digest,
+}
+
+impl Executor {
+    /// The handlers every hive has that need no harness.
+    pub fn core() -> Executor {
+        Executor::default()
+            .with("advance", Arc::new(Advance))
+            .with("handoff", Arc::new(Handoff))
+    }
+
+    /// Registers (or replaces) a built-in handler.
+    pub fn with(mut self, name: &str, handler: Arc<dyn Handler>) -> Executor {
+        self.handlers.insert(name.to_string(), handler);
+        self
+    }
+
+    pub fn with_exec(mut self, runner: Arc<dyn ExecRunner>) -> Executor {
+        self.exec = Some(runner);
+        self
+    }
+
+    fn dispatch(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String> {
+        let spec = cx
+            .plan
+            .types
+            .get(&decision.kind)
+            .ok_or_else(|| format!("decision type '{}' is not registered", decision.kind))?;
+        match &spec.handler {
+            HandlerSpec::Builtin { name } => match self.handlers.get(name) {
+                Some(h) => h.run(cx, decision),
+                None => Err(format!("this executor has no built-in handler '{name}'")),
+            },
+            exec @ HandlerSpec::Exec { .. } => match &self.exec {
+                Some(runner) => runner.run(cx, exec, decision),
+                None => Err("this executor cannot run executable tools".into()),
+            },
+        }
+    }
+
+    /// Executes an accepted decision and applies its outcome to `state`.
+    ///
+    /// `recorded` is the effect read from the log when replaying or resuming:
+    /// deterministic handlers run again anyway (their result is compared by
+    /// the caller); the others are not run and their recorded outcome is used.
+    pub fn execute(
+        &self,
+        plan: &Plan,
+        state: &mut JobState,
+        decision: &Decision,
+        recorded: Option<(&Value, Option<&str>)>,
+        live: Option<&dyn LiveIo>,
+    ) -> Effect {
+        let deterministic = plan.types.get(&decision.kind).is_some_and(|t| t.deterministic);
+        let outcome = match recorded {
+            Some((result, error)) if !deterministic => match error {
+                Some(e) => Err(e.to_string()),
+                None => Ok(Outcome::result(result.clone())),
+            },
+            _ => {
+                let cx = Cx { plan, job: state, live };
+                // A panicking handler fails its decision, not the process.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(&cx, decision))) {
+                    Ok(outcome) => outcome,
+                    Err(panic) => Err(format!("handler panicked: {}", panic_text(&panic))),
+                }
+            }
+        };
+        let (result, error) = match outcome {
+            Ok(outcome) => match state.state.apply_all(&outcome.events) {
+                Ok(next) => {
+                    state.state = next;
+                    (outcome.result, None)
+                }
+                Err(e) => (Value::Null, Some(e.to_string())),
+            },
+            Err(e) => (Value::Null, Some(e)),
+        };
+        state.accepted += 1;
+        state.results.push(StepResult {
+            decision: decision.id.clone(),
+            kind: decision.kind.clone(),
+            ok: error.is_none(),
+            result: result.clone(),
+            error: error.clone(),
+        });
+        if let Some(e) = &error {
+            state.fail(format!("decision {} ({}) failed: {e}", decision.id, decision.kind), &decision.id);
+        }
+        Effect {
+            result,
+            error,
+            state: state.digest(),
+        }
+    }
+}
+
+pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
+    }
+}
+
+/// `advance`: applies the payload's events to the job's state machine.
+struct Advance;
+
+impl Handler for Advance {
+    fn run(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String> {
+        let events: Vec<Event> = serde_json::from_value(decision.payload["events"].clone())
+            .map_err(|e| format!("payload/events: {e}"))?;
+        let to = cx.job.state.apply_all(&events).map_err(|e| e.to_string())?;
+        Ok(Outcome {
+            result: json!({"from": cx.job.state, "to": to}),
+            events,
+        })
+    }
+}
+
+/// The id of the child job a hand-off creates: derived from the parent and
+/// the decision, so a resumed or replayed hand-off names the same child.
+pub fn child_job_id(decision: &DecisionId) -> JobId {
+    let text = decision.as_str().replace('#', "-");
+    match JobId::new(text.clone()) {
+        Ok(id) => id,
+        // Too long after many nested hand-offs: fall back to a hash.
+        Err(_) => JobId::new(format!("h-{}", &Digest::of_bytes(text.as_bytes()).to_hex()[..32]))
+            .expect("hex ids are valid job ids"),
+    }
+}
+
+/// `handoff`: enqueues a job for another agent, linked to this one.
+struct Handoff;
+
+impl Handler for Handoff {
+    fn run(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String> {
+        let agent = decision.payload["agent"].as_str().unwrap_or_default();
+        let agent = AgentName::new(agent).map_err(|e| e.to_string())?;
+        let spawn = Spawn {
+            job: child_job_id(&decision.id),
+            agent,
+            input: decision.payload.get("input").cloned().unwrap_or(Value::Null),
+            parent: cx.job.job.clone(),
+            via: decision.id.clone(),
+        };
+        if let Some(live) = cx.live {
+            live.spawn(&spawn)?;
+        }
+        Ok(Outcome::result(json!({"job": spawn.job, "agent": spawn.agent})))
+    }
+}

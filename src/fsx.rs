@@ -1,0 +1,203 @@
+//! File-system helpers that keep their promises: every error names its path,
+//! and [`write_durable`] is the one way Jaros writes a file that matters
+//! (temp file in the same directory, fsync, rename, fsync the directory).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An I/O error with the path it happened on and what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct IoError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    pub fn new(action: &'static str, path: &Path, source: io::Error) -> IoError {
+        IoError {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+pub type Result<T> = std::result::Result<T, IoError>;
+
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| IoError::new("cannot read", path, e))
+}
+
+pub fn read_to_string(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|e| IoError::new("cannot read", path, e))
+}
+
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| IoError::new("cannot create directory", path, e))
+}
+
+/// Lists a directory's entries sorted by name; a missing directory is empty.
+pub fn list_dir(path: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IoError::new("cannot list", path, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| IoError::new("cannot list", path, e))?;
+        out.push(entry.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes a directory's entries (a created, renamed or removed file) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(|e| IoError::new("cannot open directory", dir, e))?;
+    handle
+        .sync_all()
+        .map_err(|e| IoError::new("cannot fsync directory", dir, e))
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_path(path: &Path) -> PathBuf {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` to `path` so that after a crash the file holds either its old
+/// content or all of `bytes`, never a mix, and the new content survives power
+/// loss once this returns: temp file in the same directory, fsync, rename,
+/// fsync the directory.
+pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_of(path);
+    let temp = temp_path(path);
+    let result = (|| {
+        let mut file = File::create(&temp).map_err(|e| IoError::new("cannot create", &temp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| IoError::new("cannot write", &temp, e))?;
+        file.sync_all()
+            .map_err(|e| IoError::new("cannot fsync", &temp, e))?;
+        fs::rename(&temp, path).map_err(|e| IoError::new("cannot rename into place", path, e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Like [`write_durable`] but refuses to replace an existing file: exactly one
+/// of several concurrent writers of the same path succeeds. Returns `false`
+/// when the file already existed.
+pub fn create_durable_exclusive(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let dir = parent_of(path);
+    let temp = temp_path(path);
+    let mut file = File::create(&temp).map_err(|e| IoError::new("cannot create", &temp, e))?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| IoError::new("cannot write", &temp, e));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    // hard_link fails if the target exists: an atomic create-if-absent with
+    // complete content, unlike open(O_EXCL) followed by writes.
+    let linked = fs::hard_link(&temp, path);
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            sync_dir(dir)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(IoError::new("cannot create", path, e)),
+    }
+}
+
+/// Renames `from` to `to` and makes the rename durable in both directories.
+pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| IoError::new("cannot rename", from, e))?;
+    sync_dir(parent_of(to))?;
+    let from_dir = parent_of(from);
+    if from_dir != parent_of(to) {
+        sync_dir(from_dir)?;
+    }
+    Ok(())
+}
+
+/// Opens a file for appending, creating it (and making its directory entry
+/// durable) when it does not exist yet.
+pub fn open_append(path: &Path) -> Result<File> {
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .map_err(|e| IoError::new("cannot open", path, e))?;
+    if !existed {
+        sync_dir(parent_of(path))?;
+    }
+    Ok(file)
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_durable_write_replaces_content_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        write_durable(&path, b"one").unwrap();
+        write_durable(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(list_dir(dir.path()).unwrap(), vec![path]);
+    }
+
+    #[test]
+    fn an_exclusive_create_has_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slot.json");
+        let winners: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let path = path.clone();
+                    s.spawn(move || create_durable_exclusive(&path, format!("{i}").as_bytes()).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+        });
+        assert_eq!(winners, 1);
+        assert_eq!(list_dir(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let err = read(Path::new("/nonexistent/jaros/file")).unwrap_err();
+        assert!(err.to_string().starts_with("cannot read /nonexistent/jaros/file: "));
+    }
+}

@@ -1,0 +1,477 @@
+//! Running one job: the agent proposes, the gate decides, the log records,
+//! the executor acts; turn after turn until the job ends.
+//!
+//! Owns the job's state (what its digest covers), the [`Proposer`] interface
+//! agents implement, and the [`Runner`] that drives a job live, resuming from
+//! recorded history when there is some. Replay folds the same records with the
+//! same gate and executor (see [`crate::replay::fold`]).
+
+use crate::canon::Digest;
+use crate::decision::{self, AgentName, Decision, DecisionId, JobId, Proposal};
+use crate::exec::{Executor, LiveIo};
+use crate::gate;
+use crate::log::{Blobs, Body, LogError, LogWriter};
+use crate::plan::{AgentSpec, Plan};
+use crate::replay::{self, Folded};
+use crate::state::{Event, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The decision type recorded for a turn whose text held no valid decisions.
+pub const UNPARSED: &str = "unparsed";
+
+/// One executed or rejected decision, as later turns and the result see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub decision: DecisionId,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub ok: bool,
+    pub result: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything a job's state digest covers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobState {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub state: State,
+    pub turn: u32,
+    pub accepted: u32,
+    pub rejected: u32,
+    pub model_calls: u32,
+    pub tokens: u64,
+    pub results: Vec<StepResult>,
+    pub error: Option<String>,
+    pub blame: Option<DecisionId>,
+}
+
+impl JobState {
+    pub fn new(job: JobId, agent: AgentName) -> JobState {
+        JobState {
+            job,
+            agent,
+            state: State::Pending,
+            turn: 0,
+            accepted: 0,
+            rejected: 0,
+            model_calls: 0,
+            tokens: 0,
+            results: Vec::new(),
+            error: None,
+            blame: None,
+        }
+    }
+
+    pub fn digest(&self) -> Digest {
+        Digest::of(self).expect("job state has a canonical form")
+    }
+
+    /// Moves the job to FAILED (where a transition exists) and keeps the
+    /// first reason and blame.
+    pub fn fail(&mut self, reason: String, blame: &DecisionId) {
+        if let Some(next) = self.state.next(Event::Fail) {
+            self.state = next;
+        }
+        if self.error.is_none() {
+            self.error = Some(reason);
+            self.blame = Some(blame.clone());
+        }
+    }
+
+    /// Records a rejection so the agent's next turn sees it.
+    pub fn note_rejection(&mut self, decision: &Decision, reason: &str) {
+        self.rejected += 1;
+        self.results.push(StepResult {
+            decision: decision.id.clone(),
+            kind: decision.kind.clone(),
+            ok: false,
+            result: Value::Null,
+            error: Some(format!("rejected: {reason}")),
+        });
+    }
+
+    /// The last rejection of the current turn, if the turn had one.
+    fn rejection_in_turn(&self) -> Option<&StepResult> {
+        let prefix = format!("{}#{}.", self.job, self.turn);
+        self.results
+            .iter()
+            .rev()
+            .take_while(|r| r.decision.as_str().starts_with(&prefix))
+            .find(|r| !r.ok && r.error.as_deref().is_some_and(|e| e.starts_with("rejected: ")))
+    }
+
+    /// The runtime's rule once an agent has no turns left: a rejection in the
+    /// last turn fails the job (blamed on that decision); a job left PENDING
+    /// or RUNNING is completed; one left BLOCKED fails.
+    pub fn conclude(&mut self) {
+        if self.state.is_terminal() {
+            return;
+        }
+        if let Some(rejected) = self.rejection_in_turn().cloned() {
+            let reason = format!(
+                "decision {} ({}) was {}",
+                rejected.decision,
+                rejected.kind,
+                rejected.error.unwrap_or_default()
+            );
+            self.fail(reason, &rejected.decision);
+            return;
+        }
+        self.state = match self.state {
+            State::Pending => State::Done,
+            State::Running => State::Done,
+            other => other,
+        };
+        if self.state == State::Blocked {
+            self.state = State::Failed;
+            self.error = Some("the job was still BLOCKED when its agent had no turns left".into());
+        }
+    }
+
+    /// The job's result as `end` records and result files hold it.
+    pub fn result(&self) -> Value {
+        json!({
+            "state": self.state,
+            "decisions": self.accepted,
+            "rejected": self.rejected,
+            "results": self.results,
+        })
+    }
+}
+
+/// A job to run: what its `job` record holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub input: Value,
+    pub parent: Option<JobId>,
+    pub via: Option<DecisionId>,
+}
+
+/// What an agent sees when asked for a turn.
+pub struct TurnRequest<'a> {
+    pub plan: &'a Plan,
+    pub agent: &'a AgentName,
+    pub spec: &'a AgentSpec,
+    pub input: &'a Value,
+    pub state: &'a JobState,
+    pub turn: u32,
+}
+
+/// A model call made for a turn, recorded as a `model` record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCall {
+    pub provider: String,
+    pub model: String,
+    pub params: Value,
+    pub template: Digest,
+    pub inputs: Digest,
+    pub prompt: String,
+    pub response: String,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// A turn's proposals as text, and the model call behind them if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposedTurn {
+    pub text: String,
+    pub call: Option<ModelCall>,
+}
+
+/// Anything that proposes decisions for an agent: built-in agents, templates,
+/// models. The deterministic plane knows only this interface.
+pub trait Proposer: Send + Sync {
+    fn propose(&self, request: &TurnRequest<'_>) -> Result<ProposedTurn, String>;
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobEnd {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub state: State,
+    pub result: Value,
+    pub reason: Option<String>,
+    pub blame: Option<DecisionId>,
+    /// Position of the `end` record in this node's log.
+    pub seq: u64,
+}
+
+/// Why a job could not be driven to its end (the job itself did not fail:
+/// the node must not record more for it).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("lost the lease on job {0}; another node owns it now")]
+    Fenced(JobId),
+    #[error("the recorded history of job {job} does not replay: {what}")]
+    History { job: JobId, what: String },
+    #[error("cannot store blob: {0}")]
+    Blob(String),
+}
+
+/// Drives jobs live under one plan, recording into one log.
+pub struct Runner<'a> {
+    pub plan: Arc<Plan>,
+    pub plan_digest: Digest,
+    pub executor: &'a Executor,
+    pub log: &'a LogWriter,
+    pub blobs: &'a Blobs,
+    pub proposer: &'a dyn Proposer,
+    pub live: &'a dyn LiveIo,
+    /// Returns false once this node no longer holds the job's lease.
+    pub fence: &'a (dyn Fn() -> bool + Sync),
+}
+
+struct Cursor {
+    at: u32,
+}
+
+impl Runner<'_> {
+    fn append(&self, job: &JobId, cursor: &mut Cursor, body: Body) -> Result<u64, RunError> {
+        if !(self.fence)() {
+            return Err(RunError::Fenced(job.clone()));
+        }
+        cursor.at += 1;
+        Ok(self.log.append(&body)?.seq)
+    }
+
+    /// Runs `ticket` to its end. `history` holds the job's records from every
+    /// log in order when the job is resumed; decisions already recorded are
+    /// not asked for again and effects already recorded are not redone.
+    pub fn run(&self, ticket: &Ticket, history: &[Body]) -> Result<JobEnd, RunError> {
+        let plan = &*self.plan;
+        let mut cursor = Cursor { at: 0 };
+        let mut folded = if history.is_empty() {
+            let body = Body::Job {
+                job: ticket.job.clone(),
+                at: 0,
+                agent: ticket.agent.clone(),
+                input: ticket.input.clone(),
+                plan: self.plan_digest,
+                parent: ticket.parent.clone(),
+                via: ticket.via.clone(),
+            };
+            if !(self.fence)() {
+                return Err(RunError::Fenced(ticket.job.clone()));
+            }
+            self.log.append(&body)?;
+            Folded::new(ticket.job.clone(), ticket.agent.clone())
+        } else {
+            let refs: Vec<&Body> = history.iter().collect();
+            replay::fold(plan, self.executor, &refs).map_err(|d| RunError::History {
+                job: ticket.job.clone(),
+                what: d.what,
+            })?
+        };
+        cursor.at = folded.next_at;
+        if let Some(end) = folded.ended.take() {
+            return Ok(JobEnd { seq: 0, ..end });
+        }
+        let job = &ticket.job;
+        let Some(spec) = plan.agents.get(ticket.agent.as_str()) else {
+            let reason = format!("agent '{}' is not in the plan", ticket.agent);
+            return self.end(&mut folded.state, &mut cursor, Some(reason));
+        };
+        let grant = plan.grant_of(ticket.agent.as_str()).cloned().unwrap_or_default();
+        let started = std::time::Instant::now();
+
+        // A decision recorded without its effect: the crash came between the
+        // two. Execute it now (handlers' live effects are idempotent).
+        if let Some(pending) = folded.pending.take() {
+            let effect = self.executor.execute(plan, &mut folded.state, &pending, None, Some(self.live));
+            let body = effect_body(job, cursor.at, &pending, &effect);
+            self.append(job, &mut cursor, body)?;
+        }
+
+        let resume_turn = (folded.state.turn > 0).then_some(folded.state.turn);
+        let first_turn = resume_turn.unwrap_or(1);
+        for turn in first_turn..=spec.max_steps {
+            if folded.state.state.is_terminal() {
+                break;
+            }
+            let resuming = resume_turn == Some(turn);
+            let text = if resuming && folded.last_response.is_some() {
+                let digest = folded.last_response.expect("checked above");
+                let bytes = self.blobs.get(&digest).map_err(|e| RunError::Blob(e.to_string()))?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                if matches!(spec.kind, crate::plan::AgentKind::Model { .. }) {
+                    if let Some(reason) = budget_exhausted(&grant.budget, &folded.state, started) {
+                        return self.end(&mut folded.state, &mut cursor, Some(reason));
+                    }
+                }
+                folded.state.turn = turn;
+                let request = TurnRequest {
+                    plan,
+                    agent: &ticket.agent,
+                    spec,
+                    input: &ticket.input,
+                    state: &folded.state,
+                    turn,
+                };
+                let proposed = match self.proposer.propose(&request) {
+                    Ok(p) => p,
+                    Err(reason) => return self.end(&mut folded.state, &mut cursor, Some(reason)),
+                };
+                if let Some(call) = &proposed.call {
+                    let body = self.model_body(job, cursor.at, turn, call)?;
+                    self.append(job, &mut cursor, body)?;
+                    folded.state.model_calls += 1;
+                    folded.state.tokens += call.tokens_in + call.tokens_out;
+                    if let Some(error) = &call.error {
+                        let reason = format!("model call of turn {turn} failed: {error}");
+                        return self.end(&mut folded.state, &mut cursor, Some(reason));
+                    }
+                }
+                proposed.text
+            };
+            folded.state.turn = turn;
+            let skip = if resuming { folded.positions_done } else { 0 };
+            let proposals = match decision::parse_proposals(&text) {
+                Ok(p) => p,
+                Err(reason) => {
+                    if skip == 0 {
+                        let d = unparsed_decision(job, turn, &ticket.agent, &text);
+                        let reason = format!("the turn's text holds no valid decisions: {reason}");
+                        folded.state.note_rejection(&d, &format!("structure: {reason}"));
+                        let body = rejected_body(job, cursor.at, &d, gate::Check::Structure, &reason);
+                        self.append(job, &mut cursor, body)?;
+                    }
+                    continue;
+                }
+            };
+            if proposals.is_empty() && !resuming {
+                break; // the agent has nothing more to do
+            }
+            for (position, proposal) in proposals.into_iter().enumerate().skip(skip as usize) {
+                self.step(job, &mut cursor, &mut folded.state, turn, position as u32, proposal)?;
+            }
+        }
+        self.end(&mut folded.state, &mut cursor, None)
+    }
+
+    fn step(&self, job: &JobId, cursor: &mut Cursor, state: &mut JobState, turn: u32, position: u32, proposal: Proposal) -> Result<(), RunError> {
+        let plan = &*self.plan;
+        let decision = Decision::from_proposal(job, turn, position, &state.agent, proposal);
+        match gate::check(plan, state, &decision, turn, position) {
+            Err(rejection) => {
+                state.note_rejection(&decision, &rejection.to_string());
+                self.append(job, cursor, rejected_body(job, cursor.at, &decision, rejection.check, &rejection.reason))?;
+            }
+            Ok(()) => {
+                // Durable before any effect of it is observable.
+                self.append(job, cursor, Body::Decision { job: job.clone(), at: cursor.at, decision: decision.clone() })?;
+                let effect = self.executor.execute(plan, state, &decision, None, Some(self.live));
+                self.append(job, cursor, effect_body(job, cursor.at, &decision, &effect))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&self, state: &mut JobState, cursor: &mut Cursor, runtime_failure: Option<String>) -> Result<JobEnd, RunError> {
+        match runtime_failure {
+            Some(reason) if !state.state.is_terminal() => {
+                if let Some(next) = state.state.next(Event::Fail) {
+                    state.state = next;
+                }
+                state.error.get_or_insert(reason);
+            }
+            _ => state.conclude(),
+        }
+        let body = Body::End {
+            job: state.job.clone(),
+            at: cursor.at,
+            state: state.state,
+            result: state.result(),
+            reason: state.error.clone(),
+            blame: state.blame.clone(),
+        };
+        let seq = self.append(&state.job, cursor, body)?;
+        Ok(JobEnd {
+            job: state.job.clone(),
+            agent: state.agent.clone(),
+            state: state.state,
+            result: state.result(),
+            reason: state.error.clone(),
+            blame: state.blame.clone(),
+            seq,
+        })
+    }
+
+    fn model_body(&self, job: &JobId, at: u32, turn: u32, call: &ModelCall) -> Result<Body, RunError> {
+        let put = |text: &str| self.blobs.put(text.as_bytes()).map_err(|e| RunError::Blob(e.to_string()));
+        Ok(Body::Model {
+            job: job.clone(),
+            at,
+            turn,
+            provider: call.provider.clone(),
+            model: call.model.clone(),
+            params: call.params.clone(),
+            template: call.template,
+            inputs: call.inputs,
+            prompt: put(&call.prompt)?,
+            response: put(&call.response)?,
+            tokens_in: call.tokens_in,
+            tokens_out: call.tokens_out,
+            duration_ms: call.duration_ms,
+            error: call.error.clone(),
+        })
+    }
+}
+
+fn budget_exhausted(budget: &crate::plan::Budget, state: &JobState, started: std::time::Instant) -> Option<String> {
+    if state.model_calls >= budget.model_calls {
+        return Some(format!("budget: the job has used its {} model calls", budget.model_calls));
+    }
+    if state.tokens >= budget.tokens {
+        return Some(format!("budget: the job has used its {} tokens", budget.tokens));
+    }
+    let elapsed = started.elapsed().as_millis() as u64;
+    if elapsed >= budget.wall_ms {
+        return Some(format!("budget: the job has run {elapsed} ms of its {} ms", budget.wall_ms));
+    }
+    None
+}
+
+/// The stand-in decision a `rejected` record holds when a turn's text could
+/// not be parsed into decisions.
+pub fn unparsed_decision(job: &JobId, turn: u32, agent: &AgentName, text: &str) -> Decision {
+    const SHOWN_CHARS: usize = 2000;
+    Decision {
+        id: DecisionId::new(job, turn, 0),
+        source: agent.clone(),
+        kind: UNPARSED.into(),
+        payload: json!({"text": text.chars().take(SHOWN_CHARS).collect::<String>()}),
+    }
+}
+
+pub fn rejected_body(job: &JobId, at: u32, decision: &Decision, check: gate::Check, reason: &str) -> Body {
+    Body::Rejected {
+        job: job.clone(),
+        at,
+        decision: decision.clone(),
+        check: check.as_str().into(),
+        reason: reason.into(),
+    }
+}
+
+pub fn effect_body(job: &JobId, at: u32, decision: &Decision, effect: &crate::exec::Effect) -> Body {
+    Body::Effect {
+        job: job.clone(),
+        at,
+        decision: decision.id.clone(),
+        result: effect.result.clone(),
+        error: effect.error.clone(),
+        state: effect.state,
+    }
+}

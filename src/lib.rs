@@ -1,0 +1,31 @@
+//! Jaros: a zero-infrastructure runtime that makes agent systems reproducible,
+//! testable and capability-safe by construction.
+//!
+//! A decision travels: an agent ([`agents`], or a model) proposes it
+//! ([`decision`]); the [`gate`] checks it against the [`plan`]; the [`log`]
+//! records it durably; the [`exec`]utor runs it and moves the job's [`state`]
+//! machine ([`job`]); [`replay`] rebuilds everything from the log.
+#![forbid(unsafe_code)]
+
+// The deterministic plane.
+pub mod canon;
+pub mod decision;
+pub mod exec;
+pub mod gate;
+pub mod job;
+pub mod log;
+pub mod plan;
+pub mod replay;
+pub mod state;
+
+// Agents that need no model (templates, built-ins).
+pub mod agents;
+
+// Files, places, the edge.
+pub mod datadir;
+pub mod exit;
+pub mod fsx;
+pub mod ids;
+pub mod runtime;
+
+pub mod cli;

@@ -1,0 +1,39 @@
+//! The hash-chained log: one JSONL file per node under `log/`, plus the
+//! content-addressed blobs its records point to.
+//!
+//! Owns record encoding ([`record`]), durable appends with group commit
+//! ([`writer`]), and reading and verifying chains ([`read`]). It does not
+//! interpret records; replay does.
+
+pub mod blobs;
+pub mod read;
+pub mod record;
+pub mod writer;
+
+pub use blobs::Blobs;
+pub use read::{read_log, verify_chain, ChainReport, LogFile};
+pub use record::{Body, Record};
+pub use writer::{Appended, LogWriter, OpenReport};
+
+use crate::fsx::IoError;
+use std::path::PathBuf;
+
+/// Everything that can go wrong with a log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("{}: record at line {line} (seq {seq}) is invalid: {reason}. The log was altered; run `jaros verify` and restore the file from a backup or investigate before appending again", path.display())]
+    Tampered {
+        path: PathBuf,
+        line: u64,
+        seq: u64,
+        reason: String,
+    },
+    #[error("{}: another process holds this log (is a node running with this node id?); stop it or pass a different --node-id", path.display())]
+    Busy { path: PathBuf },
+    #[error("log {} is poisoned after a failed write or fsync ({reason}); the node must restart and reopen it", path.display())]
+    Poisoned { path: PathBuf, reason: String },
+    #[error("cannot encode record: {0}")]
+    Encode(#[from] crate::canon::CanonError),
+}

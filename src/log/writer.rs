@@ -1,0 +1,252 @@
+//! Durable appends with group commit.
+//!
+//! Appenders write their line under one mutex (so `seq` and `prev` follow the
+//! file order), then wait until a sync covers it. Whoever finds no sync in
+//! flight becomes the leader, syncs outside the lock, and wakes everyone its
+//! sync covered: concurrent appends share one `fdatasync`. A failed write or
+//! sync poisons the writer; it is never retried, because after a failed fsync
+//! the kernel may have dropped the dirty pages and a retry can lie.
+
+use super::read::parse_log;
+use super::record::{seal, Body};
+use super::LogError;
+use crate::canon::Digest;
+use crate::fsx::{self, IoError};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Longest encoded record, in bytes; a larger one is a bug upstream (payloads
+/// are capped well below this).
+pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub hash: Digest,
+}
+
+/// What opening the log found.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub records: u64,
+    /// Bytes of a torn last line that were cut away.
+    pub truncated_bytes: usize,
+    /// The digest of the last `plan` record, if any.
+    pub last_plan: Option<Digest>,
+}
+
+struct Inner {
+    file: File,
+    next_seq: u64,
+    last_hash: Digest,
+    /// Highest seq written to the file.
+    written: u64,
+    /// Highest seq known durable.
+    durable: u64,
+    syncing: bool,
+    poisoned: Option<String>,
+}
+
+/// The single appender of one node's log file.
+pub struct LogWriter {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+    synced: Condvar,
+    /// A second handle on the same open file, used to sync outside the lock.
+    sync_handle: File,
+}
+
+impl LogWriter {
+    /// Opens (or creates) the log at `path`, takes an exclusive lock on it,
+    /// cuts a torn last line, and verifies the whole chain: a bad record
+    /// anywhere else refuses the open.
+    pub fn open(path: &Path) -> Result<(LogWriter, OpenReport), LogError> {
+        if let Some(dir) = path.parent() {
+            fsx::create_dir_all(dir)?;
+        }
+        let file = fsx::open_append(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Busy { path: path.to_path_buf() })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(IoError::new("cannot lock", path, e).into())
+            }
+        }
+        let bytes = fsx::read(path)?;
+        let log = parse_log(path, &bytes)?;
+        let mut report = OpenReport {
+            records: log.records.len() as u64,
+            truncated_bytes: 0,
+            last_plan: log.records.iter().rev().find_map(|r| match &r.body {
+                Body::Plan { digest, .. } => Some(*digest),
+                _ => None,
+            }),
+        };
+        if log.torn_tail > 0 {
+            file.set_len(log.valid_len)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| IoError::new("cannot truncate torn tail of", path, e))?;
+            report.truncated_bytes = log.torn_tail;
+        }
+        let (head_seq, head_hash) = log.head();
+        let sync_handle = file
+            .try_clone()
+            .map_err(|e| IoError::new("cannot duplicate handle of", path, e))?;
+        let writer = LogWriter {
+            path: path.to_path_buf(),
+            inner: Mutex::new(Inner {
+                file,
+                next_seq: head_seq + 1,
+                last_hash: head_hash,
+                written: head_seq,
+                durable: head_seq,
+                syncing: false,
+                poisoned: None,
+            }),
+            synced: Condvar::new(),
+            sync_handle,
+        };
+        Ok((writer, report))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last record written: `(seq, hash)`.
+    pub fn head(&self) -> (u64, Digest) {
+        let inner = self.lock();
+        (inner.next_seq - 1, inner.last_hash)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock happens only between complete
+        // writes; the state it guards stays consistent, so recover it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn poisoned(&self, reason: &str) -> LogError {
+        LogError::Poisoned {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Appends one record and returns once it is durable.
+    pub fn append(&self, body: &Body) -> Result<Appended, LogError> {
+        let mut inner = self.lock();
+        if let Some(reason) = &inner.poisoned {
+            return Err(self.poisoned(reason));
+        }
+        let seq = inner.next_seq;
+        let (mut line, hash) = seal(seq, &inner.last_hash, body)?;
+        assert!(line.len() < MAX_RECORD_BYTES, "record of {} bytes", line.len());
+        line.push('\n');
+        if let Err(e) = inner.file.write_all(line.as_bytes()) {
+            // A partial line may be on disk: it is a torn tail for the next open.
+            let reason = format!("write failed: {e}");
+            inner.poisoned = Some(reason.clone());
+            self.synced.notify_all();
+            return Err(self.poisoned(&reason));
+        }
+        // The chain invariant: seq advances by one, prev is the last hash.
+        debug_assert_eq!(inner.written + 1, seq);
+        inner.next_seq = seq + 1;
+        inner.last_hash = hash;
+        inner.written = seq;
+
+        loop {
+            if inner.durable >= seq {
+                return Ok(Appended { seq, hash });
+            }
+            if let Some(reason) = &inner.poisoned {
+                return Err(self.poisoned(reason));
+            }
+            if inner.syncing {
+                inner = self.synced.wait(inner).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Lead a sync covering everything written so far.
+            inner.syncing = true;
+            let target = inner.written;
+            drop(inner);
+            let result = self.sync_handle.sync_data();
+            inner = self.lock();
+            inner.syncing = false;
+            match result {
+                Ok(()) => inner.durable = inner.durable.max(target),
+                Err(e) => inner.poisoned = Some(format!("fdatasync failed: {e}")),
+            }
+            self.synced.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{AgentName, JobId};
+    use crate::log::read_log;
+    use serde_json::json;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    fn body(n: u32) -> Body {
+        Body::Job {
+            job: JobId::new(format!("j{n}")).unwrap(),
+            at: 0,
+            agent: AgentName::new("advance").unwrap(),
+            input: json!({"n": n}),
+            plan: Digest::ZERO,
+            parent: None,
+            via: None,
+        }
+    }
+
+    #[test]
+    fn appends_from_many_threads_keep_one_intact_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log/n1.jsonl");
+        let (writer, _) = LogWriter::open(&path).unwrap();
+        let writer = Arc::new(writer);
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let w = writer.clone();
+                std::thread::spawn(move || (0..50).map(|i| w.append(&body(t * 100 + i)).unwrap().seq).collect::<Vec<_>>())
+            })
+            .collect();
+        let seqs: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let unique: HashSet<u64> = seqs.iter().copied().collect();
+        assert_eq!(unique.len(), 800, "duplicate seq handed out");
+        let log = read_log(&path).unwrap();
+        assert_eq!(log.records.len(), 800);
+        assert_eq!(log.head().0, 800);
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.jsonl");
+        let (_w, _) = LogWriter::open(&path).unwrap();
+        assert!(matches!(LogWriter::open(&path), Err(LogError::Busy { .. })));
+    }
+
+    #[test]
+    fn reopening_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.jsonl");
+        {
+            let (w, _) = LogWriter::open(&path).unwrap();
+            w.append(&body(1)).unwrap();
+        }
+        let (w, report) = LogWriter::open(&path).unwrap();
+        assert_eq!(report.records, 1);
+        assert_eq!(w.append(&body(2)).unwrap().seq, 2);
+        assert_eq!(read_log(&path).unwrap().records.len(), 2);
+    }
+}

@@ -1,0 +1,427 @@
+//! The compiled plan: the decision-type registry, the grant table, the agents
+//! and their prompt templates. The gate and executor read nothing else.
+//!
+//! Owns the plan's data, its digest, and the built-in part every hive has. It
+//! does not own reading manifests (that is [`crate::manifest`], which compiles
+//! into this) and holds no model or node configuration.
+
+use crate::canon::{self, Digest};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
+
+/// Default per-job budgets, used where a role names none.
+pub const DEFAULT_MAX_DECISIONS: u32 = 64;
+pub const DEFAULT_MAX_MODEL_CALLS: u32 = 16;
+pub const DEFAULT_MAX_TOKENS: u64 = 200_000;
+pub const DEFAULT_MAX_WALL_MS: u64 = 300_000;
+/// The hive's own machinery: never readable or writable through a grant.
+pub const PROTECTED_PATHS: [&str; 4] = ["manifests", "agents", "tools", ".jaros-data"];
+/// Most turns any agent may take in one job.
+pub const MAX_STEPS_LIMIT: u32 = 32;
+
+/// How a decision type is carried out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum HandlerSpec {
+    /// Implemented inside the binary.
+    Builtin { name: String },
+    /// An executable under the hive's `tools/`.
+    Exec {
+        /// Path relative to the hive.
+        command: String,
+        /// sha256 of the executable's bytes when the plan was compiled.
+        sha256: Digest,
+        timeout_ms: u64,
+        max_output_bytes: u64,
+        /// Environment variables passed through (all others are cleared).
+        env: Vec<String>,
+    },
+}
+
+/// Which part of a payload the gate checks against a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeKind {
+    /// A path the decision reads, checked against the role's `read` globs.
+    Read,
+    /// A path the decision writes, checked against the role's `write` globs.
+    Write,
+    /// An agent the decision hands off to.
+    Handoff,
+    /// A host the decision reaches.
+    Host,
+}
+
+/// A payload field (JSON pointer) that is checked against a grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// JSON pointer into the payload, such as `/path`.
+    pub pointer: String,
+    /// What the field names.
+    pub kind: ScopeKind,
+}
+
+/// One registered decision type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeSpec {
+    pub handler: HandlerSpec,
+    pub payload_schema: Value,
+    pub result_schema: Value,
+    /// Deterministic handlers are re-executed on replay and compared; the
+    /// results of the others are recorded and read back.
+    pub deterministic: bool,
+    pub scopes: Vec<Scope>,
+    pub description: String,
+}
+
+/// Per-job limits a role sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub decisions: u32,
+    pub model_calls: u32,
+    pub tokens: u64,
+    pub wall_ms: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            decisions: DEFAULT_MAX_DECISIONS,
+            model_calls: DEFAULT_MAX_MODEL_CALLS,
+            tokens: DEFAULT_MAX_TOKENS,
+            wall_ms: DEFAULT_MAX_WALL_MS,
+        }
+    }
+}
+
+/// What a role grants: default deny, everything listed here is allowed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub types: BTreeSet<String>,
+    /// Globs relative to the hive.
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+    pub handoff: BTreeSet<String>,
+    pub hosts: BTreeSet<String>,
+    pub budget: Budget,
+}
+
+/// How an agent proposes decisions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AgentKind {
+    /// Built into the binary (the `advance` agent).
+    Builtin { name: String },
+    /// A template renders the decisions directly; no model.
+    Template { template: String },
+    /// A model proposes the decisions from a rendered prompt.
+    Model {
+        provider: String,
+        model: String,
+        template: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        temperature: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    pub role: String,
+    pub max_steps: u32,
+    pub kind: AgentKind,
+    pub description: String,
+}
+
+/// A prompt or decision template and its content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    pub source: String,
+    pub sha256: Digest,
+}
+
+/// The compiled plan. Serializable, so a node records it in its log and replay
+/// runs under the plan that was in force, not today's manifests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub types: BTreeMap<String, TypeSpec>,
+    pub roles: BTreeMap<String, Grant>,
+    pub agents: BTreeMap<String, AgentSpec>,
+    pub templates: BTreeMap<String, TemplateSpec>,
+    /// Hive paths no grant reaches, whatever its globs say.
+    pub protected: Vec<String>,
+    #[serde(skip)]
+    validators: Arc<OnceLock<HashMap<String, Arc<jsonschema::Validator>>>>,
+}
+
+impl PartialEq for Plan {
+    fn eq(&self, other: &Plan) -> bool {
+        self.types == other.types
+            && self.roles == other.roles
+            && self.agents == other.agents
+            && self.templates == other.templates
+            && self.protected == other.protected
+    }
+}
+
+impl Plan {
+    pub fn new(
+        types: BTreeMap<String, TypeSpec>,
+        roles: BTreeMap<String, Grant>,
+        agents: BTreeMap<String, AgentSpec>,
+        templates: BTreeMap<String, TemplateSpec>,
+    ) -> Plan {
+        Plan {
+            types,
+            roles,
+            agents,
+            templates,
+            protected: PROTECTED_PATHS.iter().map(|p| p.to_string()).collect(),
+            validators: Arc::default(),
+        }
+    }
+
+    /// The plan every hive starts from: the built-in decision types, the
+    /// built-in `advance` agent and its role.
+    pub fn builtin() -> Plan {
+        let mut roles = BTreeMap::new();
+        roles.insert(
+            "advance".to_string(),
+            Grant {
+                types: ["advance".to_string()].into(),
+                ..Grant::default()
+            },
+        );
+        let mut agents = BTreeMap::new();
+        agents.insert(
+            "advance".to_string(),
+            AgentSpec {
+                role: "advance".into(),
+                max_steps: 1,
+                kind: AgentKind::Builtin {
+                    name: "advance".into(),
+                },
+                description: "Proposes one advance decision (start, complete) with its input as the note; needs no model.".into(),
+            },
+        );
+        Plan::new(builtin_types(), roles, agents, BTreeMap::new())
+    }
+
+    /// The canonical JSON of the plan: what its digest covers and what the log
+    /// stores as the plan blob.
+    pub fn canonical_json(&self) -> String {
+        // The plan holds only strings, numbers that are integers or finite
+        // floats from validated manifests, and JSON schemas: always canonical.
+        canon::to_string_of(self).expect("a plan has a canonical form")
+    }
+
+    pub fn digest(&self) -> Digest {
+        Digest::of_bytes(self.canonical_json().as_bytes())
+    }
+
+    pub fn from_canonical_json(text: &str) -> Result<Plan, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a plan: {e}"))
+    }
+
+    /// The grant of an agent's role.
+    pub fn grant_of(&self, agent: &str) -> Option<&Grant> {
+        self.agents.get(agent).and_then(|a| self.roles.get(&a.role))
+    }
+
+    /// The compiled payload validator of a decision type.
+    pub fn payload_validator(&self, kind: &str) -> Option<Arc<jsonschema::Validator>> {
+        let map = self.validators.get_or_init(|| {
+            self.types
+                .iter()
+                .filter_map(|(name, spec)| {
+                    // Schemas were checked when the plan was compiled; one that
+                    // does not compile here has no validator and the gate
+                    // refuses its decisions (see gate::check_schema).
+                    jsonschema::validator_for(&spec.payload_schema)
+                        .ok()
+                        .map(|v| (name.clone(), Arc::new(v)))
+                })
+                .collect()
+        });
+        map.get(kind).cloned()
+    }
+}
+
+/// The payload schema of `advance`.
+pub fn advance_payload_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "events": {
+                "type": "array",
+                "items": {"enum": ["start", "block", "unblock", "complete", "fail", "reset"]},
+                "minItems": 1,
+                "maxItems": 16
+            },
+            "note": {}
+        },
+        "required": ["events"],
+        "additionalProperties": false
+    })
+}
+
+fn builtin(description: &str, payload_schema: Value, result_schema: Value, deterministic: bool, scopes: Vec<Scope>) -> TypeSpec {
+    let name = description.split(':').next().unwrap_or_default().to_string();
+    TypeSpec {
+        handler: HandlerSpec::Builtin { name },
+        payload_schema,
+        result_schema,
+        deterministic,
+        scopes,
+        description: description.to_string(),
+    }
+}
+
+fn path_payload(extra: Value) -> Value {
+    let mut props = json!({"path": {"type": "string", "minLength": 1, "maxLength": 4096}});
+    if let (Value::Object(p), Value::Object(e)) = (&mut props, extra) {
+        p.extend(e);
+    }
+    json!({"type": "object", "properties": props, "required": ["path"], "additionalProperties": false})
+}
+
+fn scope(pointer: &str, kind: ScopeKind) -> Vec<Scope> {
+    vec![Scope {
+        pointer: pointer.into(),
+        kind,
+    }]
+}
+
+/// The decision types built into every hive.
+pub fn builtin_types() -> BTreeMap<String, TypeSpec> {
+    let any = json!({});
+    let mut t = BTreeMap::new();
+    t.insert(
+        "advance".into(),
+        builtin(
+            "advance: drive the job's state machine with events",
+            advance_payload_schema(),
+            json!({"type": "object", "required": ["from", "to"]}),
+            true,
+            vec![],
+        ),
+    );
+    t.insert(
+        "handoff".into(),
+        builtin(
+            "handoff: enqueue a job for another agent, linked to this one",
+            json!({
+                "type": "object",
+                "properties": {"agent": {"type": "string", "minLength": 1}, "input": {}},
+                "required": ["agent"],
+                "additionalProperties": false
+            }),
+            json!({"type": "object", "required": ["job"]}),
+            true,
+            scope("/agent", ScopeKind::Handoff),
+        ),
+    );
+    t.insert(
+        "fs.read".into(),
+        builtin(
+            "fs.read: read a text file inside the read grant",
+            path_payload(json!({})),
+            any.clone(),
+            false,
+            scope("/path", ScopeKind::Read),
+        ),
+    );
+    t.insert(
+        "fs.write".into(),
+        builtin(
+            "fs.write: write a text file inside the write grant",
+            path_payload(json!({"content": {"type": "string"}})),
+            any.clone(),
+            true,
+            scope("/path", ScopeKind::Write),
+        ),
+    );
+    t.insert(
+        "fs.stat".into(),
+        builtin(
+            "fs.stat: describe a file or list a directory (capped) inside the read grant",
+            path_payload(json!({})),
+            any.clone(),
+            false,
+            scope("/path", ScopeKind::Read),
+        ),
+    );
+    t.insert(
+        "fs.disk_usage".into(),
+        builtin(
+            "fs.disk_usage: total, used and free bytes of the file system holding a path",
+            path_payload(json!({})),
+            any.clone(),
+            false,
+            scope("/path", ScopeKind::Read),
+        ),
+    );
+    t.insert(
+        "text.count".into(),
+        builtin(
+            "text.count: lines, words, chars and bytes of a file (size capped)",
+            path_payload(json!({})),
+            any.clone(),
+            false,
+            scope("/path", ScopeKind::Read),
+        ),
+    );
+    t.insert(
+        "sys.info".into(),
+        builtin(
+            "sys.info: the host's OS, architecture, CPU count, memory and uptime",
+            json!({"type": "object", "additionalProperties": false}),
+            any,
+            false,
+            vec![],
+        ),
+    );
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_changes_with_any_part_of_the_plan() {
+        let a = Plan::builtin();
+        let mut b = Plan::builtin();
+        assert_eq!(a.digest(), b.digest());
+        b.roles.get_mut("advance").unwrap().budget.decisions = 1;
+        assert_ne!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn a_plan_round_trips_through_its_canonical_json() {
+        let a = Plan::builtin();
+        let b = Plan::from_canonical_json(&a.canonical_json()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn every_builtin_schema_compiles() {
+        let plan = Plan::builtin();
+        for name in plan.types.keys() {
+            assert!(plan.payload_validator(name).is_some(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! Replay: rebuild every job from the logs, in memory, with the plan recorded
+//! in the log, the same gate and the same executor, zero model calls and zero
+//! tool executions; compare every recomputed state digest with the recorded
+//! one; do it twice and compare the two passes.
+//!
+//! Owns [`fold`] (one job's records → its state; the live runner resumes with
+//! it too) and the whole-data-dir [`replay`]. It never writes anything.
+
+use crate::canon::Digest;
+use crate::datadir::DataDir;
+use crate::decision::{AgentName, Decision, DecisionId, JobId};
+use crate::exec::Executor;
+use crate::gate;
+use crate::job::{JobEnd, JobState, UNPARSED};
+use crate::log::{read_log, Blobs, Body, LogError};
+use crate::plan::Plan;
+use crate::state::State;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+/// A job's records folded into its state.
+#[derive(Debug)]
+pub struct Folded {
+    pub state: JobState,
+    /// The `at` the job's next record takes.
+    pub next_at: u32,
+    pub ended: Option<JobEnd>,
+    /// A decision recorded without its effect.
+    pub pending: Option<Decision>,
+    /// Positions of the current turn already recorded.
+    pub positions_done: u32,
+    /// The response blob of the current turn's model call.
+    pub last_response: Option<Digest>,
+    pub counts: FoldCounts,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FoldCounts {
+    pub decisions: u64,
+    pub rejected: u64,
+    /// Deterministic effects executed again and compared.
+    pub reexecuted: u64,
+    /// Recorded results read back instead of running a tool.
+    pub read_back: u64,
+    pub model_records: u64,
+}
+
+impl Folded {
+    pub fn new(job: JobId, agent: AgentName) -> Folded {
+        Folded {
+            state: JobState::new(job, agent),
+            next_at: 1,
+            ended: None,
+            pending: None,
+            positions_done: 0,
+            last_response: None,
+            counts: FoldCounts::default(),
+        }
+    }
+}
+
+/// Where a fold stopped agreeing with the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// Index of the record in the slice given to [`fold`].
+    pub index: usize,
+    pub decision: Option<DecisionId>,
+    pub what: String,
+}
+
+/// Folds one job's records (in `at` order, starting with its `job` record)
+/// into its state, checking each against the gate and executor.
+pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folded, Divergence> {
+    let diverge = |index: usize, decision: Option<&DecisionId>, what: String| Divergence {
+        index,
+        decision: decision.cloned(),
+        what,
+    };
+    let Some(Body::Job { job, agent, .. }) = records.first() else {
+        return Err(diverge(0, None, "the job's history does not start with its job record".into()));
+    };
+    let mut f = Folded::new(job.clone(), agent.clone());
+    for (index, body) in records.iter().enumerate().skip(1) {
+        if f.ended.is_some() {
+            return Err(diverge(index, None, format!("a {} record follows the job's end", body.kind())));
+        }
+        if let Some((_, at)) = body.job_at() {
+            if at != index as u32 {
+                return Err(diverge(index, None, format!("record has at={at}, expected {index}: a record of this job is missing or duplicated")));
+            }
+        }
+        if f.pending.is_some() && !matches!(body, Body::Effect { .. }) {
+            let d = f.pending.as_ref().map(|d| d.id.clone());
+            return Err(diverge(index, d.as_ref(), "a decision is followed by something other than its effect".into()));
+        }
+        match body {
+            Body::Plan { .. } | Body::Job { .. } => {
+                return Err(diverge(index, None, format!("unexpected {} record inside the job", body.kind())));
+            }
+            Body::Model { turn, tokens_in, tokens_out, response, .. } => {
+                enter_turn(&mut f, *turn);
+                f.state.model_calls += 1;
+                f.state.tokens += tokens_in + tokens_out;
+                f.last_response = Some(*response);
+                f.counts.model_records += 1;
+            }
+            Body::Decision { decision, .. } => {
+                let (turn, position) = turn_position(index, decision)?;
+                enter_turn(&mut f, turn);
+                if let Err(rejection) = gate::check(plan, &f.state, decision, turn, position) {
+                    return Err(diverge(index, Some(&decision.id), format!("the gate now rejects this recorded decision ({rejection})")));
+                }
+                f.positions_done = position + 1;
+                f.pending = Some(decision.clone());
+                f.counts.decisions += 1;
+            }
+            Body::Effect { decision: id, result, error, state, .. } => {
+                let Some(decision) = f.pending.take() else {
+                    return Err(diverge(index, Some(id), "an effect without its decision".into()));
+                };
+                if decision.id != *id {
+                    return Err(diverge(index, Some(id), format!("effect names {id}, the pending decision is {}", decision.id)));
+                }
+                let deterministic = plan.types.get(&decision.kind).is_some_and(|t| t.deterministic);
+                let effect = executor.execute(plan, &mut f.state, &decision, Some((result, error.as_deref())), None);
+                if deterministic {
+                    f.counts.reexecuted += 1;
+                    if effect.result != *result || effect.error != *error {
+                        return Err(diverge(index, Some(id), format!(
+                            "re-executing '{}' gave {} but the log records {}",
+                            decision.kind,
+                            short_json(&effect.result, effect.error.as_deref()),
+                            short_json(result, error.as_deref())
+                        )));
+                    }
+                } else {
+                    f.counts.read_back += 1;
+                }
+                if effect.state != *state {
+                    return Err(diverge(index, Some(id), format!(
+                        "job state after the effect hashes to {}, the log records {}",
+                        effect.state.short(),
+                        state.short()
+                    )));
+                }
+            }
+            Body::Rejected { decision, check, reason, .. } => {
+                let (turn, position) = turn_position(index, decision)?;
+                enter_turn(&mut f, turn);
+                if decision.kind != UNPARSED {
+                    match gate::check(plan, &f.state, decision, turn, position) {
+                        Ok(()) => return Err(diverge(index, Some(&decision.id), "the gate now accepts this recorded rejection".into())),
+                        Err(r) if r.check.as_str() != check || r.reason != *reason => {
+                            return Err(diverge(index, Some(&decision.id), format!("the gate now rejects with '{r}', the log records '{check}: {reason}'")));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                f.state.note_rejection(decision, &format!("{check}: {reason}"));
+                f.positions_done = position + 1;
+                f.counts.rejected += 1;
+            }
+            Body::End { state, reason, blame, result, .. } => {
+                if !f.state.state.is_terminal() && *state == State::Failed && reason.is_some() && f.state.error.is_none() && blame.is_none() {
+                    // A failure the runtime decided from outside the records
+                    // (a model error, a budget of wall time): recorded, read back.
+                    if let Some(next) = f.state.state.next(crate::state::Event::Fail) {
+                        f.state.state = next;
+                    }
+                    f.state.error = reason.clone();
+                } else {
+                    f.state.conclude();
+                }
+                if f.state.state != *state || f.state.blame != *blame || f.state.result() != *result {
+                    return Err(diverge(index, blame.as_ref(), format!(
+                        "the job ends {} (blame {}), the log records {} (blame {})",
+                        f.state.state,
+                        f.state.blame.as_ref().map_or("none".into(), |b| b.to_string()),
+                        state,
+                        blame.as_ref().map_or("none".into(), |b| b.to_string())
+                    )));
+                }
+                f.ended = Some(JobEnd {
+                    job: f.state.job.clone(),
+                    agent: f.state.agent.clone(),
+                    state: *state,
+                    result: result.clone(),
+                    reason: reason.clone(),
+                    blame: blame.clone(),
+                    seq: 0,
+                });
+            }
+        }
+        f.next_at = index as u32 + 1;
+    }
+    Ok(f)
+}
+
+fn enter_turn(f: &mut Folded, turn: u32) {
+    if turn != f.state.turn {
+        f.state.turn = turn;
+        f.positions_done = 0;
+        f.last_response = None;
+    }
+}
+
+fn turn_position(index: usize, decision: &Decision) -> Result<(u32, u32), Divergence> {
+    decision.id.turn_position().ok_or_else(|| Divergence {
+        index,
+        decision: Some(decision.id.clone()),
+        what: format!("decision id '{}' is not a runtime id", decision.id),
+    })
+}
+
+fn short_json(value: &Value, error: Option<&str>) -> String {
+    const SHOWN: usize = 200;
+    let text = match error {
+        Some(e) => format!("error '{e}'"),
+        None => crate::canon::to_string(value).unwrap_or_default(),
+    };
+    if text.len() > SHOWN {
+        format!("{}…", &text[..text.floor_char_boundary(SHOWN)])
+    } else {
+        text
+    }
+}
+
+/// Where a record sits: which node's log, which seq.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordRef {
+    pub log: String,
+    pub seq: u64,
+}
+
+/// The first disagreement between a replay and the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirstDivergence {
+    pub record: RecordRef,
+    pub job: JobId,
+    pub agent: AgentName,
+    pub decision: Option<DecisionId>,
+    pub what: String,
+}
+
+/// One link of a failed job's chain of hand-offs, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub job: JobId,
+    pub agent: AgentName,
+    /// The decision of this job that created the next link's job (or, for
+    /// the last link, the decision the failure is blamed on).
+    pub decision: Option<DecisionId>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub state: Option<State>,
+}
+
+/// A failed job and who failed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub decision: Option<DecisionId>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub reason: String,
+    pub chain: Vec<Link>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AgentStats {
+    pub jobs: u64,
+    pub decisions: u64,
+    pub rejected: u64,
+    pub failed_jobs: u64,
+}
+
+/// Everything `jaros replay` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub data_dir: PathBuf,
+    pub logs: usize,
+    pub records: u64,
+    pub jobs: u64,
+    pub decisions: u64,
+    pub rejected: u64,
+    pub per_agent: BTreeMap<String, AgentStats>,
+    /// Always zero: replay has no model client to call.
+    pub model_calls: u64,
+    /// Always zero: replay has no way to start a tool.
+    pub tool_executions: u64,
+    /// Model calls whose recorded responses were used.
+    pub model_records: u64,
+    /// Deterministic effects re-executed in memory and compared.
+    pub effects_reexecuted: u64,
+    /// Non-deterministic results read back from the log.
+    pub effects_read_back: u64,
+    pub final_states: BTreeMap<String, u64>,
+    pub unfinished_jobs: u64,
+    pub byte_identical: bool,
+    pub divergence: Option<FirstDivergence>,
+    pub chain_intact: bool,
+    pub chain_errors: Vec<String>,
+    /// The two passes agreed on every job's final state digest.
+    pub deterministic: bool,
+    pub failures: Vec<Attribution>,
+}
+
+impl Report {
+    pub fn reproducible(&self) -> bool {
+        self.byte_identical && self.chain_intact && self.deterministic
+    }
+}
+
+/// What to replay.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub job: Option<JobId>,
+    /// Only records with `seq <= until` in each log.
+    pub until: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("nothing to replay: {} holds no log records (run a job first, e.g. `jaros run advance --input '{{}}'`)", .0.display())]
+    Empty(PathBuf),
+    #[error("job '{job}' is not in any log under {}; `jaros status` lists the jobs", dir.display())]
+    UnknownJob { job: JobId, dir: PathBuf },
+    #[error("--until {until} is beyond the end of every log (the highest seq is {highest})")]
+    UntilBeyondEnd { until: u64, highest: u64 },
+    #[error(transparent)]
+    Io(#[from] crate::fsx::IoError),
+}
+
+struct Loaded {
+    /// Per job: its records in `at` order with their places.
+    jobs: BTreeMap<JobId, Vec<(RecordRef, Body)>>,
+    plans: HashMap<Digest, Result<Plan, String>>,
+    records: u64,
+    logs: usize,
+    chain_errors: Vec<String>,
+}
+
+fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
+    let blobs = Blobs::new(dir.root());
+    let mut loaded = Loaded {
+        jobs: BTreeMap::new(),
+        plans: HashMap::new(),
+        records: 0,
+        logs: 0,
+        chain_errors: Vec::new(),
+    };
+    let mut highest = 0;
+    for path in dir.log_files()? {
+        loaded.logs += 1;
+        let node = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let log = match read_log(&path) {
+            Ok(log) => log,
+            Err(LogError::Tampered { path, line, seq, reason }) => {
+                loaded.chain_errors.push(format!("{}: line {line} (seq {seq}): {reason}", path.display()));
+                continue;
+            }
+            Err(e) => {
+                loaded.chain_errors.push(e.to_string());
+                continue;
+            }
+        };
+        for record in log.records {
+            highest = highest.max(record.seq);
+            if options.until.is_some_and(|u| record.seq > u) {
+                break;
+            }
+            loaded.records += 1;
+            let place = RecordRef { log: node.clone(), seq: record.seq };
+            match &record.body {
+                Body::Plan { digest, blob, .. } => {
+                    loaded.plans.entry(*digest).or_insert_with(|| {
+                        let bytes = blobs.get(blob).map_err(|e| e.to_string())?;
+                        let plan = Plan::from_canonical_json(&String::from_utf8_lossy(&bytes))?;
+                        if plan.digest() != *digest {
+                            return Err(format!("plan blob {} does not hash to the recorded digest", blob.short()));
+                        }
+                        Ok(plan)
+                    });
+                }
+                body => {
+                    let (job, _) = body.job_at().expect("every other record belongs to a job");
+                    if options.job.as_ref().is_none_or(|j| j == job) {
+                        loaded.jobs.entry(job.clone()).or_default().push((place, record.body));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(until) = options.until {
+        if until > highest && highest > 0 {
+            return Err(ReplayError::UntilBeyondEnd { until, highest });
+        }
+    }
+    for records in loaded.jobs.values_mut() {
+        records.sort_by_key(|(_, b)| b.job_at().map(|(_, at)| at).unwrap_or(0));
+    }
+    Ok(loaded)
+}
+
+struct Pass {
+    digests: BTreeMap<JobId, Digest>,
+    folded: BTreeMap<JobId, Result<Folded, Divergence>>,
+}
+
+fn pass(loaded: &Loaded, executor: &Executor) -> Pass {
+    let mut out = Pass { digests: BTreeMap::new(), folded: BTreeMap::new() };
+    for (job, records) in &loaded.jobs {
+        let bodies: Vec<&Body> = records.iter().map(|(_, b)| b).collect();
+        let result = match bodies.first() {
+            Some(Body::Job { plan, .. }) => match loaded.plans.get(plan) {
+                Some(Ok(plan)) => fold(plan, executor, &bodies),
+                Some(Err(e)) => Err(Divergence { index: 0, decision: None, what: format!("its plan cannot be loaded: {e}") }),
+                None => Err(Divergence { index: 0, decision: None, what: format!("its plan {} is not recorded in any log", plan.short()) }),
+            },
+            _ => Err(Divergence { index: 0, decision: None, what: "its job record is missing".into() }),
+        };
+        if let Ok(f) = &result {
+            out.digests.insert(job.clone(), f.state.digest());
+        }
+        out.folded.insert(job.clone(), result);
+    }
+    out
+}
+
+/// Replays the data dir's logs in memory (twice) and reports.
+pub fn replay(dir: &DataDir, executor: &Executor, options: &Options) -> Result<Report, ReplayError> {
+    let loaded = load(dir, options)?;
+    if loaded.records == 0 && loaded.chain_errors.is_empty() {
+        return Err(ReplayError::Empty(dir.root().to_path_buf()));
+    }
+    if let Some(job) = &options.job {
+        if !loaded.jobs.contains_key(job) {
+            return Err(ReplayError::UnknownJob { job: job.clone(), dir: dir.root().to_path_buf() });
+        }
+    }
+    let first = pass(&loaded, executor);
+    let second = pass(&loaded, executor);
+    let mut report = Report {
+        data_dir: dir.root().to_path_buf(),
+        logs: loaded.logs,
+        records: loaded.records,
+        jobs: loaded.jobs.len() as u64,
+        decisions: 0,
+        rejected: 0,
+        per_agent: BTreeMap::new(),
+        model_calls: 0,
+        tool_executions: 0,
+        model_records: 0,
+        effects_reexecuted: 0,
+        effects_read_back: 0,
+        final_states: BTreeMap::new(),
+        unfinished_jobs: 0,
+        byte_identical: true,
+        divergence: None,
+        chain_intact: loaded.chain_errors.is_empty(),
+        chain_errors: loaded.chain_errors.clone(),
+        deterministic: first.digests == second.digests
+            && first.folded.iter().all(|(j, r)| r.is_ok() == second.folded[j].is_ok()),
+        failures: Vec::new(),
+    };
+    let agent_of = |job: &JobId| -> AgentName {
+        match loaded.jobs.get(job).and_then(|r| r.first()) {
+            Some((_, Body::Job { agent, .. })) => agent.clone(),
+            _ => AgentName::new("unknown").expect("valid name"),
+        }
+    };
+    for (job, result) in &first.folded {
+        let agent = agent_of(job);
+        let stats = report.per_agent.entry(agent.to_string()).or_default();
+        stats.jobs += 1;
+        match result {
+            Ok(f) => {
+                stats.decisions += f.counts.decisions;
+                stats.rejected += f.counts.rejected;
+                report.decisions += f.counts.decisions;
+                report.rejected += f.counts.rejected;
+                report.model_records += f.counts.model_records;
+                report.effects_reexecuted += f.counts.reexecuted;
+                report.effects_read_back += f.counts.read_back;
+                match &f.ended {
+                    Some(end) => {
+                        *report.final_states.entry(end.state.to_string()).or_default() += 1;
+                        if end.state == State::Failed {
+                            stats.failed_jobs += 1;
+                            report.failures.push(attribute(&loaded, job, end));
+                        }
+                    }
+                    None => report.unfinished_jobs += 1,
+                }
+            }
+            Err(d) => {
+                report.byte_identical = false;
+                let records = &loaded.jobs[job];
+                let place = records.get(d.index).map(|(r, _)| r.clone()).unwrap_or(RecordRef { log: "?".into(), seq: 0 });
+                let candidate = FirstDivergence { record: place, job: job.clone(), agent, decision: d.decision.clone(), what: d.what.clone() };
+                // The first divergence in log order (log name, then seq).
+                let earlier = report.divergence.as_ref().is_none_or(|cur| (&candidate.record.log, candidate.record.seq) < (&cur.record.log, cur.record.seq));
+                if earlier {
+                    report.divergence = Some(candidate);
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn decision_kind(loaded: &Loaded, job: &JobId, id: &DecisionId) -> Option<String> {
+    loaded.jobs.get(job)?.iter().find_map(|(_, b)| match b {
+        Body::Decision { decision, .. } | Body::Rejected { decision, .. } if decision.id == *id => Some(decision.kind.clone()),
+        _ => None,
+    })
+}
+
+/// Names the agent and decision behind a failed job and walks its parents.
+fn attribute(loaded: &Loaded, job: &JobId, end: &JobEnd) -> Attribution {
+    const MAX_CHAIN: usize = 64;
+    let mut chain = Vec::new();
+    let mut current = Some((job.clone(), end.blame.clone()));
+    while let Some((id, decision)) = current.take() {
+        if chain.len() >= MAX_CHAIN {
+            break;
+        }
+        let records = loaded.jobs.get(&id);
+        let (agent, parent, via) = match records.and_then(|r| r.first()) {
+            Some((_, Body::Job { agent, parent, via, .. })) => (agent.clone(), parent.clone(), via.clone()),
+            _ => (AgentName::new("unknown").expect("valid name"), None, None),
+        };
+        let state = records.and_then(|r| r.iter().rev().find_map(|(_, b)| match b {
+            Body::End { state, .. } => Some(*state),
+            _ => None,
+        }));
+        let kind = decision.as_ref().and_then(|d| decision_kind(loaded, &id, d));
+        chain.push(Link { job: id, agent, decision, kind, state });
+        current = parent.map(|p| (p, via));
+    }
+    chain.reverse();
+    Attribution {
+        job: job.clone(),
+        agent: end.agent.clone(),
+        kind: end.blame.as_ref().and_then(|d| decision_kind(loaded, job, d)),
+        decision: end.blame.clone(),
+        reason: end.reason.clone().unwrap_or_else(|| "failed".into()),
+        chain,
+    }
+}
+
+/// Every record of one job in order, from all logs (for resuming it).
+pub fn job_history(dir: &DataDir, job: &JobId) -> Result<Vec<Body>, ReplayError> {
+    let loaded = load(dir, &Options { job: Some(job.clone()), until: None })?;
+    Ok(loaded.jobs.into_values().next().map(|r| r.into_iter().map(|(_, b)| b).collect()).unwrap_or_default())
+}

@@ -1,0 +1,185 @@
+//! Opening a data dir for work: the node id, the log (repaired and verified),
+//! the blobs, the plan in force (recorded as a `plan` record when it changes),
+//! and the live effects a job may have (hand-offs into the inbox).
+//!
+//! Shared by `jaros run` (one job, foreground) and `jaros serve` (the node).
+
+use crate::canon::Digest;
+use crate::datadir::DataDir;
+use crate::exec::{LiveIo, Spawn};
+use crate::fsx;
+use crate::log::{Blobs, Body, LogError, LogWriter, OpenReport};
+use crate::plan::Plan;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The identity of this executor, recorded in every `plan` record.
+pub fn executor_identity() -> String {
+    format!("jaros {} ({}, {})", env!("CARGO_PKG_VERSION"), build_commit(), build_profile())
+}
+
+pub fn build_commit() -> &'static str {
+    option_env!("JAROS_GIT_COMMIT").unwrap_or("unknown")
+}
+
+pub fn build_profile() -> &'static str {
+    option_env!("JAROS_BUILD_PROFILE").unwrap_or(if cfg!(debug_assertions) { "debug" } else { "release" })
+}
+
+/// The data dir's stable node id: read from `<data>/node-id`, created once.
+pub fn stable_node_id(data: &DataDir) -> Result<String, fsx::IoError> {
+    let path = data.root().join("node-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    fsx::create_dir_all(data.root())?;
+    let candidate = format!("node-{}", &crate::ids::random_hex(8));
+    fsx::create_durable_exclusive(&path, candidate.as_bytes())?;
+    // Another process may have won the race: read what is there.
+    Ok(fsx::read_to_string(&path)?.trim().to_string())
+}
+
+/// An open data dir with this process's log.
+pub struct Runtime {
+    pub data: DataDir,
+    pub hive: PathBuf,
+    pub node_id: String,
+    pub log: LogWriter,
+    pub blobs: Blobs,
+    pub open_report: OpenReport,
+    plan: Arc<Plan>,
+    plan_digest: Digest,
+}
+
+impl Runtime {
+    /// Opens the log of `node_id` in `data` (creating the layout), repairing
+    /// a torn tail and refusing a tampered chain, and records `plan`.
+    pub fn open(hive: &Path, data: DataDir, node_id: String, plan: Plan) -> Result<Runtime, LogError> {
+        data.create()?;
+        let (log, open_report) = LogWriter::open(&data.log_path(&node_id))?;
+        let blobs = Blobs::new(data.root());
+        let digest = plan.digest();
+        let mut runtime = Runtime {
+            data,
+            hive: hive.to_path_buf(),
+            node_id,
+            log,
+            blobs,
+            open_report,
+            plan: Arc::new(plan.clone()),
+            plan_digest: digest,
+        };
+        runtime.record_plan_if_new(plan, runtime.open_report.last_plan)?;
+        Ok(runtime)
+    }
+
+    fn record_plan_if_new(&mut self, plan: Plan, last: Option<Digest>) -> Result<(), LogError> {
+        let digest = plan.digest();
+        let blob = self.blobs.put(plan.canonical_json().as_bytes())?;
+        if last != Some(digest) {
+            self.log.append(&Body::Plan { digest, blob, executor: executor_identity() })?;
+        }
+        self.plan = Arc::new(plan);
+        self.plan_digest = digest;
+        Ok(())
+    }
+
+    /// Puts a new plan in force (recording it) for jobs started from now on.
+    pub fn set_plan(&mut self, plan: Plan) -> Result<(), LogError> {
+        let last = Some(self.plan_digest);
+        self.record_plan_if_new(plan, last)
+    }
+
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.clone()
+    }
+
+    pub fn plan_digest(&self) -> Digest {
+        self.plan_digest
+    }
+
+    pub fn live_io(&self) -> HiveIo {
+        HiveIo { hive: self.hive.clone(), data: self.data.clone() }
+    }
+}
+
+/// A job file as the inbox holds it: the original's shape plus parent links.
+pub fn job_file(id: &str, agent: &str, input: &Value, parent: Option<&str>, via: Option<&str>) -> Value {
+    let mut v = json!({"id": id, "agent": agent, "input": input});
+    if let Some(p) = parent {
+        v["parent"] = json!(p);
+    }
+    if let Some(d) = via {
+        v["via"] = json!(d);
+    }
+    v
+}
+
+/// Live effects on the hive and data dir.
+#[derive(Debug, Clone)]
+pub struct HiveIo {
+    pub hive: PathBuf,
+    pub data: DataDir,
+}
+
+impl HiveIo {
+    /// Whether a job id is already anywhere in the pipeline.
+    pub fn job_exists(&self, id: &str) -> bool {
+        let name = format!("{id}.json");
+        // Checked in pipeline order: files only move forward, atomically.
+        [self.data.inbox(), self.data.claimed(), self.data.done(), self.data.failed()]
+            .iter()
+            .any(|dir| dir.join(&name).exists())
+    }
+}
+
+impl LiveIo for HiveIo {
+    fn hive(&self) -> PathBuf {
+        self.hive.clone()
+    }
+
+    fn spawn(&self, spawn: &Spawn) -> Result<(), String> {
+        if self.job_exists(spawn.job.as_str()) {
+            return Ok(()); // a resumed hand-off: the child exists already
+        }
+        let body = job_file(spawn.job.as_str(), spawn.agent.as_str(), &spawn.input, Some(spawn.parent.as_str()), Some(spawn.via.as_str()));
+        let path = self.data.inbox().join(format!("{}.json", spawn.job));
+        fsx::create_dir_all(&self.data.inbox()).map_err(|e| e.to_string())?;
+        fsx::create_durable_exclusive(&path, body.to_string().as_bytes())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What `jaros --version` prints after the name.
+pub fn version_line() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| format!("{} ({}, {})", env!("CARGO_PKG_VERSION"), build_commit(), build_profile()))
+}
+
+/// The content of `done/<id>.json` or `failed/<id>.json`.
+pub fn result_file(end: &crate::job::JobEnd, node_id: &str) -> Value {
+    json!({
+        "job": end.job,
+        "agent": end.agent,
+        "state": end.state,
+        "result": end.result,
+        "reason": end.reason,
+        "blame": end.blame,
+        "log": {"node": node_id, "seq": end.seq},
+    })
+}
+
+/// Writes a job's result file durably into `done/` or `failed/`.
+pub fn write_result(data: &DataDir, end: &crate::job::JobEnd, result: &Value) -> Result<PathBuf, fsx::IoError> {
+    let dir = if end.state == crate::state::State::Done { data.done() } else { data.failed() };
+    fsx::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}.json", end.job));
+    let text = serde_json::to_string_pretty(result).expect("results serialize") + "\n";
+    fsx::write_durable(&path, text.as_bytes())?;
+    Ok(path)
+}
