@@ -205,5 +205,5 @@ case "${1:-}" in
   stop) stop_quietly; say "stopped" ;;
   status) status ;;
   install) install ;;
-  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

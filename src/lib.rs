@@ -28,4 +28,10 @@ pub mod fsx;
 pub mod ids;
 pub mod runtime;
 
+// The model plane: providers behind one interface.
+pub mod model;
+
+// Schedules: triggers and exactly-once firing.
+pub mod schedule;
+
 pub mod cli;

@@ -406,7 +406,8 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
 }
 
 struct Pass {
-    digests: BTreeMap<JobId, Digest>,
+    /// Per job: the final state digest, or where and how the fold diverged.
+    digests: BTreeMap<JobId, Result<Digest, (usize, String)>>,
     folded: BTreeMap<JobId, Result<Folded, Divergence>>,
 }
 
@@ -422,9 +423,11 @@ fn pass(loaded: &Loaded, executor: &Executor) -> Pass {
             },
             _ => Err(Divergence { index: 0, decision: None, what: "its job record is missing".into() }),
         };
-        if let Ok(f) = &result {
-            out.digests.insert(job.clone(), f.state.digest());
-        }
+        let outcome = match &result {
+            Ok(f) => Ok(f.state.digest()),
+            Err(d) => Err((d.index, d.what.clone())),
+        };
+        out.digests.insert(job.clone(), outcome);
         out.folded.insert(job.clone(), result);
     }
     out
@@ -462,8 +465,7 @@ pub fn replay(dir: &DataDir, executor: &Executor, options: &Options) -> Result<R
         divergence: None,
         chain_intact: loaded.chain_errors.is_empty(),
         chain_errors: loaded.chain_errors.clone(),
-        deterministic: first.digests == second.digests
-            && first.folded.iter().all(|(j, r)| r.is_ok() == second.folded[j].is_ok()),
+        deterministic: first.digests == second.digests,
         failures: Vec::new(),
     };
     let agent_of = |job: &JobId| -> AgentName {

@@ -1,0 +1,157 @@
+//! Core benchmarks: durable appends with group commit, verify and replay over
+//! a 100,000-decision log, and the binary's cold start and size.
+//!
+//! Run: `cargo bench --bench core` (prints a Markdown table for the README).
+//! Set JAROS_BENCH_DECISIONS to change the log size.
+
+use jaros::agents::LocalProposer;
+use jaros::canon::Digest;
+use jaros::datadir::DataDir;
+use jaros::decision::{AgentName, JobId};
+use jaros::exec::Executor;
+use jaros::job::{Runner, Ticket};
+use jaros::log::{verify_chain, Body, LogWriter};
+use jaros::plan::Plan;
+use jaros::replay::{replay, Options};
+use jaros::runtime::Runtime;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn body(n: u64) -> Body {
+    Body::Job {
+        job: JobId::new(format!("j{n}")).unwrap(),
+        at: 0,
+        agent: AgentName::new("advance").unwrap(),
+        input: json!({"n": n}),
+        plan: Digest::ZERO,
+        parent: None,
+        via: None,
+    }
+}
+
+/// Records per second with `writers` threads appending `per_writer` each.
+fn appends(writers: u64, per_writer: u64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = LogWriter::open(&dir.path().join("n.jsonl")).unwrap();
+    let w = Arc::new(w);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                for i in 0..per_writer {
+                    w.append(&body(t * per_writer + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    (writers * per_writer) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Records per second with one fsync per record and no group commit.
+fn fsync_each(records: u64) -> f64 {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("n.jsonl")).unwrap();
+    let start = Instant::now();
+    for i in 0..records {
+        let (line, _) = jaros::log::record::seal(i + 1, &Digest::ZERO, &body(i)).unwrap();
+        f.write_all(line.as_bytes()).unwrap();
+        f.write_all(b"\n").unwrap();
+        f.sync_data().unwrap();
+    }
+    records as f64 / start.elapsed().as_secs_f64()
+}
+
+fn build_log(dir: &std::path::Path, jobs: u64) {
+    let hive = dir.join("hive");
+    std::fs::create_dir_all(hive.join("manifests")).unwrap();
+    let rt = Arc::new(Runtime::open(&hive, DataDir::new(dir.join("data")), "n1".into(), Plan::builtin()).unwrap());
+    let executor = Arc::new(Executor::core());
+    let threads = 16;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let rt = rt.clone();
+            let executor = executor.clone();
+            std::thread::spawn(move || {
+                let live = rt.live_io();
+                let proposer = LocalProposer::default();
+                let runner = Runner {
+                    plan: rt.plan(),
+                    plan_digest: rt.plan_digest(),
+                    executor: &executor,
+                    log: &rt.log,
+                    blobs: &rt.blobs,
+                    proposer: &proposer,
+                    live: &live,
+                    fence: &|| true,
+                };
+                let mut i = t;
+                while i < jobs {
+                    let ticket = Ticket { job: JobId::new(format!("b{i}")).unwrap(), agent: AgentName::new("advance").unwrap(), input: json!({}), parent: None, via: None };
+                    runner.run(&ticket, &[]).unwrap();
+                    i += threads;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for the list
+    }
+    let decisions: u64 = std::env::var("JAROS_BENCH_DECISIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    println!("| measurement | result |");
+    println!("|---|---|");
+    let single = fsync_each(2_000);
+    println!("| one fsync per record, 1 writer (baseline) | {single:.0} records/s |");
+    for writers in [1u64, 4, 16] {
+        let rate = appends(writers, 40_000 / writers);
+        println!("| group commit, {writers} writer(s) | {rate:.0} records/s ({:.1}x baseline) |", rate / single);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    build_log(dir.path(), decisions);
+    eprintln!("built a log of {decisions} jobs in {}", secs(start.elapsed()));
+    let data = DataDir::new(dir.path().join("data"));
+    let log = data.log_files().unwrap().pop().unwrap();
+    let size = std::fs::metadata(&log).unwrap().len();
+
+    let start = Instant::now();
+    let report = verify_chain(&log, None);
+    let verify = start.elapsed();
+    assert!(report.error.is_none());
+    println!("| verify, {decisions} decisions ({} records, {:.0} MB) | {} |", report.records, size as f64 / 1e6, secs(verify));
+
+    let start = Instant::now();
+    let r = replay(&data, &Executor::core(), &Options::default()).unwrap();
+    let elapsed = start.elapsed();
+    assert!(r.reproducible() && r.decisions == decisions);
+    println!("| replay incl. second pass, {decisions} decisions | {} |", secs(elapsed));
+
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/jaros");
+    if bin.exists() {
+        let runs = 50;
+        let start = Instant::now();
+        for _ in 0..runs {
+            std::process::Command::new(&bin).arg("--version").output().unwrap();
+        }
+        println!("| `jaros --version` (cold start, mean of {runs}) | {:.2} ms |", start.elapsed().as_secs_f64() * 1000.0 / runs as f64);
+        println!("| release binary size | {:.1} MB |", std::fs::metadata(&bin).unwrap().len() as f64 / 1e6);
+    } else {
+        println!("| `jaros --version`, binary size | build target/release/jaros first |");
+    }
+}

@@ -1,0 +1,138 @@
+//! Driving the real binary on temp hives, with failures that show the
+//! command, the directory and what was in it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Hive {
+    pub dir: tempfile::TempDir,
+}
+
+impl Hive {
+    /// An empty hive: just `manifests/`.
+    pub fn empty() -> Hive {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        Hive { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path().join(".jaros-data")
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Runs `jaros` with `args` in the hive.
+    pub fn jaros(&self, args: &[&str]) -> Run {
+        run_in(self.path(), args)
+    }
+
+    /// The single log file of this hive's data dir.
+    pub fn log_file(&self) -> PathBuf {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.data().join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        assert_eq!(logs.len(), 1, "expected one log: {logs:?}");
+        logs.pop().unwrap()
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_jaros")
+}
+
+pub struct Run {
+    pub output: Output,
+    pub cmd: String,
+    pub cwd: PathBuf,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", self.context()))
+    }
+
+    pub fn context(&self) -> String {
+        let listing = walk(&self.cwd);
+        format!(
+            "command: {}\ncwd: {}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- files\n{}",
+            self.cmd,
+            self.cwd.display(),
+            self.output.status.code(),
+            self.stdout(),
+            self.stderr(),
+            listing.join("\n")
+        )
+    }
+
+    /// Asserts the exit code, showing everything when it is not.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(self.code(), code, "unexpected exit code\n{}", self.context());
+        self
+    }
+}
+
+pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
+    let output = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .output()
+        .expect("the jaros binary runs");
+    Run {
+        output,
+        cmd: format!("jaros {}", args.join(" ")),
+        cwd: cwd.to_path_buf(),
+    }
+}
+
+/// Every file below `dir`, relative, sorted.
+pub fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// sha256 of every file below `dir`, to prove a command changed nothing.
+pub fn fingerprint(dir: &Path) -> Vec<(String, String)> {
+    walk(dir)
+        .into_iter()
+        .map(|rel| {
+            let bytes = std::fs::read(dir.join(&rel)).unwrap();
+            (rel, jaros::canon::Digest::of_bytes(&bytes).to_hex())
+        })
+        .collect()
+}
