@@ -360,6 +360,21 @@ impl Runner<'_> {
         self.end(&mut folded.state, &mut cursor, None)
     }
 
+    /// Records the failure of a job whose run panicked outside any handler
+    /// (handlers' panics are already contained by the executor). Leaves the
+    /// log alone when a decision is recorded without its effect.
+    pub fn abort(&self, history: &[Body], reason: String) -> Result<Option<JobEnd>, RunError> {
+        let refs: Vec<&Body> = history.iter().collect();
+        let Ok(mut folded) = replay::fold(&self.plan, self.executor, &refs) else {
+            return Ok(None);
+        };
+        if folded.ended.is_some() || folded.pending.is_some() {
+            return Ok(folded.ended);
+        }
+        let mut cursor = Cursor { at: folded.next_at };
+        self.end(&mut folded.state, &mut cursor, Some(reason)).map(Some)
+    }
+
     fn step(&self, job: &JobId, cursor: &mut Cursor, state: &mut JobState, turn: u32, position: u32, proposal: Proposal) -> Result<(), RunError> {
         let plan = &*self.plan;
         let decision = Decision::from_proposal(job, turn, position, &state.agent, proposal);

@@ -28,6 +28,9 @@ pub mod fsx;
 pub mod ids;
 pub mod runtime;
 
+// The node: inbox, claims, leases, pool.
+pub mod node;
+
 // The model plane: providers behind one interface.
 pub mod model;
 
