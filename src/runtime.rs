@@ -16,12 +16,7 @@ use std::sync::Arc;
 
 /// The identity of this executor, recorded in every `plan` record.
 pub fn executor_identity() -> String {
-    format!(
-        "jaros {} ({}, {})",
-        env!("CARGO_PKG_VERSION"),
-        build_commit(),
-        build_profile()
-    )
+    format!("jaros {} ({}, {})", env!("CARGO_PKG_VERSION"), build_commit(), build_profile())
 }
 
 pub fn build_commit() -> &'static str {
@@ -29,11 +24,7 @@ pub fn build_commit() -> &'static str {
 }
 
 pub fn build_profile() -> &'static str {
-    option_env!("JAROS_BUILD_PROFILE").unwrap_or(if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    })
+    option_env!("JAROS_BUILD_PROFILE").unwrap_or(if cfg!(debug_assertions) { "debug" } else { "release" })
 }
 
 /// The data dir's stable node id: read from `<data>/node-id`, created once.
@@ -67,12 +58,7 @@ pub struct Runtime {
 impl Runtime {
     /// Opens the log of `node_id` in `data` (creating the layout), repairing
     /// a torn tail and refusing a tampered chain, and records `plan`.
-    pub fn open(
-        hive: &Path,
-        data: DataDir,
-        node_id: String,
-        plan: Plan,
-    ) -> Result<Runtime, LogError> {
+    pub fn open(hive: &Path, data: DataDir, node_id: String, plan: Plan) -> Result<Runtime, LogError> {
         data.create()?;
         let (log, open_report) = LogWriter::open(&data.log_path(&node_id))?;
         let blobs = Blobs::new(data.root());
@@ -95,11 +81,7 @@ impl Runtime {
         let digest = plan.digest();
         let blob = self.blobs.put(plan.canonical_json().as_bytes())?;
         if last != Some(digest) {
-            self.log.append(&Body::Plan {
-                digest,
-                blob,
-                executor: executor_identity(),
-            })?;
+            self.log.append(&Body::Plan { digest, blob, executor: executor_identity() })?;
         }
         self.plan = Arc::new(plan);
         self.plan_digest = digest;
@@ -121,21 +103,12 @@ impl Runtime {
     }
 
     pub fn live_io(&self) -> HiveIo {
-        HiveIo {
-            hive: self.hive.clone(),
-            data: self.data.clone(),
-        }
+        HiveIo { hive: self.hive.clone(), data: self.data.clone() }
     }
 }
 
 /// A job file as the inbox holds it: the original's shape plus parent links.
-pub fn job_file(
-    id: &str,
-    agent: &str,
-    input: &Value,
-    parent: Option<&str>,
-    via: Option<&str>,
-) -> Value {
+pub fn job_file(id: &str, agent: &str, input: &Value, parent: Option<&str>, via: Option<&str>) -> Value {
     let mut v = json!({"id": id, "agent": agent, "input": input});
     if let Some(p) = parent {
         v["parent"] = json!(p);
@@ -158,14 +131,9 @@ impl HiveIo {
     pub fn job_exists(&self, id: &str) -> bool {
         let name = format!("{id}.json");
         // Checked in pipeline order: files only move forward, atomically.
-        [
-            self.data.inbox(),
-            self.data.claimed(),
-            self.data.done(),
-            self.data.failed(),
-        ]
-        .iter()
-        .any(|dir| dir.join(&name).exists())
+        [self.data.inbox(), self.data.claimed(), self.data.done(), self.data.failed()]
+            .iter()
+            .any(|dir| dir.join(&name).exists())
     }
 }
 
@@ -178,13 +146,7 @@ impl LiveIo for HiveIo {
         if self.job_exists(spawn.job.as_str()) {
             return Ok(()); // a resumed hand-off: the child exists already
         }
-        let body = job_file(
-            spawn.job.as_str(),
-            spawn.agent.as_str(),
-            &spawn.input,
-            Some(spawn.parent.as_str()),
-            Some(spawn.via.as_str()),
-        );
+        let body = job_file(spawn.job.as_str(), spawn.agent.as_str(), &spawn.input, Some(spawn.parent.as_str()), Some(spawn.via.as_str()));
         let path = self.data.inbox().join(format!("{}.json", spawn.job));
         fsx::create_dir_all(&self.data.inbox()).map_err(|e| e.to_string())?;
         fsx::create_durable_exclusive(&path, body.to_string().as_bytes())
@@ -196,14 +158,7 @@ impl LiveIo for HiveIo {
 /// What `jaros --version` prints after the name.
 pub fn version_line() -> &'static str {
     static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    LINE.get_or_init(|| {
-        format!(
-            "{} ({}, {})",
-            env!("CARGO_PKG_VERSION"),
-            build_commit(),
-            build_profile()
-        )
-    })
+    LINE.get_or_init(|| format!("{} ({}, {})", env!("CARGO_PKG_VERSION"), build_commit(), build_profile()))
 }
 
 /// The content of `done/<id>.json` or `failed/<id>.json`.
@@ -220,16 +175,8 @@ pub fn result_file(end: &crate::job::JobEnd, node_id: &str) -> Value {
 }
 
 /// Writes a job's result file durably into `done/` or `failed/`.
-pub fn write_result(
-    data: &DataDir,
-    end: &crate::job::JobEnd,
-    result: &Value,
-) -> Result<PathBuf, fsx::IoError> {
-    let dir = if end.state == crate::state::State::Done {
-        data.done()
-    } else {
-        data.failed()
-    };
+pub fn write_result(data: &DataDir, end: &crate::job::JobEnd, result: &Value) -> Result<PathBuf, fsx::IoError> {
+    let dir = if end.state == crate::state::State::Done { data.done() } else { data.failed() };
     fsx::create_dir_all(&dir)?;
     let path = dir.join(format!("{}.json", end.job));
     let text = serde_json::to_string_pretty(result).expect("results serialize") + "\n";

@@ -59,16 +59,10 @@ pub struct CliError {
 
 impl CliError {
     pub fn bad_input(message: impl Into<String>) -> CliError {
-        CliError {
-            outcome: Outcome::BadInput,
-            message: message.into(),
-        }
+        CliError { outcome: Outcome::BadInput, message: message.into() }
     }
     pub fn failed(message: impl Into<String>) -> CliError {
-        CliError {
-            outcome: Outcome::Failed,
-            message: message.into(),
-        }
+        CliError { outcome: Outcome::Failed, message: message.into() }
     }
 }
 
@@ -129,10 +123,7 @@ impl Ctx {
 /// quietly with success.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(exit::SUCCESS);
         }
@@ -158,11 +149,7 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::SUCCESS
-            };
+            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
             let _ = e.print();
             return code;
         }

@@ -58,15 +58,10 @@ pub(crate) fn parse_log(path: &Path, bytes: &[u8]) -> Result<LogFile, LogError> 
         let text = std::str::from_utf8(raw).map_err(|_| tampered("not UTF-8".into()))?;
         let record = parse_line(text).map_err(|e| tampered(e.to_string()))?;
         if record.seq != expected_seq {
-            return Err(tampered(format!(
-                "seq is {}, expected {expected_seq}",
-                record.seq
-            )));
+            return Err(tampered(format!("seq is {}, expected {expected_seq}", record.seq)));
         }
         if record.prev != prev {
-            return Err(tampered(
-                "prev does not name the hash of the record before it".into(),
-            ));
+            return Err(tampered("prev does not name the hash of the record before it".into()));
         }
         prev = record.hash;
         records.push(record);

@@ -53,11 +53,7 @@ pub enum Body {
         error: Option<String>,
     },
     /// A decision the gate accepted, durable before its effect runs.
-    Decision {
-        job: JobId,
-        at: u32,
-        decision: Decision,
-    },
+    Decision { job: JobId, at: u32, decision: Decision },
     /// A decision the gate refused, with the check and the reason.
     Rejected {
         job: JobId,
@@ -162,16 +158,12 @@ pub fn seal(seq: u64, prev: &Digest, body: &Body) -> Result<(String, Digest), ca
 
 /// Parses one line and checks its own hash (not yet its place in the chain).
 pub fn parse_line(line: &str) -> Result<Record, RecordError> {
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| RecordError::NotJson(e.to_string()))?;
+    let value: Value = serde_json::from_str(line).map_err(|e| RecordError::NotJson(e.to_string()))?;
     let Value::Object(mut map) = value else {
         return Err(RecordError::NotJson("not an object".into()));
     };
     let hash = take_digest(&mut map, "hash")?;
-    let seq = map
-        .get("seq")
-        .and_then(Value::as_u64)
-        .ok_or(RecordError::Field("seq"))?;
+    let seq = map.get("seq").and_then(Value::as_u64).ok_or(RecordError::Field("seq"))?;
     let prev = map
         .get("prev")
         .and_then(Value::as_str)
@@ -182,19 +174,11 @@ pub fn parse_line(line: &str) -> Result<Record, RecordError> {
     if actual != hash {
         return Err(RecordError::HashMismatch);
     }
-    let Value::Object(mut map) = value else {
-        unreachable!()
-    };
+    let Value::Object(mut map) = value else { unreachable!() };
     map.remove("seq");
     map.remove("prev");
-    let body: Body =
-        serde_json::from_value(Value::Object(map)).map_err(|e| RecordError::Body(e.to_string()))?;
-    Ok(Record {
-        seq,
-        prev,
-        hash,
-        body,
-    })
+    let body: Body = serde_json::from_value(Value::Object(map)).map_err(|e| RecordError::Body(e.to_string()))?;
+    Ok(Record { seq, prev, hash, body })
 }
 
 fn take_digest(map: &mut Map<String, Value>, field: &'static str) -> Result<Digest, RecordError> {

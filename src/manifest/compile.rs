@@ -146,7 +146,7 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
             .as_deref()
             .and_then(|d| inside_hive(hive, d))
         {
-            if !plan.protected.iter().any(|p| *p == rel) {
+            if !plan.protected.contains(&rel) {
                 plan.protected.push(rel);
             }
         }

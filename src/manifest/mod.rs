@@ -93,3 +93,17 @@ fn sorted(mut errors: Vec<Diagnostic>) -> Vec<Diagnostic> {
     errors.dedup();
     errors
 }
+
+/// Checks one manifest file's bytes on their own (YAML, kinds, schemas,
+/// typed parse), as the loader does for each file; returns the errors. The
+/// entry point of the fuzz target: it must never panic.
+pub fn check_file_bytes(bytes: &[u8]) -> Vec<(yaml::Pos, String)> {
+    match yaml::parse(bytes) {
+        Err(e) => vec![(e.pos, e.message)],
+        Ok(docs) => docs
+            .iter()
+            .filter_map(|doc| validate::check_document(doc).err())
+            .flatten()
+            .collect(),
+    }
+}

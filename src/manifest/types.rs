@@ -24,8 +24,9 @@ pub const DEFAULT_TOOL_OUTPUT_BYTES: u64 = 1024 * 1024;
 pub const MAX_TOOL_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 /// The pattern of a manifest name: letters, digits, `.`, `_`, `-`.
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
-/// The pattern of a duration such as `250ms`, `30s`, `5m`, `2h`, `1d`.
-pub const DURATION_PATTERN: &str = "^[0-9]{1,12}(ms|s|m|h|d)$";
+/// The pattern of a duration such as `250ms`, `30s`, `5m`, `1h30m`, `1d`.
+pub const DURATION_PATTERN: &str =
+    "^(?=[0-9])([0-9]{1,12}d)?([0-9]{1,12}h)?([0-9]{1,12}m)?([0-9]{1,12}s)?([0-9]{1,12}ms)?$";
 
 /// The kinds of manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,7 +121,7 @@ pub struct Metadata {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A duration such as `250ms`, `30s`, `5m`, `2h` or `1d`.
+/// A duration such as `250ms`, `30s`, `5m`, `1h30m` or `1d`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Duration {
@@ -131,31 +132,50 @@ pub struct Duration {
 impl Duration {
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || {
-            format!("'{text}' is not a duration; write a whole number and a unit: ms, s, m, h or d (such as 30s or 5m)")
+            format!("'{text}' is not a duration; write whole numbers with units d, h, m, s or ms, largest first (such as 30s, 5m or 1h30m)")
         };
-        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (digits, unit) = text.split_at(split);
-        if digits.is_empty() || digits.len() > 12 {
+        // Units in descending order, each at most once.
+        const UNITS: [(&str, u64); 5] = [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("ms", 1),
+            ("m", 60_000),
+            ("s", 1_000),
+        ];
+        const ORDER: [&str; 5] = ["d", "h", "m", "s", "ms"];
+        let mut rest = text;
+        let mut total: u64 = 0;
+        let mut next = 0;
+        if rest.is_empty() {
             return Err(bad());
         }
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let factor = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        let ms = n.saturating_mul(factor);
-        if ms > MAX_DURATION_MS {
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || digits > 12 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            let after = &rest[digits..];
+            let (unit, factor) = UNITS
+                .iter()
+                .find(|(u, _)| after.starts_with(u))
+                .ok_or_else(bad)?;
+            let position = ORDER.iter().position(|u| u == unit).ok_or_else(bad)?;
+            if position < next {
+                return Err(bad());
+            }
+            next = position + 1;
+            total = total.saturating_add(n.saturating_mul(*factor));
+            rest = &after[unit.len()..];
+        }
+        if total > MAX_DURATION_MS {
             return Err(format!(
                 "'{text}' is longer than the longest duration allowed ({MAX_DURATION_MS}ms)"
             ));
         }
         Ok(Duration {
             text: text.to_string(),
-            ms,
+            ms: total,
         })
     }
 
@@ -188,7 +208,7 @@ impl JsonSchema for Duration {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A duration: a whole number and a unit, ms, s, m, h or d (such as `30s` or `5m`).",
+            "description": "A duration: whole numbers with units d, h, m, s or ms, largest first (such as `30s`, `5m` or `1h30m`).",
             "type": "string",
             "pattern": DURATION_PATTERN
         })
@@ -532,8 +552,8 @@ pub enum CatchUp {
 pub struct ScheduleSpec {
     /// The agent to run.
     pub agent: String,
-    /// The job's input.
-    #[serde(default = "empty_schema")]
+    /// The job's input (any JSON value; null when absent).
+    #[serde(default)]
     pub input: Value,
     /// Crontab syntax (`0 3 * * *`), names and `@daily`-style macros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -578,8 +598,8 @@ pub struct EvalCase {
     pub name: String,
     /// The agent to run.
     pub agent: String,
-    /// The job's input.
-    #[serde(default = "empty_schema")]
+    /// The job's input (any JSON value; null when absent).
+    #[serde(default)]
     pub input: Value,
     /// Scripted model responses, in order (model agents only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -637,4 +657,48 @@ pub struct Expect {
     /// Whether replaying the job must be deterministic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deterministic: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_to_milliseconds() {
+        assert_eq!(Duration::parse("250ms").unwrap().ms(), 250);
+        assert_eq!(Duration::parse("30s").unwrap().ms(), 30_000);
+        assert_eq!(Duration::parse("1h30m").unwrap().ms(), 5_400_000);
+        assert_eq!(Duration::parse("1d").unwrap().ms(), 86_400_000);
+        for bad in ["", "5", "m", "30m1h", "5 m", "-1s", "1s1s", "1.5s"] {
+            assert!(Duration::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_duration_pattern_agrees_with_the_parser() {
+        let schema = serde_json::json!({"type": "string", "pattern": DURATION_PATTERN});
+        let v = jsonschema::validator_for(&schema).unwrap();
+        for text in [
+            "250ms",
+            "30s",
+            "1h30m",
+            "1d2h3m4s5ms",
+            "",
+            "5",
+            "m",
+            "30m1h",
+            "5 m",
+            "-1s",
+            "1s1s",
+            "1.5s",
+            "5ms",
+            "5m5s",
+        ] {
+            assert_eq!(
+                v.is_valid(&serde_json::json!(text)),
+                Duration::parse(text).is_ok(),
+                "{text}"
+            );
+        }
+    }
 }

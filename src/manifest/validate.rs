@@ -80,6 +80,15 @@ pub struct Manifests {
     pub evals: Vec<Entry<EvalManifest>>,
     /// Manifest files read.
     pub files: usize,
+    /// Names declared by documents that failed their schema, by kind: they
+    /// still count as defined, so one broken document does not also make
+    /// every reference to it an error.
+    pub invalid_names: BTreeSet<(Kind, String)>,
+    /// Decision types declared by Tool documents that failed their schema.
+    pub invalid_types: BTreeSet<String>,
+    /// Files that could not be read as YAML at all: any name may be defined
+    /// in them, so references are not checked for existence while any exist.
+    pub unreadable_files: usize,
 }
 
 impl Manifests {
@@ -174,12 +183,14 @@ pub fn load(hive: &Path) -> (Manifests, Vec<Diagnostic>) {
             Ok(bytes) => bytes,
             Err(message) => {
                 errors.push(Diagnostic::new(&file, Pos::START, message));
+                manifests.unreadable_files += 1;
                 continue;
             }
         };
         let docs = match yaml::parse(&bytes) {
             Ok(docs) => docs,
             Err(e) => {
+                manifests.unreadable_files += usize::from(!e.empty);
                 errors.push(Diagnostic::new(&file, e.pos, e.message));
                 continue;
             }
@@ -187,10 +198,13 @@ pub fn load(hive: &Path) -> (Manifests, Vec<Diagnostic>) {
         for doc in docs {
             match check_document(&doc) {
                 Ok(m) => add(&mut manifests, &file, doc, m),
-                Err(errs) => errors.extend(
-                    errs.into_iter()
-                        .map(|(pos, msg)| Diagnostic::new(&file, pos, msg)),
-                ),
+                Err(errs) => {
+                    remember_names(&mut manifests, &doc.value);
+                    errors.extend(
+                        errs.into_iter()
+                            .map(|(pos, msg)| Diagnostic::new(&file, pos, msg)),
+                    );
+                }
             }
         }
     }
@@ -217,6 +231,20 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
+}
+
+fn remember_names(m: &mut Manifests, value: &Value) {
+    let Ok(kind) = document_kind(value) else {
+        return;
+    };
+    if let Some(name) = value.pointer("/metadata/name").and_then(Value::as_str) {
+        m.invalid_names.insert((kind, name.to_string()));
+    }
+    if kind == Kind::Tool {
+        if let Some(ty) = value.pointer("/spec/type").and_then(Value::as_str) {
+            m.invalid_types.insert(ty.to_string());
+        }
+    }
 }
 
 fn add(m: &mut Manifests, file: &str, doc: Doc, manifest: AnyManifest) {
@@ -598,7 +626,7 @@ fn describe(
             format!("{field} {} {NAME_RULE}", found())
         }
         K::Pattern { pattern } if pattern == DURATION_PATTERN => {
-            format!("{field} {} is not a duration; write a whole number and a unit: ms, s, m, h or d (such as 30s or 5m)", found())
+            format!("{field} {} is not a duration; write whole numbers with units d, h, m, s or ms, largest first (such as 30s, 5m or 1h30m)", found())
         }
         K::Pattern { pattern } => {
             format!("{field} {} does not match the pattern {pattern}", found())
@@ -609,16 +637,56 @@ fn describe(
             "{field} must hold at least {limit} item{}",
             if *limit == 1 { "" } else { "s" }
         ),
-        K::OneOfNotValid { .. } | K::OneOfMultipleValid { .. } => match kind {
-            Kind::Agent => AGENT_ONE_OF.into(),
-            Kind::Tool => TOOL_ONE_OF.into(),
-            Kind::Schedule => SCHEDULE_ONE_OF.into(),
-            _ => format!("{field}: {error}"),
-        },
+        K::OneOfNotValid { context } | K::AnyOf { context } => {
+            let branches =
+                resolve_schema(schema, error.schema_path().as_str()).and_then(Value::as_array);
+            let consts: Option<Vec<String>> = branches.map(|b| {
+                b.iter()
+                    .filter_map(|s| {
+                        s.get("const").map(|c| {
+                            c.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| c.to_string())
+                        })
+                    })
+                    .collect()
+            });
+            match consts {
+                // An enum whose variants carry descriptions.
+                Some(opts) if !opts.is_empty() && Some(opts.len()) == branches.map(Vec::len) => {
+                    format!("{field} must be {}, not {}", one_of(&opts), found())
+                }
+                _ if pointer == "/spec" && matches!(error.kind(), K::OneOfNotValid { .. }) => {
+                    one_of_rule(kind, error)
+                }
+                // An optional value (`T` or null): describe what is wrong with the `T`.
+                _ => {
+                    let inner: Vec<&jsonschema::ValidationError<'_>> = context
+                        .iter()
+                        .flatten()
+                        .filter(|e| !matches!(e.kind(), K::Type { kind: jsonschema::error::TypeKind::Single(t) } if t.to_string() == "null"))
+                        .collect();
+                    match inner.first() {
+                        Some(first) => return describe(kind, schema, doc, first),
+                        None => format!("{field}: {error}"),
+                    }
+                }
+            }
+        }
+        K::OneOfMultipleValid { .. } if pointer == "/spec" => one_of_rule(kind, error),
         K::Not { .. } if kind == Kind::Eval => EVAL_RESPONSES.into(),
         _ => format!("{field}: {error}"),
     };
     vec![(at, message)]
+}
+
+fn one_of_rule(kind: Kind, error: &jsonschema::ValidationError<'_>) -> String {
+    match kind {
+        Kind::Agent => AGENT_ONE_OF.into(),
+        Kind::Tool => TOOL_ONE_OF.into(),
+        Kind::Schedule => SCHEDULE_ONE_OF.into(),
+        _ => format!("spec: {error}"),
+    }
 }
 
 fn one_of(options: &[String]) -> String {
@@ -815,7 +883,20 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
             }
         }
     }
-    let registered = |ty: &str| builtin.types.contains_key(ty) || types.contains_key(ty);
+    // While a file is unreadable, anything may be defined in it.
+    let blind = m.unreadable_files > 0;
+    let registered = |ty: &str| {
+        blind
+            || builtin.types.contains_key(ty)
+            || types.contains_key(ty)
+            || m.invalid_types.contains(ty)
+    };
+    let invalid = |kind: Kind| {
+        m.invalid_names
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, n)| n.as_str())
+    };
 
     // Roles.
     let roles: BTreeSet<&str> = m
@@ -823,12 +904,14 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
         .iter()
         .map(|r| r.m.metadata.name.as_str())
         .chain(builtin.roles.keys().map(String::as_str))
+        .chain(invalid(Kind::Role))
         .collect();
     let agents: BTreeSet<&str> = m
         .agents
         .iter()
         .map(|a| a.m.metadata.name.as_str())
         .chain(builtin.agents.keys().map(String::as_str))
+        .chain(invalid(Kind::Agent))
         .collect();
     for r in &m.roles {
         for (i, ty) in r.m.spec.types.iter().enumerate() {
@@ -840,7 +923,7 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
             }
         }
         for (i, target) in r.m.spec.handoff.iter().enumerate() {
-            if !agents.contains(target.as_str()) {
+            if !blind && !agents.contains(target.as_str()) {
                 errors.push(r.error(
                     &format!("/spec/handoff/{i}"),
                     format!("hand-off target '{target}' is not an agent"),
@@ -869,7 +952,7 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
         m.nodes.first().map(|n| &n.m.spec.providers);
     for a in &m.agents {
         let role = a.m.spec.role.as_str();
-        if !roles.contains(role) {
+        if !blind && !roles.contains(role) {
             let known: Vec<&str> = roles.iter().copied().collect();
             errors.push(a.error(
                 "/spec/role",
@@ -878,6 +961,9 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
         }
         if let Some(model) = &a.m.spec.model {
             let p = model.provider.as_str();
+            if blind || m.invalid_names.iter().any(|(k, _)| *k == Kind::Node) {
+                continue;
+            }
             match providers {
                 None => errors.push(a.error(
                     "/spec/model/provider",
@@ -898,14 +984,14 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
     // Schedules and evals name agents.
     for s in &m.schedules {
         let agent = s.m.spec.agent.as_str();
-        if !agents.contains(agent) {
+        if !blind && !agents.contains(agent) {
             errors.push(s.error("/spec/agent", format!("agent '{agent}' is not defined")));
         }
     }
     for e in &m.evals {
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, case) in e.m.spec.cases.iter().enumerate() {
-            if !agents.contains(case.agent.as_str()) {
+            if !blind && !agents.contains(case.agent.as_str()) {
                 errors.push(e.error(
                     &format!("/spec/cases/{i}/agent"),
                     format!("agent '{}' is not defined", case.agent),

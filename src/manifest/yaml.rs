@@ -15,9 +15,11 @@ use std::fmt;
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of mappings and sequences in a manifest.
 pub const MAX_DEPTH: usize = 64;
-/// Stack for the parser thread: deeply nested input recurses while the
-/// parsed tree is dropped, and must not overflow the caller's stack.
-const PARSER_STACK_BYTES: usize = 256 * 1024 * 1024;
+/// Most collections one line may open with `- ` or `? ` indicators.
+pub const MAX_COMPACT_NESTING: usize = 64;
+/// Stack for the parser thread, so that whatever recursion the parser does
+/// on hostile input never meets the caller's (possibly small) stack.
+const PARSER_STACK_BYTES: usize = 32 * 1024 * 1024;
 
 /// A position in a file: line and column, both counted from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -48,6 +50,8 @@ impl fmt::Display for Pos {
 pub struct YamlError {
     pub pos: Pos,
     pub message: String,
+    /// The file holds no document at all (so it defines nothing).
+    pub empty: bool,
 }
 
 impl YamlError {
@@ -55,6 +59,7 @@ impl YamlError {
         YamlError {
             pos,
             message: message.into(),
+            empty: false,
         }
     }
 }
@@ -127,7 +132,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Doc>, YamlError> {
             ));
         }
     };
-    check_tabs(text)?;
+    check_lines(text)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let owned = text.to_string();
     let parsed = std::thread::Builder::new()
@@ -143,10 +148,13 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Doc>, YamlError> {
             ))
         })?;
     if parsed.is_empty() {
-        return Err(YamlError::at(
-            Pos::START,
-            "the file holds no YAML document; add a manifest (apiVersion, kind, metadata, spec) or delete the file",
-        ));
+        return Err(YamlError {
+            empty: true,
+            ..YamlError::at(
+                Pos::START,
+                "the file holds no YAML document; add a manifest (apiVersion, kind, metadata, spec) or delete the file",
+            )
+        });
     }
     Ok(parsed)
 }
@@ -160,16 +168,47 @@ fn parse_text(text: &str) -> Result<Vec<Doc>, YamlError> {
         YamlError::at(Pos::of(e.marker()), message)
     })?;
     let mut out = Vec::with_capacity(docs.len());
+    let mut result = Ok(());
     for doc in &docs {
         let mut d = Doc {
             value: Value::Null,
             values: HashMap::new(),
             keys: HashMap::new(),
         };
-        d.value = convert(doc, String::new(), 0, &mut d.values, &mut d.keys)?;
+        match convert(doc, String::new(), 0, &mut d.values, &mut d.keys) {
+            Ok(value) => d.value = value,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
         out.push(d);
     }
-    Ok(out)
+    drop_flat(docs);
+    result.map(|()| out)
+}
+
+/// Drops parsed trees without recursion: block sequences (`- - - x`) nest
+/// without limit in the parser, and a recursive drop of a deep tree would
+/// overflow the stack.
+fn drop_flat(docs: Vec<MarkedYaml<'_>>) {
+    let mut stack = docs;
+    while let Some(mut node) = stack.pop() {
+        match &mut node.data {
+            YamlData::Sequence(items) => stack.append(items),
+            YamlData::Mapping(map) => {
+                for (k, v) in std::mem::take(map) {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+            YamlData::Tagged(_, inner) => stack.push(std::mem::replace(
+                &mut **inner,
+                MarkedYaml::value_from_str(""),
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// The position just after `text`.
@@ -182,10 +221,32 @@ fn end_pos(text: &str) -> Pos {
     }
 }
 
-/// Refuses a tab in a line's indentation: YAML indents with spaces, and a
-/// tab there is the most common way a manifest goes wrong in an editor.
-fn check_tabs(text: &str) -> Result<(), YamlError> {
+/// Refuses a tab in a line's indentation (YAML indents with spaces, and a
+/// tab there is the most common way a manifest goes wrong in an editor), and
+/// a line that opens more than [`MAX_COMPACT_NESTING`] compact collections
+/// (`- - - x`): the parser recurses once per level, and this is the one way
+/// to nest deeply in few bytes (indentation costs a column per level, and
+/// flow collections have the parser's own limit).
+fn check_lines(text: &str) -> Result<(), YamlError> {
     for (i, line) in text.split('\n').enumerate() {
+        let mut compact = 0usize;
+        let mut rest = line.trim_start_matches(' ');
+        while let Some(after) = rest.strip_prefix(['-', '?']) {
+            if !after.starts_with([' ', '\t']) {
+                break;
+            }
+            compact += 1;
+            rest = after.trim_start_matches([' ', '\t']);
+        }
+        if compact > MAX_COMPACT_NESTING {
+            return Err(YamlError::at(
+                Pos {
+                    line: i + 1,
+                    col: 1,
+                },
+                format!("this line nests more than {MAX_COMPACT_NESTING} collections"),
+            ));
+        }
         let indent: &str = &line[..line.len() - line.trim_start_matches([' ', '\t']).len()];
         let rest = &line[indent.len()..];
         if rest.is_empty() || rest == "\r" {
@@ -319,7 +380,7 @@ mod tests {
         assert_eq!(docs[0].value, json!({"a": 1, "b": ["x", {"c": true}]}));
         assert_eq!(docs[0].pos("/a"), Pos { line: 1, col: 4 });
         assert_eq!(docs[0].key_pos("/b"), Pos { line: 2, col: 1 });
-        assert_eq!(docs[0].pos("/b/1/c"), Pos { line: 4, col: 8 });
+        assert_eq!(docs[0].pos("/b/1/c"), Pos { line: 4, col: 9 });
         assert_eq!(docs[0].pos("/b/1/missing"), Pos { line: 4, col: 5 });
         assert_eq!(docs[1].pos("/d"), Pos { line: 6, col: 4 });
     }
