@@ -867,3 +867,14 @@ fn a_mutated_hive_never_panics_validate() {
         );
     }
 }
+
+#[test]
+fn a_template_rendering_invalid_json_fails_the_job_naming_the_template_and_the_text() {
+    let hive = gate_hive("  types: [advance]", "this is {{ 'not' }} json", "");
+    let result = run_a(&hive);
+    assert_eq!(result["state"], "FAILED");
+    assert_eq!(
+        result["reason"],
+        "template 'agents/a.j2' rendered no valid decisions (not valid JSON (expected ident at line 1 column 2)); it rendered: this is not json"
+    );
+}
