@@ -18,6 +18,9 @@ pub mod plan;
 pub mod replay;
 pub mod state;
 
+// Manifests, compiled into the plan.
+pub mod manifest;
+
 // Agents that need no model (templates, built-ins).
 pub mod agents;
 
