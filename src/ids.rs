@@ -18,3 +18,9 @@ pub fn new_job_id() -> String {
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     format!("j-{ms}-{}", random_hex(8))
 }
+
+/// The UTC time of day, `HH:MM:SS`, for progress lines.
+pub fn clock_hms() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("{:02}:{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60, secs % 60)
+}
