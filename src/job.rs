@@ -101,7 +101,12 @@ impl JobState {
             .iter()
             .rev()
             .take_while(|r| r.decision.as_str().starts_with(&prefix))
-            .find(|r| !r.ok && r.error.as_deref().is_some_and(|e| e.starts_with("rejected: ")))
+            .find(|r| {
+                !r.ok
+                    && r.error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("rejected: "))
+            })
     }
 
     /// The runtime's rule once an agent has no turns left: a rejection in the
@@ -282,13 +287,18 @@ impl Runner<'_> {
             let reason = format!("agent '{}' is not in the plan", ticket.agent);
             return self.end(&mut folded.state, &mut cursor, Some(reason));
         };
-        let grant = plan.grant_of(ticket.agent.as_str()).cloned().unwrap_or_default();
+        let grant = plan
+            .grant_of(ticket.agent.as_str())
+            .cloned()
+            .unwrap_or_default();
         let started = std::time::Instant::now();
 
         // A decision recorded without its effect: the crash came between the
         // two. Execute it now (handlers' live effects are idempotent).
         if let Some(pending) = folded.pending.take() {
-            let effect = self.executor.execute(plan, &mut folded.state, &pending, None, Some(self.live));
+            let effect =
+                self.executor
+                    .execute(plan, &mut folded.state, &pending, None, Some(self.live));
             let body = effect_body(job, cursor.at, &pending, &effect);
             self.append(job, &mut cursor, body)?;
         }
@@ -300,9 +310,12 @@ impl Runner<'_> {
                 break;
             }
             let resuming = resume_turn == Some(turn);
-            let text = if resuming && folded.last_response.is_some() {
-                let digest = folded.last_response.expect("checked above");
-                let bytes = self.blobs.get(&digest).map_err(|e| RunError::Blob(e.to_string()))?;
+            let recorded_response = folded.last_response.filter(|_| resuming);
+            let text = if let Some(digest) = recorded_response {
+                let bytes = self
+                    .blobs
+                    .get(&digest)
+                    .map_err(|e| RunError::Blob(e.to_string()))?;
                 String::from_utf8_lossy(&bytes).into_owned()
             } else {
                 if matches!(spec.kind, crate::plan::AgentKind::Model { .. }) {
@@ -343,8 +356,11 @@ impl Runner<'_> {
                     if skip == 0 {
                         let d = unparsed_decision(job, turn, &ticket.agent, &text);
                         let reason = format!("the turn's text holds no valid decisions: {reason}");
-                        folded.state.note_rejection(&d, &format!("structure: {reason}"));
-                        let body = rejected_body(job, cursor.at, &d, gate::Check::Structure, &reason);
+                        folded
+                            .state
+                            .note_rejection(&d, &format!("structure: {reason}"));
+                        let body =
+                            rejected_body(job, cursor.at, &d, gate::Check::Structure, &reason);
                         self.append(job, &mut cursor, body)?;
                     }
                     continue;
@@ -354,7 +370,14 @@ impl Runner<'_> {
                 break; // the agent has nothing more to do
             }
             for (position, proposal) in proposals.into_iter().enumerate().skip(skip as usize) {
-                self.step(job, &mut cursor, &mut folded.state, turn, position as u32, proposal)?;
+                self.step(
+                    job,
+                    &mut cursor,
+                    &mut folded.state,
+                    turn,
+                    position as u32,
+                    proposal,
+                )?;
             }
         }
         self.end(&mut folded.state, &mut cursor, None)
@@ -372,28 +395,62 @@ impl Runner<'_> {
             return Ok(folded.ended);
         }
         let mut cursor = Cursor { at: folded.next_at };
-        self.end(&mut folded.state, &mut cursor, Some(reason)).map(Some)
+        self.end(&mut folded.state, &mut cursor, Some(reason))
+            .map(Some)
     }
 
-    fn step(&self, job: &JobId, cursor: &mut Cursor, state: &mut JobState, turn: u32, position: u32, proposal: Proposal) -> Result<(), RunError> {
+    fn step(
+        &self,
+        job: &JobId,
+        cursor: &mut Cursor,
+        state: &mut JobState,
+        turn: u32,
+        position: u32,
+        proposal: Proposal,
+    ) -> Result<(), RunError> {
         let plan = &*self.plan;
         let decision = Decision::from_proposal(job, turn, position, &state.agent, proposal);
         match gate::check(plan, state, &decision, turn, position) {
             Err(rejection) => {
                 state.note_rejection(&decision, &rejection.to_string());
-                self.append(job, cursor, rejected_body(job, cursor.at, &decision, rejection.check, &rejection.reason))?;
+                self.append(
+                    job,
+                    cursor,
+                    rejected_body(
+                        job,
+                        cursor.at,
+                        &decision,
+                        rejection.check,
+                        &rejection.reason,
+                    ),
+                )?;
             }
             Ok(()) => {
                 // Durable before any effect of it is observable.
-                self.append(job, cursor, Body::Decision { job: job.clone(), at: cursor.at, decision: decision.clone() })?;
-                let effect = self.executor.execute(plan, state, &decision, None, Some(self.live));
+                self.append(
+                    job,
+                    cursor,
+                    Body::Decision {
+                        job: job.clone(),
+                        at: cursor.at,
+                        decision: decision.clone(),
+                    },
+                )?;
+                let effect = self
+                    .executor
+                    .execute(plan, state, &decision, None, Some(self.live));
                 self.append(job, cursor, effect_body(job, cursor.at, &decision, &effect))?;
             }
         }
         Ok(())
     }
 
-    fn end(&self, state: &mut JobState, cursor: &mut Cursor, runtime_failure: Option<String>) -> Result<JobEnd, RunError> {
+    fn end(
+        &self,
+        state: &mut JobState,
+        cursor: &mut Cursor,
+        runtime_failure: Option<String>,
+    ) -> Result<JobEnd, RunError> {
         match runtime_failure {
             Some(reason) if !state.state.is_terminal() => {
                 if let Some(next) = state.state.next(Event::Fail) {
@@ -423,8 +480,18 @@ impl Runner<'_> {
         })
     }
 
-    fn model_body(&self, job: &JobId, at: u32, turn: u32, call: &ModelCall) -> Result<Body, RunError> {
-        let put = |text: &str| self.blobs.put(text.as_bytes()).map_err(|e| RunError::Blob(e.to_string()));
+    fn model_body(
+        &self,
+        job: &JobId,
+        at: u32,
+        turn: u32,
+        call: &ModelCall,
+    ) -> Result<Body, RunError> {
+        let put = |text: &str| {
+            self.blobs
+                .put(text.as_bytes())
+                .map_err(|e| RunError::Blob(e.to_string()))
+        };
         Ok(Body::Model {
             job: job.clone(),
             at,
@@ -444,16 +511,29 @@ impl Runner<'_> {
     }
 }
 
-fn budget_exhausted(budget: &crate::plan::Budget, state: &JobState, started: std::time::Instant) -> Option<String> {
+fn budget_exhausted(
+    budget: &crate::plan::Budget,
+    state: &JobState,
+    started: std::time::Instant,
+) -> Option<String> {
     if state.model_calls >= budget.model_calls {
-        return Some(format!("budget: the job has used its {} model calls", budget.model_calls));
+        return Some(format!(
+            "budget: the job has used its {} model calls",
+            budget.model_calls
+        ));
     }
     if state.tokens >= budget.tokens {
-        return Some(format!("budget: the job has used its {} tokens", budget.tokens));
+        return Some(format!(
+            "budget: the job has used its {} tokens",
+            budget.tokens
+        ));
     }
     let elapsed = started.elapsed().as_millis() as u64;
     if elapsed >= budget.wall_ms {
-        return Some(format!("budget: the job has run {elapsed} ms of its {} ms", budget.wall_ms));
+        return Some(format!(
+            "budget: the job has run {elapsed} ms of its {} ms",
+            budget.wall_ms
+        ));
     }
     None
 }
@@ -470,7 +550,13 @@ pub fn unparsed_decision(job: &JobId, turn: u32, agent: &AgentName, text: &str) 
     }
 }
 
-pub fn rejected_body(job: &JobId, at: u32, decision: &Decision, check: gate::Check, reason: &str) -> Body {
+pub fn rejected_body(
+    job: &JobId,
+    at: u32,
+    decision: &Decision,
+    check: gate::Check,
+    reason: &str,
+) -> Body {
     Body::Rejected {
         job: job.clone(),
         at,
@@ -480,7 +566,12 @@ pub fn rejected_body(job: &JobId, at: u32, decision: &Decision, check: gate::Che
     }
 }
 
-pub fn effect_body(job: &JobId, at: u32, decision: &Decision, effect: &crate::exec::Effect) -> Body {
+pub fn effect_body(
+    job: &JobId,
+    at: u32,
+    decision: &Decision,
+    effect: &crate::exec::Effect,
+) -> Body {
     Body::Effect {
         job: job.clone(),
         at,

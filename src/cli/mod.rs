@@ -1,6 +1,7 @@
 //! The `jaros` command line: one file per subcommand, one output and
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
+mod demo;
 mod init;
 mod logs;
 mod plan;
@@ -45,6 +46,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Demo(demo::Args),
     Init(init::Args),
     Validate(validate::Args),
     Plan(plan::Args),
@@ -69,10 +71,16 @@ pub struct CliError {
 
 impl CliError {
     pub fn bad_input(message: impl Into<String>) -> CliError {
-        CliError { outcome: Outcome::BadInput, message: message.into() }
+        CliError {
+            outcome: Outcome::BadInput,
+            message: message.into(),
+        }
     }
     pub fn failed(message: impl Into<String>) -> CliError {
-        CliError { outcome: Outcome::Failed, message: message.into() }
+        CliError {
+            outcome: Outcome::Failed,
+            message: message.into(),
+        }
     }
 }
 
@@ -133,7 +141,10 @@ impl Ctx {
 /// quietly with success.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(exit::SUCCESS);
         }
@@ -159,7 +170,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
             let _ = e.print();
             return code;
         }
@@ -174,6 +189,7 @@ pub fn main() -> i32 {
         Command::Validate(args) => validate::main(&ctx, args),
         Command::Plan(args) => plan::main(&ctx, args),
         Command::Schema(args) => schema::main(args),
+        Command::Demo(args) => demo::main(&ctx, args),
         Command::Run(args) => run::main(&ctx, args),
         Command::Serve(args) => serve::main(&ctx, args),
         Command::Submit(args) => submit::submit(&ctx, args),
@@ -227,7 +243,10 @@ pub fn node_config(loaded: &crate::manifest::Loaded, node_id: String) -> crate::
 }
 
 /// What proposes decisions for the hive's agents.
-pub fn proposer(_hive: &Path, _loaded: &crate::manifest::Loaded) -> std::sync::Arc<dyn crate::job::Proposer> {
+pub fn proposer(
+    _hive: &Path,
+    _loaded: &crate::manifest::Loaded,
+) -> std::sync::Arc<dyn crate::job::Proposer> {
     std::sync::Arc::new(crate::agents::LocalProposer::default())
 }
 

@@ -49,15 +49,22 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let loaded = super::load_hive(&hive)?;
     let data = ctx.data_dir()?;
     let node_id = match args.node_id {
-        Some(id) => crate::decision::JobId::new(id.clone()).map(|_| id).map_err(|e| CliError::bad_input(format!("--node-id: {e}")))?,
-        None => crate::runtime::stable_node_id(&data).map_err(|e| CliError::bad_input(e.to_string()))?,
+        Some(id) => crate::decision::JobId::new(id.clone())
+            .map(|_| id)
+            .map_err(|e| CliError::bad_input(format!("--node-id: {e}")))?,
+        None => {
+            crate::runtime::stable_node_id(&data).map_err(|e| CliError::bad_input(e.to_string()))?
+        }
     };
     let mut cfg = super::node_config(&loaded, node_id);
     if let Some(p) = args.pool {
         cfg.pool_size = p.clamp(1, node::MAX_POOL_SIZE);
     }
     cfg.lease_ms = args.lease_ms.unwrap_or(cfg.lease_ms).max(100);
-    cfg.heartbeat_ms = args.heartbeat_ms.unwrap_or(cfg.heartbeat_ms).clamp(10, cfg.lease_ms / 2);
+    cfg.heartbeat_ms = args
+        .heartbeat_ms
+        .unwrap_or(cfg.heartbeat_ms)
+        .clamp(10, cfg.lease_ms / 2);
     cfg.scan_ms = args.scan_ms.unwrap_or(cfg.scan_ms).max(1);
     cfg.grace_ms = args.grace_ms;
     cfg.notify = !args.no_notify;
@@ -65,20 +72,31 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     cfg.verbose = args.verbose;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).map_err(|e| CliError::failed(format!("cannot handle signals: {e}")))?;
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| CliError::failed(format!("cannot handle signals: {e}")))?;
     }
     let source_hive = hive.clone();
     let source: node::PlanSource = Box::new(move || {
         crate::manifest::load_hive(&source_hive)
             .map(|l| l.plan)
-            .map_err(|errors| errors.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n"))
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|d| format!("  {d}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
     });
     let proposer = super::proposer(&hive, &loaded);
-    let exit = node::serve(cfg, &hive, data, source, super::executor(), proposer, stop).map_err(CliError::failed)?;
+    let exit = node::serve(cfg, &hive, data, source, super::executor(), proposer, stop)
+        .map_err(CliError::failed)?;
     match exit.fatal {
         Some(fatal) => Err(CliError::failed(format!("the node stopped: {fatal}"))),
         None => {
-            eprintln!("jaros: node stopped ({} done, {} failed)", exit.done, exit.failed);
+            eprintln!(
+                "jaros: node stopped ({} done, {} failed)",
+                exit.done, exit.failed
+            );
             Ok(Outcome::Success)
         }
     }

@@ -47,7 +47,11 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
                     out(&format!(
                         "  {:<16} {:<40} last {:<25} next {}\n",
                         s["name"].as_str().unwrap_or("?"),
-                        if s["enabled"] == true { s["trigger_words"].as_str().unwrap_or("?").to_string() } else { format!("{} (disabled)", s["trigger_words"].as_str().unwrap_or("?")) },
+                        if s["enabled"] == true {
+                            s["trigger_words"].as_str().unwrap_or("?").to_string()
+                        } else {
+                            format!("{} (disabled)", s["trigger_words"].as_str().unwrap_or("?"))
+                        },
                         s["last_run"].as_str().unwrap_or("never"),
                         s["next_run_utc"].as_str().unwrap_or("-")
                     ));
@@ -55,12 +59,19 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             }
         }
     }
-    Ok(if o.live_nodes > 0 { Outcome::Success } else { Outcome::Failed })
+    Ok(if o.live_nodes > 0 {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }
 
 fn human(o: &Overview) -> String {
     let mut s = format!("data dir {}\n", o.data_dir);
-    s += &format!("jobs: inbox {}, claimed {}, done {}, failed {}\n", o.jobs.inbox, o.jobs.claimed, o.jobs.done, o.jobs.failed);
+    s += &format!(
+        "jobs: inbox {}, claimed {}, done {}, failed {}\n",
+        o.jobs.inbox, o.jobs.claimed, o.jobs.done, o.jobs.failed
+    );
     if o.nodes.is_empty() {
         s += "nodes: none has run here (start one with `jaros serve`)\n";
     }
@@ -91,7 +102,12 @@ pub fn watch(ctx: &Ctx, args: WatchArgs) -> CliResult {
     let mut n = 0;
     loop {
         let o = overview(&data);
-        let running: usize = o.nodes.iter().filter(|n| n.live).map(|n| n.status.running.len()).sum();
+        let running: usize = o
+            .nodes
+            .iter()
+            .filter(|n| n.live)
+            .map(|n| n.status.running.len())
+            .sum();
         out(&format!(
             "{} inbox {:>6}  claimed {:>5}  done {:>8}  failed {:>6}  | nodes live {}  running {}\n",
             crate::ids::clock_hms(),

@@ -42,11 +42,15 @@ pub fn submit(ctx: &Ctx, args: SubmitArgs) -> CliResult {
     let input = parse_input(&args.input)?;
     let agent = AgentName::new(args.agent).map_err(|e| CliError::bad_input(e.to_string()))?;
     // With a hive at hand, refuse an unknown agent now rather than in failed/.
+    // With invalid manifests the node keeps its old plan: warn, and submit.
     if let Ok(hive) = ctx.hive() {
-        let plan = super::load_plan(&hive)?;
-        if !plan.agents.contains_key(agent.as_str()) {
-            let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
-            return Err(CliError::bad_input(format!("unknown agent '{agent}'; this hive's agents are: {}", known.join(", "))));
+        match super::load_plan(&hive) {
+            Err(_) => eprintln!("jaros: warning: the hive's manifests do not validate (`jaros validate`); submitting anyway"),
+            Ok(plan) if !plan.agents.contains_key(agent.as_str()) => {
+                let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
+                return Err(CliError::bad_input(format!("unknown agent '{agent}'; this hive's agents are: {}", known.join(", "))));
+            }
+            Ok(_) => {}
         }
     }
     let id = match args.id {
@@ -54,7 +58,14 @@ pub fn submit(ctx: &Ctx, args: SubmitArgs) -> CliResult {
         None => JobId::new(crate::ids::new_job_id()).expect("generated ids are valid"),
     };
     let data = ctx.data_dir()?;
-    let job = JobFile { id: id.clone(), agent, input, parent: None, via: None, resume: false };
+    let job = JobFile {
+        id: id.clone(),
+        agent,
+        input,
+        parent: None,
+        via: None,
+        resume: false,
+    };
     inbox::submit(&data, &job).map_err(CliError::bad_input)?;
     match args.wait {
         None => {
@@ -74,7 +85,12 @@ pub fn result(ctx: &Ctx, args: ResultArgs) -> CliResult {
 /// Where a job's result file is, if it exists.
 pub fn find_result(data: &DataDir, id: &JobId) -> Option<(bool, std::path::PathBuf)> {
     let name = format!("{id}.json");
-    [(true, data.done().join(&name)), (false, data.failed().join(&name))].into_iter().find(|(_, p)| p.exists())
+    [
+        (true, data.done().join(&name)),
+        (false, data.failed().join(&name)),
+    ]
+    .into_iter()
+    .find(|(_, p)| p.exists())
 }
 
 fn wait_and_print(data: &DataDir, id: &JobId, seconds: f64) -> CliResult {
@@ -82,10 +98,16 @@ fn wait_and_print(data: &DataDir, id: &JobId, seconds: f64) -> CliResult {
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some((done, path)) = find_result(data, id) {
-            let text = crate::fsx::read_to_string(&path).map_err(|e| CliError::failed(e.to_string()))?;
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
+            let text =
+                crate::fsx::read_to_string(&path).map_err(|e| CliError::failed(e.to_string()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
             out_json(&value);
-            return Ok(if done { Outcome::Success } else { Outcome::Failed });
+            return Ok(if done {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            });
         }
         if Instant::now() >= deadline {
             let name = format!("{id}.json");
@@ -96,7 +118,10 @@ fn wait_and_print(data: &DataDir, id: &JobId, seconds: f64) -> CliResult {
             } else {
                 "no such job in this data dir"
             };
-            return Err(CliError { outcome: Outcome::Nothing, message: format!("no result for job '{id}' yet: {stage}") });
+            return Err(CliError {
+                outcome: Outcome::Nothing,
+                message: format!("no result for job '{id}' yet: {stage}"),
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
