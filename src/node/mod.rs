@@ -627,7 +627,10 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         }
         // Sleep in short steps so a stopping node is not held up.
         let until = Instant::now() + Duration::from_millis(shared.cfg.heartbeat_ms.clamp(10, 1000));
-        while Instant::now() < until && !(shared.stopping.load(Ordering::SeqCst) && shared.active.load(Ordering::SeqCst) == 0) {
+        while Instant::now() < until
+            && !(shared.stopping.load(Ordering::SeqCst)
+                && shared.active.load(Ordering::SeqCst) == 0)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
