@@ -42,12 +42,15 @@ use super::{
 /// The largest responses file read.
 pub const MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// `(when, response)` pairs and the fallback response.
+pub type Rules = (Vec<(String, String)>, Option<String>);
+
 #[derive(Debug)]
 pub struct ScriptedClient {
     provider: String,
     responses: Vec<String>,
     /// `(when, response)` rules and the fallback, for the `rules` form.
-    rules: Option<(Vec<(String, String)>, Option<String>)>,
+    rules: Option<Rules>,
     next: AtomicUsize,
 }
 
@@ -99,7 +102,7 @@ impl ScriptedClient {
 }
 
 /// Parses the `rules` form (see the module doc).
-pub fn parse_rules(text: &str) -> Result<(Vec<(String, String)>, Option<String>), String> {
+pub fn parse_rules(text: &str) -> Result<Rules, String> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Rule {
