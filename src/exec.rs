@@ -164,6 +164,21 @@ impl Executor {
         let (result, error) = match outcome {
             Ok(outcome) => match state.state.apply_all(&outcome.events) {
                 Ok(next) => {
+                    // An agent that fails its own job is the cause of that
+                    // failure: record it as such.
+                    if next == crate::state::State::Failed
+                        && state.state != next
+                        && state.error.is_none()
+                    {
+                        let note = decision.payload.get("note").map_or(String::new(), |n| {
+                            format!(": {}", n.as_str().map_or(n.to_string(), str::to_string))
+                        });
+                        state.error = Some(format!(
+                            "decision {} ({}) failed the job{note}",
+                            decision.id, decision.kind
+                        ));
+                        state.blame = Some(decision.id.clone());
+                    }
                     state.state = next;
                     (outcome.result, None)
                 }

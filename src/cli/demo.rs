@@ -46,6 +46,23 @@ pub fn demo_jobs() -> Vec<(&'static str, &'static str, Value)> {
             json!({"path": "evals/scripted-responses.json"}),
         ),
         ("greeter", "greeter", json!({"name": "Ada"})),
+        // The support-triage swarm: a genuine request, spam, and a ticket the
+        // worker hands to an agent it may not reach (the seeded bad hand-off).
+        (
+            "T1",
+            "planner",
+            json!({"id": "T1", "ticket": "My invoice for October charges me twice. Can you fix it?"}),
+        ),
+        (
+            "T2",
+            "planner",
+            json!({"id": "T2", "ticket": "BUY CHEAP WATCHES NOW!!! best prices click here"}),
+        ),
+        (
+            "T3",
+            "planner",
+            json!({"id": "T3", "ticket": "I want a refund of 1200 EUR for my annual plan."}),
+        ),
     ]
 }
 
@@ -134,12 +151,14 @@ fn next_steps(hive: &Path) -> String {
 /// A progress bar on stderr while the node works.
 fn spawn_progress(data: DataDir, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let total = demo_jobs().len();
+        let submitted = demo_jobs().len();
         let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let mut last = usize::MAX;
         loop {
-            let finished = node::status::overview(&data).jobs;
-            let n = finished.done + finished.failed;
+            let jobs = node::status::overview(&data).jobs;
+            let n = jobs.done + jobs.failed;
+            // Hand-offs add jobs as the swarm works.
+            let total = submitted.max(n + jobs.inbox + jobs.claimed);
             if n != last && (interactive || n == total || stop.load(Ordering::SeqCst)) {
                 let width = 30;
                 let filled = (n.min(total) * width) / total.max(1);

@@ -1,6 +1,7 @@
 //! The `jaros` command line: one file per subcommand, one output and
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
+mod blame;
 mod demo;
 mod init;
 mod logs;
@@ -59,6 +60,7 @@ enum Command {
     Watch(status::WatchArgs),
     Logs(logs::Args),
     Replay(replay::Args),
+    Blame(blame::Args),
     Verify(verify::Args),
 }
 
@@ -199,6 +201,7 @@ pub fn main() -> i32 {
         Command::Logs(args) => logs::main(&ctx, args),
         Command::Replay(args) => replay::main(&ctx, args),
         Command::Verify(args) => verify::main(&ctx, args),
+        Command::Blame(args) => blame::main(&ctx, args),
     };
     match result {
         Ok(outcome) => exit::code(outcome),

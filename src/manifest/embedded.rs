@@ -22,6 +22,14 @@ pub const FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../agents/inventory.j2"),
     ),
     (
+        "agents/planner.j2",
+        include_bytes!("../../agents/planner.j2"),
+    ),
+    (
+        "agents/reviewer.j2",
+        include_bytes!("../../agents/reviewer.j2"),
+    ),
+    (
         "agents/system-health.j2",
         include_bytes!("../../agents/system-health.j2"),
     ),
@@ -29,6 +37,7 @@ pub const FILES: &[(&str, &[u8])] = &[
         "agents/text-metrics.j2",
         include_bytes!("../../agents/text-metrics.j2"),
     ),
+    ("agents/worker.j2", include_bytes!("../../agents/worker.j2")),
     (
         "evals/echo-responses.json",
         include_bytes!("../../evals/echo-responses.json"),
@@ -36,6 +45,10 @@ pub const FILES: &[(&str, &[u8])] = &[
     (
         "evals/scripted-responses.json",
         include_bytes!("../../evals/scripted-responses.json"),
+    ),
+    (
+        "evals/swarm-responses.json",
+        include_bytes!("../../evals/swarm-responses.json"),
     ),
     (
         "manifests/agents/disk-monitor.yaml",
@@ -54,12 +67,24 @@ pub const FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../manifests/agents/inventory.yaml"),
     ),
     (
+        "manifests/agents/planner.yaml",
+        include_bytes!("../../manifests/agents/planner.yaml"),
+    ),
+    (
+        "manifests/agents/reviewer.yaml",
+        include_bytes!("../../manifests/agents/reviewer.yaml"),
+    ),
+    (
         "manifests/agents/system-health.yaml",
         include_bytes!("../../manifests/agents/system-health.yaml"),
     ),
     (
         "manifests/agents/text-metrics.yaml",
         include_bytes!("../../manifests/agents/text-metrics.yaml"),
+    ),
+    (
+        "manifests/agents/worker.yaml",
+        include_bytes!("../../manifests/agents/worker.yaml"),
     ),
     (
         "manifests/evals/example.yaml",
@@ -80,6 +105,18 @@ pub const FILES: &[(&str, &[u8])] = &[
     (
         "manifests/roles/observer.yaml",
         include_bytes!("../../manifests/roles/observer.yaml"),
+    ),
+    (
+        "manifests/roles/planner.yaml",
+        include_bytes!("../../manifests/roles/planner.yaml"),
+    ),
+    (
+        "manifests/roles/reviewer.yaml",
+        include_bytes!("../../manifests/roles/reviewer.yaml"),
+    ),
+    (
+        "manifests/roles/worker.yaml",
+        include_bytes!("../../manifests/roles/worker.yaml"),
     ),
     (
         "manifests/schedules/disk-monitor.yaml",
