@@ -61,9 +61,22 @@ pub fn decisions_schema(plan: &Plan, agent: &str) -> Value {
     if let Some(grant) = plan.grant_of(agent) {
         for kind in &grant.types {
             if let Some(spec) = plan.types.get(kind) {
+                let mut payload = spec.payload_schema.clone();
+                // Narrow hand-off targets to the granted ones, so an answer that
+                // follows the schema also passes the gate's scope check.
+                for scope in spec
+                    .scopes
+                    .iter()
+                    .filter(|s| s.kind == crate::plan::ScopeKind::Handoff)
+                {
+                    let field = scope.pointer.trim_start_matches('/');
+                    if let Some(prop) = payload.pointer_mut(&format!("/properties/{field}")) {
+                        prop["enum"] = json!(grant.handoff.iter().collect::<Vec<_>>());
+                    }
+                }
                 shapes.push(json!({
                     "type": "object",
-                    "properties": {"type": {"const": kind}, "payload": spec.payload_schema},
+                    "properties": {"type": {"const": kind}, "payload": payload},
                     "required": ["type", "payload"],
                     "additionalProperties": false
                 }));
