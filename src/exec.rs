@@ -11,7 +11,9 @@ use crate::canon::Digest;
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::job::{JobState, StepResult};
 use crate::plan::{HandlerSpec, Plan};
+use crate::log::LogError;
 use crate::state::Event;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -41,6 +43,35 @@ pub struct Spawn {
     pub via: DecisionId,
 }
 
+/// Whether a mediated action was allowed to run or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allowed,
+    Refused,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Refused => "refused",
+        }
+    }
+}
+
+/// One mediated action or refusal, as the node's audit log records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub decision: DecisionId,
+    /// What was attempted, such as `fs.write notes/a.md` or `tool greet (tools/greet.sh)`.
+    pub action: String,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
 /// The effects a live run may have on the world. Replay passes none, so a
 /// handler cannot touch anything while replaying.
 pub trait LiveIo: Send + Sync {
@@ -48,6 +79,16 @@ pub trait LiveIo: Send + Sync {
     fn hive(&self) -> PathBuf;
     /// Enqueues a child job; must be idempotent for the same job id.
     fn spawn(&self, spawn: &Spawn) -> Result<(), String>;
+    /// The data dir, which no grant reaches wherever it lives.
+    fn data_dir(&self) -> Option<PathBuf> {
+        None
+    }
+    /// Appends to the node's audit log. An action whose entry cannot be
+    /// written does not run.
+    fn audit(&self, entry: &AuditEntry) -> Result<(), LogError> {
+        let _ = entry;
+        Ok(())
+    }
 }
 
 /// What a handler sees.
@@ -56,6 +97,11 @@ pub struct Cx<'a> {
     pub job: &'a JobState,
     /// `None` while replaying.
     pub live: Option<&'a dyn LiveIo>,
+    /// The effect the log records for this decision (result, error) when
+    /// replaying or resuming; `None` on a first live run. A deterministic
+    /// handler whose live run failed for a reason outside the decision (the
+    /// file system refused) reads that failure back from here.
+    pub recorded: Option<(&'a Value, Option<&'a str>)>,
 }
 
 /// A decision handler.
@@ -141,7 +187,7 @@ impl Executor {
                 None => Ok(Outcome::result(result.clone())),
             },
             _ => {
-                let cx = Cx { plan, job: state, live };
+                let cx = Cx { plan, job: state, live, recorded };
                 // A panicking handler fails its decision, not the process.
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(&cx, decision))) {
                     Ok(outcome) => outcome,

@@ -18,6 +18,9 @@ pub mod plan;
 pub mod replay;
 pub mod state;
 
+// The harness: built-in tools, executable tools and their confinement, audit.
+pub mod harness;
+
 // Agents that need no model (templates, built-ins).
 pub mod agents;
 

@@ -96,7 +96,7 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
             return Err(diverge(index, d.as_ref(), "a decision is followed by something other than its effect".into()));
         }
         match body {
-            Body::Plan { .. } | Body::Job { .. } => {
+            Body::Plan { .. } | Body::Job { .. } | Body::Audit { .. } => {
                 return Err(diverge(index, None, format!("unexpected {} record inside the job", body.kind())));
             }
             Body::Model { turn, tokens_in, tokens_out, response, .. } => {
@@ -386,7 +386,8 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
                     });
                 }
                 body => {
-                    let (job, _) = body.job_at().expect("every other record belongs to a job");
+                    // Audit records live in audit/, not log/; skip any that strayed.
+                    let Some((job, _)) = body.job_at() else { continue };
                     if options.job.as_ref().is_none_or(|j| j == job) {
                         loaded.jobs.entry(job.clone()).or_default().push((place, record.body));
                     }

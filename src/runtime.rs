@@ -6,7 +6,8 @@
 
 use crate::canon::Digest;
 use crate::datadir::DataDir;
-use crate::exec::{LiveIo, Spawn};
+use crate::exec::{AuditEntry, LiveIo, Spawn};
+use crate::harness::audit::AuditLog;
 use crate::fsx;
 use crate::log::{Blobs, Body, LogError, LogWriter, OpenReport};
 use crate::plan::Plan;
@@ -51,6 +52,8 @@ pub struct Runtime {
     pub log: LogWriter,
     pub blobs: Blobs,
     pub open_report: OpenReport,
+    /// This node's audit log, `audit/<node-id>.jsonl`.
+    pub audit: Arc<AuditLog>,
     plan: Arc<Plan>,
     plan_digest: Digest,
 }
@@ -61,6 +64,7 @@ impl Runtime {
     pub fn open(hive: &Path, data: DataDir, node_id: String, plan: Plan) -> Result<Runtime, LogError> {
         data.create()?;
         let (log, open_report) = LogWriter::open(&data.log_path(&node_id))?;
+        let audit = Arc::new(AuditLog::open(&data.audit_path(&node_id))?);
         let blobs = Blobs::new(data.root());
         let digest = plan.digest();
         let mut runtime = Runtime {
@@ -70,6 +74,7 @@ impl Runtime {
             log,
             blobs,
             open_report,
+            audit,
             plan: Arc::new(plan.clone()),
             plan_digest: digest,
         };
@@ -103,7 +108,7 @@ impl Runtime {
     }
 
     pub fn live_io(&self) -> HiveIo {
-        HiveIo { hive: self.hive.clone(), data: self.data.clone() }
+        HiveIo { hive: self.hive.clone(), data: self.data.clone(), audit: Some(self.audit.clone()) }
     }
 }
 
@@ -124,6 +129,8 @@ pub fn job_file(id: &str, agent: &str, input: &Value, parent: Option<&str>, via:
 pub struct HiveIo {
     pub hive: PathBuf,
     pub data: DataDir,
+    /// Where mediated actions and refusals are recorded (`None`: nowhere).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl HiveIo {
@@ -140,6 +147,17 @@ impl HiveIo {
 impl LiveIo for HiveIo {
     fn hive(&self) -> PathBuf {
         self.hive.clone()
+    }
+
+    fn data_dir(&self) -> Option<PathBuf> {
+        Some(self.data.root().to_path_buf())
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<(), LogError> {
+        match &self.audit {
+            Some(log) => log.append(entry).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn spawn(&self, spawn: &Spawn) -> Result<(), String> {

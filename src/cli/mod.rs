@@ -1,8 +1,10 @@
 //! The `jaros` command line: one file per subcommand, one output and
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
+mod audit;
 mod replay;
 mod run;
+mod sandbox_exec;
 mod verify;
 
 use crate::datadir::{self, DataDir};
@@ -40,6 +42,9 @@ enum Command {
     Run(run::Args),
     Replay(replay::Args),
     Verify(verify::Args),
+    Audit(audit::Args),
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec(sandbox_exec::Args),
 }
 
 /// A failure a command reports: a message for stderr and how to exit.
@@ -134,6 +139,8 @@ pub fn main() -> i32 {
         Command::Run(args) => run::main(&ctx, args),
         Command::Replay(args) => replay::main(&ctx, args),
         Command::Verify(args) => verify::main(&ctx, args),
+        Command::Audit(args) => audit::main(&ctx, args),
+        Command::SandboxExec(args) => return sandbox_exec::main(args),
     };
     match result {
         Ok(outcome) => exit::code(outcome),
@@ -151,5 +158,6 @@ pub fn load_plan(_hive: &Path) -> Result<crate::plan::Plan, CliError> {
 
 /// The executor with every handler this binary has.
 pub fn executor() -> crate::exec::Executor {
-    crate::exec::Executor::core()
+    let tools = crate::harness::ToolRunner::new(std::env::current_exe().ok());
+    crate::harness::register(crate::exec::Executor::core(), tools)
 }
