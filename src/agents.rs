@@ -31,6 +31,11 @@ impl Proposer for LocalProposer {
             AgentKind::Builtin { name } => Err(format!("no built-in agent '{name}'")),
             AgentKind::Template { template } => {
                 let text = render(request.plan, template, &template_context(request))?;
+                // A template is code, not a model: text that is not decisions
+                // is its author's bug, reported with what it rendered.
+                if let Err(e) = crate::decision::parse_proposals(&text) {
+                    return Err(format!("template '{template}' rendered no valid decisions ({e}); it rendered: {}", excerpt(&text)));
+                }
                 Ok(ProposedTurn { text, call: None })
             }
             AgentKind::Model { provider, .. } => match &self.models {
@@ -103,4 +108,16 @@ pub fn render(plan: &Plan, name: &str, context: &Value) -> Result<String, String
 /// The digest of a template's inputs, as `model` records hold it.
 pub fn inputs_digest(context: &Value) -> Digest {
     Digest::of_json(context).unwrap_or(Digest::ZERO)
+}
+
+/// Most characters of rendered text quoted in an error.
+const EXCERPT_CHARS: usize = 400;
+
+fn excerpt(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= EXCERPT_CHARS {
+        text.to_string()
+    } else {
+        text.chars().take(EXCERPT_CHARS).collect::<String>() + "…"
+    }
 }

@@ -50,7 +50,8 @@ pub fn to_string_of<T: serde::Serialize>(value: &T) -> Result<String, CanonError
     to_string(&value)
 }
 
-fn write_value(out: &mut String, value: &Value) -> Result<(), CanonError> {
+/// Appends the canonical encoding of `value` to `out`.
+pub fn write_value(out: &mut String, value: &Value) -> Result<(), CanonError> {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -67,8 +68,7 @@ fn write_value(out: &mut String, value: &Value) -> Result<(), CanonError> {
             out.push(']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            let entries = sorted_entries(map);
             out.push('{');
             for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
@@ -82,6 +82,13 @@ fn write_value(out: &mut String, value: &Value) -> Result<(), CanonError> {
         }
     }
     Ok(())
+}
+
+/// An object's entries in canonical order: by UTF-16 code units of the keys.
+pub fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    entries
 }
 
 fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), CanonError> {
@@ -114,7 +121,8 @@ fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), CanonErr
     Ok(())
 }
 
-fn write_string(out: &mut String, s: &str) {
+/// Appends `s` as a canonical JSON string.
+pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -207,6 +207,15 @@ pub fn check_payload(value: &Value) -> Result<(), CanonError> {
     canon::to_string_limited(value, canon::MAX_PAYLOAD_BYTES).map(|_| ())
 }
 
+impl DecisionId {
+    /// The (turn, position) this id was made from, if it is one of ours.
+    pub fn turn_position(&self) -> Option<(u32, u32)> {
+        let (_, tail) = self.0.rsplit_once('#')?;
+        let (turn, pos) = tail.split_once('.')?;
+        Some((turn.parse().ok()?, pos.parse().ok()?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,14 +269,5 @@ mod tests {
         let big = format!(r#"{{"x": "{}"}}"#, "a".repeat(canon::MAX_PAYLOAD_BYTES));
         let err = parse_json_arg(&big).unwrap_err();
         assert!(err.contains("over the limit of 1048576 bytes"), "{err}");
-    }
-}
-
-impl DecisionId {
-    /// The (turn, position) this id was made from, if it is one of ours.
-    pub fn turn_position(&self) -> Option<(u32, u32)> {
-        let (_, tail) = self.0.rsplit_once('#')?;
-        let (turn, pos) = tail.split_once('.')?;
-        Some((turn.parse().ok()?, pos.parse().ok()?))
     }
 }

@@ -180,7 +180,7 @@ impl Executor {
         recorded: Option<(&Value, Option<&str>)>,
         live: Option<&dyn LiveIo>,
     ) -> Effect {
-        let deterministic = plan.types.get(&decision.kind).is_some_and(|t| t.deterministic);
+        let deterministic = plan.types.get(&decision.kind).is_some_and(|t| t.reexecuted_on_replay());
         let outcome = match recorded {
             Some((result, error)) if !deterministic => match error {
                 Some(e) => Err(e.to_string()),

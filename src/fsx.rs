@@ -130,6 +130,18 @@ pub fn create_durable_exclusive(path: &Path, bytes: &[u8]) -> Result<bool> {
     }
 }
 
+/// Replaces `path` atomically but WITHOUT fsync: readers never see a torn
+/// file, yet a crash may lose the update. Only for files that are rewritten
+/// often and lose nothing when stale (node heartbeats).
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temp = temp_path(path);
+    fs::write(&temp, bytes).map_err(|e| IoError::new("cannot write", &temp, e))?;
+    fs::rename(&temp, path).map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        IoError::new("cannot rename into place", path, e)
+    })
+}
+
 /// Renames `from` to `to` and makes the rename durable in both directories.
 pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).map_err(|e| IoError::new("cannot rename", from, e))?;

@@ -105,15 +105,17 @@ pub fn check(plan: &Plan, job: &JobState, decision: &Decision, turn: u32, positi
                 } else {
                     (&grant.write, "write")
                 };
-                let path = match normalize_path(text) {
+                let normalized = if scope.kind == ScopeKind::Read { normalize_read_path(text) } else { normalize_path(text) };
+                let path = match normalized {
                     Ok(p) => p,
                     Err(why) => return reject(Check::Scope, format!("path '{}' refused: {why}", text.escape_debug())),
                 };
                 if let Some(p) = plan.protected.iter().find(|p| path == **p || path.starts_with(&format!("{p}/"))) {
                     return reject(Check::Scope, format!("path '{path}' is inside '{p}/', which no grant reaches"));
                 }
-                if !globs.iter().any(|g| glob_match(g, &path)) {
-                    return reject(Check::Scope, format!("role '{role}' does not grant {verb} access to '{path}'"));
+                if !grants(globs, &path) {
+                    let shown = if path.is_empty() { "." } else { path.as_str() };
+                    return reject(Check::Scope, format!("role '{role}' does not grant {verb} access to '{shown}'"));
                 }
             }
             ScopeKind::Handoff => {
@@ -177,9 +179,33 @@ pub fn normalize_path(text: &str) -> Result<String, &'static str> {
         }
     }
     if parts.is_empty() {
-        return Err("it names no file");
+        return Err(NAMES_NO_FILE);
     }
     Ok(parts.join("/"))
+}
+
+const NAMES_NO_FILE: &str = "it names no file";
+
+/// Like [`normalize_path`], but the hive's root (`.`) is a path too, `""`:
+/// a read may name it (to list or measure the hive), a write never does.
+/// Only a `**` grant reaches it, and the hive's machinery stays out of reach.
+pub fn normalize_read_path(text: &str) -> Result<String, &'static str> {
+    match normalize_path(text) {
+        Err(NAMES_NO_FILE) if !text.is_empty() => Ok(String::new()),
+        other => other,
+    }
+}
+
+/// Whether any of `globs` covers `path`. The hive's root (`""`) is covered
+/// only by a glob made of `**` alone, never by one naming entries (`*`).
+pub fn grants(globs: &[String], path: &str) -> bool {
+    if path.is_empty() {
+        return globs.iter().any(|g| {
+            let components: Vec<&str> = g.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+            !components.is_empty() && components.iter().all(|c| *c == "**")
+        });
+    }
+    globs.iter().any(|g| glob_match(g, path))
 }
 
 /// Matches a hive-relative path against a glob: `*` and `?` stay within one
@@ -229,5 +255,12 @@ mod tests {
         assert!(normalize_path("/etc/passwd").is_err());
         assert_eq!(normalize_path("a\0b"), Err("it contains a NUL byte"));
         assert_eq!(normalize_path("./"), Err("it names no file"));
+        assert_eq!(normalize_read_path("./"), Ok(String::new()));
+        assert_eq!(normalize_read_path("."), Ok(String::new()));
+        assert!(normalize_read_path("").is_err());
+        assert!(normalize_read_path("/").is_err());
+        let g = |globs: &[&str]| globs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(grants(&g(&["**"]), "") && !grants(&g(&["notes/**", "*"]), ""));
+        assert!(grants(&g(&["*"]), "a.md") && !grants(&g(&[]), "a.md"));
     }
 }

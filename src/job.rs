@@ -300,8 +300,7 @@ impl Runner<'_> {
                 break;
             }
             let resuming = resume_turn == Some(turn);
-            let text = if resuming && folded.last_response.is_some() {
-                let digest = folded.last_response.expect("checked above");
+            let text = if let Some(digest) = folded.last_response.filter(|_| resuming) {
                 let bytes = self.blobs.get(&digest).map_err(|e| RunError::Blob(e.to_string()))?;
                 String::from_utf8_lossy(&bytes).into_owned()
             } else {
@@ -359,6 +358,21 @@ impl Runner<'_> {
             }
         }
         self.end(&mut folded.state, &mut cursor, None)
+    }
+
+    /// Records the failure of a job whose run panicked outside any handler
+    /// (handlers' panics are already contained by the executor). Leaves the
+    /// log alone when a decision is recorded without its effect.
+    pub fn abort(&self, history: &[Body], reason: String) -> Result<Option<JobEnd>, RunError> {
+        let refs: Vec<&Body> = history.iter().collect();
+        let Ok(mut folded) = replay::fold(&self.plan, self.executor, &refs) else {
+            return Ok(None);
+        };
+        if folded.ended.is_some() || folded.pending.is_some() {
+            return Ok(folded.ended);
+        }
+        let mut cursor = Cursor { at: folded.next_at };
+        self.end(&mut folded.state, &mut cursor, Some(reason)).map(Some)
     }
 
     fn step(&self, job: &JobId, cursor: &mut Cursor, state: &mut JobState, turn: u32, position: u32, proposal: Proposal) -> Result<(), RunError> {

@@ -21,6 +21,9 @@ pub mod state;
 // The harness: built-in tools, executable tools and their confinement, audit.
 pub mod harness;
 
+// Manifests, compiled into the plan.
+pub mod manifest;
+
 // Agents that need no model (templates, built-ins).
 pub mod agents;
 
@@ -30,6 +33,9 @@ pub mod exit;
 pub mod fsx;
 pub mod ids;
 pub mod runtime;
+
+// The node: inbox, claims, leases, pool.
+pub mod node;
 
 // The model plane: providers behind one interface.
 pub mod model;

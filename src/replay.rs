@@ -123,7 +123,7 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                 if decision.id != *id {
                     return Err(diverge(index, Some(id), format!("effect names {id}, the pending decision is {}", decision.id)));
                 }
-                let deterministic = plan.types.get(&decision.kind).is_some_and(|t| t.deterministic);
+                let deterministic = plan.types.get(&decision.kind).is_some_and(|t| t.reexecuted_on_replay());
                 let effect = executor.execute(plan, &mut f.state, &decision, Some((result, error.as_deref())), None);
                 if deterministic {
                     f.counts.reexecuted += 1;
@@ -221,7 +221,8 @@ fn short_json(value: &Value, error: Option<&str>) -> String {
         None => crate::canon::to_string(value).unwrap_or_default(),
     };
     if text.len() > SHOWN {
-        format!("{}…", &text[..text.floor_char_boundary(SHOWN)])
+        let cut = (0..=SHOWN).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        format!("{}…", &text[..cut])
     } else {
         text
     }

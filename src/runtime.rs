@@ -13,7 +13,7 @@ use crate::log::{Blobs, Body, LogError, LogWriter, OpenReport};
 use crate::plan::Plan;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// The identity of this executor, recorded in every `plan` record.
 pub fn executor_identity() -> String {
@@ -54,8 +54,8 @@ pub struct Runtime {
     pub open_report: OpenReport,
     /// This node's audit log, `audit/<node-id>.jsonl`.
     pub audit: Arc<AuditLog>,
-    plan: Arc<Plan>,
-    plan_digest: Digest,
+    /// The plan in force and its digest; replaced when manifests change.
+    plan: RwLock<(Arc<Plan>, Digest)>,
 }
 
 impl Runtime {
@@ -66,8 +66,8 @@ impl Runtime {
         let (log, open_report) = LogWriter::open(&data.log_path(&node_id))?;
         let audit = Arc::new(AuditLog::open(&data.audit_path(&node_id))?);
         let blobs = Blobs::new(data.root());
-        let digest = plan.digest();
-        let mut runtime = Runtime {
+        let last = open_report.last_plan;
+        let runtime = Runtime {
             data,
             hive: hive.to_path_buf(),
             node_id,
@@ -75,36 +75,36 @@ impl Runtime {
             blobs,
             open_report,
             audit,
-            plan: Arc::new(plan.clone()),
-            plan_digest: digest,
+            plan: RwLock::new((Arc::new(Plan::builtin()), Digest::ZERO)),
         };
-        runtime.record_plan_if_new(plan, runtime.open_report.last_plan)?;
+        runtime.record_plan_if_new(plan, last)?;
         Ok(runtime)
     }
 
-    fn record_plan_if_new(&mut self, plan: Plan, last: Option<Digest>) -> Result<(), LogError> {
+    fn record_plan_if_new(&self, plan: Plan, last: Option<Digest>) -> Result<bool, LogError> {
         let digest = plan.digest();
-        let blob = self.blobs.put(plan.canonical_json().as_bytes())?;
-        if last != Some(digest) {
+        let changed = last != Some(digest);
+        if changed {
+            let blob = self.blobs.put(plan.canonical_json().as_bytes())?;
             self.log.append(&Body::Plan { digest, blob, executor: executor_identity() })?;
         }
-        self.plan = Arc::new(plan);
-        self.plan_digest = digest;
-        Ok(())
+        *self.plan.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(plan), digest);
+        Ok(changed)
     }
 
-    /// Puts a new plan in force (recording it) for jobs started from now on.
-    pub fn set_plan(&mut self, plan: Plan) -> Result<(), LogError> {
-        let last = Some(self.plan_digest);
+    /// Puts a new plan in force for jobs started from now on, recording it
+    /// when it differs. Returns whether it did.
+    pub fn set_plan(&self, plan: Plan) -> Result<bool, LogError> {
+        let last = Some(self.plan_digest());
         self.record_plan_if_new(plan, last)
     }
 
     pub fn plan(&self) -> Arc<Plan> {
-        self.plan.clone()
+        self.plan.read().unwrap_or_else(|p| p.into_inner()).0.clone()
     }
 
     pub fn plan_digest(&self) -> Digest {
-        self.plan_digest
+        self.plan.read().unwrap_or_else(|p| p.into_inner()).1
     }
 
     pub fn live_io(&self) -> HiveIo {
@@ -200,4 +200,30 @@ pub fn write_result(data: &DataDir, end: &crate::job::JobEnd, result: &Value) ->
     let text = serde_json::to_string_pretty(result).expect("results serialize") + "\n";
     fsx::write_durable(&path, text.as_bytes())?;
     Ok(path)
+}
+
+/// A cheap fingerprint of the hive's manifests, templates and tools (paths,
+/// sizes, modification times), to notice edits without reading every file.
+pub fn hive_fingerprint(hive: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut stack: Vec<PathBuf> = ["manifests", "agents", "tools"].iter().map(|d| hive.join(d)).collect();
+    let mut seen = 0usize;
+    while let Some(dir) = stack.pop() {
+        for path in fsx::list_dir(&dir).unwrap_or_default() {
+            seen += 1;
+            if seen > 10_000 {
+                return hasher.finish(); // a hive this large is checked by its first files
+            }
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            path.hash(&mut hasher);
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                meta.len().hash(&mut hasher);
+                meta.modified().ok().hash(&mut hasher);
+            }
+        }
+    }
+    hasher.finish()
 }

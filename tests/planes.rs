@@ -55,11 +55,13 @@ fn the_deterministic_plane_does_not_import_model_or_console_code() {
 fn nothing_but_the_console_opens_a_listening_socket() {
     let mut offenders = Vec::new();
     for file in rust_files(&src()) {
-        if file.starts_with(src().join("console")) {
+        // The console may listen; test code (a fake model server) may too.
+        if file.starts_with(src().join("console")) || file.file_name().is_some_and(|n| n == "tests.rs") {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        for (n, line) in text.lines().enumerate() {
+        let shipped = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in shipped.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             for forbidden in ["TcpListener", "UdpSocket", "UnixListener", "UnixDatagram"] {
                 if code.contains(forbidden) {

@@ -29,13 +29,18 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     if files.is_empty() {
         return Err(CliError {
             outcome: Outcome::Nothing,
-            message: format!("no audit logs under {}: nothing has been mediated here yet", data.audit_dir().display()),
+            message: format!(
+                "no audit logs under {}: nothing has been mediated here yet",
+                data.audit_dir().display()
+            ),
         });
     }
     let mut lines: Vec<Line> = Vec::new();
     for path in &files {
         let read = audit::read(path).map_err(|e| CliError::failed(format!("{e}")))?;
-        lines.extend(read.into_iter().filter(|l| (!args.refusals || l.refused()) && args.agent.as_ref().is_none_or(|a| *a == l.agent)));
+        lines.extend(read.into_iter().filter(|l| {
+            (!args.refusals || l.refused()) && args.agent.as_ref().is_none_or(|a| *a == l.agent)
+        }));
     }
     if args.json {
         out_json(&lines);

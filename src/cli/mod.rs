@@ -2,9 +2,13 @@
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
 mod audit;
+mod init;
+mod plan;
 mod replay;
 mod run;
 mod sandbox_exec;
+mod schema;
+mod validate;
 mod verify;
 
 use crate::datadir::{self, DataDir};
@@ -39,6 +43,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Init(init::Args),
+    Validate(validate::Args),
+    Plan(plan::Args),
+    Schema(schema::Args),
     Run(run::Args),
     Replay(replay::Args),
     Verify(verify::Args),
@@ -85,6 +93,27 @@ impl Ctx {
         }
         let hive = self.hive()?;
         DataDir::resolve(None, Some(&hive)).map_err(CliError::bad_input)
+    }
+
+    /// The hive at `dir`, given on the command line.
+    pub fn hive_at(&self, dir: &Path) -> Result<PathBuf, CliError> {
+        datadir::find_hive(Some(dir), &self.cwd).map_err(CliError::bad_input)
+    }
+
+    /// What to print before a hive-relative path so that it names the file
+    /// from the current directory: empty when the hive is the current
+    /// directory, else the hive's path and a slash.
+    pub fn display_prefix(&self, hive: &Path) -> String {
+        let absolute = if hive.is_absolute() {
+            hive.to_path_buf()
+        } else {
+            self.cwd.join(hive)
+        };
+        match absolute.strip_prefix(&self.cwd) {
+            Ok(rel) if rel.as_os_str().is_empty() => String::new(),
+            Ok(rel) => format!("{}/", rel.display()),
+            Err(_) => format!("{}/", hive.display()),
+        }
     }
 
     /// The data dir of a command that only reads: it must exist.
@@ -136,6 +165,10 @@ pub fn main() -> i32 {
         cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
     let result = match cli.command {
+        Command::Init(args) => init::main(args),
+        Command::Validate(args) => validate::main(&ctx, args),
+        Command::Plan(args) => plan::main(&ctx, args),
+        Command::Schema(args) => schema::main(args),
         Command::Run(args) => run::main(&ctx, args),
         Command::Replay(args) => replay::main(&ctx, args),
         Command::Verify(args) => verify::main(&ctx, args),
@@ -151,9 +184,22 @@ pub fn main() -> i32 {
     }
 }
 
-/// The hive's compiled plan.
-pub fn load_plan(_hive: &Path) -> Result<crate::plan::Plan, CliError> {
-    Ok(crate::plan::Plan::builtin())
+/// The hive's compiled plan: its manifests loaded, checked and merged with
+/// the built-in plan. Invalid manifests are an error listing every problem.
+pub fn load_plan(hive: &Path) -> Result<crate::plan::Plan, CliError> {
+    match crate::manifest::load_hive(hive) {
+        Ok(loaded) => Ok(loaded.plan),
+        Err(errors) => {
+            let prefix = format!("{}/", hive.display());
+            let lines: Vec<String> = errors.iter().map(|d| format!("  {prefix}{d}")).collect();
+            Err(CliError::failed(format!(
+                "the hive's manifests are invalid ({} error{}):\n{}\nfix them and check with `jaros validate`",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                lines.join("\n")
+            )))
+        }
+    }
 }
 
 /// The executor with every handler this binary has.

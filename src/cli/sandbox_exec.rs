@@ -25,6 +25,10 @@ pub struct Args {
 
 /// Returns only when confining or executing failed: the exit code.
 pub fn main(args: Args) -> i32 {
-    let confinement = Confinement { read: args.read, write: args.write, deny_net: args.deny_net };
+    let confinement = Confinement {
+        read: args.read,
+        write: args.write,
+        deny_net: args.deny_net,
+    };
     landlock::exec_confined(&confinement, &args.command)
 }

@@ -17,7 +17,9 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("path", &self.writer.path()).finish()
+        f.debug_struct("AuditLog")
+            .field("path", &self.writer.path())
+            .finish()
     }
 }
 
@@ -70,13 +72,24 @@ impl Line {
 
 /// Reads one audit log, checking its chain.
 pub fn read(path: &Path) -> Result<Vec<Line>, LogError> {
-    let node = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let node = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let log = read_log(path)?;
     Ok(log
         .records
         .into_iter()
         .filter_map(|r| match r.body {
-            Body::Audit { job, agent, decision, action, verdict, reason, time } => Some(Line {
+            Body::Audit {
+                job,
+                agent,
+                decision,
+                action,
+                verdict,
+                reason,
+                time,
+            } => Some(Line {
                 node: node.clone(),
                 seq: r.seq,
                 time,
@@ -126,7 +139,10 @@ mod tests {
         let lines = read(&path).unwrap();
         assert_eq!(lines.len(), 2);
         assert!(!lines[0].refused() && lines[1].refused());
-        assert_eq!((lines[1].node.as_str(), lines[1].decision.as_str()), ("n1", "j1#1.1"));
+        assert_eq!(
+            (lines[1].node.as_str(), lines[1].decision.as_str()),
+            ("n1", "j1#1.1")
+        );
         assert!(crate::log::verify_chain(&path, None).error.is_none());
     }
 }

@@ -17,7 +17,7 @@ use crate::canon::Digest;
 use crate::decision::Decision;
 use crate::exec::{Cx, Handler, LiveIo, Outcome, Verdict};
 use crate::fsx;
-use crate::gate::{glob_match, normalize_path};
+use crate::gate::{grants, normalize_path, normalize_read_path};
 use crate::plan::Plan;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -80,9 +80,18 @@ pub struct Handle {
 
 impl Handle {
     /// The handle of `agent`'s grant under `plan`.
-    pub fn new(hive: &Path, data_dir: Option<&Path>, plan: &Plan, agent: &str, access: Access) -> Result<Handle, String> {
-        let hive = std::fs::canonicalize(hive).map_err(|e| format!("cannot resolve the hive {}: {e}", hive.display()))?;
-        let grant = plan.grant_of(agent).ok_or_else(|| format!("agent '{agent}' has no role in the plan"))?;
+    pub fn new(
+        hive: &Path,
+        data_dir: Option<&Path>,
+        plan: &Plan,
+        agent: &str,
+        access: Access,
+    ) -> Result<Handle, String> {
+        let hive = std::fs::canonicalize(hive)
+            .map_err(|e| format!("cannot resolve the hive {}: {e}", hive.display()))?;
+        let grant = plan
+            .grant_of(agent)
+            .ok_or_else(|| format!("agent '{agent}' has no role in the plan"))?;
         let globs = match access {
             Access::Read => grant.read.clone(),
             Access::Write => grant.write.clone(),
@@ -93,13 +102,23 @@ impl Handle {
             data_dir: data_dir.and_then(|d| std::fs::canonicalize(d).ok()),
             protected: plan.protected.clone(),
             globs,
-            role: plan.agents.get(agent).map(|a| a.role.clone()).unwrap_or_default(),
+            role: plan
+                .agents
+                .get(agent)
+                .map(|a| a.role.clone())
+                .unwrap_or_default(),
         })
     }
 
     /// The handle a handler gets for its job's agent.
     pub fn for_job(cx: &Cx<'_>, live: &dyn LiveIo, access: Access) -> Result<Handle, String> {
-        Handle::new(&live.hive(), live.data_dir().as_deref(), cx.plan, cx.job.agent.as_str(), access)
+        Handle::new(
+            &live.hive(),
+            live.data_dir().as_deref(),
+            cx.plan,
+            cx.job.agent.as_str(),
+            access,
+        )
     }
 
     pub fn role(&self) -> &str {
@@ -109,11 +128,19 @@ impl Handle {
     /// Checks a hive-relative path against the protected paths and the
     /// grant's globs. `shown` is how the refusal names the path.
     fn check(&self, rel: &str, shown: &str) -> Result<(), String> {
-        if let Some(p) = self.protected.iter().find(|p| rel == p.as_str() || rel.starts_with(&format!("{p}/"))) {
+        if let Some(p) = self
+            .protected
+            .iter()
+            .find(|p| rel == p.as_str() || rel.starts_with(&format!("{p}/")))
+        {
             return Err(format!("{shown} is inside '{p}/', which no grant reaches"));
         }
-        if !self.globs.iter().any(|g| glob_match(g, rel)) {
-            return Err(format!("{shown} is outside what role '{}' grants to {}", self.role, self.access.verb()));
+        if !grants(&self.globs, rel) {
+            return Err(format!(
+                "{shown} is outside what role '{}' grants to {}",
+                self.role,
+                self.access.verb()
+            ));
         }
         Ok(())
     }
@@ -121,23 +148,36 @@ impl Handle {
     /// Resolves `text`, a path relative to the hive, to the real path it
     /// names, refusing it unless that real path is inside this grant.
     pub fn resolve(&self, text: &str) -> Result<Resolved, String> {
-        let path = normalize_path(text).map_err(|why| format!("path '{}' refused: {why}", text.escape_debug()))?;
-        self.check(&path, &format!("path '{path}'"))?;
+        let normalized = match self.access {
+            Access::Read => normalize_read_path(text),
+            Access::Write => normalize_path(text),
+        };
+        let path =
+            normalized.map_err(|why| format!("path '{}' refused: {why}", text.escape_debug()))?;
+        self.check(&path, &format!("path '{}'", shown(&path)))?;
         let joined = self.hive.join(&path);
         let real = match self.access {
             Access::Read => std::fs::canonicalize(&joined).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => format!("path '{path}' does not exist (or is a symlink to nothing)"),
+                std::io::ErrorKind::NotFound => {
+                    format!("path '{path}' does not exist (or is a symlink to nothing)")
+                }
                 _ => format!("cannot resolve path '{path}': {e}"),
             })?,
-            Access::Write => real_path_for_create(&joined).map_err(|e| format!("cannot resolve path '{path}': {e}"))?,
+            Access::Write => real_path_for_create(&joined)
+                .map_err(|e| format!("cannot resolve path '{path}': {e}"))?,
         };
         let Ok(inside) = real.strip_prefix(&self.hive) else {
-            return Err(format!("path '{path}' resolves to '{}', outside the hive", real.display()));
+            return Err(format!(
+                "path '{path}' resolves to '{}', outside the hive",
+                real.display()
+            ));
         };
         let Some(real_rel) = inside.to_str().map(str::to_string) else {
-            return Err(format!("path '{path}' resolves to a name that is not UTF-8"));
+            return Err(format!(
+                "path '{path}' resolves to a name that is not UTF-8"
+            ));
         };
-        if real_rel.is_empty() {
+        if real_rel.is_empty() && self.access == Access::Write {
             return Err(format!("path '{path}' resolves to the hive itself"));
         }
         if let Some(data) = &self.data_dir {
@@ -146,9 +186,49 @@ impl Handle {
             }
         }
         if real_rel != path {
-            self.check(&real_rel, &format!("path '{path}' resolves to '{real_rel}', which"))?;
+            self.check(
+                &real_rel,
+                &format!(
+                    "path '{}' resolves to '{}', which",
+                    shown(&path),
+                    shown(&real_rel)
+                ),
+            )?;
         }
-        Ok(Resolved { path, real, real_rel })
+        Ok(Resolved {
+            path,
+            real,
+            real_rel,
+        })
+    }
+
+    /// Whether a directory listing leaves out `name` inside the real
+    /// directory `dir_rel`: the hive's machinery and the data dir are not
+    /// even named.
+    pub fn hides(&self, dir_rel: &str, name: &str) -> bool {
+        let rel = if dir_rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{dir_rel}/{name}")
+        };
+        let protected = self
+            .protected
+            .iter()
+            .any(|p| rel == *p || rel.starts_with(&format!("{p}/")));
+        let data = self
+            .data_dir
+            .as_ref()
+            .is_some_and(|d| self.hive.join(&rel) == *d);
+        protected || data
+    }
+}
+
+/// How messages name a hive-relative path (the root is `.`).
+fn shown(path: &str) -> &str {
+    if path.is_empty() {
+        "."
+    } else {
+        path
     }
 }
 
@@ -181,43 +261,83 @@ fn real_path_for_create(path: &Path) -> std::io::Result<PathBuf> {
 
 /// The `path` field of a file tool's payload.
 fn payload_path(decision: &Decision) -> Result<&str, String> {
-    decision.payload["path"].as_str().ok_or_else(|| "payload/path must be a string".to_string())
+    decision.payload["path"]
+        .as_str()
+        .ok_or_else(|| "payload/path must be a string".to_string())
 }
 
 /// Runs a file tool through a handle: resolves and checks its path, audits
 /// the verdict, and only then calls `act`.
-fn mediated(cx: &Cx<'_>, live: &dyn LiveIo, decision: &Decision, access: Access, act: impl FnOnce(&Resolved) -> Result<Value, String>) -> Result<Outcome, String> {
+fn mediated(
+    cx: &Cx<'_>,
+    live: &dyn LiveIo,
+    decision: &Decision,
+    access: Access,
+    act: impl FnOnce(&Handle, &Resolved) -> Result<Value, String>,
+) -> Result<Outcome, String> {
     let path = payload_path(decision)?;
     let handle = Handle::for_job(cx, live, access)?;
     let resolved = match handle.resolve(path) {
         Ok(r) => r,
-        Err(reason) => return Err(refuse(live, cx, decision, &audit_action(&decision.kind, path), reason)),
+        Err(reason) => {
+            return Err(refuse(
+                live,
+                cx,
+                decision,
+                &audit_action(&decision.kind, path),
+                reason,
+            ))
+        }
     };
-    let mut reason = format!("inside the {} grant of role '{}'", access.verb(), handle.role());
+    let mut reason = format!(
+        "inside the {} grant of role '{}'",
+        access.verb(),
+        handle.role()
+    );
     if resolved.real_rel != resolved.path {
-        reason += &format!(" (resolves to '{}')", resolved.real_rel);
+        reason += &format!(" (resolves to '{}')", shown(&resolved.real_rel));
     }
-    super::audit(live, cx, decision, &audit_action(&decision.kind, &resolved.path), Verdict::Allowed, reason)?;
-    act(&resolved).map(Outcome::result)
+    super::audit(
+        live,
+        cx,
+        decision,
+        &audit_action(&decision.kind, shown(&resolved.path)),
+        Verdict::Allowed,
+        reason,
+    )?;
+    act(&handle, &resolved).map(Outcome::result)
 }
 
 /// Opens a regular file for reading without blocking on a FIFO or device,
 /// refusing anything that is not a regular file or is larger than `limit`.
-fn open_regular(resolved: &Resolved, tool: &str, limit: u64) -> Result<(std::fs::File, u64), String> {
+fn open_regular(
+    resolved: &Resolved,
+    tool: &str,
+    limit: u64,
+) -> Result<(std::fs::File, u64), String> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(&resolved.real)
         .map_err(|e| format!("cannot open '{}': {e}", resolved.path))?;
-    let meta = file.metadata().map_err(|e| format!("cannot stat '{}': {e}", resolved.path))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat '{}': {e}", resolved.path))?;
     if meta.is_dir() {
-        return Err(format!("'{}' is a directory; fs.stat lists directories", resolved.path));
+        return Err(format!(
+            "'{}' is a directory; fs.stat lists directories",
+            resolved.path
+        ));
     }
     if !meta.is_file() {
         return Err(format!("'{}' is not a regular file", resolved.path));
     }
     if meta.len() > limit {
-        return Err(format!("'{}' is {} bytes, over {tool}'s limit of {limit} bytes", resolved.path, meta.len()));
+        return Err(format!(
+            "'{}' is {} bytes, over {tool}'s limit of {limit} bytes",
+            resolved.path,
+            meta.len()
+        ));
     }
     Ok((file, meta.len()))
 }
@@ -230,7 +350,10 @@ fn read_capped(resolved: &Resolved, tool: &str, limit: u64) -> Result<Vec<u8>, S
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read '{}': {e}", resolved.path))?;
     if bytes.len() as u64 > limit {
-        return Err(format!("'{}' grew past {tool}'s limit of {limit} bytes while being read", resolved.path));
+        return Err(format!(
+            "'{}' grew past {tool}'s limit of {limit} bytes while being read",
+            resolved.path
+        ));
     }
     Ok(bytes)
 }
@@ -240,12 +363,17 @@ pub struct FsRead;
 
 impl Handler for FsRead {
     fn run(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String> {
-        let Some(live) = cx.live else { return read_back(cx) };
-        mediated(cx, live, decision, Access::Read, |r| {
+        let Some(live) = cx.live else {
+            return read_back(cx);
+        };
+        mediated(cx, live, decision, Access::Read, |_, r| {
             let bytes = read_capped(r, "fs.read", MAX_READ_BYTES)?;
             let sha256 = Digest::of_bytes(&bytes).to_hex();
-            let content = String::from_utf8(bytes).map_err(|_| format!("'{}' is not UTF-8 text; fs.read reads text files", r.path))?;
-            Ok(json!({"path": r.path, "bytes": content.len(), "sha256": sha256, "content": content}))
+            let content = String::from_utf8(bytes)
+                .map_err(|_| format!("'{}' is not UTF-8 text; fs.read reads text files", r.path))?;
+            Ok(
+                json!({"path": r.path, "bytes": content.len(), "sha256": sha256, "content": content}),
+            )
         })
     }
 }
@@ -253,11 +381,19 @@ impl Handler for FsRead {
 /// What `fs.write` reports: a function of the payload alone, so replay
 /// computes it again without writing anything and compares.
 pub fn write_result(payload: &Value) -> Result<(String, Value), String> {
-    let path = payload["path"].as_str().ok_or("payload/path must be a string")?;
-    let path = normalize_path(path).map_err(|why| format!("path '{}' refused: {why}", path.escape_debug()))?;
-    let content = payload["content"].as_str().ok_or("fs.write needs payload/content, the text to write")?;
+    let path = payload["path"]
+        .as_str()
+        .ok_or("payload/path must be a string")?;
+    let path = normalize_path(path)
+        .map_err(|why| format!("path '{}' refused: {why}", path.escape_debug()))?;
+    let content = payload["content"]
+        .as_str()
+        .ok_or("fs.write needs payload/content, the text to write")?;
     if content.len() > MAX_WRITE_BYTES {
-        return Err(format!("content is {} bytes, over fs.write's limit of {MAX_WRITE_BYTES} bytes", content.len()));
+        return Err(format!(
+            "content is {} bytes, over fs.write's limit of {MAX_WRITE_BYTES} bytes",
+            content.len()
+        ));
     }
     let result = json!({"path": path, "bytes": content.len(), "sha256": Digest::of_bytes(content.as_bytes()).to_hex()});
     Ok((content.to_string(), result))
@@ -282,10 +418,16 @@ impl Handler for FsWrite {
             Ok(p) => p,
             Err(reason) => {
                 let path = decision.payload["path"].as_str().unwrap_or_default();
-                return Err(refuse(live, cx, decision, &audit_action(&decision.kind, path), reason));
+                return Err(refuse(
+                    live,
+                    cx,
+                    decision,
+                    &audit_action(&decision.kind, path),
+                    reason,
+                ));
             }
         };
-        mediated(cx, live, decision, Access::Write, |r| {
+        mediated(cx, live, decision, Access::Write, |_, r| {
             if r.real.is_dir() {
                 return Err(format!("'{}' is a directory", r.path));
             }
@@ -323,11 +465,14 @@ pub struct FsStat;
 
 impl Handler for FsStat {
     fn run(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String> {
-        let Some(live) = cx.live else { return read_back(cx) };
-        mediated(cx, live, decision, Access::Read, |r| {
-            let meta = std::fs::metadata(&r.real).map_err(|e| format!("cannot stat '{}': {e}", r.path))?;
+        let Some(live) = cx.live else {
+            return read_back(cx);
+        };
+        mediated(cx, live, decision, Access::Read, |handle, r| {
+            let meta =
+                std::fs::metadata(&r.real).map_err(|e| format!("cannot stat '{}': {e}", r.path))?;
             let mut out = json!({
-                "path": r.path,
+                "path": shown(&r.path),
                 "type": kind_of(&meta),
                 "bytes": meta.len(),
                 "modified": modified_secs(&meta),
@@ -337,13 +482,19 @@ impl Handler for FsStat {
             if meta.is_dir() {
                 let mut names: Vec<(String, std::fs::Metadata)> = Vec::new();
                 let mut total = 0usize;
-                let entries = std::fs::read_dir(&r.real).map_err(|e| format!("cannot list '{}': {e}", r.path))?;
+                let entries = std::fs::read_dir(&r.real)
+                    .map_err(|e| format!("cannot list '{}': {e}", r.path))?;
                 for entry in entries {
                     let entry = entry.map_err(|e| format!("cannot list '{}': {e}", r.path))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if handle.hides(&r.real_rel, &name) {
+                        continue;
+                    }
                     total += 1;
                     // Keep the smallest names only: sorted and bounded in memory.
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if names.len() == MAX_LIST_ENTRIES && names.last().is_some_and(|(last, _)| *last <= name) {
+                    if names.len() == MAX_LIST_ENTRIES
+                        && names.last().is_some_and(|(last, _)| *last <= name)
+                    {
                         continue;
                     }
                     let Ok(m) = entry.metadata() else { continue };
@@ -369,14 +520,17 @@ pub struct DiskUsage;
 
 impl Handler for DiskUsage {
     fn run(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String> {
-        let Some(live) = cx.live else { return read_back(cx) };
-        mediated(cx, live, decision, Access::Read, |r| {
-            let s = rustix::fs::statvfs(&r.real).map_err(|e| format!("cannot statvfs '{}': {e}", r.path))?;
+        let Some(live) = cx.live else {
+            return read_back(cx);
+        };
+        mediated(cx, live, decision, Access::Read, |_, r| {
+            let s = rustix::fs::statvfs(&r.real)
+                .map_err(|e| format!("cannot statvfs '{}': {e}", r.path))?;
             let total = s.f_blocks.saturating_mul(s.f_frsize);
             let free = s.f_bfree.saturating_mul(s.f_frsize);
             let available = s.f_bavail.saturating_mul(s.f_frsize);
             Ok(json!({
-                "path": r.path,
+                "path": shown(&r.path),
                 "total_bytes": total,
                 "used_bytes": total.saturating_sub(free),
                 "free_bytes": free,
@@ -402,10 +556,13 @@ pub struct TextCount;
 
 impl Handler for TextCount {
     fn run(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String> {
-        let Some(live) = cx.live else { return read_back(cx) };
-        mediated(cx, live, decision, Access::Read, |r| {
+        let Some(live) = cx.live else {
+            return read_back(cx);
+        };
+        mediated(cx, live, decision, Access::Read, |_, r| {
             let bytes = read_capped(r, "text.count", MAX_COUNT_BYTES)?;
-            let text = std::str::from_utf8(&bytes).map_err(|_| format!("'{}' is not UTF-8 text", r.path))?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| format!("'{}' is not UTF-8 text", r.path))?;
             let mut out = count_text(text);
             out["path"] = json!(r.path);
             Ok(out)
@@ -419,23 +576,35 @@ mod tests {
 
     #[test]
     fn counts_match_what_a_reader_expects() {
-        assert_eq!(count_text("one two\nthree\n"), json!({"lines": 2, "words": 3, "chars": 14, "bytes": 14}));
-        assert_eq!(count_text("no newline"), json!({"lines": 1, "words": 2, "chars": 10, "bytes": 10}));
+        assert_eq!(
+            count_text("one two\nthree\n"),
+            json!({"lines": 2, "words": 3, "chars": 14, "bytes": 14})
+        );
+        assert_eq!(
+            count_text("no newline"),
+            json!({"lines": 1, "words": 2, "chars": 10, "bytes": 10})
+        );
         assert_eq!(count_text("é\n")["chars"], 2);
         assert_eq!(count_text("é\n")["bytes"], 3);
-        assert_eq!(count_text(""), json!({"lines": 0, "words": 0, "chars": 0, "bytes": 0}));
+        assert_eq!(
+            count_text(""),
+            json!({"lines": 0, "words": 0, "chars": 0, "bytes": 0})
+        );
     }
 
     #[test]
     fn the_write_result_is_a_function_of_the_payload() {
-        let (content, result) = write_result(&json!({"path": "./notes//a.md", "content": "hi"})).unwrap();
+        let (content, result) =
+            write_result(&json!({"path": "./notes//a.md", "content": "hi"})).unwrap();
         assert_eq!(content, "hi");
         assert_eq!(result["path"], "notes/a.md");
         assert_eq!(result["bytes"], 2);
         let big = "x".repeat(MAX_WRITE_BYTES + 1);
         let err = write_result(&json!({"path": "a", "content": big})).unwrap_err();
         assert!(err.contains("over fs.write's limit"), "{err}");
-        assert!(write_result(&json!({"path": "a"})).unwrap_err().contains("payload/content"));
+        assert!(write_result(&json!({"path": "a"}))
+            .unwrap_err()
+            .contains("payload/content"));
     }
 
     fn plan_granting(read: &[&str], write: &[&str]) -> Plan {
@@ -465,20 +634,43 @@ mod tests {
         assert_eq!(read.resolve("notes/a.md").unwrap().real_rel, "notes/a.md");
         assert_eq!(read.resolve("notes/alias").unwrap().real_rel, "notes/a.md");
         let e = read.resolve("notes/passwd").unwrap_err();
-        assert!(e.contains("resolves to '/etc/passwd', outside the hive"), "{e}");
+        assert!(
+            e.contains("resolves to '/etc/passwd', outside the hive"),
+            "{e}"
+        );
         let e = read.resolve("notes/m").unwrap_err();
-        assert!(e.contains("resolves to 'manifests/m.yaml', which is inside 'manifests/'"), "{e}");
+        assert!(
+            e.contains("resolves to 'manifests/m.yaml', which is inside 'manifests/'"),
+            "{e}"
+        );
         let e = read.resolve("notes/s/s").unwrap_err();
-        assert!(e.contains("resolves to 'secret/s', which is outside what role 'advance' grants to read"), "{e}");
-        assert!(read.resolve("../x").unwrap_err().contains("'..' is not allowed"));
-        assert!(read.resolve("/etc/passwd").unwrap_err().contains("absolute paths are not allowed"));
+        assert!(
+            e.contains(
+                "resolves to 'secret/s', which is outside what role 'advance' grants to read"
+            ),
+            "{e}"
+        );
+        assert!(read
+            .resolve("../x")
+            .unwrap_err()
+            .contains("'..' is not allowed"));
+        assert!(read
+            .resolve("/etc/passwd")
+            .unwrap_err()
+            .contains("absolute paths are not allowed"));
         assert!(read.resolve("notes/a\0b").unwrap_err().contains("NUL"));
         let write = Handle::new(hive, None, &plan, "advance", Access::Write).unwrap();
         // A new file under a symlinked directory lands where the link points.
         let e = write.resolve("notes/s/new.txt").unwrap_err();
         assert!(e.contains("resolves to 'secret/new.txt'"), "{e}");
-        assert_eq!(write.resolve("notes/new/deeper/x.txt").unwrap().real_rel, "notes/new/deeper/x.txt");
+        assert_eq!(
+            write.resolve("notes/new/deeper/x.txt").unwrap().real_rel,
+            "notes/new/deeper/x.txt"
+        );
         // Replacing a symlink replaces the link, never its target.
-        assert_eq!(write.resolve("notes/passwd").unwrap().real_rel, "notes/passwd");
+        assert_eq!(
+            write.resolve("notes/passwd").unwrap().real_rel,
+            "notes/passwd"
+        );
     }
 }

@@ -20,8 +20,8 @@
 use crate::gate::glob_match;
 use crate::plan::Plan;
 use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus, PathBeneath, PathFd, RestrictSelf, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus, PathBeneath, PathFd,
+    RestrictSelf, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use serde::Serialize;
 use std::ffi::OsString;
@@ -179,7 +179,11 @@ impl Confinement {
             "read-only {}; read-write {}; network {}",
             show(&self.read),
             show(&self.write),
-            if self.deny_net { "denied" } else { "allowed (the role grants hosts)" }
+            if self.deny_net {
+                "denied"
+            } else {
+                "allowed (the role grants hosts)"
+            }
         )
     }
 }
@@ -198,15 +202,33 @@ pub fn glob_base(glob: &str) -> String {
 /// directories of its globs (the hive's root expanded to its entries, the
 /// machinery and data dir left out), resolved, and only where they stay
 /// inside the hive.
-pub fn confinement_for(hive: &Path, data_dir: Option<&Path>, plan: &Plan, agent: &str, tool: &Path, scratch: &Path) -> Confinement {
+pub fn confinement_for(
+    hive: &Path,
+    data_dir: Option<&Path>,
+    plan: &Plan,
+    agent: &str,
+    tool: &Path,
+    scratch: &Path,
+) -> Confinement {
     let grant = plan.grant_of(agent).cloned().unwrap_or_default();
     let hive = std::fs::canonicalize(hive).unwrap_or_else(|_| hive.to_path_buf());
     let data = data_dir.and_then(|d| std::fs::canonicalize(d).ok());
     let allowed = |real: &Path| -> bool {
-        let Ok(rel) = real.strip_prefix(&hive) else { return false };
-        let Some(rel) = rel.to_str() else { return false };
-        let protected = rel.is_empty() || plan.protected.iter().any(|p| rel == p.as_str() || rel.starts_with(&format!("{p}/")));
-        !protected && !data.as_ref().is_some_and(|d| real.starts_with(d) || d.starts_with(real))
+        let Ok(rel) = real.strip_prefix(&hive) else {
+            return false;
+        };
+        let Some(rel) = rel.to_str() else {
+            return false;
+        };
+        let protected = rel.is_empty()
+            || plan
+                .protected
+                .iter()
+                .any(|p| rel == p.as_str() || rel.starts_with(&format!("{p}/")));
+        !protected
+            && !data
+                .as_ref()
+                .is_some_and(|d| real.starts_with(d) || d.starts_with(real))
     };
     let bases = |globs: &[String]| -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
@@ -215,11 +237,19 @@ pub fn confinement_for(hive: &Path, data_dir: Option<&Path>, plan: &Plan, agent:
             let candidates: Vec<PathBuf> = if base.is_empty() {
                 // A glob from the hive's root: open each top-level entry its
                 // first component matches, never the root itself.
-                let first = glob.split('/').find(|c| !c.is_empty() && *c != ".").unwrap_or_default();
+                let first = glob
+                    .split('/')
+                    .find(|c| !c.is_empty() && *c != ".")
+                    .unwrap_or_default();
                 crate::fsx::list_dir(&hive)
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|p| first == "**" || p.file_name().and_then(|n| n.to_str()).is_some_and(|name| glob_match(first, name)))
+                    .filter(|p| {
+                        first == "**"
+                            || p.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|name| glob_match(first, name))
+                    })
                     .collect()
             } else {
                 vec![hive.join(&base)]
@@ -242,7 +272,11 @@ pub fn confinement_for(hive: &Path, data_dir: Option<&Path>, plan: &Plan, agent:
     let mut write = write;
     write.push(scratch.to_path_buf());
     write.extend(SYSTEM_WRITE_PATHS.iter().map(PathBuf::from));
-    Confinement { read, write, deny_net: grant.hosts.is_empty() }
+    Confinement {
+        read,
+        write,
+        deny_net: grant.hosts.is_empty(),
+    }
 }
 
 /// Restricts the calling thread (the launcher is single-threaded) to `c`.
@@ -250,18 +284,35 @@ pub fn confinement_for(hive: &Path, data_dir: Option<&Path>, plan: &Plan, agent:
 /// kernel enforced nothing.
 pub fn restrict_self(c: &Confinement) -> Result<(), String> {
     let err = |e: landlock::RulesetError| e.to_string();
-    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(AccessFs::from_all(FS_ABI)).map_err(err)?;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(FS_ABI))
+        .map_err(err)?;
     if c.deny_net {
-        ruleset = ruleset.handle_access(AccessNet::from_all(NET_ABI)).map_err(err)?;
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(NET_ABI))
+            .map_err(err)?;
     }
     ruleset = ruleset.scope(Scope::from_all(SCOPE_ABI)).map_err(err)?;
     let mut created = ruleset.create().map_err(err)?;
-    let rules = c.read.iter().map(|p| (p, AccessFs::from_read(FS_ABI))).chain(c.write.iter().map(|p| (p, AccessFs::from_all(FS_ABI))));
+    let rules = c
+        .read
+        .iter()
+        .map(|p| (p, AccessFs::from_read(FS_ABI)))
+        .chain(c.write.iter().map(|p| (p, AccessFs::from_all(FS_ABI))));
     for (path, access) in rules {
-        let Ok(meta) = std::fs::metadata(path) else { continue };
-        let access = if meta.is_dir() { access } else { access & AccessFs::from_file(FS_ABI) };
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let access = if meta.is_dir() {
+            access
+        } else {
+            access & AccessFs::from_file(FS_ABI)
+        };
         let fd = PathFd::new(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        created = created.add_rule(PathBeneath::new(fd, access)).map_err(err)?;
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(err)?;
     }
     let status = created.restrict_self().map_err(err)?;
     if status.ruleset == RulesetStatus::NotEnforced {
@@ -282,7 +333,10 @@ pub fn exec_confined(c: &Confinement, command: &[OsString]) -> i32 {
         return EXIT_NOT_CONFINED;
     }
     let error = std::process::Command::new(program).args(args).exec();
-    eprintln!("{LAUNCHER_PREFIX}cannot execute {}: {error}", Path::new(program).display());
+    eprintln!(
+        "{LAUNCHER_PREFIX}cannot execute {}: {error}",
+        Path::new(program).display()
+    );
     EXIT_NOT_EXECUTED
 }
 
@@ -303,7 +357,14 @@ mod tests {
     fn a_root_grant_opens_the_hives_entries_but_never_its_machinery() {
         let dir = tempfile::tempdir().unwrap();
         let hive = dir.path();
-        for d in ["notes", "manifests", "agents", "tools", ".jaros-data", "elsewhere"] {
+        for d in [
+            "notes",
+            "manifests",
+            "agents",
+            "tools",
+            ".jaros-data",
+            "elsewhere",
+        ] {
             std::fs::create_dir_all(hive.join(d)).unwrap();
         }
         std::os::unix::fs::symlink("/etc", hive.join("etc-link")).unwrap();
@@ -312,14 +373,30 @@ mod tests {
         grant.write = vec!["**".into()];
         grant.read = vec!["notes/**".into()];
         let tool = hive.join("tools/t.sh");
-        let c = confinement_for(hive, Some(&hive.join("elsewhere")), &plan, "advance", &tool, Path::new("/tmp/s"));
+        let c = confinement_for(
+            hive,
+            Some(&hive.join("elsewhere")),
+            &plan,
+            "advance",
+            &tool,
+            Path::new("/tmp/s"),
+        );
         let hive = std::fs::canonicalize(hive).unwrap();
         assert!(c.write.contains(&hive.join("notes")));
         for forbidden in ["manifests", "agents", "tools", ".jaros-data", "elsewhere"] {
-            assert!(!c.write.contains(&hive.join(forbidden)), "{forbidden} opened: {c:?}");
+            assert!(
+                !c.write.contains(&hive.join(forbidden)),
+                "{forbidden} opened: {c:?}"
+            );
         }
-        assert!(!c.write.iter().any(|p| p.starts_with("/etc")), "a symlink out of the hive was followed: {c:?}");
-        assert!(!c.read.contains(&hive.join("notes")), "notes is read-write already");
+        assert!(
+            !c.write.iter().any(|p| p.starts_with("/etc")),
+            "a symlink out of the hive was followed: {c:?}"
+        );
+        assert!(
+            !c.read.contains(&hive.join("notes")),
+            "notes is read-write already"
+        );
         assert!(c.deny_net);
     }
 }

@@ -53,7 +53,14 @@ pub fn audit_action(kind: &str, target: &str) -> String {
 }
 
 /// Appends one entry to the node's audit log.
-pub fn audit(live: &dyn LiveIo, cx: &Cx<'_>, decision: &Decision, action: &str, verdict: Verdict, reason: String) -> Result<(), String> {
+pub fn audit(
+    live: &dyn LiveIo,
+    cx: &Cx<'_>,
+    decision: &Decision,
+    action: &str,
+    verdict: Verdict,
+    reason: String,
+) -> Result<(), String> {
     let entry = AuditEntry {
         job: cx.job.job.clone(),
         agent: cx.job.agent.clone(),
@@ -62,12 +69,19 @@ pub fn audit(live: &dyn LiveIo, cx: &Cx<'_>, decision: &Decision, action: &str, 
         verdict,
         reason,
     };
-    live.audit(&entry).map_err(|e| format!("not run: cannot append to the audit log: {e}"))
+    live.audit(&entry)
+        .map_err(|e| format!("not run: cannot append to the audit log: {e}"))
 }
 
 /// Audits a refusal and returns its reason as the decision's error (or the
 /// audit failure, if that failed too).
-pub fn refuse(live: &dyn LiveIo, cx: &Cx<'_>, decision: &Decision, action: &str, reason: String) -> String {
+pub fn refuse(
+    live: &dyn LiveIo,
+    cx: &Cx<'_>,
+    decision: &Decision,
+    action: &str,
+    reason: String,
+) -> String {
     match audit(live, cx, decision, action, Verdict::Refused, reason.clone()) {
         Ok(()) => reason,
         Err(e) => format!("{reason} ({e})"),

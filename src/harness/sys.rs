@@ -12,8 +12,17 @@ pub struct SysInfo;
 
 impl Handler for SysInfo {
     fn run(&self, cx: &Cx<'_>, decision: &Decision) -> Result<Outcome, String> {
-        let Some(live) = cx.live else { return read_back(cx) };
-        super::audit(live, cx, decision, "sys.info", Verdict::Allowed, "reads only host facts (no hive path)".into())?;
+        let Some(live) = cx.live else {
+            return read_back(cx);
+        };
+        super::audit(
+            live,
+            cx,
+            decision,
+            "sys.info",
+            Verdict::Allowed,
+            "reads only host facts (no hive path)".into(),
+        )?;
         Ok(Outcome::result(info()))
     }
 }
@@ -64,7 +73,8 @@ mod tests {
 
     #[test]
     fn proc_files_are_parsed() {
-        let meminfo = "MemTotal:        8000000 kB\nMemFree:  100 kB\nMemAvailable:    4000000 kB\n";
+        let meminfo =
+            "MemTotal:        8000000 kB\nMemFree:  100 kB\nMemAvailable:    4000000 kB\n";
         assert_eq!(meminfo_bytes(meminfo, "MemTotal"), Some(8_192_000_000));
         assert_eq!(meminfo_bytes(meminfo, "MemAvailable"), Some(4_096_000_000));
         assert_eq!(meminfo_bytes(meminfo, "Mem"), None);

@@ -96,8 +96,10 @@ fn locate(hive: &Path, command: &str, expected: &Digest) -> Result<PathBuf, Stri
     if !rel.starts_with("tools/") {
         return Err("is not under tools/".into());
     }
-    let tools = std::fs::canonicalize(hive.join("tools")).map_err(|e| format!("cannot be found: the hive's tools/: {e}"))?;
-    let path = std::fs::canonicalize(hive.join(&rel)).map_err(|e| format!("cannot be found: {e}"))?;
+    let tools = std::fs::canonicalize(hive.join("tools"))
+        .map_err(|e| format!("cannot be found: the hive's tools/: {e}"))?;
+    let path =
+        std::fs::canonicalize(hive.join(&rel)).map_err(|e| format!("cannot be found: {e}"))?;
     if !path.starts_with(&tools) {
         return Err(format!("resolves to {}, outside tools/", path.display()));
     }
@@ -132,7 +134,13 @@ fn kill_group(pid: Pid) {
 
 /// Reads a stream to its end, keeping at most `keep` bytes; past `cap`
 /// bytes in total it kills the process group and stops.
-fn reader(mut stream: impl Read + Send + 'static, cap: u64, keep: usize, pid: Pid, oversize: Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
+fn reader(
+    mut stream: impl Read + Send + 'static,
+    cap: u64,
+    keep: usize,
+    pid: Pid,
+    oversize: Arc<AtomicBool>,
+) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut kept = Vec::new();
@@ -162,12 +170,24 @@ fn reader(mut stream: impl Read + Send + 'static, cap: u64, keep: usize, pid: Pi
 
 /// Runs `cmd` in its own process group with `input` on stdin, within
 /// `timeout` and `cap` bytes of output, and kills the whole group at the end.
-fn run_process(mut cmd: Command, input: Vec<u8>, timeout: Duration, cap: u64) -> Result<Finished, String> {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    let mut child = cmd.spawn().map_err(|e| format!("could not be started: {e}"))?;
+fn run_process(
+    mut cmd: Command,
+    input: Vec<u8>,
+    timeout: Duration,
+    cap: u64,
+) -> Result<Finished, String> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not be started: {e}"))?;
     let pid = Pid::from_child(&child);
     let oversize = Arc::new(AtomicBool::new(false));
-    let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
         kill_group(pid);
         let _ = child.wait();
         return Err("could not be given its pipes".into());
@@ -184,7 +204,10 @@ fn run_process(mut cmd: Command, input: Vec<u8>, timeout: Duration, cap: u64) ->
     let (exited_tx, exited_rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
         loop {
-            match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
+            match waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
                 Err(e) if e == rustix::io::Errno::INTR => continue,
                 _ => break,
             }
@@ -200,10 +223,15 @@ fn run_process(mut cmd: Command, input: Vec<u8>, timeout: Duration, cap: u64) ->
     };
     let _ = waiter.join();
     kill_group(pid);
-    let status = child.wait().map_err(|e| format!("could not be waited for: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("could not be waited for: {e}"))?;
 
     let deadline = Instant::now() + Duration::from_millis(DRAIN_GRACE_MS);
-    let drain = |rx: mpsc::Receiver<Vec<u8>>| rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok();
+    let drain = |rx: mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    };
     let stdout = drain(out);
     let stderr = drain(err);
     let undrained = stdout.is_none() || stderr.is_none();
@@ -232,11 +260,23 @@ fn stderr_tail(stderr: &[u8]) -> String {
 
 impl ExecRunner for ToolRunner {
     fn run(&self, cx: &Cx<'_>, spec: &HandlerSpec, decision: &Decision) -> Result<Outcome, String> {
-        let HandlerSpec::Exec { command, sha256, timeout_ms, max_output_bytes, env } = spec else {
-            return Err(format!("decision type '{}' is not an executable tool", decision.kind));
+        let HandlerSpec::Exec {
+            command,
+            sha256,
+            timeout_ms,
+            max_output_bytes,
+            env,
+        } = spec
+        else {
+            return Err(format!(
+                "decision type '{}' is not an executable tool",
+                decision.kind
+            ));
         };
         // Replay never starts a tool.
-        let Some(live) = cx.live else { return read_back(cx) };
+        let Some(live) = cx.live else {
+            return read_back(cx);
+        };
         let name = format!("tool '{}' ({command})", decision.kind);
         let action = format!("tool {} ({command})", decision.kind);
         let hive = live.hive();
@@ -248,13 +288,29 @@ impl ExecRunner for ToolRunner {
         let status = self.status();
         let (mut cmd, how) = match (&self.launcher, status.active) {
             (Some(launcher), true) => {
-                let c = landlock::confinement_for(&hive, live.data_dir().as_deref(), cx.plan, cx.job.agent.as_str(), &tool, &scratch.0);
+                let c = landlock::confinement_for(
+                    &hive,
+                    live.data_dir().as_deref(),
+                    cx.plan,
+                    cx.job.agent.as_str(),
+                    &tool,
+                    &scratch.0,
+                );
                 let mut cmd = Command::new(launcher);
                 cmd.args(launcher_args(&c, &tool));
                 let abi = status.landlock_abi.unwrap_or_default();
-                (cmd, format!("confined by Landlock ABI {abi}: {}", c.describe(&std::fs::canonicalize(&hive).unwrap_or(hive.clone()))))
+                (
+                    cmd,
+                    format!(
+                        "confined by Landlock ABI {abi}: {}",
+                        c.describe(&std::fs::canonicalize(&hive).unwrap_or(hive.clone()))
+                    ),
+                )
             }
-            _ => (Command::new(&tool), format!("not confined: {}", status.reason)),
+            _ => (
+                Command::new(&tool),
+                format!("not confined: {}", status.reason),
+            ),
         };
         cmd.env_clear().current_dir(&scratch.0);
         for var in env {
@@ -272,49 +328,93 @@ impl ExecRunner for ToolRunner {
             "context": {"job": cx.job.job, "agent": cx.job.agent, "decision": decision.id, "type": decision.kind},
         });
         let cap = (*max_output_bytes).min(HARD_MAX_OUTPUT_BYTES);
-        let done = run_process(cmd, input.to_string().into_bytes(), Duration::from_millis(*timeout_ms), cap).map_err(|e| format!("{name} {e}"))?;
+        let done = run_process(
+            cmd,
+            input.to_string().into_bytes(),
+            Duration::from_millis(*timeout_ms),
+            cap,
+        )
+        .map_err(|e| format!("{name} {e}"))?;
         drop(scratch);
-        interpret(&name, *timeout_ms, cap, &done, cx.plan.types.get(&decision.kind).map(|t| &t.result_schema))
+        interpret(
+            &name,
+            *timeout_ms,
+            cap,
+            &done,
+            cx.plan.types.get(&decision.kind).map(|t| &t.result_schema),
+        )
     }
 }
 
 /// Turns a finished run into the decision's outcome.
-fn interpret(name: &str, timeout_ms: u64, cap: u64, done: &Finished, schema: Option<&Value>) -> Result<Outcome, String> {
+fn interpret(
+    name: &str,
+    timeout_ms: u64,
+    cap: u64,
+    done: &Finished,
+    schema: Option<&Value>,
+) -> Result<Outcome, String> {
     if done.timed_out {
-        return Err(format!("{name} timed out after {timeout_ms} ms and was killed"));
+        return Err(format!(
+            "{name} timed out after {timeout_ms} ms and was killed"
+        ));
     }
     if done.oversize {
-        return Err(format!("{name} printed more than {cap} bytes, its output cap, and was killed"));
+        return Err(format!(
+            "{name} printed more than {cap} bytes, its output cap, and was killed"
+        ));
     }
     if done.undrained {
-        return Err(format!("{name} left a process outside its process group holding its output open"));
+        return Err(format!(
+            "{name} left a process outside its process group holding its output open"
+        ));
     }
     if let Some(code) = done.status.code() {
-        let launcher_failed = matches!(code, landlock::EXIT_NOT_CONFINED | landlock::EXIT_NOT_EXECUTED) && done.stderr.starts_with(LAUNCHER_PREFIX.as_bytes());
+        let launcher_failed = matches!(
+            code,
+            landlock::EXIT_NOT_CONFINED | landlock::EXIT_NOT_EXECUTED
+        ) && done.stderr.starts_with(LAUNCHER_PREFIX.as_bytes());
         if launcher_failed {
-            return Err(format!("{name} could not be started confined{}", stderr_tail(&done.stderr)));
+            return Err(format!(
+                "{name} could not be started confined{}",
+                stderr_tail(&done.stderr)
+            ));
         }
         if code != 0 {
-            return Err(format!("{name} exited with status {code}{}", stderr_tail(&done.stderr)));
+            return Err(format!(
+                "{name} exited with status {code}{}",
+                stderr_tail(&done.stderr)
+            ));
         }
     } else {
         let signal = done.status.signal().unwrap_or_default();
-        return Err(format!("{name} was killed by signal {signal}{}", stderr_tail(&done.stderr)));
+        return Err(format!(
+            "{name} was killed by signal {signal}{}",
+            stderr_tail(&done.stderr)
+        ));
     }
     let text = String::from_utf8_lossy(&done.stdout);
     if text.trim().is_empty() {
-        return Err(format!("{name} printed nothing on stdout; a tool answers with one JSON value"));
+        return Err(format!(
+            "{name} printed nothing on stdout; a tool answers with one JSON value"
+        ));
     }
     let result: Value = serde_json::from_str(text.trim()).map_err(|e| {
         let shown: String = text.trim().chars().take(STDOUT_SHOWN_CHARS).collect();
         format!("{name} printed invalid JSON on stdout ({e}); it began: {shown:?}")
     })?;
-    crate::decision::check_payload(&result).map_err(|e| format!("{name} returned a result that cannot be recorded: {e}"))?;
+    crate::decision::check_payload(&result)
+        .map_err(|e| format!("{name} returned a result that cannot be recorded: {e}"))?;
     if let Some(schema) = schema {
-        let validator = jsonschema::validator_for(schema).map_err(|e| format!("the result schema of {name} does not compile: {e}"))?;
+        let validator = jsonschema::validator_for(schema)
+            .map_err(|e| format!("the result schema of {name} does not compile: {e}"))?;
         let first = validator.iter_errors(&result).next().map(|error| {
             let at = error.instance_path().to_string();
-            let at = if at.is_empty() { "the result".to_string() } else { format!("result{at}") };
+            let at = if at.is_empty() {
+                "the result".to_string()
+            } else {
+                format!("result{at}")
+            };
             format!("{name} returned a result that does not match its result schema: {at}: {error}")
         });
         if let Some(reason) = first {

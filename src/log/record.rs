@@ -5,7 +5,8 @@ use crate::canon::{self, Digest};
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::state::State;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 /// What a record says; its `kind` is the tag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,51 +156,219 @@ pub enum RecordError {
     Canon(String),
 }
 
-/// Encodes a record's line (without the newline) and its hash.
-pub fn seal(seq: u64, prev: &Digest, body: &Body) -> Result<(String, Digest), canon::CanonError> {
+/// A record body encoded ahead of time, with holes for `hash`, `prev` and
+/// `seq`, so the writer's critical section only fills them in and hashes.
+#[derive(Debug, Clone)]
+pub struct Unsealed {
+    /// Up to where `,"hash":"…"` goes.
+    a: String,
+    /// From after the hash member to the opening quote of `prev`'s value.
+    b: String,
+    /// From the closing quote of `prev`'s value to `"seq":`.
+    c: String,
+    /// After `seq`'s value to the end.
+    d: String,
+}
+
+/// Encodes `body` canonically with holes for the chain fields.
+pub fn prepare(body: &Body) -> Result<Unsealed, canon::CanonError> {
     let mut map = match serde_json::to_value(body).expect("record bodies serialize") {
         Value::Object(map) => map,
         _ => unreachable!("an internally tagged enum serializes to an object"),
     };
-    map.insert("seq".into(), Value::from(seq));
-    map.insert("prev".into(), Value::String(prev.to_hex()));
-    let mut value = Value::Object(map);
-    let hash = Digest::of_json(&value)?;
-    if let Value::Object(map) = &mut value {
-        map.insert("hash".into(), Value::String(hash.to_hex()));
+    for key in ["hash", "prev", "seq"] {
+        map.insert(key.into(), Value::Null);
     }
-    Ok((canon::to_string(&value)?, hash))
+    let mut parts: Vec<String> = vec![String::from("{")];
+    let mut first = true;
+    for (key, value) in canon::sorted_entries(&map) {
+        let out = parts.last_mut().expect("parts is never empty");
+        match key.as_str() {
+            "hash" => {
+                // Every body has a member sorting before "hash" ("agent",
+                // "at" or "blob"), so the hash member is never first.
+                assert!(!first, "hash member would be first");
+                parts.push(String::new());
+                continue;
+            }
+            _ if !first => out.push(','),
+            _ => {}
+        }
+        first = false;
+        let out = parts.last_mut().expect("parts is never empty");
+        canon::write_string(out, key);
+        out.push(':');
+        match key.as_str() {
+            "prev" => {
+                out.push('"');
+                parts.push(String::from("\""));
+            }
+            "seq" => parts.push(String::new()),
+            _ => canon::write_value(out, value)?,
+        }
+    }
+    parts.last_mut().expect("parts is never empty").push('}');
+    let [a, b, c, d]: [String; 4] = parts.try_into().expect("three holes make four parts");
+    Ok(Unsealed { a, b, c, d })
+}
+
+impl Unsealed {
+    /// The record's line (without the newline) and its hash.
+    pub fn seal(&self, seq: u64, prev: &Digest) -> (String, Digest) {
+        let prev_hex = prev.to_hex();
+        let seq_text = seq.to_string();
+        let mut hasher = Sha256::new();
+        for part in [&self.a, &self.b, &prev_hex, &self.c, &seq_text, &self.d] {
+            hasher.update(part.as_bytes());
+        }
+        let hash = Digest(hasher.finalize().into());
+        let mut line = String::with_capacity(self.a.len() + self.b.len() + self.c.len() + self.d.len() + 160);
+        line.push_str(&self.a);
+        line.push_str(",\"hash\":\"");
+        line.push_str(&hash.to_hex());
+        line.push('"');
+        for part in [&self.b, &prev_hex, &self.c, &seq_text, &self.d] {
+            line.push_str(part);
+        }
+        (line, hash)
+    }
+}
+
+/// Encodes a record's line (without the newline) and its hash.
+pub fn seal(seq: u64, prev: &Digest, body: &Body) -> Result<(String, Digest), canon::CanonError> {
+    Ok(prepare(body)?.seal(seq, prev))
+}
+
+/// The chain fields of a line, checked against the line's own bytes: the
+/// hash covers the line with its `hash` member removed (the line is the
+/// canonical record, so this is the canonical record without `hash`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainFields {
+    pub seq: u64,
+    pub prev: Digest,
+    pub hash: Digest,
+}
+
+/// Checks one line's hash and reads its chain fields without parsing the body.
+pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
+    let bytes = line.as_bytes();
+    let members = top_level_members(bytes).ok_or_else(|| RecordError::NotJson("not a canonical record line".into()))?;
+    let find = |name: &str| members.iter().find(|m| &bytes[m.key.0..m.key.1] == name.as_bytes());
+    let string_value = |m: &Member| {
+        let (s, e) = m.value;
+        (e - s >= 2 && bytes[s] == b'"' && bytes[e - 1] == b'"').then(|| &line[s + 1..e - 1])
+    };
+    let hash_m = find("hash").ok_or(RecordError::Field("hash"))?;
+    let hash = string_value(hash_m).and_then(Digest::from_hex).ok_or(RecordError::Field("hash"))?;
+    let prev = find("prev").and_then(string_value).and_then(Digest::from_hex).ok_or(RecordError::Field("prev"))?;
+    let seq = find("seq")
+        .and_then(|m| line[m.value.0..m.value.1].parse::<u64>().ok())
+        .ok_or(RecordError::Field("seq"))?;
+    // Remove `,"hash":"…"`: from the comma before the key to the value's end.
+    let cut_from = hash_m.key.0 - 2;
+    if bytes[cut_from] != b',' {
+        return Err(RecordError::Field("hash"));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(&bytes[..cut_from]);
+    hasher.update(&bytes[hash_m.value.1..]);
+    if Digest(hasher.finalize().into()) != hash {
+        return Err(RecordError::HashMismatch);
+    }
+    Ok(ChainFields { seq, prev, hash })
 }
 
 /// Parses one line and checks its own hash (not yet its place in the chain).
 pub fn parse_line(line: &str) -> Result<Record, RecordError> {
+    let fields = check_line(line)?;
     let value: Value = serde_json::from_str(line).map_err(|e| RecordError::NotJson(e.to_string()))?;
     let Value::Object(mut map) = value else {
         return Err(RecordError::NotJson("not an object".into()));
     };
-    let hash = take_digest(&mut map, "hash")?;
-    let seq = map.get("seq").and_then(Value::as_u64).ok_or(RecordError::Field("seq"))?;
-    let prev = map
-        .get("prev")
-        .and_then(Value::as_str)
-        .and_then(Digest::from_hex)
-        .ok_or(RecordError::Field("prev"))?;
-    let value = Value::Object(map);
-    let actual = Digest::of_json(&value).map_err(|e| RecordError::Canon(e.to_string()))?;
-    if actual != hash {
-        return Err(RecordError::HashMismatch);
+    for key in ["hash", "prev", "seq"] {
+        map.remove(key);
     }
-    let Value::Object(mut map) = value else { unreachable!() };
-    map.remove("seq");
-    map.remove("prev");
     let body: Body = serde_json::from_value(Value::Object(map)).map_err(|e| RecordError::Body(e.to_string()))?;
-    Ok(Record { seq, prev, hash, body })
+    Ok(Record { seq: fields.seq, prev: fields.prev, hash: fields.hash, body })
 }
 
-fn take_digest(map: &mut Map<String, Value>, field: &'static str) -> Result<Digest, RecordError> {
-    match map.remove(field) {
-        Some(Value::String(s)) => Digest::from_hex(&s).ok_or(RecordError::Field(field)),
-        _ => Err(RecordError::Field(field)),
+struct Member {
+    /// The key's text, without quotes.
+    key: (usize, usize),
+    /// The value's bytes.
+    value: (usize, usize),
+}
+
+/// The members of a canonical JSON object (no whitespace), as byte spans.
+fn top_level_members(b: &[u8]) -> Option<Vec<Member>> {
+    let mut members = Vec::with_capacity(12);
+    if b.first() != Some(&b'{') || b.last() != Some(&b'}') {
+        return None;
+    }
+    let mut i = 1;
+    if b.get(i) == Some(&b'}') {
+        return (i + 1 == b.len()).then_some(members);
+    }
+    loop {
+        let key_end = skip_string(b, i)?;
+        if b.get(key_end) != Some(&b':') {
+            return None;
+        }
+        let value_start = key_end + 1;
+        let value_end = skip_value(b, value_start)?;
+        members.push(Member { key: (i + 1, key_end - 1), value: (value_start, value_end) });
+        match b.get(value_end) {
+            Some(b',') => i = value_end + 1,
+            Some(b'}') if value_end + 1 == b.len() => return Some(members),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_string(b: &[u8], start: usize) -> Option<usize> {
+    if b.get(start) != Some(&b'"') {
+        return None;
+    }
+    let mut j = start + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+fn skip_value(b: &[u8], start: usize) -> Option<usize> {
+    match b.get(start)? {
+        b'"' => skip_string(b, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = start;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let len = b[start..].iter().position(|&c| matches!(c, b',' | b'}' | b']'))?;
+            (len > 0).then_some(start + len)
+        }
     }
 }
 
@@ -231,6 +400,31 @@ mod tests {
         assert_eq!(parse_line(&edited), Err(RecordError::HashMismatch));
         let reseq = line.replace("\"seq\":1", "\"seq\":2");
         assert_eq!(parse_line(&reseq), Err(RecordError::HashMismatch));
+    }
+
+    #[test]
+    fn a_prepared_seal_equals_the_canonical_record_hash() {
+        let (line, hash) = seal(12, &Digest::of_bytes(b"x"), &job_body()).unwrap();
+        let mut value: Value = serde_json::from_str(&line).unwrap();
+        value.as_object_mut().unwrap().remove("hash");
+        assert_eq!(Digest::of_json(&value).unwrap(), hash);
+        assert_eq!(check_line(&line).unwrap().seq, 12);
+    }
+
+    #[test]
+    fn a_nested_hash_member_does_not_confuse_the_check() {
+        let body = Body::Job {
+            job: JobId::new("j1").unwrap(),
+            at: 0,
+            agent: AgentName::new("a").unwrap(),
+            input: json!({"hash": "0000", "x": [{"hash": 1}], "s": "\\\",\"hash\":\""}),
+            plan: Digest::ZERO,
+            parent: None,
+            via: None,
+        };
+        let (line, hash) = seal(1, &Digest::ZERO, &body).unwrap();
+        assert_eq!(parse_line(&line).unwrap().hash, hash);
+        assert_eq!(parse_line(&line).unwrap().body, body);
     }
 
     #[test]

@@ -8,14 +8,20 @@
 //! the kernel may have dropped the dirty pages and a retry can lie.
 
 use super::read::parse_log;
-use super::record::{seal, Body};
+use super::record::{prepare, Body};
 use super::LogError;
 use crate::canon::Digest;
 use crate::fsx::{self, IoError};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long a sync leader waits for appenders already on their way to join
+/// its group. Bounded, so a lone appender pays at most this.
+const GROUP_WAIT_MAX_US: u64 = 200;
 
 /// Longest encoded record, in bytes; a larger one is a bug upstream (payloads
 /// are capped well below this).
@@ -57,6 +63,8 @@ pub struct LogWriter {
     synced: Condvar,
     /// A second handle on the same open file, used to sync outside the lock.
     sync_handle: File,
+    /// Appenders between entering `append` and writing their line.
+    arriving: AtomicUsize,
 }
 
 impl LogWriter {
@@ -110,6 +118,7 @@ impl LogWriter {
             }),
             synced: Condvar::new(),
             sync_handle,
+            arriving: AtomicUsize::new(0),
         };
         Ok((writer, report))
     }
@@ -139,12 +148,16 @@ impl LogWriter {
 
     /// Appends one record and returns once it is durable.
     pub fn append(&self, body: &Body) -> Result<Appended, LogError> {
+        // Encode outside the lock; inside, only fill in the chain and hash.
+        let unsealed = prepare(body)?;
+        self.arriving.fetch_add(1, Ordering::SeqCst);
         let mut inner = self.lock();
+        self.arriving.fetch_sub(1, Ordering::SeqCst);
         if let Some(reason) = &inner.poisoned {
             return Err(self.poisoned(reason));
         }
         let seq = inner.next_seq;
-        let (mut line, hash) = seal(seq, &inner.last_hash, body)?;
+        let (mut line, hash) = unsealed.seal(seq, &inner.last_hash);
         assert!(line.len() < MAX_RECORD_BYTES, "record of {} bytes", line.len());
         line.push('\n');
         if let Err(e) = inner.file.write_all(line.as_bytes()) {
@@ -171,8 +184,15 @@ impl LogWriter {
                 inner = self.synced.wait(inner).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
-            // Lead a sync covering everything written so far.
+            // Lead a sync. Appenders already on their way join the group
+            // first: one sync then covers them too.
             inner.syncing = true;
+            drop(inner);
+            let deadline = Instant::now() + Duration::from_micros(GROUP_WAIT_MAX_US);
+            while self.arriving.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            inner = self.lock();
             let target = inner.written;
             drop(inner);
             let result = self.sync_handle.sync_data();

@@ -1,0 +1,704 @@
+//! The manifest kinds as Rust types. The JSON Schemas in `schemas/` are
+//! generated from these types and their doc comments, so every field's doc
+//! comment is what an editor shows for it.
+//!
+//! Unknown fields are refused everywhere (`deny_unknown_fields`); nothing here
+//! is `untagged` or `flatten`ed, which would blur errors.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The one API version this binary reads.
+pub const API_VERSION: &str = "jaros/v1";
+/// Longest duration accepted anywhere, in milliseconds (about 31 years).
+pub const MAX_DURATION_MS: u64 = 1_000_000_000_000;
+/// Largest worker pool a node may ask for.
+pub const MAX_POOL_SIZE: u32 = 256;
+/// Default output cap of an executable tool, in bytes.
+pub const DEFAULT_TOOL_OUTPUT_BYTES: u64 = 1024 * 1024;
+/// Largest output cap an executable tool may ask for, in bytes.
+pub const MAX_TOOL_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+/// The pattern of a manifest name: letters, digits, `.`, `_`, `-`.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
+/// The pattern of a duration such as `250ms`, `30s`, `5m`, `1h30m`, `1d`.
+pub const DURATION_PATTERN: &str =
+    "^(?=[0-9])([0-9]{1,12}d)?([0-9]{1,12}h)?([0-9]{1,12}m)?([0-9]{1,12}s)?([0-9]{1,12}ms)?$";
+
+/// The kinds of manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Node,
+    Role,
+    Agent,
+    Tool,
+    Schedule,
+    Eval,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Node,
+        Kind::Role,
+        Kind::Agent,
+        Kind::Tool,
+        Kind::Schedule,
+        Kind::Eval,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Node => "Node",
+            Kind::Role => "Role",
+            Kind::Agent => "Agent",
+            Kind::Tool => "Tool",
+            Kind::Schedule => "Schedule",
+            Kind::Eval => "Eval",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The file its schema lives in under `schemas/`.
+    pub fn schema_file(self) -> String {
+        format!("{}.json", self.as_str().to_ascii_lowercase())
+    }
+
+    /// The JSON Schema of a whole manifest of this kind.
+    pub fn schema(self) -> Value {
+        let settings = schemars::generate::SchemaSettings::draft2020_12();
+        let generator = settings.into_generator();
+        let schema = match self {
+            Kind::Node => generator.into_root_schema_for::<NodeManifest>(),
+            Kind::Role => generator.into_root_schema_for::<RoleManifest>(),
+            Kind::Agent => generator.into_root_schema_for::<AgentManifest>(),
+            Kind::Tool => generator.into_root_schema_for::<ToolManifest>(),
+            Kind::Schedule => generator.into_root_schema_for::<ScheduleManifest>(),
+            Kind::Eval => generator.into_root_schema_for::<EvalManifest>(),
+        };
+        let mut value = schema.to_value();
+        if let Value::Object(map) = &mut value {
+            map.insert(
+                "$id".into(),
+                Value::String(format!("https://jaros.dev/schemas/{}", self.schema_file())),
+            );
+        }
+        value
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The API version of a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    /// The first and current version.
+    #[serde(rename = "jaros/v1")]
+    V1,
+}
+
+/// Who a manifest is and what it is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// The manifest's name, unique among manifests of its kind: letters, digits, `.`, `_`, `-`.
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub name: String,
+    /// What it is for, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Free-form labels for people and tools; Jaros ignores them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A duration such as `250ms`, `30s`, `5m`, `1h30m` or `1d`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Duration {
+    text: String,
+    ms: u64,
+}
+
+impl Duration {
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let bad = || {
+            format!("'{text}' is not a duration; write whole numbers with units d, h, m, s or ms, largest first (such as 30s, 5m or 1h30m)")
+        };
+        // Units in descending order, each at most once.
+        const UNITS: [(&str, u64); 5] = [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("ms", 1),
+            ("m", 60_000),
+            ("s", 1_000),
+        ];
+        const ORDER: [&str; 5] = ["d", "h", "m", "s", "ms"];
+        let mut rest = text;
+        let mut total: u64 = 0;
+        let mut next = 0;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || digits > 12 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            let after = &rest[digits..];
+            let (unit, factor) = UNITS
+                .iter()
+                .find(|(u, _)| after.starts_with(u))
+                .ok_or_else(bad)?;
+            let position = ORDER.iter().position(|u| u == unit).ok_or_else(bad)?;
+            if position < next {
+                return Err(bad());
+            }
+            next = position + 1;
+            total = total.saturating_add(n.saturating_mul(*factor));
+            rest = &after[unit.len()..];
+        }
+        if total > MAX_DURATION_MS {
+            return Err(format!(
+                "'{text}' is longer than the longest duration allowed ({MAX_DURATION_MS}ms)"
+            ));
+        }
+        Ok(Duration {
+            text: text.to_string(),
+            ms: total,
+        })
+    }
+
+    pub fn ms(&self) -> u64 {
+        self.ms
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl TryFrom<String> for Duration {
+    type Error = String;
+    fn try_from(text: String) -> Result<Duration, String> {
+        Duration::parse(&text)
+    }
+}
+
+impl From<Duration> for String {
+    fn from(d: Duration) -> String {
+        d.text
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: whole numbers with units d, h, m, s or ms, largest first (such as `30s`, `5m` or `1h30m`).",
+            "type": "string",
+            "pattern": DURATION_PATTERN
+        })
+    }
+}
+
+fn duration(text: &str) -> Duration {
+    // Only called with the literal defaults below, which parse.
+    Duration::parse(text).expect("default durations parse")
+}
+
+macro_rules! manifest {
+    ($(#[$doc:meta])* $name:ident, $tag:ident, $spec:ty) => {
+        /// The `kind` of this manifest.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        pub enum $tag {
+            $tag,
+        }
+
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields, rename_all = "camelCase")]
+        pub struct $name {
+            /// The manifest API version: `jaros/v1`.
+            pub api_version: ApiVersion,
+            /// What this manifest describes.
+            pub kind: $tag,
+            /// Its name and description.
+            pub metadata: Metadata,
+            /// What it declares.
+            pub spec: $spec,
+        }
+    };
+}
+
+manifest!(
+    /// A Jaros node: where its state lives, its worker pool, claim leases, and the model providers its agents use.
+    NodeManifest,
+    Node,
+    NodeSpec
+);
+manifest!(
+    /// A role: a capability bundle of decision types, file-system scopes, hand-off targets, hosts and budgets.
+    RoleManifest,
+    Role,
+    RoleSpec
+);
+manifest!(
+    /// An agent: its role and how it proposes decisions, by a template or by a model with a prompt template.
+    AgentManifest,
+    Agent,
+    AgentSpec
+);
+manifest!(
+    /// A tool: the decision type it handles, its payload and result schemas, and its built-in or executable implementation.
+    ToolManifest,
+    Tool,
+    ToolSpec
+);
+manifest!(
+    /// A schedule: an agent run with an input at times given by cron, an interval or one instant.
+    ScheduleManifest,
+    Schedule,
+    ScheduleSpec
+);
+manifest!(
+    /// An eval suite: cases that run agents offline with scripted model responses and check what happened.
+    EvalManifest,
+    Eval,
+    EvalSpec
+);
+
+// ---------------------------------------------------------------- Node
+
+fn default_pool_size() -> u32 {
+    2
+}
+fn default_lease() -> Duration {
+    duration("30s")
+}
+fn default_heartbeat() -> Duration {
+    duration("10s")
+}
+fn default_scan_interval() -> Duration {
+    duration("5s")
+}
+
+/// What a node is configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Where the node keeps its state (logs, blobs, inbox, results): relative to the hive, or absolute. Default `.jaros-data`. Inside the hive, it is protected from every grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
+    /// Worker threads that run jobs at once.
+    #[serde(default = "default_pool_size")]
+    #[schemars(range(min = 1, max = 256))]
+    pub pool_size: u32,
+    /// How long a claimed job stays its node's without a heartbeat before another node may reclaim it.
+    #[serde(default = "default_lease")]
+    pub lease: Duration,
+    /// How often a node renews the leases of the jobs it runs; shorter than `lease`.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: Duration,
+    /// How often the inbox is scanned when file-system notifications miss a change (as on shared file systems).
+    #[serde(default = "default_scan_interval")]
+    pub scan_interval: Duration,
+    /// Model providers by name; agents name one in `model.provider`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, Provider>,
+}
+
+/// A kind of model provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// An OpenAI-compatible chat-completions server (OpenAI, llama.cpp server, vLLM, LM Studio).
+    Openai,
+    /// An Ollama server (`/api/chat`).
+    Ollama,
+    /// Answers with the rendered prompt itself: for demos and tests.
+    Echo,
+    /// Answers with responses read from a file, in order: for evals and tests.
+    Scripted,
+}
+
+/// One model provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// What kind of server or stand-in it is.
+    pub kind: ProviderKind,
+    /// The server's base URL, such as `http://127.0.0.1:8080` (openai, ollama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The model used when an agent names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The NAME of the environment variable holding the API key (never the key itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub api_key_env: Option<String>,
+    /// How long one request may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Retries after a 429, a 5xx or a connection error, with backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
+    pub max_retries: Option<u32>,
+    /// For `scripted`: a JSON file under the hive holding the list of responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses: Option<String>,
+}
+
+// ---------------------------------------------------------------- Role
+
+/// What a role grants: default deny, everything listed is allowed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// Decision types the role's agents may propose (built-in, such as `advance`, or handled by a Tool manifest).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Globs, relative to the hive, of paths its agents may read (`*` within a directory, `**` across directories).
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Globs, relative to the hive, of paths its agents may write.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// Agents its agents may hand work off to.
+    #[serde(default)]
+    pub handoff: Vec<String>,
+    /// Hosts its agents' tools may reach.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Limits per job; each one left out takes its default.
+    #[serde(default)]
+    pub budget: BudgetSpec,
+}
+
+/// Limits per job.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// Decisions accepted per job (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<u32>,
+    /// Model calls per job (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_calls: Option<u32>,
+    /// Model tokens, in and out, per job (default 200000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Wall-clock time per job (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time: Option<Duration>,
+}
+
+// ---------------------------------------------------------------- Agent
+
+fn default_max_steps() -> u32 {
+    1
+}
+
+/// How an agent proposes decisions: exactly one of `template`, or `model` with `prompt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["template"], "not": {"anyOf": [{"required": ["model"]}, {"required": ["prompt"]}]}},
+    {"required": ["model", "prompt"], "not": {"required": ["template"]}}
+]))]
+pub struct AgentSpec {
+    /// The role whose grants bound what this agent may do.
+    pub role: String,
+    /// What the agent does, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Turns the agent may take in one job; each turn sees the results of the earlier ones.
+    #[serde(default = "default_max_steps")]
+    #[schemars(range(min = 1, max = 32))]
+    pub max_steps: u32,
+    /// A deterministic agent: a minijinja template under `agents/` that renders a JSON list of `{type, payload}` decisions. No model is called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// A model agent: the model that proposes its decisions (requires `prompt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelRef>,
+    /// A model agent's prompt: a minijinja template under `agents/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+}
+
+/// The model a model agent calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// A provider named in the Node manifest's `providers`.
+    pub provider: String,
+    /// The model's name at that provider.
+    pub model: String,
+    /// Sampling temperature, 0 to 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f64>,
+    /// Sampling seed, where the provider honours one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Most tokens one response may hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u32>,
+}
+
+// ---------------------------------------------------------------- Tool
+
+fn default_tool_timeout() -> Duration {
+    duration("30s")
+}
+fn default_max_output_bytes() -> u64 {
+    DEFAULT_TOOL_OUTPUT_BYTES
+}
+fn empty_schema() -> Value {
+    Value::Object(Default::default())
+}
+
+/// A decision type and how it is carried out: exactly one of `builtin` or `command`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["builtin"], "not": {"required": ["command"]}},
+    {"required": ["command"], "not": {"required": ["builtin"]}}
+]))]
+pub struct ToolSpec {
+    /// The decision type this tool handles, such as `greet`; roles grant it by this name.
+    #[serde(rename = "type")]
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub decision_type: String,
+    /// What the tool does, in a sentence.
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema every payload must satisfy before the gate accepts the decision.
+    #[serde(default = "empty_schema")]
+    pub payload_schema: Value,
+    /// JSON Schema of the tool's result.
+    #[serde(default = "empty_schema")]
+    pub result_schema: Value,
+    /// Whether the same payload always gives the same result. Deterministic tools are re-run on replay and compared; the results of the others are recorded and read back.
+    #[serde(default)]
+    pub deterministic: bool,
+    /// Payload fields the gate checks against the role's grants.
+    #[serde(default)]
+    pub scopes: Vec<crate::plan::Scope>,
+    /// A handler built into the binary, such as `fs.read`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<String>,
+    /// An executable under `tools/`, relative to the hive: it reads the payload as JSON on stdin and prints the result as JSON on stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// How long the executable may run.
+    #[serde(default = "default_tool_timeout")]
+    pub timeout: Duration,
+    /// Environment variables passed through to the executable; all others are cleared.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Most bytes of output the executable may print.
+    #[serde(default = "default_max_output_bytes")]
+    #[schemars(range(min = 1, max = 67108864))]
+    pub max_output_bytes: u64,
+}
+
+// ---------------------------------------------------------------- Schedule
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// What to do about runs missed while no node was up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Run nothing that was missed.
+    #[default]
+    Skip,
+    /// Run once for everything missed.
+    Once,
+    /// Run every missed slot (bounded).
+    All,
+}
+
+/// When an agent runs: exactly one of `cron`, `every` or `at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["cron"], "not": {"anyOf": [{"required": ["every"]}, {"required": ["at"]}]}},
+    {"required": ["every"], "not": {"anyOf": [{"required": ["cron"]}, {"required": ["at"]}]}},
+    {"required": ["at"], "not": {"anyOf": [{"required": ["cron"]}, {"required": ["every"]}]}}
+]))]
+pub struct ScheduleSpec {
+    /// The agent to run.
+    pub agent: String,
+    /// The job's input (any JSON value; null when absent).
+    #[serde(default)]
+    pub input: Value,
+    /// Crontab syntax (`0 3 * * *`), names and `@daily`-style macros.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// A fixed interval, such as `30s` or `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
+    /// One instant, RFC 3339 (`2030-01-01T09:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// The time zone `cron` is read in (IANA name).
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// What to do about runs missed while no node was up.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// Whether the schedule fires.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Up to this much random delay per firing, to spread load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<Duration>,
+}
+
+// ---------------------------------------------------------------- Eval
+
+/// Eval cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    /// The cases, run in order.
+    #[schemars(length(min = 1))]
+    pub cases: Vec<EvalCase>,
+}
+
+/// One eval case: an agent run offline, and what must be true of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("not" = {"required": ["responses", "responses_file"]}))]
+pub struct EvalCase {
+    /// The case's name, unique in its suite.
+    pub name: String,
+    /// The agent to run.
+    pub agent: String,
+    /// The job's input (any JSON value; null when absent).
+    #[serde(default)]
+    pub input: Value,
+    /// Scripted model responses, in order (model agents only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses: Option<Vec<String>>,
+    /// A JSON file under `evals/` holding the list of scripted responses, instead of `responses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses_file: Option<String>,
+    /// What must be true when the job ends.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// The gate's verdict on a case's decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GateVerdict {
+    Accept,
+    Reject,
+}
+
+/// A job's final state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum FinalState {
+    #[serde(rename = "DONE")]
+    Done,
+    #[serde(rename = "FAILED")]
+    Failed,
+}
+
+/// Expectations of an eval case; each one left out is not checked.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// How many decisions were proposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<u32>,
+    /// The proposed decision types, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    /// For each decision in order, an object its payload must contain (a subset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payloads: Option<Vec<Value>>,
+    /// Whether the gate accepted every decision or rejected one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateVerdict>,
+    /// A substring of the rejection or failure reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For each result in order, an object it must contain (a subset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<Value>>,
+    /// The job's final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<FinalState>,
+    /// Whether replaying the job must be deterministic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deterministic: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_to_milliseconds() {
+        assert_eq!(Duration::parse("250ms").unwrap().ms(), 250);
+        assert_eq!(Duration::parse("30s").unwrap().ms(), 30_000);
+        assert_eq!(Duration::parse("1h30m").unwrap().ms(), 5_400_000);
+        assert_eq!(Duration::parse("1d").unwrap().ms(), 86_400_000);
+        for bad in ["", "5", "m", "30m1h", "5 m", "-1s", "1s1s", "1.5s"] {
+            assert!(Duration::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_duration_pattern_agrees_with_the_parser() {
+        let schema = serde_json::json!({"type": "string", "pattern": DURATION_PATTERN});
+        let v = jsonschema::validator_for(&schema).unwrap();
+        for text in [
+            "250ms",
+            "30s",
+            "1h30m",
+            "1d2h3m4s5ms",
+            "",
+            "5",
+            "m",
+            "30m1h",
+            "5 m",
+            "-1s",
+            "1s1s",
+            "1.5s",
+            "5ms",
+            "5m5s",
+        ] {
+            assert_eq!(
+                v.is_valid(&serde_json::json!(text)),
+                Duration::parse(text).is_ok(),
+                "{text}"
+            );
+        }
+    }
+}

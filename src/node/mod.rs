@@ -1,0 +1,566 @@
+//! The node: a long-running process that works a hive's inbox.
+//!
+//! Owns claiming (atomic renames out of `inbox/`), leases and their
+//! heartbeat, the bounded worker pool, resuming unfinished jobs at boot and
+//! after another node's lease expires, picking up manifest edits, and a clean
+//! shutdown. Work enters only as files; a node never opens a socket.
+
+pub mod inbox;
+pub mod lease;
+pub mod status;
+
+use crate::datadir::DataDir;
+use crate::decision::JobId;
+use crate::exec::Executor;
+use crate::job::{JobEnd, Proposer, RunError, Runner, Ticket};
+use crate::plan::Plan;
+use crate::runtime::{self, Runtime};
+use inbox::JobFile;
+use lease::Lease;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Most workers a node runs, whatever its manifest says.
+pub const MAX_POOL_SIZE: usize = 256;
+/// How many recent finished jobs the node keeps in memory for status.
+pub const RECENT_JOBS: usize = 64;
+
+/// How a node works; from the node manifest, overridable by flags.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: String,
+    pub pool_size: usize,
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
+    pub scan_ms: u64,
+    pub grace_ms: u64,
+    /// Use OS notifications for new inbox files (off on shared file systems).
+    pub notify: bool,
+    /// Stop once the inbox and claims are empty (demo, benchmarks).
+    pub exit_when_idle: bool,
+    /// Print a line per finished job.
+    pub verbose: bool,
+}
+
+impl NodeConfig {
+    pub fn new(node_id: String) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            pool_size: 4,
+            lease_ms: 30_000,
+            heartbeat_ms: 5_000,
+            scan_ms: 1_000,
+            grace_ms: 10_000,
+            notify: true,
+            exit_when_idle: false,
+            verbose: false,
+        }
+    }
+}
+
+/// Where the node gets its plan: compiled afresh from the hive's manifests.
+pub type PlanSource = Box<dyn Fn() -> Result<Plan, String> + Send + Sync>;
+
+/// Counts a node keeps while it runs.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub done: AtomicU64,
+    pub failed: AtomicU64,
+    pub claimed: AtomicU64,
+    pub resumed: AtomicU64,
+    pub bad_files: AtomicU64,
+}
+
+struct Running {
+    lease: Lease,
+    started: Instant,
+}
+
+struct Shared {
+    cfg: NodeConfig,
+    rt: Runtime,
+    executor: Executor,
+    proposer: Arc<dyn Proposer>,
+    running: Mutex<HashMap<String, Running>>,
+    recent: Mutex<VecDeque<status::RecentJob>>,
+    /// Stop claiming new work.
+    stopping: AtomicBool,
+    /// Stop running work: give it back at the next record.
+    releasing: AtomicBool,
+    active: AtomicUsize,
+    counters: Counters,
+    /// A fatal error (a poisoned log): the node must exit non-zero.
+    fatal: Mutex<Option<String>>,
+}
+
+/// What a finished node reports.
+#[derive(Debug)]
+pub struct NodeExit {
+    pub fatal: Option<String>,
+    pub done: u64,
+    pub failed: u64,
+}
+
+/// Runs a node until `stop` is set (or until idle, when configured).
+pub fn serve(
+    cfg: NodeConfig,
+    hive: &Path,
+    data: DataDir,
+    plan_source: PlanSource,
+    executor: Executor,
+    proposer: Arc<dyn Proposer>,
+    stop: Arc<AtomicBool>,
+) -> Result<NodeExit, String> {
+    let plan = plan_source().map_err(|e| format!("the hive's manifests do not validate; the node does not start:\n{e}"))?;
+    let rt = Runtime::open(hive, data.clone(), cfg.node_id.clone(), plan).map_err(|e| e.to_string())?;
+    if rt.open_report.truncated_bytes > 0 {
+        eprintln!(
+            "jaros: node {}: cut a torn last record ({} bytes) from {} left by a crash",
+            cfg.node_id,
+            rt.open_report.truncated_bytes,
+            rt.log.path().display()
+        );
+    }
+    eprintln!(
+        "jaros: node {} serving {} (data {}), pool {}, plan {}",
+        cfg.node_id,
+        hive.display(),
+        data.root().display(),
+        cfg.pool_size,
+        rt.plan_digest().short()
+    );
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        rt,
+        executor,
+        proposer,
+        running: Mutex::new(HashMap::new()),
+        recent: Mutex::new(VecDeque::new()),
+        stopping: AtomicBool::new(false),
+        releasing: AtomicBool::new(false),
+        active: AtomicUsize::new(0),
+        counters: Counters::default(),
+        fatal: Mutex::new(None),
+    });
+    let started_ms = lease::now_ms();
+    let (task_tx, task_rx) = mpsc::channel::<Task>();
+    let task_rx = Arc::new(Mutex::new(task_rx));
+    let workers: Vec<_> = (0..cfg.pool_size.clamp(1, MAX_POOL_SIZE))
+        .map(|i| {
+            let shared = shared.clone();
+            let rx = task_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("jaros-worker-{i}"))
+                .spawn(move || worker(&shared, &rx))
+                .expect("a worker thread starts")
+        })
+        .collect();
+    let heartbeat = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("jaros-heartbeat".into())
+            .spawn(move || heartbeat_loop(&shared, started_ms))
+            .expect("the heartbeat thread starts")
+    };
+
+    let (wake_tx, wake_rx) = mpsc::channel::<()>();
+    let _watcher = if cfg.notify { watch_inbox(&data.inbox(), wake_tx.clone()) } else { None };
+    if cfg.notify && _watcher.is_none() {
+        eprintln!("jaros: node {}: no OS notifications for {}; scanning every {} ms", cfg.node_id, data.inbox().display(), cfg.scan_ms);
+    }
+
+    resume_own_jobs(&shared, &task_tx);
+    let mut queue: VecDeque<String> = VecDeque::new();
+    let mut last_scan = Instant::now() - Duration::from_secs(3600);
+    let mut last_reclaim = Instant::now();
+    let mut manifest_print = runtime::hive_fingerprint(hive);
+    let capacity = cfg.pool_size.clamp(1, MAX_POOL_SIZE);
+    while !stop.load(Ordering::SeqCst) && shared.fatal.lock().expect("fatal lock").is_none() {
+        if queue.is_empty() || last_scan.elapsed() >= Duration::from_millis(cfg.scan_ms) {
+            queue = scan_inbox(&data);
+            last_scan = Instant::now();
+        }
+        while shared.active.load(Ordering::SeqCst) < capacity {
+            let Some(name) = queue.pop_front() else { break };
+            claim_and_start(&shared, &task_tx, &name);
+        }
+        if last_reclaim.elapsed() >= Duration::from_millis((cfg.lease_ms / 4).max(50)) {
+            reclaim_expired(&shared, &task_tx);
+            last_reclaim = Instant::now();
+        }
+        let print = runtime::hive_fingerprint(hive);
+        if print != manifest_print {
+            manifest_print = print;
+            reload_plan(&shared, &plan_source);
+        }
+        if cfg.exit_when_idle && queue.is_empty() && shared.active.load(Ordering::SeqCst) == 0 && idle(&data) {
+            break;
+        }
+        // Sleep until a notification, a worker finishing, or the scan timer.
+        let wait = if queue.is_empty() { Duration::from_millis(cfg.scan_ms.min(200)) } else { Duration::from_millis(2) };
+        let _ = wake_rx.recv_timeout(wait);
+        while wake_rx.try_recv().is_ok() {}
+    }
+    shutdown(&shared, task_tx, workers);
+    let _ = heartbeat.join();
+    let fatal = shared.fatal.lock().expect("fatal lock").clone();
+    Ok(NodeExit {
+        fatal,
+        done: shared.counters.done.load(Ordering::SeqCst),
+        failed: shared.counters.failed.load(Ordering::SeqCst),
+    })
+}
+
+fn idle(data: &DataDir) -> bool {
+    let jobs = |dir: PathBuf| crate::fsx::list_dir(&dir).map(|l| l.iter().any(|p| inbox::id_of(p).is_some())).unwrap_or(false);
+    !jobs(data.inbox()) && !jobs(data.claimed())
+}
+
+fn scan_inbox(data: &DataDir) -> VecDeque<String> {
+    crate::fsx::list_dir(&data.inbox())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| inbox::id_of(p).is_some())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
+
+fn watch_inbox(dir: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = wake.send(());
+        }
+    })
+    .ok()?;
+    watcher.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;
+    Some(watcher)
+}
+
+enum Task {
+    Run { job: JobFile, resume: bool },
+}
+
+fn claim_and_start(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, name: &str) {
+    let data = &shared.rt.data;
+    let claimed = match inbox::claim(data, name) {
+        Ok(Some(path)) => path,
+        Ok(None) => return, // another node was faster
+        Err(e) => {
+            eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+            return;
+        }
+    };
+    shared.counters.claimed.fetch_add(1, Ordering::SeqCst);
+    let job = match inbox::read_job(&claimed, &shared.rt.plan()) {
+        Ok(job) => job,
+        Err(reason) => {
+            shared.counters.bad_files.fetch_add(1, Ordering::SeqCst);
+            match inbox::fail_bad_file(data, &claimed, &reason) {
+                Ok(path) => eprintln!("jaros: node {}: {name} failed: {reason} ({})", shared.cfg.node_id, path.display()),
+                Err(e) => eprintln!("jaros: node {}: {e}", shared.cfg.node_id),
+            }
+            return;
+        }
+    };
+    let id = job.id.to_string();
+    // A released job may have left lease files; continue past its epochs.
+    let epoch = lease::current(data, &id).map_or(1, |l| l.epoch + 1);
+    match lease::take(data, &id, &shared.cfg.node_id, epoch, shared.cfg.lease_ms) {
+        Ok(Some(lease)) => start(shared, tasks, job.clone(), lease, job.resume),
+        Ok(None) => {}
+        Err(e) => eprintln!("jaros: node {}: {e}", shared.cfg.node_id),
+    }
+}
+
+fn start(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, job: JobFile, lease: Lease, resume: bool) {
+    shared.active.fetch_add(1, Ordering::SeqCst);
+    shared
+        .running
+        .lock()
+        .expect("running lock")
+        .insert(job.id.to_string(), Running { lease, started: Instant::now() });
+    if tasks.send(Task::Run { job, resume }).is_err() {
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// At boot: jobs whose lease names this node were ours before a crash or a
+/// restart; the log lock proves no other process of this node id runs.
+fn resume_own_jobs(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
+    let data = &shared.rt.data;
+    for path in crate::fsx::list_dir(&data.claimed()).unwrap_or_default() {
+        let Some(id) = inbox::id_of(&path) else { continue };
+        let Some(current) = lease::current(data, &id) else { continue };
+        if current.node != shared.cfg.node_id {
+            continue;
+        }
+        take_over(shared, tasks, &path, &id, current.epoch + 1);
+    }
+}
+
+/// Takes over claimed jobs whose lease expired (their node died or hung).
+fn reclaim_expired(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
+    let data = &shared.rt.data;
+    let now = lease::now_ms();
+    for path in crate::fsx::list_dir(&data.claimed()).unwrap_or_default() {
+        if shared.stopping.load(Ordering::SeqCst) || shared.active.load(Ordering::SeqCst) >= shared.cfg.pool_size {
+            return;
+        }
+        let Some(id) = inbox::id_of(&path) else { continue };
+        if shared.running.lock().expect("running lock").contains_key(&id) {
+            continue;
+        }
+        // No lease yet: a claim in progress; give it a lease's time.
+        let (expired, next) = match lease::current(data, &id) {
+            Some(l) => (l.expires_ms < now, l.epoch + 1),
+            None => {
+                let age = std::fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                (age.is_some_and(|a| a.as_millis() as u64 > shared.cfg.lease_ms), 1)
+            }
+        };
+        if expired {
+            take_over(shared, tasks, &path, &id, next);
+        }
+    }
+}
+
+fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: &str, epoch: u64) {
+    let data = &shared.rt.data;
+    let lease = match lease::take(data, id, &shared.cfg.node_id, epoch, shared.cfg.lease_ms) {
+        Ok(Some(lease)) => lease,
+        _ => return,
+    };
+    let job = match inbox::read_job(path, &shared.rt.plan()) {
+        Ok(job) => job,
+        Err(reason) => {
+            let _ = inbox::fail_bad_file(data, path, &reason);
+            lease::remove_all(data, id);
+            return;
+        }
+    };
+    shared.counters.resumed.fetch_add(1, Ordering::SeqCst);
+    start(shared, tasks, job, lease, true);
+}
+
+fn worker(shared: &Arc<Shared>, tasks: &Arc<Mutex<mpsc::Receiver<Task>>>) {
+    loop {
+        let task = tasks.lock().expect("task lock").recv();
+        let Ok(Task::Run { job, resume }) = task else { return };
+        let id = job.id.to_string();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(shared, &job, resume)));
+        if let Err(panic) = outcome {
+            let reason = format!("the job's run panicked: {}", crate::exec::panic_text(&panic));
+            fail_after_panic(shared, &job, reason);
+        }
+        let running = shared.running.lock().expect("running lock").remove(&id);
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        drop(running);
+    }
+}
+
+/// A job fails only itself: a panic outside the handlers is recorded as the
+/// job's failure and its result written.
+fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
+    let history = crate::replay::job_history(&shared.rt.data, &job.id).unwrap_or_default();
+    let live = shared.rt.live_io();
+    let end = {
+        let runner = runner_for(shared, &live, &job.id);
+        runner.abort(&history, reason.clone()).ok().flatten()
+    };
+    let end = end.unwrap_or(JobEnd {
+        job: job.id.clone(),
+        agent: job.agent.clone(),
+        state: crate::state::State::Failed,
+        result: serde_json::Value::Null,
+        reason: Some(reason),
+        blame: None,
+        seq: 0,
+    });
+    finish(shared, job, &end);
+}
+
+fn runner_for<'a>(shared: &'a Shared, live: &'a runtime::HiveIo, _job: &JobId) -> Runner<'a> {
+    Runner {
+        plan: shared.rt.plan(),
+        plan_digest: shared.rt.plan_digest(),
+        executor: &shared.executor,
+        log: &shared.rt.log,
+        blobs: &shared.rt.blobs,
+        proposer: &*shared.proposer,
+        live,
+        fence: &NO_FENCE,
+    }
+}
+
+static NO_FENCE: fn() -> bool = || true;
+
+fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
+    let id = job.id.to_string();
+    let history = if resume {
+        match crate::replay::job_history(&shared.rt.data, &job.id) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("jaros: node {}: cannot read the history of {id}: {e}", shared.cfg.node_id);
+                return;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let live = shared.rt.live_io();
+    let fence = || {
+        if shared.releasing.load(Ordering::SeqCst) {
+            return false;
+        }
+        let running = shared.running.lock().expect("running lock");
+        running.get(&id).is_some_and(|r| lease::now_ms() < r.lease.expires_ms && lease::still_held(&shared.rt.data, &r.lease))
+    };
+    let runner = Runner { fence: &fence, ..runner_for(shared, &live, &job.id) };
+    let ticket = Ticket { job: job.id.clone(), agent: job.agent.clone(), input: job.input.clone(), parent: job.parent.clone(), via: job.via.clone() };
+    match runner.run(&ticket, &history) {
+        Ok(end) => finish(shared, job, &end),
+        Err(RunError::Fenced(_)) => {
+            if shared.releasing.load(Ordering::SeqCst) && fence_would_hold(shared, &id) {
+                // Shutting down: give the job back for another node to resume.
+                let _ = inbox::release(&shared.rt.data, job);
+                lease::remove_all(&shared.rt.data, &id);
+                eprintln!("jaros: node {}: released {id} to the inbox (shutdown grace expired)", shared.cfg.node_id);
+            } else {
+                eprintln!("jaros: node {}: lost the lease on {id}; another node resumes it", shared.cfg.node_id);
+            }
+        }
+        Err(RunError::Log(e)) => {
+            *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
+        }
+        Err(e) => {
+            let end = JobEnd {
+                job: job.id.clone(),
+                agent: job.agent.clone(),
+                state: crate::state::State::Failed,
+                result: serde_json::Value::Null,
+                reason: Some(e.to_string()),
+                blame: None,
+                seq: 0,
+            };
+            finish(shared, job, &end);
+        }
+    }
+}
+
+fn fence_would_hold(shared: &Shared, id: &str) -> bool {
+    let running = shared.running.lock().expect("running lock");
+    running.get(id).is_some_and(|r| lease::still_held(&shared.rt.data, &r.lease))
+}
+
+/// Writes the result file, then retires the claim.
+fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
+    let data = &shared.rt.data;
+    let result = runtime::result_file(end, &shared.cfg.node_id);
+    if let Err(e) = runtime::write_result(data, end, &result) {
+        eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+        return;
+    }
+    inbox::remove_quietly(&data.claimed().join(format!("{}.json", job.id)));
+    lease::remove_all(data, job.id.as_str());
+    let ok = end.state == crate::state::State::Done;
+    let counter = if ok { &shared.counters.done } else { &shared.counters.failed };
+    counter.fetch_add(1, Ordering::SeqCst);
+    let took_ms = shared
+        .running
+        .lock()
+        .expect("running lock")
+        .get(job.id.as_str())
+        .map_or(0, |r| r.started.elapsed().as_millis() as u64);
+    if shared.cfg.verbose {
+        eprintln!("jaros: node {}: {} {} ({}, {took_ms} ms)", shared.cfg.node_id, job.id, end.state, job.agent);
+    }
+    let mut recent = shared.recent.lock().expect("recent lock");
+    if recent.len() >= RECENT_JOBS {
+        recent.pop_front();
+    }
+    recent.push_back(status::RecentJob { job: job.id.to_string(), agent: job.agent.to_string(), state: end.state.to_string(), took_ms });
+}
+
+fn reload_plan(shared: &Arc<Shared>, source: &PlanSource) {
+    match source() {
+        Ok(plan) => match shared.rt.set_plan(plan) {
+            Ok(true) => eprintln!("jaros: node {}: manifests changed; plan {} in force for new jobs", shared.cfg.node_id, shared.rt.plan_digest().short()),
+            Ok(false) => {}
+            Err(e) => *shared.fatal.lock().expect("fatal lock") = Some(e.to_string()),
+        },
+        Err(errors) => eprintln!(
+            "jaros: node {}: manifests changed but do not validate; keeping plan {}:\n{errors}",
+            shared.cfg.node_id,
+            shared.rt.plan_digest().short()
+        ),
+    }
+}
+
+fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
+    let data = &shared.rt.data;
+    let mut last_status = Instant::now() - Duration::from_secs(3600);
+    loop {
+        let done = shared.stopping.load(Ordering::SeqCst) && shared.active.load(Ordering::SeqCst) == 0;
+        {
+            let mut running = shared.running.lock().expect("running lock");
+            for r in running.values_mut() {
+                if lease::still_held(data, &r.lease) {
+                    let _ = lease::renew(data, &mut r.lease, shared.cfg.lease_ms);
+                }
+            }
+        }
+        if done || last_status.elapsed() >= Duration::from_millis(shared.cfg.heartbeat_ms.min(1000)) {
+            status::write_node_status(shared_status(shared, started_ms, done), data);
+            last_status = Instant::now();
+        }
+        if done {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(shared.cfg.heartbeat_ms.clamp(10, 1000)));
+    }
+}
+
+fn shared_status(shared: &Shared, started_ms: u64, stopped: bool) -> status::NodeStatus {
+    let running = shared.running.lock().expect("running lock");
+    status::NodeStatus {
+        node: shared.cfg.node_id.clone(),
+        pid: std::process::id(),
+        executor: runtime::executor_identity(),
+        started_ms,
+        beat_ms: lease::now_ms(),
+        heartbeat_ms: shared.cfg.heartbeat_ms,
+        stopped,
+        pool_size: shared.cfg.pool_size,
+        running: running.keys().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+        plan: shared.rt.plan_digest().to_hex(),
+        done: shared.counters.done.load(Ordering::SeqCst),
+        failed: shared.counters.failed.load(Ordering::SeqCst),
+        resumed: shared.counters.resumed.load(Ordering::SeqCst),
+        bad_files: shared.counters.bad_files.load(Ordering::SeqCst),
+        recent: shared.recent.lock().expect("recent lock").iter().cloned().collect(),
+    }
+}
+
+fn shutdown(shared: &Arc<Shared>, tasks: mpsc::Sender<Task>, workers: Vec<std::thread::JoinHandle<()>>) {
+    shared.stopping.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_millis(shared.cfg.grace_ms);
+    while shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if shared.active.load(Ordering::SeqCst) > 0 {
+        shared.releasing.store(true, Ordering::SeqCst);
+    }
+    drop(tasks);
+    for w in workers {
+        let _ = w.join();
+    }
+    let remaining: HashSet<String> = shared.running.lock().expect("running lock").keys().cloned().collect();
+    if !remaining.is_empty() {
+        eprintln!("jaros: node {}: {} job(s) still claimed at exit", shared.cfg.node_id, remaining.len());
+    }
+}
