@@ -159,26 +159,36 @@ impl Confinement {
         args
     }
 
-    /// The paths, shortened relative to `hive`, for the audit log.
+    /// The paths, relative to `hive` where inside it, for the audit log; the
+    /// system's run-time files are summarized.
     pub fn describe(&self, hive: &Path) -> String {
-        let show = |ps: &[PathBuf]| -> String {
-            let shown: Vec<String> = ps
+        let system = |p: &PathBuf| {
+            SYSTEM_READ_PATHS
                 .iter()
+                .chain(SYSTEM_WRITE_PATHS)
+                .any(|s| p == Path::new(s))
+        };
+        let show = |ps: &[PathBuf]| -> Vec<String> {
+            ps.iter()
+                .filter(|p| !system(p))
                 .map(|p| match p.strip_prefix(hive) {
-                    Ok(rel) => format!("{}/", rel.display()),
+                    Ok(rel) if p.is_dir() => format!("{}/", rel.display()),
+                    Ok(rel) => rel.display().to_string(),
                     Err(_) => p.display().to_string(),
                 })
-                .collect();
-            if shown.is_empty() {
-                "nothing".into()
-            } else {
-                shown.join(", ")
-            }
+                .collect()
         };
+        let mut read = show(&self.read);
+        read.push("the system's run-time files".into());
+        let write = show(&self.write);
         format!(
             "read-only {}; read-write {}; network {}",
-            show(&self.read),
-            show(&self.write),
+            read.join(", "),
+            if write.is_empty() {
+                "nothing".into()
+            } else {
+                write.join(", ")
+            },
             if self.deny_net {
                 "denied"
             } else {
