@@ -56,7 +56,11 @@ fn appends(writers: u64, per_writer: u64) -> f64 {
 fn fsync_each(records: u64) -> f64 {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("n.jsonl")).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("n.jsonl"))
+        .unwrap();
     let start = Instant::now();
     for i in 0..records {
         let (line, _) = jaros::log::record::seal(i + 1, &Digest::ZERO, &body(i)).unwrap();
@@ -70,7 +74,15 @@ fn fsync_each(records: u64) -> f64 {
 fn build_log(dir: &std::path::Path, jobs: u64) {
     let hive = dir.join("hive");
     std::fs::create_dir_all(hive.join("manifests")).unwrap();
-    let rt = Arc::new(Runtime::open(&hive, DataDir::new(dir.join("data")), "n1".into(), Plan::builtin()).unwrap());
+    let rt = Arc::new(
+        Runtime::open(
+            &hive,
+            DataDir::new(dir.join("data")),
+            "n1".into(),
+            Plan::builtin(),
+        )
+        .unwrap(),
+    );
     let executor = Arc::new(Executor::core());
     let threads = 16;
     let handles: Vec<_> = (0..threads)
@@ -92,7 +104,13 @@ fn build_log(dir: &std::path::Path, jobs: u64) {
                 };
                 let mut i = t;
                 while i < jobs {
-                    let ticket = Ticket { job: JobId::new(format!("b{i}")).unwrap(), agent: AgentName::new("advance").unwrap(), input: json!({}), parent: None, via: None };
+                    let ticket = Ticket {
+                        job: JobId::new(format!("b{i}")).unwrap(),
+                        agent: AgentName::new("advance").unwrap(),
+                        input: json!({}),
+                        parent: None,
+                        via: None,
+                    };
                     runner.run(&ticket, &[]).unwrap();
                     i += threads;
                 }
@@ -112,20 +130,29 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for the list
     }
-    let decisions: u64 = std::env::var("JAROS_BENCH_DECISIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let decisions: u64 = std::env::var("JAROS_BENCH_DECISIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     println!("| measurement | result |");
     println!("|---|---|");
     let single = fsync_each(2_000);
     println!("| one fsync per record, 1 writer (baseline) | {single:.0} records/s |");
     for writers in [1u64, 4, 16] {
         let rate = appends(writers, 40_000 / writers);
-        println!("| group commit, {writers} writer(s) | {rate:.0} records/s ({:.1}x baseline) |", rate / single);
+        println!(
+            "| group commit, {writers} writer(s) | {rate:.0} records/s ({:.1}x baseline) |",
+            rate / single
+        );
     }
 
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
     build_log(dir.path(), decisions);
-    eprintln!("built a log of {decisions} jobs in {}", secs(start.elapsed()));
+    eprintln!(
+        "built a log of {decisions} jobs in {}",
+        secs(start.elapsed())
+    );
     let data = DataDir::new(dir.path().join("data"));
     let log = data.log_files().unwrap().pop().unwrap();
     let size = std::fs::metadata(&log).unwrap().len();
@@ -134,23 +161,40 @@ fn main() {
     let report = verify_chain(&log, None);
     let verify = start.elapsed();
     assert!(report.error.is_none());
-    println!("| verify, {decisions} decisions ({} records, {:.0} MB) | {} |", report.records, size as f64 / 1e6, secs(verify));
+    println!(
+        "| verify, {decisions} decisions ({} records, {:.0} MB) | {} |",
+        report.records,
+        size as f64 / 1e6,
+        secs(verify)
+    );
 
     let start = Instant::now();
     let r = replay(&data, &Executor::core(), &Options::default()).unwrap();
     let elapsed = start.elapsed();
     assert!(r.reproducible() && r.decisions == decisions);
-    println!("| replay incl. second pass, {decisions} decisions | {} |", secs(elapsed));
+    println!(
+        "| replay incl. second pass, {decisions} decisions | {} |",
+        secs(elapsed)
+    );
 
     let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/jaros");
     if bin.exists() {
         let runs = 50;
         let start = Instant::now();
         for _ in 0..runs {
-            std::process::Command::new(&bin).arg("--version").output().unwrap();
+            std::process::Command::new(&bin)
+                .arg("--version")
+                .output()
+                .unwrap();
         }
-        println!("| `jaros --version` (cold start, mean of {runs}) | {:.2} ms |", start.elapsed().as_secs_f64() * 1000.0 / runs as f64);
-        println!("| release binary size | {:.1} MB |", std::fs::metadata(&bin).unwrap().len() as f64 / 1e6);
+        println!(
+            "| `jaros --version` (cold start, mean of {runs}) | {:.2} ms |",
+            start.elapsed().as_secs_f64() * 1000.0 / runs as f64
+        );
+        println!(
+            "| release binary size | {:.1} MB |",
+            std::fs::metadata(&bin).unwrap().len() as f64 / 1e6
+        );
     } else {
         println!("| `jaros --version`, binary size | build target/release/jaros first |");
     }

@@ -84,23 +84,34 @@ pub fn check_template(name: &str, source: &str) -> Result<(), String> {
 
 fn template_error(name: &str, e: &minijinja::Error) -> String {
     match e.line() {
-        Some(line) => format!("template '{name}' line {line}: {}", e.detail().unwrap_or(&e.kind().to_string())),
+        Some(line) => format!(
+            "template '{name}' line {line}: {}",
+            e.detail().unwrap_or(&e.kind().to_string())
+        ),
         None => format!("template '{name}': {e}"),
     }
 }
 
 /// Renders a plan template with `context`.
 pub fn render(plan: &Plan, name: &str, context: &Value) -> Result<String, String> {
-    let spec = plan.templates.get(name).ok_or_else(|| format!("template '{name}' is not in the plan"))?;
+    let spec = plan
+        .templates
+        .get(name)
+        .ok_or_else(|| format!("template '{name}' is not in the plan"))?;
     let mut env = environment();
     env.add_template_owned(name.to_string(), spec.source.clone())
         .map_err(|e| template_error(name, &e))?;
-    let template = env.get_template(name).map_err(|e| template_error(name, &e))?;
+    let template = env
+        .get_template(name)
+        .map_err(|e| template_error(name, &e))?;
     let text = template
         .render(minijinja::Value::from(minijinja::value::Serde(context)))
         .map_err(|e| template_error(name, &e))?;
     if text.len() > MAX_RENDERED_BYTES {
-        return Err(format!("template '{name}' rendered {} bytes, over the limit of {MAX_RENDERED_BYTES}", text.len()));
+        return Err(format!(
+            "template '{name}' rendered {} bytes, over the limit of {MAX_RENDERED_BYTES}",
+            text.len()
+        ));
     }
     Ok(text)
 }
@@ -114,10 +125,5 @@ pub fn inputs_digest(context: &Value) -> Digest {
 const EXCERPT_CHARS: usize = 400;
 
 fn excerpt(text: &str) -> String {
-    let text = text.trim();
-    if text.chars().count() <= EXCERPT_CHARS {
-        text.to_string()
-    } else {
-        text.chars().take(EXCERPT_CHARS).collect::<String>() + "…"
-    }
+    crate::decision::excerpt(text, EXCERPT_CHARS)
 }

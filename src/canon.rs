@@ -296,7 +296,10 @@ mod tests {
 
     #[test]
     fn integers_beyond_doubles_go_through_the_double() {
-        assert_eq!(to_string(&json!(9007199254740993u64)).unwrap(), "9007199254740992");
+        assert_eq!(
+            to_string(&json!(9007199254740993u64)).unwrap(),
+            "9007199254740992"
+        );
         assert_eq!(to_string(&json!(-42)).unwrap(), "-42");
     }
 

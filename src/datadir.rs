@@ -105,7 +105,14 @@ impl DataDir {
 
     /// Creates the layout's directories.
     pub fn create(&self) -> Result<(), IoError> {
-        for dir in [self.log_dir(), self.inbox(), self.claimed(), self.done(), self.failed(), self.audit_dir()] {
+        for dir in [
+            self.log_dir(),
+            self.inbox(),
+            self.claimed(),
+            self.done(),
+            self.failed(),
+            self.audit_dir(),
+        ] {
             fsx::create_dir_all(&dir)?;
         }
         Ok(())

@@ -173,8 +173,8 @@ impl Decision {
 /// Parses proposals from a model's or template's text: either a JSON list of
 /// `{type, payload}` or an object `{"decisions": [...]}`.
 pub fn parse_proposals(text: &str) -> Result<Vec<Proposal>, String> {
-    let value: Value = serde_json::from_str(text.trim())
-        .map_err(|e| format!("not valid JSON ({e})"))?;
+    let value: Value =
+        serde_json::from_str(text.trim()).map_err(|e| format!("not valid JSON ({e})"))?;
     let list = match value {
         Value::Array(items) => items,
         Value::Object(mut map) => match map.remove("decisions") {
@@ -186,8 +186,9 @@ pub fn parse_proposals(text: &str) -> Result<Vec<Proposal>, String> {
     list.into_iter()
         .enumerate()
         .map(|(i, item)| {
-            serde_json::from_value::<Proposal>(item)
-                .map_err(|e| format!("decision {i}: {e}; each decision is {{\"type\": ..., \"payload\": ...}}"))
+            serde_json::from_value::<Proposal>(item).map_err(|e| {
+                format!("decision {i}: {e}; each decision is {{\"type\": ..., \"payload\": ...}}")
+            })
         })
         .collect()
 }
@@ -213,6 +214,16 @@ impl DecisionId {
         let (_, tail) = self.0.rsplit_once('#')?;
         let (turn, pos) = tail.split_once('.')?;
         Some((turn.parse().ok()?, pos.parse().ok()?))
+    }
+}
+
+/// The first `max_chars` characters of `text`, with "…" when cut: for
+/// showing untrusted or large text in messages.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(max_chars) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
     }
 }
 
@@ -242,7 +253,10 @@ mod tests {
             2,
             1,
             &agent,
-            Proposal { kind: "advance".into(), payload: json!({}) },
+            Proposal {
+                kind: "advance".into(),
+                payload: json!({}),
+            },
         );
         assert_eq!(d.id.as_str(), "j1#2.1");
         assert_eq!(d.source, agent);
@@ -250,16 +264,21 @@ mod tests {
 
     #[test]
     fn a_proposal_cannot_smuggle_its_own_source() {
-        let err = parse_proposals(r#"[{"type":"advance","payload":{},"source":"admin"}]"#).unwrap_err();
+        let err =
+            parse_proposals(r#"[{"type":"advance","payload":{},"source":"admin"}]"#).unwrap_err();
         assert!(err.contains("unknown field `source`"), "{err}");
     }
 
     #[test]
     fn proposals_parse_from_a_list_or_a_decisions_object() {
         let a = parse_proposals(r#"[{"type":"advance","payload":{"events":["start"]}}]"#).unwrap();
-        let b = parse_proposals(r#"{"decisions":[{"type":"advance","payload":{"events":["start"]}}]}"#).unwrap();
+        let b =
+            parse_proposals(r#"{"decisions":[{"type":"advance","payload":{"events":["start"]}}]}"#)
+                .unwrap();
         assert_eq!(a, b);
-        assert!(parse_proposals("not json").unwrap_err().starts_with("not valid JSON"));
+        assert!(parse_proposals("not json")
+            .unwrap_err()
+            .starts_with("not valid JSON"));
     }
 
     #[test]

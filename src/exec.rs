@@ -10,8 +10,8 @@
 use crate::canon::Digest;
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::job::{JobState, StepResult};
-use crate::plan::{HandlerSpec, Plan};
 use crate::log::LogError;
+use crate::plan::{HandlerSpec, Plan};
 use crate::state::Event;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -29,7 +29,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn result(result: Value) -> Outcome {
-        Outcome { result, events: Vec::new() }
+        Outcome {
+            result,
+            events: Vec::new(),
+        }
     }
 }
 
@@ -180,16 +183,26 @@ impl Executor {
         recorded: Option<(&Value, Option<&str>)>,
         live: Option<&dyn LiveIo>,
     ) -> Effect {
-        let deterministic = plan.types.get(&decision.kind).is_some_and(|t| t.reexecuted_on_replay());
+        let deterministic = plan
+            .types
+            .get(&decision.kind)
+            .is_some_and(|t| t.reexecuted_on_replay());
         let outcome = match recorded {
             Some((result, error)) if !deterministic => match error {
                 Some(e) => Err(e.to_string()),
                 None => Ok(Outcome::result(result.clone())),
             },
             _ => {
-                let cx = Cx { plan, job: state, live, recorded };
+                let cx = Cx {
+                    plan,
+                    job: state,
+                    live,
+                    recorded,
+                };
                 // A panicking handler fails its decision, not the process.
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(&cx, decision))) {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.dispatch(&cx, decision)
+                })) {
                     Ok(outcome) => outcome,
                     Err(panic) => Err(format!("handler panicked: {}", panic_text(&panic))),
                 }
@@ -214,7 +227,10 @@ impl Executor {
             error: error.clone(),
         });
         if let Some(e) = &error {
-            state.fail(format!("decision {} ({}) failed: {e}", decision.id, decision.kind), &decision.id);
+            state.fail(
+                format!("decision {} ({}) failed: {e}", decision.id, decision.kind),
+                &decision.id,
+            );
         }
         Effect {
             result,
@@ -256,8 +272,11 @@ pub fn child_job_id(decision: &DecisionId) -> JobId {
     match JobId::new(text.clone()) {
         Ok(id) => id,
         // Too long after many nested hand-offs: fall back to a hash.
-        Err(_) => JobId::new(format!("h-{}", &Digest::of_bytes(text.as_bytes()).to_hex()[..32]))
-            .expect("hex ids are valid job ids"),
+        Err(_) => JobId::new(format!(
+            "h-{}",
+            &Digest::of_bytes(text.as_bytes()).to_hex()[..32]
+        ))
+        .expect("hex ids are valid job ids"),
     }
 }
 
@@ -271,13 +290,19 @@ impl Handler for Handoff {
         let spawn = Spawn {
             job: child_job_id(&decision.id),
             agent,
-            input: decision.payload.get("input").cloned().unwrap_or(Value::Null),
+            input: decision
+                .payload
+                .get("input")
+                .cloned()
+                .unwrap_or(Value::Null),
             parent: cx.job.job.clone(),
             via: decision.id.clone(),
         };
         if let Some(live) = cx.live {
             live.spawn(&spawn)?;
         }
-        Ok(Outcome::result(json!({"job": spawn.job, "agent": spawn.agent})))
+        Ok(Outcome::result(
+            json!({"job": spawn.job, "agent": spawn.agent}),
+        ))
     }
 }

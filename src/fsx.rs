@@ -198,10 +198,15 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
                     let path = path.clone();
-                    s.spawn(move || create_durable_exclusive(&path, format!("{i}").as_bytes()).unwrap())
+                    s.spawn(move || {
+                        create_durable_exclusive(&path, format!("{i}").as_bytes()).unwrap()
+                    })
                 })
                 .collect();
-            handles.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
         });
         assert_eq!(winners, 1);
         assert_eq!(list_dir(dir.path()).unwrap().len(), 1);
@@ -210,6 +215,8 @@ mod tests {
     #[test]
     fn errors_name_the_path() {
         let err = read(Path::new("/nonexistent/jaros/file")).unwrap_err();
-        assert!(err.to_string().starts_with("cannot read /nonexistent/jaros/file: "));
+        assert!(err
+            .to_string()
+            .starts_with("cannot read /nonexistent/jaros/file: "));
     }
 }

@@ -5,7 +5,7 @@
 //! Owns the checks and their order. It performs no I/O: symlinks are resolved
 //! by the executor's handles at execution time (see [`crate::harness`]).
 
-use crate::decision::{DecisionId, Decision};
+use crate::decision::{Decision, DecisionId};
 use crate::job::JobState;
 use crate::plan::{Plan, ScopeKind};
 use serde::{Deserialize, Serialize};
@@ -63,28 +63,55 @@ fn reject(check: Check, reason: impl Into<String>) -> Result<(), Rejection> {
 }
 
 /// Decides whether `decision` may run for `job` under `plan`.
-pub fn check(plan: &Plan, job: &JobState, decision: &Decision, turn: u32, position: u32) -> Result<(), Rejection> {
+pub fn check(
+    plan: &Plan,
+    job: &JobState,
+    decision: &Decision,
+    turn: u32,
+    position: u32,
+) -> Result<(), Rejection> {
     check_structure(job, decision, turn, position)?;
     let Some(spec) = plan.types.get(&decision.kind) else {
-        return reject(Check::Registered, format!("decision type '{}' is not registered in the plan", decision.kind));
+        return reject(
+            Check::Registered,
+            format!(
+                "decision type '{}' is not registered in the plan",
+                decision.kind
+            ),
+        );
     };
     let agent = job.agent.as_str();
     let Some(grant) = plan.grant_of(agent) else {
-        return reject(Check::Granted, format!("agent '{agent}' has no role in the plan"));
+        return reject(
+            Check::Granted,
+            format!("agent '{agent}' has no role in the plan"),
+        );
     };
     if !grant.types.contains(&decision.kind) {
         let role = &plan.agents[agent].role;
         return reject(
             Check::Granted,
-            format!("role '{role}' of agent '{agent}' does not grant decision type '{}'", decision.kind),
+            format!(
+                "role '{role}' of agent '{agent}' does not grant decision type '{}'",
+                decision.kind
+            ),
         );
     }
     match plan.payload_validator(&decision.kind) {
-        None => return reject(Check::Schema, format!("the payload schema of '{}' does not compile", decision.kind)),
+        None => {
+            return reject(
+                Check::Schema,
+                format!("the payload schema of '{}' does not compile", decision.kind),
+            )
+        }
         Some(validator) => {
             if let Some(error) = validator.iter_errors(&decision.payload).next() {
                 let at = error.instance_path().to_string();
-                let at = if at.is_empty() { "payload".to_string() } else { format!("payload{at}") };
+                let at = if at.is_empty() {
+                    "payload".to_string()
+                } else {
+                    format!("payload{at}")
+                };
                 return reject(Check::Schema, format!("{at}: {error}"));
             }
         }
@@ -95,7 +122,10 @@ pub fn check(plan: &Plan, job: &JobState, decision: &Decision, turn: u32, positi
             if value.is_none() {
                 continue; // optional field absent: nothing to reach
             }
-            return reject(Check::Scope, format!("payload{} must be a string", scope.pointer));
+            return reject(
+                Check::Scope,
+                format!("payload{} must be a string", scope.pointer),
+            );
         };
         let role = &plan.agents[agent].role;
         match scope.kind {
@@ -105,30 +135,52 @@ pub fn check(plan: &Plan, job: &JobState, decision: &Decision, turn: u32, positi
                 } else {
                     (&grant.write, "write")
                 };
-                let normalized = if scope.kind == ScopeKind::Read { normalize_read_path(text) } else { normalize_path(text) };
-                let path = match normalized {
+                let path = match normalize_path(text) {
                     Ok(p) => p,
-                    Err(why) => return reject(Check::Scope, format!("path '{}' refused: {why}", text.escape_debug())),
+                    Err(why) => {
+                        return reject(
+                            Check::Scope,
+                            format!("path '{}' refused: {why}", text.escape_debug()),
+                        )
+                    }
                 };
-                if let Some(p) = plan.protected.iter().find(|p| path == **p || path.starts_with(&format!("{p}/"))) {
-                    return reject(Check::Scope, format!("path '{path}' is inside '{p}/', which no grant reaches"));
+                if let Some(p) = plan
+                    .protected
+                    .iter()
+                    .find(|p| path == **p || path.starts_with(&format!("{p}/")))
+                {
+                    return reject(
+                        Check::Scope,
+                        format!("path '{path}' is inside '{p}/', which no grant reaches"),
+                    );
                 }
-                if !grants(globs, &path) {
-                    let shown = if path.is_empty() { "." } else { path.as_str() };
-                    return reject(Check::Scope, format!("role '{role}' does not grant {verb} access to '{shown}'"));
+                if !globs.iter().any(|g| glob_match(g, &path)) {
+                    return reject(
+                        Check::Scope,
+                        format!("role '{role}' does not grant {verb} access to '{path}'"),
+                    );
                 }
             }
             ScopeKind::Handoff => {
                 if !grant.handoff.contains(text) {
-                    return reject(Check::Scope, format!("role '{role}' does not grant hand-off to '{text}'"));
+                    return reject(
+                        Check::Scope,
+                        format!("role '{role}' does not grant hand-off to '{text}'"),
+                    );
                 }
                 if !plan.agents.contains_key(text) {
-                    return reject(Check::Scope, format!("hand-off target '{text}' is not an agent of the plan"));
+                    return reject(
+                        Check::Scope,
+                        format!("hand-off target '{text}' is not an agent of the plan"),
+                    );
                 }
             }
             ScopeKind::Host => {
                 if !grant.hosts.contains(text) {
-                    return reject(Check::Scope, format!("role '{role}' does not grant reaching host '{text}'"));
+                    return reject(
+                        Check::Scope,
+                        format!("role '{role}' does not grant reaching host '{text}'"),
+                    );
                 }
             }
         }
@@ -136,27 +188,50 @@ pub fn check(plan: &Plan, job: &JobState, decision: &Decision, turn: u32, positi
     if job.accepted >= grant.budget.decisions {
         return reject(
             Check::Budget,
-            format!("the job has used its budget of {} decisions", grant.budget.decisions),
+            format!(
+                "the job has used its budget of {} decisions",
+                grant.budget.decisions
+            ),
         );
     }
     Ok(())
 }
 
-fn check_structure(job: &JobState, d: &Decision, turn: u32, position: u32) -> Result<(), Rejection> {
+fn check_structure(
+    job: &JobState,
+    d: &Decision,
+    turn: u32,
+    position: u32,
+) -> Result<(), Rejection> {
     if d.source != job.agent {
-        return reject(Check::Structure, format!("source '{}' is not the job's agent '{}'", d.source, job.agent));
+        return reject(
+            Check::Structure,
+            format!(
+                "source '{}' is not the job's agent '{}'",
+                d.source, job.agent
+            ),
+        );
     }
     if d.id != DecisionId::new(&job.job, turn, position) {
-        return reject(Check::Structure, format!("id '{}' is not the runtime's id for this position", d.id));
+        return reject(
+            Check::Structure,
+            format!("id '{}' is not the runtime's id for this position", d.id),
+        );
     }
     if crate::decision::DecisionType::new(d.kind.clone()).is_err() {
-        return reject(Check::Structure, format!("'{}' is not a decision type name", d.kind.escape_debug()));
+        return reject(
+            Check::Structure,
+            format!("'{}' is not a decision type name", d.kind.escape_debug()),
+        );
     }
     if let Err(e) = crate::decision::check_payload(&d.payload) {
         return reject(Check::Structure, format!("payload: {e}"));
     }
     if job.state.is_terminal() {
-        return reject(Check::Structure, format!("the job is already {}; no further decisions run", job.state));
+        return reject(
+            Check::Structure,
+            format!("the job is already {}; no further decisions run", job.state),
+        );
     }
     Ok(())
 }
@@ -179,33 +254,14 @@ pub fn normalize_path(text: &str) -> Result<String, &'static str> {
         }
     }
     if parts.is_empty() {
-        return Err(NAMES_NO_FILE);
+        // "." (or "./") names the hive itself; "" names nothing.
+        return if text.is_empty() {
+            Err("it names no file")
+        } else {
+            Ok(".".into())
+        };
     }
     Ok(parts.join("/"))
-}
-
-const NAMES_NO_FILE: &str = "it names no file";
-
-/// Like [`normalize_path`], but the hive's root (`.`) is a path too, `""`:
-/// a read may name it (to list or measure the hive), a write never does.
-/// Only a `**` grant reaches it, and the hive's machinery stays out of reach.
-pub fn normalize_read_path(text: &str) -> Result<String, &'static str> {
-    match normalize_path(text) {
-        Err(NAMES_NO_FILE) if !text.is_empty() => Ok(String::new()),
-        other => other,
-    }
-}
-
-/// Whether any of `globs` covers `path`. The hive's root (`""`) is covered
-/// only by a glob made of `**` alone, never by one naming entries (`*`).
-pub fn grants(globs: &[String], path: &str) -> bool {
-    if path.is_empty() {
-        return globs.iter().any(|g| {
-            let components: Vec<&str> = g.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-            !components.is_empty() && components.iter().all(|c| *c == "**")
-        });
-    }
-    globs.iter().any(|g| glob_match(g, path))
 }
 
 /// Matches a hive-relative path against a glob: `*` and `?` stay within one
@@ -220,7 +276,11 @@ fn match_components(g: &[&str], p: &[&str]) -> bool {
     match g.first() {
         None => p.is_empty(),
         Some(&"**") => (0..=p.len()).any(|skip| match_components(&g[1..], &p[skip..])),
-        Some(seg) => !p.is_empty() && match_segment(seg.as_bytes(), p[0].as_bytes()) && match_components(&g[1..], &p[1..]),
+        Some(seg) => {
+            !p.is_empty()
+                && match_segment(seg.as_bytes(), p[0].as_bytes())
+                && match_components(&g[1..], &p[1..])
+        }
     }
 }
 
@@ -254,13 +314,7 @@ mod tests {
         assert_eq!(normalize_path("a/../b"), Err("'..' is not allowed"));
         assert!(normalize_path("/etc/passwd").is_err());
         assert_eq!(normalize_path("a\0b"), Err("it contains a NUL byte"));
-        assert_eq!(normalize_path("./"), Err("it names no file"));
-        assert_eq!(normalize_read_path("./"), Ok(String::new()));
-        assert_eq!(normalize_read_path("."), Ok(String::new()));
-        assert!(normalize_read_path("").is_err());
-        assert!(normalize_read_path("/").is_err());
-        let g = |globs: &[&str]| globs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(grants(&g(&["**"]), "") && !grants(&g(&["notes/**", "*"]), ""));
-        assert!(grants(&g(&["*"]), "a.md") && !grants(&g(&[]), "a.md"));
+        assert_eq!(normalize_path("./").unwrap(), ".");
+        assert_eq!(normalize_path(""), Err("it names no file"));
     }
 }

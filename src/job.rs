@@ -101,7 +101,12 @@ impl JobState {
             .iter()
             .rev()
             .take_while(|r| r.decision.as_str().starts_with(&prefix))
-            .find(|r| !r.ok && r.error.as_deref().is_some_and(|e| e.starts_with("rejected: ")))
+            .find(|r| {
+                !r.ok
+                    && r.error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("rejected: "))
+            })
     }
 
     /// The runtime's rule once an agent has no turns left: a rejection in the
@@ -282,13 +287,18 @@ impl Runner<'_> {
             let reason = format!("agent '{}' is not in the plan", ticket.agent);
             return self.end(&mut folded.state, &mut cursor, Some(reason));
         };
-        let grant = plan.grant_of(ticket.agent.as_str()).cloned().unwrap_or_default();
+        let grant = plan
+            .grant_of(ticket.agent.as_str())
+            .cloned()
+            .unwrap_or_default();
         let started = std::time::Instant::now();
 
         // A decision recorded without its effect: the crash came between the
         // two. Execute it now (handlers' live effects are idempotent).
         if let Some(pending) = folded.pending.take() {
-            let effect = self.executor.execute(plan, &mut folded.state, &pending, None, Some(self.live));
+            let effect =
+                self.executor
+                    .execute(plan, &mut folded.state, &pending, None, Some(self.live));
             let body = effect_body(job, cursor.at, &pending, &effect);
             self.append(job, &mut cursor, body)?;
         }
@@ -300,8 +310,12 @@ impl Runner<'_> {
                 break;
             }
             let resuming = resume_turn == Some(turn);
-            let text = if let Some(digest) = folded.last_response.filter(|_| resuming) {
-                let bytes = self.blobs.get(&digest).map_err(|e| RunError::Blob(e.to_string()))?;
+            let recorded_response = folded.last_response.filter(|_| resuming);
+            let text = if let Some(digest) = recorded_response {
+                let bytes = self
+                    .blobs
+                    .get(&digest)
+                    .map_err(|e| RunError::Blob(e.to_string()))?;
                 String::from_utf8_lossy(&bytes).into_owned()
             } else {
                 if matches!(spec.kind, crate::plan::AgentKind::Model { .. }) {
@@ -342,8 +356,11 @@ impl Runner<'_> {
                     if skip == 0 {
                         let d = unparsed_decision(job, turn, &ticket.agent, &text);
                         let reason = format!("the turn's text holds no valid decisions: {reason}");
-                        folded.state.note_rejection(&d, &format!("structure: {reason}"));
-                        let body = rejected_body(job, cursor.at, &d, gate::Check::Structure, &reason);
+                        folded
+                            .state
+                            .note_rejection(&d, &format!("structure: {reason}"));
+                        let body =
+                            rejected_body(job, cursor.at, &d, gate::Check::Structure, &reason);
                         self.append(job, &mut cursor, body)?;
                         self.audit_refusal(job, &d, &format!("structure: {reason}"))?;
                     }
@@ -354,7 +371,14 @@ impl Runner<'_> {
                 break; // the agent has nothing more to do
             }
             for (position, proposal) in proposals.into_iter().enumerate().skip(skip as usize) {
-                self.step(job, &mut cursor, &mut folded.state, turn, position as u32, proposal)?;
+                self.step(
+                    job,
+                    &mut cursor,
+                    &mut folded.state,
+                    turn,
+                    position as u32,
+                    proposal,
+                )?;
             }
         }
         self.end(&mut folded.state, &mut cursor, None)
@@ -372,29 +396,60 @@ impl Runner<'_> {
             return Ok(folded.ended);
         }
         let mut cursor = Cursor { at: folded.next_at };
-        self.end(&mut folded.state, &mut cursor, Some(reason)).map(Some)
+        self.end(&mut folded.state, &mut cursor, Some(reason))
+            .map(Some)
     }
 
-    fn step(&self, job: &JobId, cursor: &mut Cursor, state: &mut JobState, turn: u32, position: u32, proposal: Proposal) -> Result<(), RunError> {
+    fn step(
+        &self,
+        job: &JobId,
+        cursor: &mut Cursor,
+        state: &mut JobState,
+        turn: u32,
+        position: u32,
+        proposal: Proposal,
+    ) -> Result<(), RunError> {
         let plan = &*self.plan;
         let decision = Decision::from_proposal(job, turn, position, &state.agent, proposal);
         match gate::check(plan, state, &decision, turn, position) {
             Err(rejection) => {
                 // A payload too large to record is recorded by its start, as
                 // an unparsed turn is; replay reads such a rejection back.
-                let decision = if rejection.check == gate::Check::Structure && decision::check_payload(&decision.payload).is_err() {
+                let decision = if rejection.check == gate::Check::Structure
+                    && decision::check_payload(&decision.payload).is_err()
+                {
                     oversized_stand_in(&decision)
                 } else {
                     decision
                 };
                 state.note_rejection(&decision, &rejection.to_string());
-                self.append(job, cursor, rejected_body(job, cursor.at, &decision, rejection.check, &rejection.reason))?;
+                self.append(
+                    job,
+                    cursor,
+                    rejected_body(
+                        job,
+                        cursor.at,
+                        &decision,
+                        rejection.check,
+                        &rejection.reason,
+                    ),
+                )?;
                 self.audit_refusal(job, &decision, &rejection.to_string())?;
             }
             Ok(()) => {
                 // Durable before any effect of it is observable.
-                self.append(job, cursor, Body::Decision { job: job.clone(), at: cursor.at, decision: decision.clone() })?;
-                let effect = self.executor.execute(plan, state, &decision, None, Some(self.live));
+                self.append(
+                    job,
+                    cursor,
+                    Body::Decision {
+                        job: job.clone(),
+                        at: cursor.at,
+                        decision: decision.clone(),
+                    },
+                )?;
+                let effect = self
+                    .executor
+                    .execute(plan, state, &decision, None, Some(self.live));
                 self.append(job, cursor, effect_body(job, cursor.at, &decision, &effect))?;
             }
         }
@@ -402,7 +457,12 @@ impl Runner<'_> {
     }
 
     /// Every gate refusal also goes to the node's audit log.
-    fn audit_refusal(&self, job: &JobId, decision: &Decision, reason: &str) -> Result<(), RunError> {
+    fn audit_refusal(
+        &self,
+        job: &JobId,
+        decision: &Decision,
+        reason: &str,
+    ) -> Result<(), RunError> {
         let entry = AuditEntry {
             job: job.clone(),
             agent: decision.source.clone(),
@@ -414,7 +474,12 @@ impl Runner<'_> {
         Ok(self.live.audit(&entry)?)
     }
 
-    fn end(&self, state: &mut JobState, cursor: &mut Cursor, runtime_failure: Option<String>) -> Result<JobEnd, RunError> {
+    fn end(
+        &self,
+        state: &mut JobState,
+        cursor: &mut Cursor,
+        runtime_failure: Option<String>,
+    ) -> Result<JobEnd, RunError> {
         match runtime_failure {
             Some(reason) if !state.state.is_terminal() => {
                 if let Some(next) = state.state.next(Event::Fail) {
@@ -444,8 +509,18 @@ impl Runner<'_> {
         })
     }
 
-    fn model_body(&self, job: &JobId, at: u32, turn: u32, call: &ModelCall) -> Result<Body, RunError> {
-        let put = |text: &str| self.blobs.put(text.as_bytes()).map_err(|e| RunError::Blob(e.to_string()));
+    fn model_body(
+        &self,
+        job: &JobId,
+        at: u32,
+        turn: u32,
+        call: &ModelCall,
+    ) -> Result<Body, RunError> {
+        let put = |text: &str| {
+            self.blobs
+                .put(text.as_bytes())
+                .map_err(|e| RunError::Blob(e.to_string()))
+        };
         Ok(Body::Model {
             job: job.clone(),
             at,
@@ -465,16 +540,29 @@ impl Runner<'_> {
     }
 }
 
-fn budget_exhausted(budget: &crate::plan::Budget, state: &JobState, started: std::time::Instant) -> Option<String> {
+fn budget_exhausted(
+    budget: &crate::plan::Budget,
+    state: &JobState,
+    started: std::time::Instant,
+) -> Option<String> {
     if state.model_calls >= budget.model_calls {
-        return Some(format!("budget: the job has used its {} model calls", budget.model_calls));
+        return Some(format!(
+            "budget: the job has used its {} model calls",
+            budget.model_calls
+        ));
     }
     if state.tokens >= budget.tokens {
-        return Some(format!("budget: the job has used its {} tokens", budget.tokens));
+        return Some(format!(
+            "budget: the job has used its {} tokens",
+            budget.tokens
+        ));
     }
     let elapsed = started.elapsed().as_millis() as u64;
     if elapsed >= budget.wall_ms {
-        return Some(format!("budget: the job has run {elapsed} ms of its {} ms", budget.wall_ms));
+        return Some(format!(
+            "budget: the job has run {elapsed} ms of its {} ms",
+            budget.wall_ms
+        ));
     }
     None
 }
@@ -496,7 +584,8 @@ const UNPARSED_SHOWN_CHARS: usize = 2000;
 /// The stand-in a `rejected` record holds for a decision whose payload is
 /// too large to record: its id and the start of its text.
 fn oversized_stand_in(decision: &Decision) -> Decision {
-    let text = serde_json::to_string(&json!({"type": decision.kind, "payload": decision.payload})).unwrap_or_default();
+    let text = serde_json::to_string(&json!({"type": decision.kind, "payload": decision.payload}))
+        .unwrap_or_default();
     Decision {
         id: decision.id.clone(),
         source: decision.source.clone(),
@@ -505,7 +594,13 @@ fn oversized_stand_in(decision: &Decision) -> Decision {
     }
 }
 
-pub fn rejected_body(job: &JobId, at: u32, decision: &Decision, check: gate::Check, reason: &str) -> Body {
+pub fn rejected_body(
+    job: &JobId,
+    at: u32,
+    decision: &Decision,
+    check: gate::Check,
+    reason: &str,
+) -> Body {
     Body::Rejected {
         job: job.clone(),
         at,
@@ -515,7 +610,12 @@ pub fn rejected_body(job: &JobId, at: u32, decision: &Decision, check: gate::Che
     }
 }
 
-pub fn effect_body(job: &JobId, at: u32, decision: &Decision, effect: &crate::exec::Effect) -> Body {
+pub fn effect_body(
+    job: &JobId,
+    at: u32,
+    decision: &Decision,
+    effect: &crate::exec::Effect,
+) -> Body {
     Body::Effect {
         job: job.clone(),
         at,

@@ -286,8 +286,18 @@ pub fn advance_payload_schema() -> Value {
     })
 }
 
-fn builtin(description: &str, payload_schema: Value, result_schema: Value, deterministic: bool, scopes: Vec<Scope>) -> TypeSpec {
-    let name = description.split(':').next().unwrap_or_default().to_string();
+fn builtin(
+    description: &str,
+    payload_schema: Value,
+    result_schema: Value,
+    deterministic: bool,
+    scopes: Vec<Scope>,
+) -> TypeSpec {
+    let name = description
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     TypeSpec {
         handler: HandlerSpec::Builtin { name },
         payload_schema,

@@ -79,12 +79,20 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
         what,
     };
     let Some(Body::Job { job, agent, .. }) = records.first() else {
-        return Err(diverge(0, None, "the job's history does not start with its job record".into()));
+        return Err(diverge(
+            0,
+            None,
+            "the job's history does not start with its job record".into(),
+        ));
     };
     let mut f = Folded::new(job.clone(), agent.clone());
     for (index, body) in records.iter().enumerate().skip(1) {
         if f.ended.is_some() {
-            return Err(diverge(index, None, format!("a {} record follows the job's end", body.kind())));
+            return Err(diverge(
+                index,
+                None,
+                format!("a {} record follows the job's end", body.kind()),
+            ));
         }
         if let Some((_, at)) = body.job_at() {
             if at != index as u32 {
@@ -93,13 +101,27 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
         }
         if f.pending.is_some() && !matches!(body, Body::Effect { .. }) {
             let d = f.pending.as_ref().map(|d| d.id.clone());
-            return Err(diverge(index, d.as_ref(), "a decision is followed by something other than its effect".into()));
+            return Err(diverge(
+                index,
+                d.as_ref(),
+                "a decision is followed by something other than its effect".into(),
+            ));
         }
         match body {
             Body::Plan { .. } | Body::Job { .. } | Body::Audit { .. } => {
-                return Err(diverge(index, None, format!("unexpected {} record inside the job", body.kind())));
+                return Err(diverge(
+                    index,
+                    None,
+                    format!("unexpected {} record inside the job", body.kind()),
+                ));
             }
-            Body::Model { turn, tokens_in, tokens_out, response, .. } => {
+            Body::Model {
+                turn,
+                tokens_in,
+                tokens_out,
+                response,
+                ..
+            } => {
                 enter_turn(&mut f, *turn);
                 f.state.model_calls += 1;
                 f.state.tokens += tokens_in + tokens_out;
@@ -110,60 +132,118 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                 let (turn, position) = turn_position(index, decision)?;
                 enter_turn(&mut f, turn);
                 if let Err(rejection) = gate::check(plan, &f.state, decision, turn, position) {
-                    return Err(diverge(index, Some(&decision.id), format!("the gate now rejects this recorded decision ({rejection})")));
+                    return Err(diverge(
+                        index,
+                        Some(&decision.id),
+                        format!("the gate now rejects this recorded decision ({rejection})"),
+                    ));
                 }
                 f.positions_done = position + 1;
                 f.pending = Some(decision.clone());
                 f.counts.decisions += 1;
             }
-            Body::Effect { decision: id, result, error, state, .. } => {
+            Body::Effect {
+                decision: id,
+                result,
+                error,
+                state,
+                ..
+            } => {
                 let Some(decision) = f.pending.take() else {
-                    return Err(diverge(index, Some(id), "an effect without its decision".into()));
+                    return Err(diverge(
+                        index,
+                        Some(id),
+                        "an effect without its decision".into(),
+                    ));
                 };
                 if decision.id != *id {
-                    return Err(diverge(index, Some(id), format!("effect names {id}, the pending decision is {}", decision.id)));
+                    return Err(diverge(
+                        index,
+                        Some(id),
+                        format!("effect names {id}, the pending decision is {}", decision.id),
+                    ));
                 }
-                let deterministic = plan.types.get(&decision.kind).is_some_and(|t| t.reexecuted_on_replay());
-                let effect = executor.execute(plan, &mut f.state, &decision, Some((result, error.as_deref())), None);
+                let deterministic = plan
+                    .types
+                    .get(&decision.kind)
+                    .is_some_and(|t| t.reexecuted_on_replay());
+                let effect = executor.execute(
+                    plan,
+                    &mut f.state,
+                    &decision,
+                    Some((result, error.as_deref())),
+                    None,
+                );
                 if deterministic {
                     f.counts.reexecuted += 1;
                     if effect.result != *result || effect.error != *error {
-                        return Err(diverge(index, Some(id), format!(
-                            "re-executing '{}' gave {} but the log records {}",
-                            decision.kind,
-                            short_json(&effect.result, effect.error.as_deref()),
-                            short_json(result, error.as_deref())
-                        )));
+                        return Err(diverge(
+                            index,
+                            Some(id),
+                            format!(
+                                "re-executing '{}' gave {} but the log records {}",
+                                decision.kind,
+                                short_json(&effect.result, effect.error.as_deref()),
+                                short_json(result, error.as_deref())
+                            ),
+                        ));
                     }
                 } else {
                     f.counts.read_back += 1;
                 }
                 if effect.state != *state {
-                    return Err(diverge(index, Some(id), format!(
-                        "job state after the effect hashes to {}, the log records {}",
-                        effect.state.short(),
-                        state.short()
-                    )));
+                    return Err(diverge(
+                        index,
+                        Some(id),
+                        format!(
+                            "job state after the effect hashes to {}, the log records {}",
+                            effect.state.short(),
+                            state.short()
+                        ),
+                    ));
                 }
             }
-            Body::Rejected { decision, check, reason, .. } => {
+            Body::Rejected {
+                decision,
+                check,
+                reason,
+                ..
+            } => {
                 let (turn, position) = turn_position(index, decision)?;
                 enter_turn(&mut f, turn);
                 if decision.kind != UNPARSED {
                     match gate::check(plan, &f.state, decision, turn, position) {
-                        Ok(()) => return Err(diverge(index, Some(&decision.id), "the gate now accepts this recorded rejection".into())),
+                        Ok(()) => {
+                            return Err(diverge(
+                                index,
+                                Some(&decision.id),
+                                "the gate now accepts this recorded rejection".into(),
+                            ))
+                        }
                         Err(r) if r.check.as_str() != check || r.reason != *reason => {
                             return Err(diverge(index, Some(&decision.id), format!("the gate now rejects with '{r}', the log records '{check}: {reason}'")));
                         }
                         Err(_) => {}
                     }
                 }
-                f.state.note_rejection(decision, &format!("{check}: {reason}"));
+                f.state
+                    .note_rejection(decision, &format!("{check}: {reason}"));
                 f.positions_done = position + 1;
                 f.counts.rejected += 1;
             }
-            Body::End { state, reason, blame, result, .. } => {
-                if !f.state.state.is_terminal() && *state == State::Failed && reason.is_some() && f.state.error.is_none() && blame.is_none() {
+            Body::End {
+                state,
+                reason,
+                blame,
+                result,
+                ..
+            } => {
+                if !f.state.state.is_terminal()
+                    && *state == State::Failed
+                    && reason.is_some()
+                    && f.state.error.is_none()
+                    && blame.is_none()
+                {
                     // A failure the runtime decided from outside the records
                     // (a model error, a budget of wall time): recorded, read back.
                     if let Some(next) = f.state.state.next(crate::state::Event::Fail) {
@@ -173,14 +253,22 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                 } else {
                     f.state.conclude();
                 }
-                if f.state.state != *state || f.state.blame != *blame || f.state.result() != *result {
-                    return Err(diverge(index, blame.as_ref(), format!(
-                        "the job ends {} (blame {}), the log records {} (blame {})",
-                        f.state.state,
-                        f.state.blame.as_ref().map_or("none".into(), |b| b.to_string()),
-                        state,
-                        blame.as_ref().map_or("none".into(), |b| b.to_string())
-                    )));
+                if f.state.state != *state || f.state.blame != *blame || f.state.result() != *result
+                {
+                    return Err(diverge(
+                        index,
+                        blame.as_ref(),
+                        format!(
+                            "the job ends {} (blame {}), the log records {} (blame {})",
+                            f.state.state,
+                            f.state
+                                .blame
+                                .as_ref()
+                                .map_or("none".into(), |b| b.to_string()),
+                            state,
+                            blame.as_ref().map_or("none".into(), |b| b.to_string())
+                        ),
+                    ));
                 }
                 f.ended = Some(JobEnd {
                     job: f.state.job.clone(),
@@ -220,12 +308,7 @@ fn short_json(value: &Value, error: Option<&str>) -> String {
         Some(e) => format!("error '{e}'"),
         None => crate::canon::to_string(value).unwrap_or_default(),
     };
-    if text.len() > SHOWN {
-        let cut = (0..=SHOWN).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-        format!("{}…", &text[..cut])
-    } else {
-        text
-    }
+    crate::decision::excerpt(&text, SHOWN)
 }
 
 /// Where a record sits: which node's log, which seq.
@@ -356,11 +439,22 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
     let mut highest = 0;
     for path in dir.log_files()? {
         loaded.logs += 1;
-        let node = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let node = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let log = match read_log(&path) {
             Ok(log) => log,
-            Err(LogError::Tampered { path, line, seq, reason }) => {
-                loaded.chain_errors.push(format!("{}: line {line} (seq {seq}): {reason}", path.display()));
+            Err(LogError::Tampered {
+                path,
+                line,
+                seq,
+                reason,
+            }) => {
+                loaded.chain_errors.push(format!(
+                    "{}: line {line} (seq {seq}): {reason}",
+                    path.display()
+                ));
                 continue;
             }
             Err(e) => {
@@ -374,23 +468,35 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
                 break;
             }
             loaded.records += 1;
-            let place = RecordRef { log: node.clone(), seq: record.seq };
+            let place = RecordRef {
+                log: node.clone(),
+                seq: record.seq,
+            };
             match &record.body {
                 Body::Plan { digest, blob, .. } => {
                     loaded.plans.entry(*digest).or_insert_with(|| {
                         let bytes = blobs.get(blob).map_err(|e| e.to_string())?;
                         let plan = Plan::from_canonical_json(&String::from_utf8_lossy(&bytes))?;
                         if plan.digest() != *digest {
-                            return Err(format!("plan blob {} does not hash to the recorded digest", blob.short()));
+                            return Err(format!(
+                                "plan blob {} does not hash to the recorded digest",
+                                blob.short()
+                            ));
                         }
                         Ok(plan)
                     });
                 }
                 body => {
                     // Audit records live in audit/, not log/; skip any that strayed.
-                    let Some((job, _)) = body.job_at() else { continue };
+                    let Some((job, _)) = body.job_at() else {
+                        continue;
+                    };
                     if options.job.as_ref().is_none_or(|j| j == job) {
-                        loaded.jobs.entry(job.clone()).or_default().push((place, record.body));
+                        loaded
+                            .jobs
+                            .entry(job.clone())
+                            .or_default()
+                            .push((place, record.body));
                     }
                 }
             }
@@ -414,16 +520,31 @@ struct Pass {
 }
 
 fn pass(loaded: &Loaded, executor: &Executor) -> Pass {
-    let mut out = Pass { digests: BTreeMap::new(), folded: BTreeMap::new() };
+    let mut out = Pass {
+        digests: BTreeMap::new(),
+        folded: BTreeMap::new(),
+    };
     for (job, records) in &loaded.jobs {
         let bodies: Vec<&Body> = records.iter().map(|(_, b)| b).collect();
         let result = match bodies.first() {
             Some(Body::Job { plan, .. }) => match loaded.plans.get(plan) {
                 Some(Ok(plan)) => fold(plan, executor, &bodies),
-                Some(Err(e)) => Err(Divergence { index: 0, decision: None, what: format!("its plan cannot be loaded: {e}") }),
-                None => Err(Divergence { index: 0, decision: None, what: format!("its plan {} is not recorded in any log", plan.short()) }),
+                Some(Err(e)) => Err(Divergence {
+                    index: 0,
+                    decision: None,
+                    what: format!("its plan cannot be loaded: {e}"),
+                }),
+                None => Err(Divergence {
+                    index: 0,
+                    decision: None,
+                    what: format!("its plan {} is not recorded in any log", plan.short()),
+                }),
             },
-            _ => Err(Divergence { index: 0, decision: None, what: "its job record is missing".into() }),
+            _ => Err(Divergence {
+                index: 0,
+                decision: None,
+                what: "its job record is missing".into(),
+            }),
         };
         let outcome = match &result {
             Ok(f) => Ok(f.state.digest()),
@@ -436,14 +557,21 @@ fn pass(loaded: &Loaded, executor: &Executor) -> Pass {
 }
 
 /// Replays the data dir's logs in memory (twice) and reports.
-pub fn replay(dir: &DataDir, executor: &Executor, options: &Options) -> Result<Report, ReplayError> {
+pub fn replay(
+    dir: &DataDir,
+    executor: &Executor,
+    options: &Options,
+) -> Result<Report, ReplayError> {
     let loaded = load(dir, options)?;
     if loaded.records == 0 && loaded.chain_errors.is_empty() {
         return Err(ReplayError::Empty(dir.root().to_path_buf()));
     }
     if let Some(job) = &options.job {
         if !loaded.jobs.contains_key(job) {
-            return Err(ReplayError::UnknownJob { job: job.clone(), dir: dir.root().to_path_buf() });
+            return Err(ReplayError::UnknownJob {
+                job: job.clone(),
+                dir: dir.root().to_path_buf(),
+            });
         }
     }
     let first = pass(&loaded, executor);
@@ -491,7 +619,10 @@ pub fn replay(dir: &DataDir, executor: &Executor, options: &Options) -> Result<R
                 report.effects_read_back += f.counts.read_back;
                 match &f.ended {
                     Some(end) => {
-                        *report.final_states.entry(end.state.to_string()).or_default() += 1;
+                        *report
+                            .final_states
+                            .entry(end.state.to_string())
+                            .or_default() += 1;
                         if end.state == State::Failed {
                             stats.failed_jobs += 1;
                             report.failures.push(attribute(&loaded, job, end));
@@ -503,10 +634,25 @@ pub fn replay(dir: &DataDir, executor: &Executor, options: &Options) -> Result<R
             Err(d) => {
                 report.byte_identical = false;
                 let records = &loaded.jobs[job];
-                let place = records.get(d.index).map(|(r, _)| r.clone()).unwrap_or(RecordRef { log: "?".into(), seq: 0 });
-                let candidate = FirstDivergence { record: place, job: job.clone(), agent, decision: d.decision.clone(), what: d.what.clone() };
+                let place = records
+                    .get(d.index)
+                    .map(|(r, _)| r.clone())
+                    .unwrap_or(RecordRef {
+                        log: "?".into(),
+                        seq: 0,
+                    });
+                let candidate = FirstDivergence {
+                    record: place,
+                    job: job.clone(),
+                    agent,
+                    decision: d.decision.clone(),
+                    what: d.what.clone(),
+                };
                 // The first divergence in log order (log name, then seq).
-                let earlier = report.divergence.as_ref().is_none_or(|cur| (&candidate.record.log, candidate.record.seq) < (&cur.record.log, cur.record.seq));
+                let earlier = report.divergence.as_ref().is_none_or(|cur| {
+                    (&candidate.record.log, candidate.record.seq)
+                        < (&cur.record.log, cur.record.seq)
+                });
                 if earlier {
                     report.divergence = Some(candidate);
                 }
@@ -518,7 +664,9 @@ pub fn replay(dir: &DataDir, executor: &Executor, options: &Options) -> Result<R
 
 fn decision_kind(loaded: &Loaded, job: &JobId, id: &DecisionId) -> Option<String> {
     loaded.jobs.get(job)?.iter().find_map(|(_, b)| match b {
-        Body::Decision { decision, .. } | Body::Rejected { decision, .. } if decision.id == *id => Some(decision.kind.clone()),
+        Body::Decision { decision, .. } | Body::Rejected { decision, .. } if decision.id == *id => {
+            Some(decision.kind.clone())
+        }
         _ => None,
     })
 }
@@ -534,22 +682,40 @@ fn attribute(loaded: &Loaded, job: &JobId, end: &JobEnd) -> Attribution {
         }
         let records = loaded.jobs.get(&id);
         let (agent, parent, via) = match records.and_then(|r| r.first()) {
-            Some((_, Body::Job { agent, parent, via, .. })) => (agent.clone(), parent.clone(), via.clone()),
+            Some((
+                _,
+                Body::Job {
+                    agent, parent, via, ..
+                },
+            )) => (agent.clone(), parent.clone(), via.clone()),
             _ => (AgentName::new("unknown").expect("valid name"), None, None),
         };
-        let state = records.and_then(|r| r.iter().rev().find_map(|(_, b)| match b {
-            Body::End { state, .. } => Some(*state),
-            _ => None,
-        }));
-        let kind = decision.as_ref().and_then(|d| decision_kind(loaded, &id, d));
-        chain.push(Link { job: id, agent, decision, kind, state });
+        let state = records.and_then(|r| {
+            r.iter().rev().find_map(|(_, b)| match b {
+                Body::End { state, .. } => Some(*state),
+                _ => None,
+            })
+        });
+        let kind = decision
+            .as_ref()
+            .and_then(|d| decision_kind(loaded, &id, d));
+        chain.push(Link {
+            job: id,
+            agent,
+            decision,
+            kind,
+            state,
+        });
         current = parent.map(|p| (p, via));
     }
     chain.reverse();
     Attribution {
         job: job.clone(),
         agent: end.agent.clone(),
-        kind: end.blame.as_ref().and_then(|d| decision_kind(loaded, job, d)),
+        kind: end
+            .blame
+            .as_ref()
+            .and_then(|d| decision_kind(loaded, job, d)),
         decision: end.blame.clone(),
         reason: end.reason.clone().unwrap_or_else(|| "failed".into()),
         chain,
@@ -558,6 +724,17 @@ fn attribute(loaded: &Loaded, job: &JobId, end: &JobEnd) -> Attribution {
 
 /// Every record of one job in order, from all logs (for resuming it).
 pub fn job_history(dir: &DataDir, job: &JobId) -> Result<Vec<Body>, ReplayError> {
-    let loaded = load(dir, &Options { job: Some(job.clone()), until: None })?;
-    Ok(loaded.jobs.into_values().next().map(|r| r.into_iter().map(|(_, b)| b).collect()).unwrap_or_default())
+    let loaded = load(
+        dir,
+        &Options {
+            job: Some(job.clone()),
+            until: None,
+        },
+    )?;
+    Ok(loaded
+        .jobs
+        .into_values()
+        .next()
+        .map(|r| r.into_iter().map(|(_, b)| b).collect())
+        .unwrap_or_default())
 }

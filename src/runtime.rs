@@ -7,8 +7,8 @@
 use crate::canon::Digest;
 use crate::datadir::DataDir;
 use crate::exec::{AuditEntry, LiveIo, Spawn};
-use crate::harness::audit::AuditLog;
 use crate::fsx;
+use crate::harness::audit::AuditLog;
 use crate::log::{Blobs, Body, LogError, LogWriter, OpenReport};
 use crate::plan::Plan;
 use serde_json::{json, Value};
@@ -17,7 +17,12 @@ use std::sync::{Arc, RwLock};
 
 /// The identity of this executor, recorded in every `plan` record.
 pub fn executor_identity() -> String {
-    format!("jaros {} ({}, {})", env!("CARGO_PKG_VERSION"), build_commit(), build_profile())
+    format!(
+        "jaros {} ({}, {})",
+        env!("CARGO_PKG_VERSION"),
+        build_commit(),
+        build_profile()
+    )
 }
 
 pub fn build_commit() -> &'static str {
@@ -25,7 +30,11 @@ pub fn build_commit() -> &'static str {
 }
 
 pub fn build_profile() -> &'static str {
-    option_env!("JAROS_BUILD_PROFILE").unwrap_or(if cfg!(debug_assertions) { "debug" } else { "release" })
+    option_env!("JAROS_BUILD_PROFILE").unwrap_or(if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    })
 }
 
 /// The data dir's stable node id: read from `<data>/node-id`, created once.
@@ -61,7 +70,12 @@ pub struct Runtime {
 impl Runtime {
     /// Opens the log of `node_id` in `data` (creating the layout), repairing
     /// a torn tail and refusing a tampered chain, and records `plan`.
-    pub fn open(hive: &Path, data: DataDir, node_id: String, plan: Plan) -> Result<Runtime, LogError> {
+    pub fn open(
+        hive: &Path,
+        data: DataDir,
+        node_id: String,
+        plan: Plan,
+    ) -> Result<Runtime, LogError> {
         data.create()?;
         let (log, open_report) = LogWriter::open(&data.log_path(&node_id))?;
         let audit = Arc::new(AuditLog::open(&data.audit_path(&node_id))?);
@@ -86,7 +100,11 @@ impl Runtime {
         let changed = last != Some(digest);
         if changed {
             let blob = self.blobs.put(plan.canonical_json().as_bytes())?;
-            self.log.append(&Body::Plan { digest, blob, executor: executor_identity() })?;
+            self.log.append(&Body::Plan {
+                digest,
+                blob,
+                executor: executor_identity(),
+            })?;
         }
         *self.plan.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(plan), digest);
         Ok(changed)
@@ -100,7 +118,11 @@ impl Runtime {
     }
 
     pub fn plan(&self) -> Arc<Plan> {
-        self.plan.read().unwrap_or_else(|p| p.into_inner()).0.clone()
+        self.plan
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
     }
 
     pub fn plan_digest(&self) -> Digest {
@@ -108,12 +130,22 @@ impl Runtime {
     }
 
     pub fn live_io(&self) -> HiveIo {
-        HiveIo { hive: self.hive.clone(), data: self.data.clone(), audit: Some(self.audit.clone()) }
+        HiveIo {
+            hive: self.hive.clone(),
+            data: self.data.clone(),
+            audit: Some(self.audit.clone()),
+        }
     }
 }
 
 /// A job file as the inbox holds it: the original's shape plus parent links.
-pub fn job_file(id: &str, agent: &str, input: &Value, parent: Option<&str>, via: Option<&str>) -> Value {
+pub fn job_file(
+    id: &str,
+    agent: &str,
+    input: &Value,
+    parent: Option<&str>,
+    via: Option<&str>,
+) -> Value {
     let mut v = json!({"id": id, "agent": agent, "input": input});
     if let Some(p) = parent {
         v["parent"] = json!(p);
@@ -138,9 +170,14 @@ impl HiveIo {
     pub fn job_exists(&self, id: &str) -> bool {
         let name = format!("{id}.json");
         // Checked in pipeline order: files only move forward, atomically.
-        [self.data.inbox(), self.data.claimed(), self.data.done(), self.data.failed()]
-            .iter()
-            .any(|dir| dir.join(&name).exists())
+        [
+            self.data.inbox(),
+            self.data.claimed(),
+            self.data.done(),
+            self.data.failed(),
+        ]
+        .iter()
+        .any(|dir| dir.join(&name).exists())
     }
 }
 
@@ -164,7 +201,13 @@ impl LiveIo for HiveIo {
         if self.job_exists(spawn.job.as_str()) {
             return Ok(()); // a resumed hand-off: the child exists already
         }
-        let body = job_file(spawn.job.as_str(), spawn.agent.as_str(), &spawn.input, Some(spawn.parent.as_str()), Some(spawn.via.as_str()));
+        let body = job_file(
+            spawn.job.as_str(),
+            spawn.agent.as_str(),
+            &spawn.input,
+            Some(spawn.parent.as_str()),
+            Some(spawn.via.as_str()),
+        );
         let path = self.data.inbox().join(format!("{}.json", spawn.job));
         fsx::create_dir_all(&self.data.inbox()).map_err(|e| e.to_string())?;
         fsx::create_durable_exclusive(&path, body.to_string().as_bytes())
@@ -176,7 +219,14 @@ impl LiveIo for HiveIo {
 /// What `jaros --version` prints after the name.
 pub fn version_line() -> &'static str {
     static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    LINE.get_or_init(|| format!("{} ({}, {})", env!("CARGO_PKG_VERSION"), build_commit(), build_profile()))
+    LINE.get_or_init(|| {
+        format!(
+            "{} ({}, {})",
+            env!("CARGO_PKG_VERSION"),
+            build_commit(),
+            build_profile()
+        )
+    })
 }
 
 /// The content of `done/<id>.json` or `failed/<id>.json`.
@@ -193,8 +243,16 @@ pub fn result_file(end: &crate::job::JobEnd, node_id: &str) -> Value {
 }
 
 /// Writes a job's result file durably into `done/` or `failed/`.
-pub fn write_result(data: &DataDir, end: &crate::job::JobEnd, result: &Value) -> Result<PathBuf, fsx::IoError> {
-    let dir = if end.state == crate::state::State::Done { data.done() } else { data.failed() };
+pub fn write_result(
+    data: &DataDir,
+    end: &crate::job::JobEnd,
+    result: &Value,
+) -> Result<PathBuf, fsx::IoError> {
+    let dir = if end.state == crate::state::State::Done {
+        data.done()
+    } else {
+        data.failed()
+    };
     fsx::create_dir_all(&dir)?;
     let path = dir.join(format!("{}.json", end.job));
     let text = serde_json::to_string_pretty(result).expect("results serialize") + "\n";
@@ -207,7 +265,10 @@ pub fn write_result(data: &DataDir, end: &crate::job::JobEnd, result: &Value) ->
 pub fn hive_fingerprint(hive: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let mut stack: Vec<PathBuf> = ["manifests", "agents", "tools"].iter().map(|d| hive.join(d)).collect();
+    let mut stack: Vec<PathBuf> = ["manifests", "agents", "tools"]
+        .iter()
+        .map(|d| hive.join(d))
+        .collect();
     let mut seen = 0usize;
     while let Some(dir) = stack.pop() {
         for path in fsx::list_dir(&dir).unwrap_or_default() {
@@ -215,7 +276,9 @@ pub fn hive_fingerprint(hive: &Path) -> u64 {
             if seen > 10_000 {
                 return hasher.finish(); // a hive this large is checked by its first files
             }
-            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
             path.hash(&mut hasher);
             if meta.is_dir() {
                 stack.push(path);

@@ -19,13 +19,22 @@ fn a_log_file_that_is_not_jsonl_is_named_and_nothing_is_modified() {
     std::fs::write(&log, "this is not a log\n").unwrap();
     let before = fingerprint(hive.path());
     let verify = hive.jaros(&["verify"]).expect(1);
-    assert!(verify.stdout().contains("BROKEN") && verify.stdout().contains("line 1"), "{}", verify.stdout());
+    assert!(
+        verify.stdout().contains("BROKEN") && verify.stdout().contains("line 1"),
+        "{}",
+        verify.stdout()
+    );
     let replay = hive.jaros(&["replay", "--json"]).expect(1);
     let errors = replay.json()["chain_errors"].to_string();
     assert!(errors.contains(&log.display().to_string()), "{errors}");
     let run = hive.jaros(&["run", "advance"]).expect(1);
     let line = one_line(&run.stderr()).to_string();
-    assert!(line.contains(&log.display().to_string()) && line.contains("line 1") && line.contains("restore the file from a backup"), "{line}");
+    assert!(
+        line.contains(&log.display().to_string())
+            && line.contains("line 1")
+            && line.contains("restore the file from a backup"),
+        "{line}"
+    );
     assert_eq!(fingerprint(hive.path()), before);
 }
 
@@ -35,9 +44,15 @@ fn a_missing_data_dir_is_one_line_naming_it() {
     for args in [&["replay"][..], &["verify"][..]] {
         let run = hive.jaros(args).expect(2);
         let line = one_line(&run.stderr()).to_string();
-        assert!(line.contains(".jaros-data does not exist") && line.contains("--data-dir"), "{line}");
+        assert!(
+            line.contains(".jaros-data does not exist") && line.contains("--data-dir"),
+            "{line}"
+        );
     }
-    assert!(!hive.data().exists(), "a read-only command created the data dir");
+    assert!(
+        !hive.data().exists(),
+        "a read-only command created the data dir"
+    );
 }
 
 #[test]
@@ -47,7 +62,10 @@ fn an_unknown_job_id_is_one_line() {
     let before = fingerprint(hive.path());
     let run = hive.jaros(&["replay", "--job", "nope"]).expect(2);
     let line = one_line(&run.stderr()).to_string();
-    assert!(line.contains("job 'nope' is not in any log under") && line.contains("jaros status"), "{line}");
+    assert!(
+        line.contains("job 'nope' is not in any log under") && line.contains("jaros status"),
+        "{line}"
+    );
     assert_eq!(fingerprint(hive.path()), before);
 }
 
@@ -57,8 +75,14 @@ fn until_beyond_the_end_is_one_line() {
     hive.jaros(&["run", "advance"]).expect(0);
     let run = hive.jaros(&["replay", "--until", "999"]).expect(2);
     let line = one_line(&run.stderr()).to_string();
-    assert_eq!(line, "jaros: --until 999 is beyond the end of every log (the highest seq is 5)");
-    let partial = hive.jaros(&["replay", "--until", "3", "--json"]).expect(0).json();
+    assert_eq!(
+        line,
+        "jaros: --until 999 is beyond the end of every log (the highest seq is 5)"
+    );
+    let partial = hive
+        .jaros(&["replay", "--until", "3", "--json"])
+        .expect(0)
+        .json();
     assert_eq!(partial["unfinished_jobs"], 1);
 }
 
@@ -67,13 +91,18 @@ fn no_hive_is_one_line_saying_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let run = run_in(dir.path(), &["run", "advance"]).expect(2);
     let line = one_line(&run.stderr()).to_string();
-    assert!(line.contains("no hive found") && line.contains("jaros init DIR"), "{line}");
+    assert!(
+        line.contains("no hive found") && line.contains("jaros init DIR"),
+        "{line}"
+    );
 }
 
 #[test]
 fn bad_json_input_is_refused_before_anything_is_written() {
     let hive = Hive::empty();
-    let run = hive.jaros(&["run", "advance", "--input", "{nope"]).expect(2);
+    let run = hive
+        .jaros(&["run", "advance", "--input", "{nope"])
+        .expect(2);
     assert!(one_line(&run.stderr()).starts_with("jaros: --input: not valid JSON"));
     assert!(!hive.data().exists());
 }
@@ -84,7 +113,11 @@ fn verify_with_an_anchor_catches_truncation() {
     hive.jaros(&["run", "advance"]).expect(0);
     let head = hive.jaros(&["verify", "--json"]).expect(0).json();
     let chain = &head["chains"][0];
-    let anchor = format!("{}:{}", chain["head_seq"], chain["head_hash"].as_str().unwrap());
+    let anchor = format!(
+        "{}:{}",
+        chain["head_seq"],
+        chain["head_hash"].as_str().unwrap()
+    );
     hive.jaros(&["verify", "--anchor", &anchor]).expect(0);
     let log = hive.log_file();
     let text = std::fs::read_to_string(&log).unwrap();
@@ -92,5 +125,9 @@ fn verify_with_an_anchor_catches_truncation() {
     std::fs::write(&log, kept.join("\n") + "\n").unwrap();
     hive.jaros(&["verify"]).expect(0);
     let broken = hive.jaros(&["verify", "--anchor", &anchor]).expect(1);
-    assert!(broken.stdout().contains("the log was truncated"), "{}", broken.stdout());
+    assert!(
+        broken.stdout().contains("the log was truncated"),
+        "{}",
+        broken.stdout()
+    );
 }

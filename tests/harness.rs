@@ -427,7 +427,7 @@ fn the_hives_root_is_listed_only_under_a_double_star_grant_and_without_its_machi
     );
     assert_eq!(
         error_of(&steps(&end)[0]),
-        "rejected: scope: path '.' refused: it names no file"
+        "path '.' names the hive itself; a write names a file inside it"
     );
     reproducible(&hive);
 }

@@ -30,11 +30,19 @@ fn write_log(path: &Path, n: u32) {
 }
 
 fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap().lines().map(String::from).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 fn rewrite(path: &Path, lines: &[String]) {
-    std::fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
 }
 
 fn assert_tampered_at(path: &Path, expected_line: u64) {
@@ -101,8 +109,13 @@ fn truncation_is_caught_only_with_an_anchor() {
     let head = read_log(&path).unwrap().records[4].hash;
     let l = lines(&path);
     rewrite(&path, &l[..3]);
-    assert!(verify_chain(&path, None).error.is_none(), "a clean prefix is a valid chain");
-    let error = verify_chain(&path, Some((5, head))).error.expect("the anchor catches truncation");
+    assert!(
+        verify_chain(&path, None).error.is_none(),
+        "a clean prefix is a valid chain"
+    );
+    let error = verify_chain(&path, Some((5, head)))
+        .error
+        .expect("the anchor catches truncation");
     assert!(error.contains("beyond the head"), "{error}");
 }
 
@@ -112,7 +125,11 @@ fn a_torn_tail_at_every_byte_of_the_last_record_is_cut_and_appends_continue() {
     let full = dir.path().join("full.jsonl");
     write_log(&full, 3);
     let bytes = std::fs::read(&full).unwrap();
-    let last_start = bytes[..bytes.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let last_start = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
     for cut in last_start + 1..bytes.len() {
         let path = dir.path().join(format!("cut{cut}.jsonl"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
@@ -126,7 +143,11 @@ fn a_torn_tail_at_every_byte_of_the_last_record_is_cut_and_appends_continue() {
         // Reopen twice: the repaired log stays whole.
         for _ in 0..2 {
             let (_, report) = LogWriter::open(&path).unwrap();
-            assert_eq!((report.records, report.truncated_bytes), (3, 0), "cut at {cut}");
+            assert_eq!(
+                (report.records, report.truncated_bytes),
+                (3, 0),
+                "cut at {cut}"
+            );
         }
         std::fs::remove_file(&path).unwrap();
     }
@@ -138,7 +159,15 @@ fn a_log_cut_at_any_record_boundary_or_inside_any_record_recovers() {
     let full = dir.path().join("full.jsonl");
     write_log(&full, 6);
     let bytes = std::fs::read(&full).unwrap();
-    let boundaries: Vec<usize> = std::iter::once(0).chain(bytes.iter().enumerate().filter(|(_, &b)| b == b'\n').map(|(i, _)| i + 1)).collect();
+    let boundaries: Vec<usize> = std::iter::once(0)
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
     let mut cuts: Vec<usize> = boundaries.clone();
     for pair in boundaries.windows(2) {
         cuts.extend([pair[0] + 1, (pair[0] + pair[1]) / 2, pair[1] - 1]);
@@ -168,5 +197,8 @@ fn a_log_that_is_not_jsonl_is_refused_with_its_line() {
     std::fs::write(&path, "hello\nworld\n").unwrap();
     let err = LogWriter::open(&path).err().expect("refused");
     let text = err.to_string();
-    assert!(text.contains("line 1") && text.contains("n.jsonl"), "{text}");
+    assert!(
+        text.contains("line 1") && text.contains("n.jsonl"),
+        "{text}"
+    );
 }

@@ -4,7 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
-const DETERMINISTIC_PLANE: &[&str] = &["canon.rs", "decision.rs", "exec.rs", "gate.rs", "job.rs", "log", "plan.rs", "replay.rs", "state.rs"];
+const DETERMINISTIC_PLANE: &[&str] = &[
+    "canon.rs",
+    "decision.rs",
+    "exec.rs",
+    "gate.rs",
+    "job.rs",
+    "log",
+    "plan.rs",
+    "replay.rs",
+    "state.rs",
+];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -33,13 +43,24 @@ fn the_deterministic_plane_does_not_import_model_or_console_code() {
     let mut checked = 0;
     for entry in DETERMINISTIC_PLANE {
         let path = src().join(entry);
-        let files = if path.is_dir() { rust_files(&path) } else { vec![path] };
+        let files = if path.is_dir() {
+            rust_files(&path)
+        } else {
+            vec![path]
+        };
         for file in files {
             checked += 1;
             let text = std::fs::read_to_string(&file).unwrap();
             for (n, line) in text.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or("");
-                for forbidden in ["crate::model", "crate::console", "super::model", "super::console", "ureq::", "TcpStream"] {
+                for forbidden in [
+                    "crate::model",
+                    "crate::console",
+                    "super::model",
+                    "super::console",
+                    "ureq::",
+                    "TcpStream",
+                ] {
                     if code.contains(forbidden) {
                         offenders.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
                     }
@@ -47,8 +68,15 @@ fn the_deterministic_plane_does_not_import_model_or_console_code() {
             }
         }
     }
-    assert!(checked >= DETERMINISTIC_PLANE.len(), "the plane's files moved: update this test");
-    assert!(offenders.is_empty(), "the deterministic plane reaches outside:\n{}", offenders.join("\n"));
+    assert!(
+        checked >= DETERMINISTIC_PLANE.len(),
+        "the plane's files moved: update this test"
+    );
+    assert!(
+        offenders.is_empty(),
+        "the deterministic plane reaches outside:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
@@ -56,7 +84,9 @@ fn nothing_but_the_console_opens_a_listening_socket() {
     let mut offenders = Vec::new();
     for file in rust_files(&src()) {
         // The console may listen; test code (a fake model server) may too.
-        if file.starts_with(src().join("console")) || file.file_name().is_some_and(|n| n == "tests.rs") {
+        if file.starts_with(src().join("console"))
+            || file.file_name().is_some_and(|n| n == "tests.rs")
+        {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
@@ -70,18 +100,57 @@ fn nothing_but_the_console_opens_a_listening_socket() {
             }
         }
     }
-    assert!(offenders.is_empty(), "a listening socket outside the console:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "a listening socket outside the console:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
 fn no_database_broker_or_async_server_is_in_the_dependency_tree() {
-    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
-    let names: Vec<&str> = lock.lines().filter_map(|l| l.strip_prefix("name = \"")).map(|l| l.trim_end_matches('"')).collect();
-    assert!(names.contains(&"serde"), "Cargo.lock could not be read as expected");
+    let lock =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
+    let names: Vec<&str> = lock
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|l| l.trim_end_matches('"'))
+        .collect();
+    assert!(
+        names.contains(&"serde"),
+        "Cargo.lock could not be read as expected"
+    );
     let forbidden = [
-        "tokio", "async-std", "smol", "hyper", "axum", "actix-web", "rocket", "warp", "tide", "poem", "tonic", "rusqlite", "sqlx", "diesel", "sled",
-        "rocksdb", "redb", "postgres", "mysql", "redis", "lapin", "rdkafka", "nats", "async-nats", "zmq", "reqwest",
+        "tokio",
+        "async-std",
+        "smol",
+        "hyper",
+        "axum",
+        "actix-web",
+        "rocket",
+        "warp",
+        "tide",
+        "poem",
+        "tonic",
+        "rusqlite",
+        "sqlx",
+        "diesel",
+        "sled",
+        "rocksdb",
+        "redb",
+        "postgres",
+        "mysql",
+        "redis",
+        "lapin",
+        "rdkafka",
+        "nats",
+        "async-nats",
+        "zmq",
+        "reqwest",
     ];
     let found: Vec<&&str> = forbidden.iter().filter(|f| names.contains(f)).collect();
-    assert!(found.is_empty(), "forbidden crates in Cargo.lock: {found:?}");
+    assert!(
+        found.is_empty(),
+        "forbidden crates in Cargo.lock: {found:?}"
+    );
 }

@@ -23,7 +23,9 @@ struct Counter(AtomicU64);
 
 impl Handler for Counter {
     fn run(&self, _: &Cx<'_>, _: &Decision) -> Result<Outcome, String> {
-        Ok(Outcome::result(json!({"n": self.0.fetch_add(1, Ordering::SeqCst)})))
+        Ok(Outcome::result(
+            json!({"n": self.0.fetch_add(1, Ordering::SeqCst)}),
+        ))
     }
 }
 
@@ -31,7 +33,10 @@ struct Fixed(&'static str);
 
 impl Proposer for Fixed {
     fn propose(&self, _: &TurnRequest<'_>) -> Result<ProposedTurn, String> {
-        Ok(ProposedTurn { text: self.0.to_string(), call: None })
+        Ok(ProposedTurn {
+            text: self.0.to_string(),
+            call: None,
+        })
     }
 }
 
@@ -40,7 +45,9 @@ fn plan_with_counter() -> Plan {
     plan.types.insert(
         "count".into(),
         TypeSpec {
-            handler: HandlerSpec::Builtin { name: "count".into() },
+            handler: HandlerSpec::Builtin {
+                name: "count".into(),
+            },
             payload_schema: json!({"type": "object"}),
             result_schema: json!({}),
             deterministic: true,
@@ -48,15 +55,35 @@ fn plan_with_counter() -> Plan {
             description: "count: a deliberately non-deterministic handler".into(),
         },
     );
-    plan.roles.insert("counter".into(), Grant { types: ["count".to_string()].into(), ..Grant::default() });
+    plan.roles.insert(
+        "counter".into(),
+        Grant {
+            types: ["count".to_string()].into(),
+            ..Grant::default()
+        },
+    );
     plan.agents.insert(
         "counter".into(),
-        AgentSpec { role: "counter".into(), max_steps: 1, kind: AgentKind::Builtin { name: "counter".into() }, description: String::new() },
+        AgentSpec {
+            role: "counter".into(),
+            max_steps: 1,
+            kind: AgentKind::Builtin {
+                name: "counter".into(),
+            },
+            description: String::new(),
+        },
     );
     plan
 }
 
-fn run_one(hive: &Hive, plan: Plan, executor: &Executor, proposer: &dyn Proposer, agent: &str, id: &str) {
+fn run_one(
+    hive: &Hive,
+    plan: Plan,
+    executor: &Executor,
+    proposer: &dyn Proposer,
+    agent: &str,
+    id: &str,
+) {
     let rt = Runtime::open(hive.path(), DataDir::new(hive.data()), "n1".into(), plan).unwrap();
     let live = rt.live_io();
     let runner = Runner {
@@ -69,7 +96,13 @@ fn run_one(hive: &Hive, plan: Plan, executor: &Executor, proposer: &dyn Proposer
         live: &live,
         fence: &|| true,
     };
-    let ticket = Ticket { job: JobId::new(id).unwrap(), agent: AgentName::new(agent).unwrap(), input: json!({}), parent: None, via: None };
+    let ticket = Ticket {
+        job: JobId::new(id).unwrap(),
+        agent: AgentName::new(agent).unwrap(),
+        input: json!({}),
+        parent: None,
+        via: None,
+    };
     runner.run(&ticket, &[]).unwrap();
 }
 
@@ -77,9 +110,19 @@ fn run_one(hive: &Hive, plan: Plan, executor: &Executor, proposer: &dyn Proposer
 fn a_non_deterministic_handler_is_flagged_by_replay() {
     let hive = Hive::empty();
     let executor = Executor::core().with("count", Arc::new(Counter(AtomicU64::new(0))));
-    run_one(&hive, plan_with_counter(), &executor, &Fixed(r#"[{"type":"count","payload":{}}]"#), "counter", "c1");
+    run_one(
+        &hive,
+        plan_with_counter(),
+        &executor,
+        &Fixed(r#"[{"type":"count","payload":{}}]"#),
+        "counter",
+        "c1",
+    );
     let report = replay(&DataDir::new(hive.data()), &executor, &Options::default()).unwrap();
-    assert!(!report.deterministic, "two passes of a counting handler must disagree");
+    assert!(
+        !report.deterministic,
+        "two passes of a counting handler must disagree"
+    );
     assert!(!report.byte_identical);
     let d = report.divergence.clone().expect("the divergence is named");
     assert_eq!(d.job.as_str(), "c1");
@@ -94,13 +137,32 @@ fn a_deterministic_run_replays_byte_identically_and_leaves_the_data_dir_untouche
     let hive = Hive::empty();
     let executor = Executor::core();
     for i in 0..3 {
-        run_one(&hive, Plan::builtin(), &executor, &LocalProposer::default(), "advance", &format!("a{i}"));
+        run_one(
+            &hive,
+            Plan::builtin(),
+            &executor,
+            &LocalProposer::default(),
+            "advance",
+            &format!("a{i}"),
+        );
     }
     let before = fingerprint(&hive.data());
     let report = replay(&DataDir::new(hive.data()), &executor, &Options::default()).unwrap();
-    assert_eq!(fingerprint(&hive.data()), before, "replay wrote into the live data dir");
+    assert_eq!(
+        fingerprint(&hive.data()),
+        before,
+        "replay wrote into the live data dir"
+    );
     assert!(report.reproducible(), "{report:?}");
-    assert_eq!((report.jobs, report.decisions, report.model_calls, report.tool_executions), (3, 3, 0, 0));
+    assert_eq!(
+        (
+            report.jobs,
+            report.decisions,
+            report.model_calls,
+            report.tool_executions
+        ),
+        (3, 3, 0, 0)
+    );
     assert_eq!(report.final_states.get("DONE"), Some(&3));
 }
 
@@ -127,10 +189,15 @@ fn reseal_with(path: &std::path::Path, index: usize, edit: impl Fn(&mut Body)) {
 #[test]
 fn a_hand_edited_effect_is_a_divergence_named_by_record_job_agent_and_decision() {
     let hive = Hive::empty();
-    hive.jaros(&["run", "advance", "--id", "e1", "--input", "{}"]).expect(0);
+    hive.jaros(&["run", "advance", "--id", "e1", "--input", "{}"])
+        .expect(0);
     let path = hive.log_file();
     let log = read_log(&path).unwrap();
-    let index = log.records.iter().position(|r| matches!(r.body, Body::Effect { .. })).unwrap();
+    let index = log
+        .records
+        .iter()
+        .position(|r| matches!(r.body, Body::Effect { .. }))
+        .unwrap();
     reseal_with(&path, index, |body| {
         if let Body::Effect { result, .. } = body {
             *result = json!({"from": "PENDING", "to": "FAILED"});
@@ -142,10 +209,21 @@ fn a_hand_edited_effect_is_a_divergence_named_by_record_job_agent_and_decision()
     assert_eq!(report["byte_identical"], false);
     let d = &report["divergence"];
     assert_eq!(d["record"]["seq"], index as u64 + 1);
-    assert_eq!((d["job"].as_str(), d["agent"].as_str(), d["decision"].as_str()), (Some("e1"), Some("advance"), Some("e1#1.0")));
+    assert_eq!(
+        (
+            d["job"].as_str(),
+            d["agent"].as_str(),
+            d["decision"].as_str()
+        ),
+        (Some("e1"), Some("advance"), Some("e1#1.0"))
+    );
     // The human form names it too.
     let human = hive.jaros(&["replay"]).expect(1).stdout();
-    assert!(human.contains("first divergence: record") && human.contains("job e1 agent advance decision e1#1.0"), "{human}");
+    assert!(
+        human.contains("first divergence: record")
+            && human.contains("job e1 agent advance decision e1#1.0"),
+        "{human}"
+    );
 }
 
 #[test]
@@ -153,7 +231,9 @@ fn an_effect_edited_without_resealing_breaks_the_chain() {
     let hive = Hive::empty();
     hive.jaros(&["run", "advance", "--id", "e2"]).expect(0);
     let path = hive.log_file();
-    let text = std::fs::read_to_string(&path).unwrap().replace("\"to\":\"DONE\"", "\"to\":\"FAILED\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"to\":\"DONE\"", "\"to\":\"FAILED\"");
     std::fs::write(&path, text).unwrap();
     let report = hive.jaros(&["replay", "--json"]).expect(1).json();
     assert_eq!(report["chain_intact"], false);
@@ -165,7 +245,11 @@ fn replay_exit_codes_are_0_reproducible_1_divergent_2_nothing() {
     let hive = Hive::empty();
     std::fs::create_dir_all(hive.data().join("log")).unwrap();
     let nothing = hive.jaros(&["replay"]).expect(2);
-    assert!(nothing.stderr().contains("nothing to replay"), "{}", nothing.stderr());
+    assert!(
+        nothing.stderr().contains("nothing to replay"),
+        "{}",
+        nothing.stderr()
+    );
     hive.jaros(&["run", "advance"]).expect(0);
     hive.jaros(&["replay"]).expect(0);
 }
@@ -181,15 +265,29 @@ fn a_failed_job_is_attributed_to_its_agent_and_decision() {
     assert!(report.reproducible(), "{report:?}");
     assert_eq!(report.failures.len(), 1);
     let f = &report.failures[0];
-    assert_eq!((f.agent.as_str(), f.decision.as_ref().unwrap().as_str(), f.kind.as_deref()), ("advance", "f1#1.0", Some("handoff")));
-    assert!(f.reason.contains("role 'advance' of agent 'advance' does not grant decision type 'handoff'"), "{}", f.reason);
+    assert_eq!(
+        (
+            f.agent.as_str(),
+            f.decision.as_ref().unwrap().as_str(),
+            f.kind.as_deref()
+        ),
+        ("advance", "f1#1.0", Some("handoff"))
+    );
+    assert!(
+        f.reason
+            .contains("role 'advance' of agent 'advance' does not grant decision type 'handoff'"),
+        "{}",
+        f.reason
+    );
 }
 
 #[test]
 fn every_decision_of_a_turn_runs_in_order() {
     let hive = Hive::empty();
     let executor = Executor::core();
-    let turn = Fixed(r#"[{"type":"advance","payload":{"events":["start"]}},{"type":"advance","payload":{"events":["block"]}},{"type":"advance","payload":{"events":["unblock","complete"]}}]"#);
+    let turn = Fixed(
+        r#"[{"type":"advance","payload":{"events":["start"]}},{"type":"advance","payload":{"events":["block"]}},{"type":"advance","payload":{"events":["unblock","complete"]}}]"#,
+    );
     run_one(&hive, Plan::builtin(), &executor, &turn, "advance", "m1");
     let done = std::fs::read_dir(hive.data().join("log")).unwrap().count();
     assert_eq!(done, 1);
@@ -210,7 +308,10 @@ fn a_failing_multi_event_decision_applies_nothing() {
         Body::Effect { error, .. } => Some(error.clone()),
         _ => None,
     });
-    assert_eq!(effect.unwrap().as_deref(), Some("no transition from RUNNING on event 'reset' (event 1 of the decision)"));
+    assert_eq!(
+        effect.unwrap().as_deref(),
+        Some("no transition from RUNNING on event 'reset' (event 1 of the decision)")
+    );
     let end = log.records.iter().find_map(|r| match &r.body {
         Body::End { state, .. } => Some(*state),
         _ => None,

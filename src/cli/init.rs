@@ -22,6 +22,21 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> CliResult {
+    let (written, unchanged, overwritten) = write_hive(&args.dir, args.force)?;
+    let dir = args.dir.display();
+    out(&format!(
+        "wrote {written} files to {dir} ({unchanged} unchanged, {overwritten} overwritten)\nnext: cd {dir} && jaros validate && jaros plan && jaros run advance --input '{{\"note\": \"hello\"}}'\n",
+    ));
+    Ok(Outcome::Success)
+}
+
+/// Writes the embedded example hive into `dir`: returns (written, unchanged,
+/// overwritten). Refuses to replace changed files unless `force`.
+pub fn write_hive(dir: &std::path::Path, force: bool) -> Result<(usize, usize, usize), CliError> {
+    let args = Args {
+        dir: dir.to_path_buf(),
+        force,
+    };
     let mut changed = Vec::new();
     let mut unchanged = 0usize;
     let mut to_write = Vec::new();
@@ -59,13 +74,11 @@ pub fn main(args: Args) -> CliResult {
         fsx::write_durable(path, bytes).map_err(|e| CliError::failed(e.to_string()))?;
         set_mode(path, rel)?;
     }
-    let dir = args.dir.display();
-    out(&format!(
-        "wrote {} files to {dir} ({unchanged} unchanged, {} overwritten)\nnext: cd {dir} && jaros validate && jaros plan && jaros run advance --input '{{\"note\": \"hello\"}}'\n",
+    Ok((
         to_write.len(),
+        unchanged,
         if args.force { changed.len() } else { 0 },
-    ));
-    Ok(Outcome::Success)
+    ))
 }
 
 #[cfg(unix)]

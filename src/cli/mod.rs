@@ -2,12 +2,17 @@
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
 mod audit;
+mod demo;
 mod init;
+mod logs;
 mod plan;
 mod replay;
 mod run;
 mod sandbox_exec;
 mod schema;
+mod serve;
+mod status;
+mod submit;
 mod validate;
 mod verify;
 
@@ -43,11 +48,18 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Demo(demo::Args),
     Init(init::Args),
     Validate(validate::Args),
     Plan(plan::Args),
     Schema(schema::Args),
     Run(run::Args),
+    Serve(serve::Args),
+    Submit(submit::SubmitArgs),
+    Result(submit::ResultArgs),
+    Status(status::Args),
+    Watch(status::WatchArgs),
+    Logs(logs::Args),
     Replay(replay::Args),
     Verify(verify::Args),
     Audit(audit::Args),
@@ -64,10 +76,16 @@ pub struct CliError {
 
 impl CliError {
     pub fn bad_input(message: impl Into<String>) -> CliError {
-        CliError { outcome: Outcome::BadInput, message: message.into() }
+        CliError {
+            outcome: Outcome::BadInput,
+            message: message.into(),
+        }
     }
     pub fn failed(message: impl Into<String>) -> CliError {
-        CliError { outcome: Outcome::Failed, message: message.into() }
+        CliError {
+            outcome: Outcome::Failed,
+            message: message.into(),
+        }
     }
 }
 
@@ -128,7 +146,10 @@ impl Ctx {
 /// quietly with success.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(exit::SUCCESS);
         }
@@ -154,7 +175,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
             let _ = e.print();
             return code;
         }
@@ -169,7 +194,14 @@ pub fn main() -> i32 {
         Command::Validate(args) => validate::main(&ctx, args),
         Command::Plan(args) => plan::main(&ctx, args),
         Command::Schema(args) => schema::main(args),
+        Command::Demo(args) => demo::main(&ctx, args),
         Command::Run(args) => run::main(&ctx, args),
+        Command::Serve(args) => serve::main(&ctx, args),
+        Command::Submit(args) => submit::submit(&ctx, args),
+        Command::Result(args) => submit::result(&ctx, args),
+        Command::Status(args) => status::main(&ctx, args),
+        Command::Watch(args) => status::watch(&ctx, args),
+        Command::Logs(args) => logs::main(&ctx, args),
         Command::Replay(args) => replay::main(&ctx, args),
         Command::Verify(args) => verify::main(&ctx, args),
         Command::Audit(args) => audit::main(&ctx, args),
@@ -187,19 +219,58 @@ pub fn main() -> i32 {
 /// The hive's compiled plan: its manifests loaded, checked and merged with
 /// the built-in plan. Invalid manifests are an error listing every problem.
 pub fn load_plan(hive: &Path) -> Result<crate::plan::Plan, CliError> {
-    match crate::manifest::load_hive(hive) {
-        Ok(loaded) => Ok(loaded.plan),
-        Err(errors) => {
-            let prefix = format!("{}/", hive.display());
-            let lines: Vec<String> = errors.iter().map(|d| format!("  {prefix}{d}")).collect();
-            Err(CliError::failed(format!(
-                "the hive's manifests are invalid ({} error{}):\n{}\nfix them and check with `jaros validate`",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" },
-                lines.join("\n")
-            )))
-        }
+    load_hive(hive).map(|loaded| loaded.plan)
+}
+
+/// Loads and compiles the hive, or says every error.
+pub fn load_hive(hive: &Path) -> Result<crate::manifest::Loaded, CliError> {
+    crate::manifest::load_hive(hive).map_err(|errors| {
+        let prefix = format!("{}/", hive.display());
+        let lines: Vec<String> = errors.iter().map(|d| format!("  {prefix}{d}")).collect();
+        CliError::failed(format!(
+            "the hive's manifests are invalid ({} error{}):\n{}\nfix them and check with `jaros validate`",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            lines.join("\n")
+        ))
+    })
+}
+
+/// The node settings of the hive's node manifest (defaults without one).
+pub fn node_config(loaded: &crate::manifest::Loaded, node_id: String) -> crate::node::NodeConfig {
+    let mut cfg = crate::node::NodeConfig::new(node_id);
+    if let Some(node) = loaded.manifests.nodes.first() {
+        let spec = &node.m.spec;
+        cfg.pool_size = spec.pool_size as usize;
+        cfg.lease_ms = spec.lease.ms();
+        cfg.heartbeat_ms = spec.heartbeat.ms();
+        cfg.scan_ms = spec.scan_interval.ms();
     }
+    cfg
+}
+
+/// What proposes decisions for the hive's agents.
+pub fn proposer(
+    _hive: &Path,
+    _loaded: &crate::manifest::Loaded,
+) -> std::sync::Arc<dyn crate::job::Proposer> {
+    std::sync::Arc::new(crate::agents::LocalProposer::default())
+}
+
+/// Whether executable tools are confined by the kernel here.
+pub fn confinement() -> String {
+    let status = crate::harness::confinement_status();
+    let state = if status.active {
+        "active"
+    } else {
+        "not active"
+    };
+    format!("{state} ({})", status.reason)
+}
+
+/// The hive's schedules with their last and next runs, as JSON.
+pub fn schedules_status(_ctx: &Ctx) -> serde_json::Value {
+    serde_json::json!([])
 }
 
 /// The executor with every handler this binary has.

@@ -33,9 +33,21 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         None => None,
     };
     let executor = super::executor();
-    let report = match replay::replay(&data, &executor, &Options { job, until: args.until }) {
+    let report = match replay::replay(
+        &data,
+        &executor,
+        &Options {
+            job,
+            until: args.until,
+        },
+    ) {
         Ok(r) => r,
-        Err(e @ ReplayError::Empty(_)) => return Err(CliError { outcome: Outcome::Nothing, message: e.to_string() }),
+        Err(e @ ReplayError::Empty(_)) => {
+            return Err(CliError {
+                outcome: Outcome::Nothing,
+                message: e.to_string(),
+            })
+        }
         Err(e) => return Err(CliError::bad_input(e.to_string())),
     };
     if args.json {
@@ -43,7 +55,11 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         out(&human(&report));
     }
-    Ok(if report.reproducible() { Outcome::Success } else { Outcome::Failed })
+    Ok(if report.reproducible() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -57,16 +73,46 @@ fn yes_no(b: bool) -> &'static str {
 /// The human form of a report.
 pub fn human(r: &Report) -> String {
     let mut s = String::new();
-    s += &format!("replayed {} records from {} log(s) under {}\n", r.records, r.logs, r.data_dir.display());
-    s += &format!("  jobs {}, decisions {}, rejected {}\n", r.jobs, r.decisions, r.rejected);
+    s += &format!(
+        "replayed {} records from {} log(s) under {}\n",
+        r.records,
+        r.logs,
+        r.data_dir.display()
+    );
+    s += &format!(
+        "  jobs {}, decisions {}, rejected {}\n",
+        r.jobs, r.decisions, r.rejected
+    );
     s += "  decisions per agent:\n";
     for (agent, st) in &r.per_agent {
-        s += &format!("    {agent:<16} jobs {:>5}  decisions {:>6}  rejected {:>4}  failed jobs {:>4}\n", st.jobs, st.decisions, st.rejected, st.failed_jobs);
+        s += &format!(
+            "    {agent:<16} jobs {:>5}  decisions {:>6}  rejected {:>4}  failed jobs {:>4}\n",
+            st.jobs, st.decisions, st.rejected, st.failed_jobs
+        );
     }
-    s += &format!("  model calls {} (recorded responses used: {})\n", r.model_calls, r.model_records);
+    s += &format!(
+        "  model calls {} (recorded responses used: {})\n",
+        r.model_calls, r.model_records
+    );
     s += &format!("  tool executions {} (recorded results read back: {}; deterministic effects re-executed: {})\n", r.tool_executions, r.effects_read_back, r.effects_reexecuted);
-    let states: Vec<String> = r.final_states.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    s += &format!("  final states: {}{}\n", if states.is_empty() { "none".into() } else { states.join(", ") }, if r.unfinished_jobs > 0 { format!(", unfinished {}", r.unfinished_jobs) } else { String::new() });
+    let states: Vec<String> = r
+        .final_states
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    s += &format!(
+        "  final states: {}{}\n",
+        if states.is_empty() {
+            "none".into()
+        } else {
+            states.join(", ")
+        },
+        if r.unfinished_jobs > 0 {
+            format!(", unfinished {}", r.unfinished_jobs)
+        } else {
+            String::new()
+        }
+    );
     s += &format!("  byte-identical: {}\n", yes_no(r.byte_identical));
     if let Some(d) = &r.divergence {
         s += &format!(
@@ -75,7 +121,9 @@ pub fn human(r: &Report) -> String {
             d.record.seq,
             d.job,
             d.agent,
-            d.decision.as_ref().map_or("-".to_string(), |x| x.to_string()),
+            d.decision
+                .as_ref()
+                .map_or("-".to_string(), |x| x.to_string()),
             d.what
         );
     }
@@ -83,7 +131,10 @@ pub fn human(r: &Report) -> String {
     for e in &r.chain_errors {
         s += &format!("    {e}\n");
     }
-    s += &format!("  deterministic (two passes agree): {}\n", yes_no(r.deterministic));
+    s += &format!(
+        "  deterministic (two passes agree): {}\n",
+        yes_no(r.deterministic)
+    );
     if !r.failures.is_empty() {
         s += "  failed jobs, attributed:\n";
         for f in &r.failures {
@@ -91,16 +142,38 @@ pub fn human(r: &Report) -> String {
                 "    {} — agent {}, decision {} ({}): {}\n",
                 f.job,
                 f.agent,
-                f.decision.as_ref().map_or("-".to_string(), |d| d.to_string()),
+                f.decision
+                    .as_ref()
+                    .map_or("-".to_string(), |d| d.to_string()),
                 f.kind.as_deref().unwrap_or("-"),
                 f.reason
             );
             if f.chain.len() > 1 {
-                let links: Vec<String> = f.chain.iter().map(|l| format!("{} ({}{})", l.agent, l.job, l.decision.as_ref().map_or(String::new(), |d| format!(" via {d}")))).collect();
+                let links: Vec<String> = f
+                    .chain
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "{} ({}{})",
+                            l.agent,
+                            l.job,
+                            l.decision
+                                .as_ref()
+                                .map_or(String::new(), |d| format!(" via {d}"))
+                        )
+                    })
+                    .collect();
                 s += &format!("      chain: {}\n", links.join(" → "));
             }
         }
     }
-    s += &format!("verdict: {}\n", if r.reproducible() { "reproducible" } else { "NOT reproducible" });
+    s += &format!(
+        "verdict: {}\n",
+        if r.reproducible() {
+            "reproducible"
+        } else {
+            "NOT reproducible"
+        }
+    );
     s
 }

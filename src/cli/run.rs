@@ -29,12 +29,16 @@ pub struct Args {
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let input = parse_input(&args.input)?;
-    let agent = AgentName::new(args.agent.clone()).map_err(|e| CliError::bad_input(e.to_string()))?;
+    let agent =
+        AgentName::new(args.agent.clone()).map_err(|e| CliError::bad_input(e.to_string()))?;
     let hive = ctx.hive()?;
     let plan = super::load_plan(&hive)?;
     if !plan.agents.contains_key(agent.as_str()) {
         let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
-        return Err(CliError::bad_input(format!("unknown agent '{agent}'; this hive's agents are: {}", known.join(", "))));
+        return Err(CliError::bad_input(format!(
+            "unknown agent '{agent}'; this hive's agents are: {}",
+            known.join(", ")
+        )));
     }
     let job = match args.id {
         Some(id) => JobId::new(id).map_err(|e| CliError::bad_input(e.to_string()))?,
@@ -45,10 +49,14 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         Some(id) => id,
         None => runtime::stable_node_id(&data).map_err(|e| CliError::bad_input(e.to_string()))?,
     };
-    let rt = Runtime::open(&hive, data, node_id, plan).map_err(|e| CliError::failed(e.to_string()))?;
+    let rt =
+        Runtime::open(&hive, data, node_id, plan).map_err(|e| CliError::failed(e.to_string()))?;
     let live = rt.live_io();
     if live.job_exists(job.as_str()) {
-        return Err(CliError::bad_input(format!("job '{job}' exists already in {}; pick another --id", rt.data.root().display())));
+        return Err(CliError::bad_input(format!(
+            "job '{job}' exists already in {}; pick another --id",
+            rt.data.root().display()
+        )));
     }
     let executor = super::executor();
     let proposer = LocalProposer::default();
@@ -62,11 +70,23 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         live: &live,
         fence: &|| true,
     };
-    let ticket = Ticket { job, agent, input, parent: None, via: None };
-    let end = runner.run(&ticket, &[]).map_err(|e| CliError::failed(e.to_string()))?;
+    let ticket = Ticket {
+        job,
+        agent,
+        input,
+        parent: None,
+        via: None,
+    };
+    let end = runner
+        .run(&ticket, &[])
+        .map_err(|e| CliError::failed(e.to_string()))?;
     let result = crate::runtime::result_file(&end, &rt.node_id);
-    crate::runtime::write_result(&rt.data, &end, &result).map_err(|e| CliError::failed(e.to_string()))?;
+    crate::runtime::write_result(&rt.data, &end, &result)
+        .map_err(|e| CliError::failed(e.to_string()))?;
     out_json(&result);
-    Ok(if end.state == State::Done { Outcome::Success } else { Outcome::Failed })
+    Ok(if end.state == State::Done {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }
-

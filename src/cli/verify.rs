@@ -29,27 +29,58 @@ struct Anchor {
 }
 
 fn parse_anchor(text: &str) -> Result<Anchor, CliError> {
-    let bad = || CliError::bad_input(format!("--anchor '{text}': expected SEQ:HASH or NODE@SEQ:HASH with a 64-digit hex hash, as `jaros verify --json` prints"));
+    let bad = || {
+        CliError::bad_input(format!("--anchor '{text}': expected SEQ:HASH or NODE@SEQ:HASH with a 64-digit hex hash, as `jaros verify --json` prints"))
+    };
     let (node, rest) = match text.split_once('@') {
         Some((n, r)) => (Some(n.to_string()), r),
         None => (None, text),
     };
     let (seq, hash) = rest.split_once(':').ok_or_else(bad)?;
-    Ok(Anchor { node, seq: seq.parse().map_err(|_| bad())?, hash: Digest::from_hex(hash).ok_or_else(bad)? })
+    Ok(Anchor {
+        node,
+        seq: seq.parse().map_err(|_| bad())?,
+        hash: Digest::from_hex(hash).ok_or_else(bad)?,
+    })
 }
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let data = ctx.existing_data_dir()?;
-    let anchors = args.anchor.iter().map(|a| parse_anchor(a)).collect::<Result<Vec<_>, _>>()?;
-    let mut logs = data.log_files().map_err(|e| CliError::bad_input(e.to_string()))?;
-    let audit = crate::fsx::list_dir(&data.audit_dir()).map_err(|e| CliError::bad_input(e.to_string()))?;
-    logs.extend(audit.into_iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl")));
+    let anchors = args
+        .anchor
+        .iter()
+        .map(|a| parse_anchor(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut logs = data
+        .log_files()
+        .map_err(|e| CliError::bad_input(e.to_string()))?;
+    let audit =
+        crate::fsx::list_dir(&data.audit_dir()).map_err(|e| CliError::bad_input(e.to_string()))?;
+    logs.extend(
+        audit
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl")),
+    );
     if logs.is_empty() {
-        return Err(CliError { outcome: Outcome::Nothing, message: format!("no logs under {}: nothing has run here yet", data.root().display()) });
+        return Err(CliError {
+            outcome: Outcome::Nothing,
+            message: format!(
+                "no logs under {}: nothing has run here yet",
+                data.root().display()
+            ),
+        });
     }
-    let node_of = |p: &std::path::Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    if anchors.iter().any(|a| a.node.is_none()) && data.log_files().map(|l| l.len()).unwrap_or(0) > 1 {
-        return Err(CliError::bad_input("several logs here: name the node in the anchor, NODE@SEQ:HASH"));
+    let node_of = |p: &std::path::Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    if anchors.iter().any(|a| a.node.is_none())
+        && data.log_files().map(|l| l.len()).unwrap_or(0) > 1
+    {
+        return Err(CliError::bad_input(
+            "several logs here: name the node in the anchor, NODE@SEQ:HASH",
+        ));
     }
     let mut reports = Vec::new();
     for path in &logs {
@@ -63,7 +94,10 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     for a in &anchors {
         if let Some(node) = &a.node {
             if !logs.iter().any(|p| node_of(p) == *node) {
-                return Err(CliError::bad_input(format!("--anchor names node '{node}', which has no log under {}", data.log_dir().display())));
+                return Err(CliError::bad_input(format!(
+                    "--anchor names node '{node}', which has no log under {}",
+                    data.log_dir().display()
+                )));
             }
         }
     }
@@ -72,15 +106,37 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         out_json(&serde_json::json!({"intact": intact, "chains": reports}));
     } else {
         for r in &reports {
-            let name = r.path.strip_prefix(data.root()).unwrap_or(&r.path).display().to_string();
+            let name = r
+                .path
+                .strip_prefix(data.root())
+                .unwrap_or(&r.path)
+                .display()
+                .to_string();
             match &r.error {
-                None => out(&format!("ok      {name}: {} records, head {}:{}{}\n", r.records, r.head_seq, r.head_hash, torn(r.torn_tail_bytes))),
+                None => out(&format!(
+                    "ok      {name}: {} records, head {}:{}{}\n",
+                    r.records,
+                    r.head_seq,
+                    r.head_hash,
+                    torn(r.torn_tail_bytes)
+                )),
                 Some(e) => out(&format!("BROKEN  {name}: {e}\n")),
             }
         }
-        out(&format!("{}\n", if intact { "all chains intact" } else { "chain broken: see above" }));
+        out(&format!(
+            "{}\n",
+            if intact {
+                "all chains intact"
+            } else {
+                "chain broken: see above"
+            }
+        ));
     }
-    Ok(if intact { Outcome::Success } else { Outcome::Failed })
+    Ok(if intact {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }
 
 fn torn(bytes: usize) -> String {

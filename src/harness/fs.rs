@@ -17,7 +17,7 @@ use crate::canon::Digest;
 use crate::decision::Decision;
 use crate::exec::{Cx, Handler, LiveIo, Outcome, Verdict};
 use crate::fsx;
-use crate::gate::{grants, normalize_path, normalize_read_path};
+use crate::gate::{glob_match, normalize_path};
 use crate::plan::Plan;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -135,7 +135,7 @@ impl Handle {
         {
             return Err(format!("{shown} is inside '{p}/', which no grant reaches"));
         }
-        if !grants(&self.globs, rel) {
+        if !self.globs.iter().any(|g| glob_match(g, rel)) {
             return Err(format!(
                 "{shown} is outside what role '{}' grants to {}",
                 self.role,
@@ -148,14 +148,17 @@ impl Handle {
     /// Resolves `text`, a path relative to the hive, to the real path it
     /// names, refusing it unless that real path is inside this grant.
     pub fn resolve(&self, text: &str) -> Result<Resolved, String> {
-        let normalized = match self.access {
-            Access::Read => normalize_read_path(text),
-            Access::Write => normalize_path(text),
+        let path = normalize_path(text)
+            .map_err(|why| format!("path '{}' refused: {why}", text.escape_debug()))?;
+        if path == HIVE_ROOT && self.access == Access::Write {
+            return Err("path '.' names the hive itself; a write names a file inside it".into());
+        }
+        self.check(&path, &format!("path '{path}'"))?;
+        let joined = if path == HIVE_ROOT {
+            self.hive.clone()
+        } else {
+            self.hive.join(&path)
         };
-        let path =
-            normalized.map_err(|why| format!("path '{}' refused: {why}", text.escape_debug()))?;
-        self.check(&path, &format!("path '{}'", shown(&path)))?;
-        let joined = self.hive.join(&path);
         let real = match self.access {
             Access::Read => std::fs::canonicalize(&joined).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => {
@@ -177,7 +180,12 @@ impl Handle {
                 "path '{path}' resolves to a name that is not UTF-8"
             ));
         };
-        if real_rel.is_empty() && self.access == Access::Write {
+        let real_rel = if real_rel.is_empty() {
+            HIVE_ROOT.to_string()
+        } else {
+            real_rel
+        };
+        if real_rel == HIVE_ROOT && self.access == Access::Write {
             return Err(format!("path '{path}' resolves to the hive itself"));
         }
         if let Some(data) = &self.data_dir {
@@ -188,11 +196,7 @@ impl Handle {
         if real_rel != path {
             self.check(
                 &real_rel,
-                &format!(
-                    "path '{}' resolves to '{}', which",
-                    shown(&path),
-                    shown(&real_rel)
-                ),
+                &format!("path '{path}' resolves to '{real_rel}', which"),
             )?;
         }
         Ok(Resolved {
@@ -206,7 +210,7 @@ impl Handle {
     /// directory `dir_rel`: the hive's machinery and the data dir are not
     /// even named.
     pub fn hides(&self, dir_rel: &str, name: &str) -> bool {
-        let rel = if dir_rel.is_empty() {
+        let rel = if dir_rel == HIVE_ROOT {
             name.to_string()
         } else {
             format!("{dir_rel}/{name}")
@@ -223,14 +227,9 @@ impl Handle {
     }
 }
 
-/// How messages name a hive-relative path (the root is `.`).
-fn shown(path: &str) -> &str {
-    if path.is_empty() {
-        "."
-    } else {
-        path
-    }
-}
+/// How the gate and the handles name the hive itself: something a read may
+/// list or measure, a write never names.
+const HIVE_ROOT: &str = ".";
 
 /// The real path a file created at `path` would have: its deepest existing
 /// ancestor resolved, the missing components appended. The last component
@@ -295,13 +294,13 @@ fn mediated(
         handle.role()
     );
     if resolved.real_rel != resolved.path {
-        reason += &format!(" (resolves to '{}')", shown(&resolved.real_rel));
+        reason += &format!(" (resolves to '{}')", resolved.real_rel);
     }
     super::audit(
         live,
         cx,
         decision,
-        &audit_action(&decision.kind, shown(&resolved.path)),
+        &audit_action(&decision.kind, &resolved.path),
         Verdict::Allowed,
         reason,
     )?;
@@ -472,7 +471,7 @@ impl Handler for FsStat {
             let meta =
                 std::fs::metadata(&r.real).map_err(|e| format!("cannot stat '{}': {e}", r.path))?;
             let mut out = json!({
-                "path": shown(&r.path),
+                "path": r.path,
                 "type": kind_of(&meta),
                 "bytes": meta.len(),
                 "modified": modified_secs(&meta),
@@ -530,7 +529,7 @@ impl Handler for DiskUsage {
             let free = s.f_bfree.saturating_mul(s.f_frsize);
             let available = s.f_bavail.saturating_mul(s.f_frsize);
             Ok(json!({
-                "path": shown(&r.path),
+                "path": r.path,
                 "total_bytes": total,
                 "used_bytes": total.saturating_sub(free),
                 "free_bytes": free,

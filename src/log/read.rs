@@ -36,8 +36,15 @@ pub fn read_log(path: &Path) -> Result<LogFile, LogError> {
 }
 
 pub(crate) fn parse_log(path: &Path, bytes: &[u8]) -> Result<LogFile, LogError> {
-    let (records, torn_tail, valid_len) = scan(path, bytes, parse_line, |r: &Record| (r.seq, r.prev, r.hash))?;
-    Ok(LogFile { path: path.to_path_buf(), records, torn_tail, valid_len })
+    let (records, torn_tail, valid_len) = scan(path, bytes, parse_line, |r: &Record| {
+        (r.seq, r.prev, r.hash)
+    })?;
+    Ok(LogFile {
+        path: path.to_path_buf(),
+        records,
+        torn_tail,
+        valid_len,
+    })
 }
 
 /// Lines per parallel chunk when reading a log.
@@ -55,12 +62,17 @@ fn scan<T: Send>(
         Some(i) => i + 1,
         None => 0,
     };
-    let lines: Vec<&[u8]> = bytes[..complete].split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = bytes[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     let parse_one = |(i, raw): (usize, &&[u8])| -> Result<T, (usize, String)> {
         let text = std::str::from_utf8(raw).map_err(|_| (i, "not UTF-8".to_string()))?;
         parse(text).map_err(|e| (i, e.to_string()))
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     let parsed: Vec<Result<T, (usize, String)>> = if lines.len() < 2 * CHUNK_LINES || threads == 1 {
         lines.iter().enumerate().map(parse_one).collect()
     } else {
@@ -69,23 +81,40 @@ fn scan<T: Send>(
             let handles: Vec<_> = lines
                 .chunks(chunk)
                 .enumerate()
-                .map(|(c, part)| s.spawn(move || part.iter().enumerate().map(|(i, l)| parse_one((c * chunk + i, l))).collect::<Vec<_>>()))
+                .map(|(c, part)| {
+                    s.spawn(move || {
+                        part.iter()
+                            .enumerate()
+                            .map(|(i, l)| parse_one((c * chunk + i, l)))
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("parsing a line does not panic")).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("parsing a line does not panic"))
+                .collect()
         })
     };
     let mut records = Vec::with_capacity(parsed.len());
     let mut prev = Digest::ZERO;
     for (i, result) in parsed.into_iter().enumerate() {
         let expected_seq = i as u64 + 1;
-        let tampered = |reason: String| LogError::Tampered { path: path.to_path_buf(), line: expected_seq, seq: expected_seq, reason };
+        let tampered = |reason: String| LogError::Tampered {
+            path: path.to_path_buf(),
+            line: expected_seq,
+            seq: expected_seq,
+            reason,
+        };
         let record = result.map_err(|(_, reason)| tampered(reason))?;
         let (seq, record_prev, hash) = chain(&record);
         if seq != expected_seq {
             return Err(tampered(format!("seq is {seq}, expected {expected_seq}")));
         }
         if record_prev != prev {
-            return Err(tampered("prev does not name the hash of the record before it".into()));
+            return Err(tampered(
+                "prev does not name the hash of the record before it".into(),
+            ));
         }
         prev = hash;
         records.push(record);
@@ -96,7 +125,9 @@ fn scan<T: Send>(
 /// Checks a log's chain without parsing record bodies (for `jaros verify`).
 fn read_chain(path: &Path) -> Result<(Vec<ChainFields>, usize), LogError> {
     let bytes = fsx::read(path)?;
-    let (fields, torn, _) = scan(path, &bytes, check_line, |f: &ChainFields| (f.seq, f.prev, f.hash))?;
+    let (fields, torn, _) = scan(path, &bytes, check_line, |f: &ChainFields| {
+        (f.seq, f.prev, f.hash)
+    })?;
     Ok((fields, torn))
 }
 
@@ -118,20 +149,23 @@ pub struct ChainReport {
 pub fn verify_chain(path: &Path, anchor: Option<(u64, Digest)>) -> ChainReport {
     match read_chain(path) {
         Ok((records, torn_tail)) => {
-            let (head_seq, head_hash) = records.last().map_or((0, Digest::ZERO), |r| (r.seq, r.hash));
-            let error = anchor.and_then(|(seq, hash)| {
-                match records.get((seq as usize).wrapping_sub(1)) {
-                    None => Some(format!(
+            let (head_seq, head_hash) = records
+                .last()
+                .map_or((0, Digest::ZERO), |r| (r.seq, r.hash));
+            let error =
+                anchor.and_then(
+                    |(seq, hash)| match records.get((seq as usize).wrapping_sub(1)) {
+                        None => Some(format!(
                         "anchor seq {seq} is beyond the head ({head_seq}): the log was truncated"
                     )),
-                    Some(r) if r.hash != hash => Some(format!(
-                        "record {seq} has hash {}, the anchor says {}: history was rewritten",
-                        r.hash.short(),
-                        hash.short()
-                    )),
-                    Some(_) => None,
-                }
-            });
+                        Some(r) if r.hash != hash => Some(format!(
+                            "record {seq} has hash {}, the anchor says {}: history was rewritten",
+                            r.hash.short(),
+                            hash.short()
+                        )),
+                        Some(_) => None,
+                    },
+                );
             ChainReport {
                 path: path.to_path_buf(),
                 records: records.len() as u64,

@@ -54,7 +54,11 @@ pub enum Body {
         error: Option<String>,
     },
     /// A decision the gate accepted, durable before its effect runs.
-    Decision { job: JobId, at: u32, decision: Decision },
+    Decision {
+        job: JobId,
+        at: u32,
+        decision: Decision,
+    },
     /// A decision the gate refused, with the check and the reason.
     Rejected {
         job: JobId,
@@ -222,7 +226,8 @@ impl Unsealed {
             hasher.update(part.as_bytes());
         }
         let hash = Digest(hasher.finalize().into());
-        let mut line = String::with_capacity(self.a.len() + self.b.len() + self.c.len() + self.d.len() + 160);
+        let mut line =
+            String::with_capacity(self.a.len() + self.b.len() + self.c.len() + self.d.len() + 160);
         line.push_str(&self.a);
         line.push_str(",\"hash\":\"");
         line.push_str(&hash.to_hex());
@@ -252,15 +257,25 @@ pub struct ChainFields {
 /// Checks one line's hash and reads its chain fields without parsing the body.
 pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
     let bytes = line.as_bytes();
-    let members = top_level_members(bytes).ok_or_else(|| RecordError::NotJson("not a canonical record line".into()))?;
-    let find = |name: &str| members.iter().find(|m| &bytes[m.key.0..m.key.1] == name.as_bytes());
+    let members = top_level_members(bytes)
+        .ok_or_else(|| RecordError::NotJson("not a canonical record line".into()))?;
+    let find = |name: &str| {
+        members
+            .iter()
+            .find(|m| &bytes[m.key.0..m.key.1] == name.as_bytes())
+    };
     let string_value = |m: &Member| {
         let (s, e) = m.value;
         (e - s >= 2 && bytes[s] == b'"' && bytes[e - 1] == b'"').then(|| &line[s + 1..e - 1])
     };
     let hash_m = find("hash").ok_or(RecordError::Field("hash"))?;
-    let hash = string_value(hash_m).and_then(Digest::from_hex).ok_or(RecordError::Field("hash"))?;
-    let prev = find("prev").and_then(string_value).and_then(Digest::from_hex).ok_or(RecordError::Field("prev"))?;
+    let hash = string_value(hash_m)
+        .and_then(Digest::from_hex)
+        .ok_or(RecordError::Field("hash"))?;
+    let prev = find("prev")
+        .and_then(string_value)
+        .and_then(Digest::from_hex)
+        .ok_or(RecordError::Field("prev"))?;
     let seq = find("seq")
         .and_then(|m| line[m.value.0..m.value.1].parse::<u64>().ok())
         .ok_or(RecordError::Field("seq"))?;
@@ -281,15 +296,22 @@ pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
 /// Parses one line and checks its own hash (not yet its place in the chain).
 pub fn parse_line(line: &str) -> Result<Record, RecordError> {
     let fields = check_line(line)?;
-    let value: Value = serde_json::from_str(line).map_err(|e| RecordError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| RecordError::NotJson(e.to_string()))?;
     let Value::Object(mut map) = value else {
         return Err(RecordError::NotJson("not an object".into()));
     };
     for key in ["hash", "prev", "seq"] {
         map.remove(key);
     }
-    let body: Body = serde_json::from_value(Value::Object(map)).map_err(|e| RecordError::Body(e.to_string()))?;
-    Ok(Record { seq: fields.seq, prev: fields.prev, hash: fields.hash, body })
+    let body: Body =
+        serde_json::from_value(Value::Object(map)).map_err(|e| RecordError::Body(e.to_string()))?;
+    Ok(Record {
+        seq: fields.seq,
+        prev: fields.prev,
+        hash: fields.hash,
+        body,
+    })
 }
 
 struct Member {
@@ -316,7 +338,10 @@ fn top_level_members(b: &[u8]) -> Option<Vec<Member>> {
         }
         let value_start = key_end + 1;
         let value_end = skip_value(b, value_start)?;
-        members.push(Member { key: (i + 1, key_end - 1), value: (value_start, value_end) });
+        members.push(Member {
+            key: (i + 1, key_end - 1),
+            value: (value_start, value_end),
+        });
         match b.get(value_end) {
             Some(b',') => i = value_end + 1,
             Some(b'}') if value_end + 1 == b.len() => return Some(members),
@@ -366,7 +391,9 @@ fn skip_value(b: &[u8], start: usize) -> Option<usize> {
             None
         }
         _ => {
-            let len = b[start..].iter().position(|&c| matches!(c, b',' | b'}' | b']'))?;
+            let len = b[start..]
+                .iter()
+                .position(|&c| matches!(c, b',' | b'}' | b']'))?;
             (len > 0).then_some(start + len)
         }
     }

@@ -79,7 +79,9 @@ impl LogWriter {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LogError::Busy { path: path.to_path_buf() })
+                return Err(LogError::Busy {
+                    path: path.to_path_buf(),
+                })
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(IoError::new("cannot lock", path, e).into())
@@ -158,7 +160,11 @@ impl LogWriter {
         }
         let seq = inner.next_seq;
         let (mut line, hash) = unsealed.seal(seq, &inner.last_hash);
-        assert!(line.len() < MAX_RECORD_BYTES, "record of {} bytes", line.len());
+        assert!(
+            line.len() < MAX_RECORD_BYTES,
+            "record of {} bytes",
+            line.len()
+        );
         line.push('\n');
         if let Err(e) = inner.file.write_all(line.as_bytes()) {
             // A partial line may be on disk: it is a torn tail for the next open.
@@ -237,10 +243,17 @@ mod tests {
         let threads: Vec<_> = (0..16)
             .map(|t| {
                 let w = writer.clone();
-                std::thread::spawn(move || (0..50).map(|i| w.append(&body(t * 100 + i)).unwrap().seq).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|i| w.append(&body(t * 100 + i)).unwrap().seq)
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
-        let seqs: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let seqs: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
         let unique: HashSet<u64> = seqs.iter().copied().collect();
         assert_eq!(unique.len(), 800, "duplicate seq handed out");
         let log = read_log(&path).unwrap();

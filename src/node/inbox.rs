@@ -53,30 +53,47 @@ pub fn id_of(path: &Path) -> Option<String> {
 pub fn read_job(path: &Path, plan: &Plan) -> Result<JobFile, String> {
     let stem = id_of(path).ok_or("not a job file name (expected <id>.json)")?;
     let id = JobId::new(stem).map_err(|e| format!("bad file name: {e}"))?;
-    let len = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
     if len > MAX_JOB_FILE_BYTES {
         return Err(format!("job file is {len} bytes, over the limit of {MAX_JOB_FILE_BYTES}; put large inputs in a file the agent may read"));
     }
     let text = fsx::read(path).map_err(|e| e.to_string())?;
     let value: Value = serde_json::from_slice(&text).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(map) = value else {
-        return Err("a job file is a JSON object {\"id\": ..., \"agent\": ..., \"input\": ...}".into());
+        return Err(
+            "a job file is a JSON object {\"id\": ..., \"agent\": ..., \"input\": ...}".into(),
+        );
     };
     for key in map.keys() {
-        if !matches!(key.as_str(), "id" | "agent" | "input" | "parent" | "via" | "resume" | "schedule" | "slot") {
-            return Err(format!("unknown field '{key}'; a job file has id, agent, input (and parent, via)"));
+        if !matches!(
+            key.as_str(),
+            "id" | "agent" | "input" | "parent" | "via" | "resume" | "schedule" | "slot"
+        ) {
+            return Err(format!(
+                "unknown field '{key}'; a job file has id, agent, input (and parent, via)"
+            ));
         }
     }
     if let Some(file_id) = map.get("id") {
         if file_id.as_str() != Some(id.as_str()) {
-            return Err(format!("its id {file_id} does not match its file name '{id}.json'"));
+            return Err(format!(
+                "its id {file_id} does not match its file name '{id}.json'"
+            ));
         }
     }
-    let agent = map.get("agent").and_then(Value::as_str).ok_or("missing \"agent\" (a string naming an agent of the hive)")?;
+    let agent = map
+        .get("agent")
+        .and_then(Value::as_str)
+        .ok_or("missing \"agent\" (a string naming an agent of the hive)")?;
     let agent = AgentName::new(agent).map_err(|e| e.to_string())?;
     if !plan.agents.contains_key(agent.as_str()) {
         let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
-        return Err(format!("unknown agent '{agent}'; this hive's agents are: {}", known.join(", ")));
+        return Err(format!(
+            "unknown agent '{agent}'; this hive's agents are: {}",
+            known.join(", ")
+        ));
     }
     let input = map.get("input").cloned().unwrap_or(json!({}));
     crate::decision::check_payload(&input).map_err(|e| format!("input: {e}"))?;
@@ -86,11 +103,20 @@ pub fn read_job(path: &Path, plan: &Plan) -> Result<JobFile, String> {
         Some(_) => return Err("parent must be a job id".into()),
     };
     let via = match map.get("via") {
-        Some(Value::String(v)) => Some(serde_json::from_value(json!(v)).map_err(|e| format!("via: {e}"))?),
+        Some(Value::String(v)) => {
+            Some(serde_json::from_value(json!(v)).map_err(|e| format!("via: {e}"))?)
+        }
         _ => None,
     };
     let resume = map.get("resume").and_then(Value::as_bool).unwrap_or(false);
-    Ok(JobFile { id, agent, input, parent, via, resume })
+    Ok(JobFile {
+        id,
+        agent,
+        input,
+        parent,
+        via,
+        resume,
+    })
 }
 
 /// Claims `inbox/<name>` by renaming it into `claimed/`. Exactly one of
@@ -124,7 +150,10 @@ pub fn fail_bad_file(data: &DataDir, claimed: &Path, reason: &str) -> Result<Pat
     let stem = id_of(claimed).unwrap_or_default();
     let id = match JobId::new(stem.clone()) {
         Ok(id) => id.to_string(),
-        Err(_) => format!("bad-{}", &crate::canon::Digest::of_bytes(stem.as_bytes()).to_hex()[..16]),
+        Err(_) => format!(
+            "bad-{}",
+            &crate::canon::Digest::of_bytes(stem.as_bytes()).to_hex()[..16]
+        ),
     };
     let result = json!({
         "job": id,
@@ -133,7 +162,10 @@ pub fn fail_bad_file(data: &DataDir, claimed: &Path, reason: &str) -> Result<Pat
         "file": claimed.file_name().map(|n| n.to_string_lossy().into_owned()),
     });
     let path = data.failed().join(format!("{id}.json"));
-    fsx::write_durable(&path, (serde_json::to_string_pretty(&result).expect("serializes") + "\n").as_bytes())?;
+    fsx::write_durable(
+        &path,
+        (serde_json::to_string_pretty(&result).expect("serializes") + "\n").as_bytes(),
+    )?;
     remove_quietly(claimed);
     Ok(path)
 }
@@ -150,13 +182,20 @@ pub fn submit(data: &DataDir, job: &JobFile) -> Result<PathBuf, String> {
     let name = format!("{}.json", job.id);
     for dir in [data.claimed(), data.done(), data.failed()] {
         if dir.join(&name).exists() {
-            return Err(format!("job '{}' exists already ({}); pick another --id", job.id, dir.join(&name).display()));
+            return Err(format!(
+                "job '{}' exists already ({}); pick another --id",
+                job.id,
+                dir.join(&name).display()
+            ));
         }
     }
     let path = data.inbox().join(&name);
     match fsx::create_durable_exclusive(&path, job.to_json().to_string().as_bytes()) {
         Ok(true) => Ok(path),
-        Ok(false) => Err(format!("job '{}' is already in the inbox; pick another --id", job.id)),
+        Ok(false) => Err(format!(
+            "job '{}' is already in the inbox; pick another --id",
+            job.id
+        )),
         Err(e) => Err(e.to_string()),
     }
 }

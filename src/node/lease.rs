@@ -25,7 +25,10 @@ pub struct Lease {
 /// Wall-clock milliseconds: leases compare across hosts, so they use the wall
 /// clock; nodes are assumed to agree within a fraction of the lease.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn path(data: &DataDir, job: &str, epoch: u64) -> PathBuf {
@@ -44,14 +47,30 @@ pub fn current(data: &DataDir, job: &str) -> Option<Lease> {
         if !path(data, job, epoch).exists() {
             break;
         }
-        found = read(data, job, epoch).or(Some(Lease { job: job.into(), node: String::new(), epoch, expires_ms: 0 }));
+        found = read(data, job, epoch).or(Some(Lease {
+            job: job.into(),
+            node: String::new(),
+            epoch,
+            expires_ms: 0,
+        }));
     }
     found
 }
 
 /// Takes epoch `epoch` of `job`'s lease if nobody has. `Ok(None)`: lost.
-pub fn take(data: &DataDir, job: &str, node: &str, epoch: u64, lease_ms: u64) -> Result<Option<Lease>, IoError> {
-    let lease = Lease { job: job.into(), node: node.into(), epoch, expires_ms: now_ms() + lease_ms };
+pub fn take(
+    data: &DataDir,
+    job: &str,
+    node: &str,
+    epoch: u64,
+    lease_ms: u64,
+) -> Result<Option<Lease>, IoError> {
+    let lease = Lease {
+        job: job.into(),
+        node: node.into(),
+        epoch,
+        expires_ms: now_ms() + lease_ms,
+    };
     let bytes = serde_json::to_vec(&lease).expect("leases serialize");
     Ok(fsx::create_durable_exclusive(&path(data, job, epoch), &bytes)?.then_some(lease))
 }
@@ -59,7 +78,10 @@ pub fn take(data: &DataDir, job: &str, node: &str, epoch: u64, lease_ms: u64) ->
 /// Extends the owner's lease. The owner alone writes its epoch's file.
 pub fn renew(data: &DataDir, lease: &mut Lease, lease_ms: u64) -> Result<(), IoError> {
     lease.expires_ms = now_ms() + lease_ms;
-    fsx::write_durable(&path(data, &lease.job, lease.epoch), &serde_json::to_vec(&*lease).expect("leases serialize"))
+    fsx::write_durable(
+        &path(data, &lease.job, lease.epoch),
+        &serde_json::to_vec(&*lease).expect("leases serialize"),
+    )
 }
 
 /// Whether `lease` is still the one in force: nobody took the next epoch.
@@ -89,7 +111,10 @@ mod tests {
         assert!(take(&data, "j", "b", 1, 10_000).unwrap().is_none());
         assert!(still_held(&data, &first));
         let winners: Vec<_> = std::thread::scope(|s| {
-            let hs: Vec<_> = ["b", "c", "d"].iter().map(|n| s.spawn(|| take(&data, "j", n, 2, 10_000).unwrap())).collect();
+            let hs: Vec<_> = ["b", "c", "d"]
+                .iter()
+                .map(|n| s.spawn(|| take(&data, "j", n, 2, 10_000).unwrap()))
+                .collect();
             hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(winners.len(), 1);

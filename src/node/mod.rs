@@ -115,8 +115,11 @@ pub fn serve(
     proposer: Arc<dyn Proposer>,
     stop: Arc<AtomicBool>,
 ) -> Result<NodeExit, String> {
-    let plan = plan_source().map_err(|e| format!("the hive's manifests do not validate; the node does not start:\n{e}"))?;
-    let rt = Runtime::open(hive, data.clone(), cfg.node_id.clone(), plan).map_err(|e| e.to_string())?;
+    let plan = plan_source().map_err(|e| {
+        format!("the hive's manifests do not validate; the node does not start:\n{e}")
+    })?;
+    let rt =
+        Runtime::open(hive, data.clone(), cfg.node_id.clone(), plan).map_err(|e| e.to_string())?;
     if rt.open_report.truncated_bytes > 0 {
         eprintln!(
             "jaros: node {}: cut a torn last record ({} bytes) from {} left by a crash",
@@ -168,9 +171,18 @@ pub fn serve(
     };
 
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
-    let _watcher = if cfg.notify { watch_inbox(&data.inbox(), wake_tx.clone()) } else { None };
+    let _watcher = if cfg.notify {
+        watch_inbox(&data.inbox(), wake_tx.clone())
+    } else {
+        None
+    };
     if cfg.notify && _watcher.is_none() {
-        eprintln!("jaros: node {}: no OS notifications for {}; scanning every {} ms", cfg.node_id, data.inbox().display(), cfg.scan_ms);
+        eprintln!(
+            "jaros: node {}: no OS notifications for {}; scanning every {} ms",
+            cfg.node_id,
+            data.inbox().display(),
+            cfg.scan_ms
+        );
     }
 
     resume_own_jobs(&shared, &task_tx);
@@ -197,11 +209,19 @@ pub fn serve(
             manifest_print = print;
             reload_plan(&shared, &plan_source);
         }
-        if cfg.exit_when_idle && queue.is_empty() && shared.active.load(Ordering::SeqCst) == 0 && idle(&data) {
+        if cfg.exit_when_idle
+            && queue.is_empty()
+            && shared.active.load(Ordering::SeqCst) == 0
+            && idle(&data)
+        {
             break;
         }
         // Sleep until a notification, a worker finishing, or the scan timer.
-        let wait = if queue.is_empty() { Duration::from_millis(cfg.scan_ms.min(200)) } else { Duration::from_millis(2) };
+        let wait = if queue.is_empty() {
+            Duration::from_millis(cfg.scan_ms.min(200))
+        } else {
+            Duration::from_millis(2)
+        };
         let _ = wake_rx.recv_timeout(wait);
         while wake_rx.try_recv().is_ok() {}
     }
@@ -216,7 +236,11 @@ pub fn serve(
 }
 
 fn idle(data: &DataDir) -> bool {
-    let jobs = |dir: PathBuf| crate::fsx::list_dir(&dir).map(|l| l.iter().any(|p| inbox::id_of(p).is_some())).unwrap_or(false);
+    let jobs = |dir: PathBuf| {
+        crate::fsx::list_dir(&dir)
+            .map(|l| l.iter().any(|p| inbox::id_of(p).is_some()))
+            .unwrap_or(false)
+    };
     !jobs(data.inbox()) && !jobs(data.claimed())
 }
 
@@ -237,7 +261,9 @@ fn watch_inbox(dir: &Path, wake: mpsc::Sender<()>) -> Option<notify::Recommended
         }
     })
     .ok()?;
-    watcher.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .ok()?;
     Some(watcher)
 }
 
@@ -261,7 +287,11 @@ fn claim_and_start(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, name: &str)
         Err(reason) => {
             shared.counters.bad_files.fetch_add(1, Ordering::SeqCst);
             match inbox::fail_bad_file(data, &claimed, &reason) {
-                Ok(path) => eprintln!("jaros: node {}: {name} failed: {reason} ({})", shared.cfg.node_id, path.display()),
+                Ok(path) => eprintln!(
+                    "jaros: node {}: {name} failed: {reason} ({})",
+                    shared.cfg.node_id,
+                    path.display()
+                ),
                 Err(e) => eprintln!("jaros: node {}: {e}", shared.cfg.node_id),
             }
             return;
@@ -277,13 +307,21 @@ fn claim_and_start(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, name: &str)
     }
 }
 
-fn start(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, job: JobFile, lease: Lease, resume: bool) {
+fn start(
+    shared: &Arc<Shared>,
+    tasks: &mpsc::Sender<Task>,
+    job: JobFile,
+    lease: Lease,
+    resume: bool,
+) {
     shared.active.fetch_add(1, Ordering::SeqCst);
-    shared
-        .running
-        .lock()
-        .expect("running lock")
-        .insert(job.id.to_string(), Running { lease, started: Instant::now() });
+    shared.running.lock().expect("running lock").insert(
+        job.id.to_string(),
+        Running {
+            lease,
+            started: Instant::now(),
+        },
+    );
     if tasks.send(Task::Run { job, resume }).is_err() {
         shared.active.fetch_sub(1, Ordering::SeqCst);
     }
@@ -294,8 +332,12 @@ fn start(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, job: JobFile, lease: 
 fn resume_own_jobs(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
     let data = &shared.rt.data;
     for path in crate::fsx::list_dir(&data.claimed()).unwrap_or_default() {
-        let Some(id) = inbox::id_of(&path) else { continue };
-        let Some(current) = lease::current(data, &id) else { continue };
+        let Some(id) = inbox::id_of(&path) else {
+            continue;
+        };
+        let Some(current) = lease::current(data, &id) else {
+            continue;
+        };
         if current.node != shared.cfg.node_id {
             continue;
         }
@@ -308,19 +350,34 @@ fn reclaim_expired(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
     let data = &shared.rt.data;
     let now = lease::now_ms();
     for path in crate::fsx::list_dir(&data.claimed()).unwrap_or_default() {
-        if shared.stopping.load(Ordering::SeqCst) || shared.active.load(Ordering::SeqCst) >= shared.cfg.pool_size {
+        if shared.stopping.load(Ordering::SeqCst)
+            || shared.active.load(Ordering::SeqCst) >= shared.cfg.pool_size
+        {
             return;
         }
-        let Some(id) = inbox::id_of(&path) else { continue };
-        if shared.running.lock().expect("running lock").contains_key(&id) {
+        let Some(id) = inbox::id_of(&path) else {
+            continue;
+        };
+        if shared
+            .running
+            .lock()
+            .expect("running lock")
+            .contains_key(&id)
+        {
             continue;
         }
         // No lease yet: a claim in progress; give it a lease's time.
         let (expired, next) = match lease::current(data, &id) {
             Some(l) => (l.expires_ms < now, l.epoch + 1),
             None => {
-                let age = std::fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-                (age.is_some_and(|a| a.as_millis() as u64 > shared.cfg.lease_ms), 1)
+                let age = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                (
+                    age.is_some_and(|a| a.as_millis() as u64 > shared.cfg.lease_ms),
+                    1,
+                )
             }
         };
         if expired {
@@ -350,11 +407,18 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
 fn worker(shared: &Arc<Shared>, tasks: &Arc<Mutex<mpsc::Receiver<Task>>>) {
     loop {
         let task = tasks.lock().expect("task lock").recv();
-        let Ok(Task::Run { job, resume }) = task else { return };
+        let Ok(Task::Run { job, resume }) = task else {
+            return;
+        };
         let id = job.id.to_string();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(shared, &job, resume)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_job(shared, &job, resume)
+        }));
         if let Err(panic) = outcome {
-            let reason = format!("the job's run panicked: {}", crate::exec::panic_text(&panic));
+            let reason = format!(
+                "the job's run panicked: {}",
+                crate::exec::panic_text(&panic)
+            );
             fail_after_panic(shared, &job, reason);
         }
         let running = shared.running.lock().expect("running lock").remove(&id);
@@ -405,7 +469,10 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
         match crate::replay::job_history(&shared.rt.data, &job.id) {
             Ok(h) => h,
             Err(e) => {
-                eprintln!("jaros: node {}: cannot read the history of {id}: {e}", shared.cfg.node_id);
+                eprintln!(
+                    "jaros: node {}: cannot read the history of {id}: {e}",
+                    shared.cfg.node_id
+                );
                 return;
             }
         }
@@ -418,10 +485,21 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
             return false;
         }
         let running = shared.running.lock().expect("running lock");
-        running.get(&id).is_some_and(|r| lease::now_ms() < r.lease.expires_ms && lease::still_held(&shared.rt.data, &r.lease))
+        running.get(&id).is_some_and(|r| {
+            lease::now_ms() < r.lease.expires_ms && lease::still_held(&shared.rt.data, &r.lease)
+        })
     };
-    let runner = Runner { fence: &fence, ..runner_for(shared, &live, &job.id) };
-    let ticket = Ticket { job: job.id.clone(), agent: job.agent.clone(), input: job.input.clone(), parent: job.parent.clone(), via: job.via.clone() };
+    let runner = Runner {
+        fence: &fence,
+        ..runner_for(shared, &live, &job.id)
+    };
+    let ticket = Ticket {
+        job: job.id.clone(),
+        agent: job.agent.clone(),
+        input: job.input.clone(),
+        parent: job.parent.clone(),
+        via: job.via.clone(),
+    };
     match runner.run(&ticket, &history) {
         Ok(end) => finish(shared, job, &end),
         Err(RunError::Fenced(_)) => {
@@ -429,9 +507,15 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
                 // Shutting down: give the job back for another node to resume.
                 let _ = inbox::release(&shared.rt.data, job);
                 lease::remove_all(&shared.rt.data, &id);
-                eprintln!("jaros: node {}: released {id} to the inbox (shutdown grace expired)", shared.cfg.node_id);
+                eprintln!(
+                    "jaros: node {}: released {id} to the inbox (shutdown grace expired)",
+                    shared.cfg.node_id
+                );
             } else {
-                eprintln!("jaros: node {}: lost the lease on {id}; another node resumes it", shared.cfg.node_id);
+                eprintln!(
+                    "jaros: node {}: lost the lease on {id}; another node resumes it",
+                    shared.cfg.node_id
+                );
             }
         }
         Err(RunError::Log(e)) => {
@@ -454,7 +538,9 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
 
 fn fence_would_hold(shared: &Shared, id: &str) -> bool {
     let running = shared.running.lock().expect("running lock");
-    running.get(id).is_some_and(|r| lease::still_held(&shared.rt.data, &r.lease))
+    running
+        .get(id)
+        .is_some_and(|r| lease::still_held(&shared.rt.data, &r.lease))
 }
 
 /// Writes the result file, then retires the claim.
@@ -468,7 +554,11 @@ fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
     inbox::remove_quietly(&data.claimed().join(format!("{}.json", job.id)));
     lease::remove_all(data, job.id.as_str());
     let ok = end.state == crate::state::State::Done;
-    let counter = if ok { &shared.counters.done } else { &shared.counters.failed };
+    let counter = if ok {
+        &shared.counters.done
+    } else {
+        &shared.counters.failed
+    };
     counter.fetch_add(1, Ordering::SeqCst);
     let took_ms = shared
         .running
@@ -477,19 +567,31 @@ fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
         .get(job.id.as_str())
         .map_or(0, |r| r.started.elapsed().as_millis() as u64);
     if shared.cfg.verbose {
-        eprintln!("jaros: node {}: {} {} ({}, {took_ms} ms)", shared.cfg.node_id, job.id, end.state, job.agent);
+        eprintln!(
+            "jaros: node {}: {} {} ({}, {took_ms} ms)",
+            shared.cfg.node_id, job.id, end.state, job.agent
+        );
     }
     let mut recent = shared.recent.lock().expect("recent lock");
     if recent.len() >= RECENT_JOBS {
         recent.pop_front();
     }
-    recent.push_back(status::RecentJob { job: job.id.to_string(), agent: job.agent.to_string(), state: end.state.to_string(), took_ms });
+    recent.push_back(status::RecentJob {
+        job: job.id.to_string(),
+        agent: job.agent.to_string(),
+        state: end.state.to_string(),
+        took_ms,
+    });
 }
 
 fn reload_plan(shared: &Arc<Shared>, source: &PlanSource) {
     match source() {
         Ok(plan) => match shared.rt.set_plan(plan) {
-            Ok(true) => eprintln!("jaros: node {}: manifests changed; plan {} in force for new jobs", shared.cfg.node_id, shared.rt.plan_digest().short()),
+            Ok(true) => eprintln!(
+                "jaros: node {}: manifests changed; plan {} in force for new jobs",
+                shared.cfg.node_id,
+                shared.rt.plan_digest().short()
+            ),
             Ok(false) => {}
             Err(e) => *shared.fatal.lock().expect("fatal lock") = Some(e.to_string()),
         },
@@ -505,7 +607,8 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
     let data = &shared.rt.data;
     let mut last_status = Instant::now() - Duration::from_secs(3600);
     loop {
-        let done = shared.stopping.load(Ordering::SeqCst) && shared.active.load(Ordering::SeqCst) == 0;
+        let done =
+            shared.stopping.load(Ordering::SeqCst) && shared.active.load(Ordering::SeqCst) == 0;
         {
             let mut running = shared.running.lock().expect("running lock");
             for r in running.values_mut() {
@@ -514,14 +617,22 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
                 }
             }
         }
-        if done || last_status.elapsed() >= Duration::from_millis(shared.cfg.heartbeat_ms.min(1000)) {
+        if done || last_status.elapsed() >= Duration::from_millis(shared.cfg.heartbeat_ms.min(1000))
+        {
             status::write_node_status(shared_status(shared, started_ms, done), data);
             last_status = Instant::now();
         }
         if done {
             return;
         }
-        std::thread::sleep(Duration::from_millis(shared.cfg.heartbeat_ms.clamp(10, 1000)));
+        // Sleep in short steps so a stopping node is not held up.
+        let until = Instant::now() + Duration::from_millis(shared.cfg.heartbeat_ms.clamp(10, 1000));
+        while Instant::now() < until
+            && !(shared.stopping.load(Ordering::SeqCst)
+                && shared.active.load(Ordering::SeqCst) == 0)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -536,17 +647,32 @@ fn shared_status(shared: &Shared, started_ms: u64, stopped: bool) -> status::Nod
         heartbeat_ms: shared.cfg.heartbeat_ms,
         stopped,
         pool_size: shared.cfg.pool_size,
-        running: running.keys().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+        running: running
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         plan: shared.rt.plan_digest().to_hex(),
         done: shared.counters.done.load(Ordering::SeqCst),
         failed: shared.counters.failed.load(Ordering::SeqCst),
         resumed: shared.counters.resumed.load(Ordering::SeqCst),
         bad_files: shared.counters.bad_files.load(Ordering::SeqCst),
-        recent: shared.recent.lock().expect("recent lock").iter().cloned().collect(),
+        recent: shared
+            .recent
+            .lock()
+            .expect("recent lock")
+            .iter()
+            .cloned()
+            .collect(),
     }
 }
 
-fn shutdown(shared: &Arc<Shared>, tasks: mpsc::Sender<Task>, workers: Vec<std::thread::JoinHandle<()>>) {
+fn shutdown(
+    shared: &Arc<Shared>,
+    tasks: mpsc::Sender<Task>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+) {
     shared.stopping.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_millis(shared.cfg.grace_ms);
     while shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
@@ -559,8 +685,18 @@ fn shutdown(shared: &Arc<Shared>, tasks: mpsc::Sender<Task>, workers: Vec<std::t
     for w in workers {
         let _ = w.join();
     }
-    let remaining: HashSet<String> = shared.running.lock().expect("running lock").keys().cloned().collect();
+    let remaining: HashSet<String> = shared
+        .running
+        .lock()
+        .expect("running lock")
+        .keys()
+        .cloned()
+        .collect();
     if !remaining.is_empty() {
-        eprintln!("jaros: node {}: {} job(s) still claimed at exit", shared.cfg.node_id, remaining.len());
+        eprintln!(
+            "jaros: node {}: {} job(s) still claimed at exit",
+            shared.cfg.node_id,
+            remaining.len()
+        );
     }
 }

@@ -48,7 +48,12 @@ pub fn write_node_status(status: NodeStatus, data: &DataDir) {
     let dir = nodes_dir(data);
     if fsx::create_dir_all(&dir).is_ok() {
         let path = dir.join(format!("{}.json", status.node));
-        let _ = fsx::write_atomic_unsynced(&path, serde_json::to_string_pretty(&status).expect("serializes").as_bytes());
+        let _ = fsx::write_atomic_unsynced(
+            &path,
+            serde_json::to_string_pretty(&status)
+                .expect("serializes")
+                .as_bytes(),
+        );
     }
 }
 
@@ -63,7 +68,11 @@ pub struct Counts {
 
 fn count(dir: &std::path::Path) -> usize {
     fsx::list_dir(dir)
-        .map(|l| l.iter().filter(|p| super::inbox::id_of(p).is_some()).count())
+        .map(|l| {
+            l.iter()
+                .filter(|p| super::inbox::id_of(p).is_some())
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -96,24 +105,41 @@ pub fn overview(data: &DataDir) -> Overview {
     let now = super::lease::now_ms();
     let mut nodes = Vec::new();
     for path in fsx::list_dir(&nodes_dir(data)).unwrap_or_default() {
-        let Ok(bytes) = std::fs::read(&path) else { continue };
-        let Ok(status) = serde_json::from_slice::<NodeStatus>(&bytes) else { continue };
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(status) = serde_json::from_slice::<NodeStatus>(&bytes) else {
+            continue;
+        };
         let age_ms = now.saturating_sub(status.beat_ms);
-        let live = !status.stopped && age_ms <= LIVE_AFTER_BEATS * status.heartbeat_ms.clamp(10, 1000) + 1000;
-        nodes.push(NodeView { status, live, age_ms });
+        let live = !status.stopped
+            && age_ms <= LIVE_AFTER_BEATS * status.heartbeat_ms.clamp(10, 1000) + 1000;
+        nodes.push(NodeView {
+            status,
+            live,
+            age_ms,
+        });
     }
     let logs = data
         .log_files()
         .unwrap_or_default()
         .into_iter()
         .map(|p| LogHead {
-            node: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            node: p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             bytes: std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0),
         })
         .collect();
     Overview {
         data_dir: data.root().display().to_string(),
-        jobs: Counts { inbox: count(&data.inbox()), claimed: count(&data.claimed()), done: count(&data.done()), failed: count(&data.failed()) },
+        jobs: Counts {
+            inbox: count(&data.inbox()),
+            claimed: count(&data.claimed()),
+            done: count(&data.done()),
+            failed: count(&data.failed()),
+        },
         live_nodes: nodes.iter().filter(|n| n.live).count(),
         nodes,
         logs,

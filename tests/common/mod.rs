@@ -69,7 +69,8 @@ impl Run {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", self.context()))
+        serde_json::from_str(&self.stdout())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", self.context()))
     }
 
     pub fn context(&self) -> String {
@@ -87,7 +88,12 @@ impl Run {
 
     /// Asserts the exit code, showing everything when it is not.
     pub fn expect(self, code: i32) -> Run {
-        assert_eq!(self.code(), code, "unexpected exit code\n{}", self.context());
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit code\n{}",
+            self.context()
+        );
         self
     }
 }
@@ -112,7 +118,9 @@ pub fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -135,4 +143,119 @@ pub fn fingerprint(dir: &Path) -> Vec<(String, String)> {
             (rel, jaros::canon::Digest::of_bytes(&bytes).to_hex())
         })
         .collect()
+}
+
+/// A hive written by `jaros init` (the embedded example).
+pub fn example_hive() -> Hive {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["init", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jaros init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Hive { dir }
+}
+
+/// A `jaros serve` process in the background.
+pub struct Node {
+    pub child: std::process::Child,
+    pub stderr: PathBuf,
+}
+
+impl Node {
+    pub fn start(hive: &Path, args: &[&str]) -> Node {
+        let stderr = hive.join(format!(
+            "node-{}.stderr",
+            std::process::id() as u64 * 1000 + rand_suffix()
+        ));
+        let child = Command::new(bin())
+            .arg("serve")
+            .args(args)
+            .current_dir(hive)
+            .env_remove("JAROS_HIVE")
+            .env_remove("JAROS_DATA_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Node { child, stderr }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn stop(mut self) -> (i32, String) {
+        self.signal("TERM");
+        let code = wait_timeout(&mut self.child, std::time::Duration::from_secs(30));
+        (
+            code,
+            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+pub fn wait_timeout(child: &mut std::process::Child, limit: std::time::Duration) -> i32 {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits until `cond` holds, or fails the test with `what`.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Job files in a stage directory (`inbox`, `claimed`, `done`, `failed`).
+pub fn count_jobs(data: &Path, stage: &str) -> usize {
+    std::fs::read_dir(data.join(stage))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name().to_string_lossy().ends_with(".json")
+                        && !e.file_name().to_string_lossy().starts_with('.')
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }

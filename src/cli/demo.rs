@@ -1,0 +1,163 @@
+//! `jaros demo`: the one-command tour.
+
+use super::{out, CliError, CliResult, Ctx};
+use crate::datadir::DataDir;
+use crate::decision::{AgentName, JobId};
+use crate::exit::Outcome;
+use crate::node::{self, inbox};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The tour: write the embedded example hive to a new directory, boot a node
+/// in this process, submit the example jobs (the support-triage swarm and the
+/// read-only agents), wait for them, then replay everything and print the
+/// verdict. Leaves the hive in place so you can run `jaros replay`,
+/// `jaros blame` and `jaros logs` on it.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where to create the demo hive (default: a new directory under the
+    /// system's temp dir).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print the replay as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The jobs the demo submits: (id, agent, input).
+pub fn demo_jobs() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        ("advance-1", "advance", json!({"note": "hello"})),
+        (
+            "advance-2",
+            "advance",
+            json!({"note": "the built-in agent needs no model"}),
+        ),
+        ("system-health", "system-health", json!({})),
+        ("disk-monitor", "disk-monitor", json!({})),
+        ("inventory", "inventory", json!({})),
+        (
+            "text-metrics",
+            "text-metrics",
+            json!({"path": "evals/scripted-responses.json"}),
+        ),
+        ("greeter", "greeter", json!({"name": "Ada"})),
+    ]
+}
+
+pub fn main(_ctx: &Ctx, args: Args) -> CliResult {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("jaros-demo-{}", crate::ids::random_hex(8))),
+    };
+    super::init::write_hive(&dir, false)?;
+    let hive = dir.clone();
+    let loaded = super::load_hive(&hive)?;
+    let data = DataDir::new(hive.join(crate::datadir::DEFAULT_DATA_DIR));
+    data.create().map_err(|e| CliError::failed(e.to_string()))?;
+    let jobs = demo_jobs();
+    for (id, agent, input) in &jobs {
+        let job = inbox::JobFile {
+            id: JobId::new(*id).expect("demo ids are valid"),
+            agent: AgentName::new(*agent).expect("demo agents are valid"),
+            input: input.clone(),
+            parent: None,
+            via: None,
+            resume: false,
+        };
+        inbox::submit(&data, &job).map_err(CliError::failed)?;
+    }
+    eprintln!("jaros demo: hive {}", hive.display());
+    let mut cfg = super::node_config(&loaded, "demo".into());
+    cfg.exit_when_idle = true;
+    cfg.scan_ms = 20;
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = spawn_progress(data.clone(), stop.clone());
+    let source_hive = hive.clone();
+    let source: node::PlanSource = Box::new(move || {
+        crate::manifest::load_hive(&source_hive)
+            .map(|l| l.plan)
+            .map_err(|e| {
+                e.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+    });
+    let started = std::time::Instant::now();
+    let exit = node::serve(
+        cfg,
+        &hive,
+        data.clone(),
+        source,
+        super::executor(),
+        super::proposer(&hive, &loaded),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .map_err(CliError::failed)?;
+    stop.store(true, Ordering::SeqCst);
+    let _ = progress.join();
+    if let Some(fatal) = exit.fatal {
+        return Err(CliError::failed(fatal));
+    }
+    eprintln!(
+        "jaros demo: {} jobs ran in {:.2} s ({} done, {} failed); replaying…",
+        exit.done + exit.failed,
+        started.elapsed().as_secs_f64(),
+        exit.done,
+        exit.failed
+    );
+    let report = crate::replay::replay(&data, &super::executor(), &Default::default())
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    if args.json {
+        super::out_json(&report);
+    } else {
+        out(&super::replay::human(&report));
+        out(&next_steps(&hive));
+    }
+    Ok(if report.reproducible() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
+
+fn next_steps(hive: &Path) -> String {
+    let h = hive.display();
+    format!("\nthe hive is at {h}; try:\n  cd {h}\n  jaros replay            # again, from the log alone\n  jaros logs              # every record\n  jaros status            # counts from the files\n  jaros run advance --input '{{\"note\": \"more\"}}'\n")
+}
+
+/// A progress bar on stderr while the node works.
+fn spawn_progress(data: DataDir, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let total = demo_jobs().len();
+        let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut last = usize::MAX;
+        loop {
+            let finished = node::status::overview(&data).jobs;
+            let n = finished.done + finished.failed;
+            if n != last && (interactive || n == total || stop.load(Ordering::SeqCst)) {
+                let width = 30;
+                let filled = (n.min(total) * width) / total.max(1);
+                let mut err = std::io::stderr().lock();
+                let _ = write!(
+                    err,
+                    "\r[{}{}] {n}/{total} jobs finished",
+                    "#".repeat(filled),
+                    ".".repeat(width - filled)
+                );
+                let _ = err.flush();
+                last = n;
+            }
+            if stop.load(Ordering::SeqCst) {
+                eprintln!();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}

@@ -1,0 +1,103 @@
+//! `jaros serve`: boot a node on the hive.
+
+use super::{CliError, CliResult, Ctx};
+use crate::exit::Outcome;
+use crate::node;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Boot a node: compile the manifests (and recompile on change), repair and
+/// verify this node's log, resume its unfinished jobs, then work the inbox
+/// until SIGINT or SIGTERM (stop claiming, finish or release what is
+/// running, flush, exit 0).
+///
+/// Several nodes may share one data dir (NFS, EFS, a RWX volume): give each
+/// its own --node-id. Work enters as files: `jaros submit AGENT --input JSON`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// This node's id, naming its log (default: the data dir's stable id).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// Worker threads (default: the node manifest's pool_size).
+    #[arg(long, value_name = "N")]
+    pool: Option<usize>,
+    /// Claim lease in milliseconds (default: the node manifest's lease).
+    #[arg(long, value_name = "MS")]
+    lease_ms: Option<u64>,
+    /// Lease renewal interval in milliseconds (default: the manifest's heartbeat).
+    #[arg(long, value_name = "MS")]
+    heartbeat_ms: Option<u64>,
+    /// Fallback inbox scan interval in milliseconds (default: the manifest's scan_interval).
+    #[arg(long, value_name = "MS")]
+    scan_ms: Option<u64>,
+    /// How long running jobs may finish at shutdown before they are released.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    grace_ms: u64,
+    /// Do not use OS notifications; scan only (shared file systems).
+    #[arg(long)]
+    no_notify: bool,
+    /// Exit once the inbox and all claims are empty.
+    #[arg(long)]
+    exit_when_idle: bool,
+    /// Print a line for every finished job.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    let hive = ctx.hive()?;
+    let loaded = super::load_hive(&hive)?;
+    let data = ctx.data_dir()?;
+    let node_id = match args.node_id {
+        Some(id) => crate::decision::JobId::new(id.clone())
+            .map(|_| id)
+            .map_err(|e| CliError::bad_input(format!("--node-id: {e}")))?,
+        None => {
+            crate::runtime::stable_node_id(&data).map_err(|e| CliError::bad_input(e.to_string()))?
+        }
+    };
+    let mut cfg = super::node_config(&loaded, node_id);
+    if let Some(p) = args.pool {
+        cfg.pool_size = p.clamp(1, node::MAX_POOL_SIZE);
+    }
+    cfg.lease_ms = args.lease_ms.unwrap_or(cfg.lease_ms).max(100);
+    cfg.heartbeat_ms = args
+        .heartbeat_ms
+        .unwrap_or(cfg.heartbeat_ms)
+        .clamp(10, cfg.lease_ms / 2);
+    cfg.scan_ms = args.scan_ms.unwrap_or(cfg.scan_ms).max(1);
+    cfg.grace_ms = args.grace_ms;
+    cfg.notify = !args.no_notify;
+    cfg.exit_when_idle = args.exit_when_idle;
+    cfg.verbose = args.verbose;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| CliError::failed(format!("cannot handle signals: {e}")))?;
+    }
+    let source_hive = hive.clone();
+    let source: node::PlanSource = Box::new(move || {
+        crate::manifest::load_hive(&source_hive)
+            .map(|l| l.plan)
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|d| format!("  {d}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+    });
+    let proposer = super::proposer(&hive, &loaded);
+    let exit = node::serve(cfg, &hive, data, source, super::executor(), proposer, stop)
+        .map_err(CliError::failed)?;
+    match exit.fatal {
+        Some(fatal) => Err(CliError::failed(format!("the node stopped: {fatal}"))),
+        None => {
+            eprintln!(
+                "jaros: node stopped ({} done, {} failed)",
+                exit.done, exit.failed
+            );
+            Ok(Outcome::Success)
+        }
+    }
+}

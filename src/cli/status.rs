@@ -1,0 +1,127 @@
+//! `jaros status` and `jaros watch`: the node, the jobs and the pool.
+
+use super::{out, out_json, CliResult, Ctx};
+use crate::exit::Outcome;
+use crate::node::status::{overview, Overview};
+use std::time::Duration;
+
+/// Show the nodes (live or not, pool, running jobs, last heartbeat) and job
+/// counts from the data dir's files, so they are right across restarts and
+/// nodes. Exit 0 when at least one node is live (a container health check),
+/// 1 otherwise.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Refresh a one-line summary every second until interrupted.
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    every: f64,
+    /// Stop after this many refreshes (default: until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    let data = ctx.existing_data_dir()?;
+    let o = overview(&data);
+    let confinement = super::confinement();
+    let schedules = super::schedules_status(ctx);
+    if args.json {
+        let mut v = serde_json::to_value(&o).expect("serializes");
+        v["confinement"] = serde_json::json!(confinement);
+        v["schedules"] = schedules;
+        out_json(&v);
+    } else {
+        out(&human(&o));
+        out(&format!("confinement: {confinement}\n"));
+        if let Some(list) = schedules.as_array() {
+            if !list.is_empty() {
+                out("schedules:\n");
+                for s in list {
+                    out(&format!(
+                        "  {:<16} {:<40} last {:<25} next {}\n",
+                        s["name"].as_str().unwrap_or("?"),
+                        if s["enabled"] == true {
+                            s["trigger_words"].as_str().unwrap_or("?").to_string()
+                        } else {
+                            format!("{} (disabled)", s["trigger_words"].as_str().unwrap_or("?"))
+                        },
+                        s["last_run"].as_str().unwrap_or("never"),
+                        s["next_run_utc"].as_str().unwrap_or("-")
+                    ));
+                }
+            }
+        }
+    }
+    Ok(if o.live_nodes > 0 {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
+
+fn human(o: &Overview) -> String {
+    let mut s = format!("data dir {}\n", o.data_dir);
+    s += &format!(
+        "jobs: inbox {}, claimed {}, done {}, failed {}\n",
+        o.jobs.inbox, o.jobs.claimed, o.jobs.done, o.jobs.failed
+    );
+    if o.nodes.is_empty() {
+        s += "nodes: none has run here (start one with `jaros serve`)\n";
+    }
+    for n in &o.nodes {
+        let st = &n.status;
+        s += &format!(
+            "node {:<14} {:<7} pid {:<7} pool {:>3}  running {:>3}  done {:>7}  failed {:>5}  resumed {:>4}  heartbeat {:.1}s ago  plan {}\n",
+            st.node,
+            if n.live { "live" } else if st.stopped { "stopped" } else { "silent" },
+            st.pid,
+            st.pool_size,
+            st.running.len(),
+            st.done,
+            st.failed,
+            st.resumed,
+            n.age_ms as f64 / 1000.0,
+            &st.plan[..12.min(st.plan.len())]
+        );
+        for r in st.recent.iter().rev().take(5) {
+            s += &format!("    {} {} {} ({} ms)\n", r.job, r.agent, r.state, r.took_ms);
+        }
+    }
+    s
+}
+
+pub fn watch(ctx: &Ctx, args: WatchArgs) -> CliResult {
+    let data = ctx.existing_data_dir()?;
+    let mut n = 0;
+    loop {
+        let o = overview(&data);
+        let running: usize = o
+            .nodes
+            .iter()
+            .filter(|n| n.live)
+            .map(|n| n.status.running.len())
+            .sum();
+        out(&format!(
+            "{} inbox {:>6}  claimed {:>5}  done {:>8}  failed {:>6}  | nodes live {}  running {}\n",
+            crate::ids::clock_hms(),
+            o.jobs.inbox,
+            o.jobs.claimed,
+            o.jobs.done,
+            o.jobs.failed,
+            o.live_nodes,
+            running
+        ));
+        n += 1;
+        if args.count.is_some_and(|c| n >= c) {
+            return Ok(Outcome::Success);
+        }
+        std::thread::sleep(Duration::from_secs_f64(args.every.clamp(0.05, 3600.0)));
+    }
+}

@@ -1,0 +1,129 @@
+//! `jaros submit` and `jaros result`: put work into the inbox, read results.
+
+use super::{out_json, parse_input, CliError, CliResult, Ctx};
+use crate::datadir::DataDir;
+use crate::decision::{AgentName, JobId};
+use crate::exit::Outcome;
+use crate::node::inbox::{self, JobFile};
+use std::time::{Duration, Instant};
+
+/// Submit a job: write `inbox/<id>.json` atomically and durably and print
+/// the id. A node picks it up. With --wait, wait for the result and print it
+/// (exit 0 DONE, 1 FAILED, 2 not finished in time).
+///
+/// Example: jaros submit advance --input '{"note": "hi"}' --wait 10
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    /// The agent to run.
+    agent: String,
+    /// The job's input, as JSON.
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    input: String,
+    /// The job's id (default: a fresh one).
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// Wait up to this many seconds for the result and print it.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<f64>,
+}
+
+/// Print a job's result (`done/<id>.json` or `failed/<id>.json`).
+/// Exit 0 DONE, 1 FAILED, 2 no result (yet).
+#[derive(clap::Args, Debug)]
+pub struct ResultArgs {
+    /// The job id `jaros submit` printed.
+    id: String,
+    /// Wait up to this many seconds for the result.
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<f64>,
+}
+
+pub fn submit(ctx: &Ctx, args: SubmitArgs) -> CliResult {
+    let input = parse_input(&args.input)?;
+    let agent = AgentName::new(args.agent).map_err(|e| CliError::bad_input(e.to_string()))?;
+    // With a hive at hand, refuse an unknown agent now rather than in failed/.
+    // With invalid manifests the node keeps its old plan: warn, and submit.
+    if let Ok(hive) = ctx.hive() {
+        match super::load_plan(&hive) {
+            Err(_) => eprintln!("jaros: warning: the hive's manifests do not validate (`jaros validate`); submitting anyway"),
+            Ok(plan) if !plan.agents.contains_key(agent.as_str()) => {
+                let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
+                return Err(CliError::bad_input(format!("unknown agent '{agent}'; this hive's agents are: {}", known.join(", "))));
+            }
+            Ok(_) => {}
+        }
+    }
+    let id = match args.id {
+        Some(id) => JobId::new(id).map_err(|e| CliError::bad_input(e.to_string()))?,
+        None => JobId::new(crate::ids::new_job_id()).expect("generated ids are valid"),
+    };
+    let data = ctx.data_dir()?;
+    let job = JobFile {
+        id: id.clone(),
+        agent,
+        input,
+        parent: None,
+        via: None,
+        resume: false,
+    };
+    inbox::submit(&data, &job).map_err(CliError::bad_input)?;
+    match args.wait {
+        None => {
+            super::out(&format!("{id}\n"));
+            Ok(Outcome::Success)
+        }
+        Some(seconds) => wait_and_print(&data, &id, seconds),
+    }
+}
+
+pub fn result(ctx: &Ctx, args: ResultArgs) -> CliResult {
+    let id = JobId::new(args.id).map_err(|e| CliError::bad_input(e.to_string()))?;
+    let data = ctx.existing_data_dir()?;
+    wait_and_print(&data, &id, args.wait.unwrap_or(0.0))
+}
+
+/// Where a job's result file is, if it exists.
+pub fn find_result(data: &DataDir, id: &JobId) -> Option<(bool, std::path::PathBuf)> {
+    let name = format!("{id}.json");
+    [
+        (true, data.done().join(&name)),
+        (false, data.failed().join(&name)),
+    ]
+    .into_iter()
+    .find(|(_, p)| p.exists())
+}
+
+fn wait_and_print(data: &DataDir, id: &JobId, seconds: f64) -> CliResult {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0));
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some((done, path)) = find_result(data, id) {
+            let text =
+                crate::fsx::read_to_string(&path).map_err(|e| CliError::failed(e.to_string()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
+            out_json(&value);
+            return Ok(if done {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            });
+        }
+        if Instant::now() >= deadline {
+            let name = format!("{id}.json");
+            let stage = if data.inbox().join(&name).exists() {
+                "it is waiting in the inbox (is a node running? `jaros serve`)"
+            } else if data.claimed().join(&name).exists() {
+                "a node is running it"
+            } else {
+                "no such job in this data dir"
+            };
+            return Err(CliError {
+                outcome: Outcome::Nothing,
+                message: format!("no result for job '{id}' yet: {stage}"),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
