@@ -875,6 +875,7 @@ fn a_tool_is_confined_by_the_kernel_where_landlock_is_present() {
         "tmp_write": outside_tmp,
         "granted_write": root.join("notes/from-tool.txt"),
         "granted_read": root.join("notes/a.md"),
+        "symlink": root.join("notes/planted-link"),
         "port": port,
     });
     let end = run(
@@ -890,7 +891,13 @@ fn a_tool_is_confined_by_the_kernel_where_landlock_is_present() {
         "Landlock ABI {:?}; the probe reported: {r:#}",
         status.landlock_abi
     );
-    for denied in ["passwd", "outside_read", "outside_write", "tmp_write"] {
+    for denied in [
+        "passwd",
+        "outside_read",
+        "outside_write",
+        "tmp_write",
+        "symlink",
+    ] {
         assert!(
             r[denied].as_str().unwrap().starts_with("denied: "),
             "{denied}: {r:#}"

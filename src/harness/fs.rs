@@ -10,7 +10,8 @@
 //! Residual risk, by design: the check and the use are separate system calls,
 //! so a symlink swapped in between could redirect one operation. Built-in
 //! tools create no symlinks, and confined executable tools are denied
-//! `MakeSym` by the kernel, so only the operator can place one.
+//! `MakeSym` by the kernel, so where Landlock is active only the operator
+//! can place one (where it is not, an executable tool could).
 
 use super::{audit_action, read_back, refuse};
 use crate::canon::Digest;

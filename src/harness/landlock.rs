@@ -8,7 +8,8 @@
 //! restriction (and `no_new_privs`) for good.
 //!
 //! What a tool may reach: read (and execute) the base directories of its
-//! agent's `read` globs, read and write those of its `write` globs, read its
+//! agent's `read` globs, read and write (but not create symlinks in) those of
+//! its `write` globs, read its
 //! own file and the system's run-time files ([`SYSTEM_READ_PATHS`]), read and
 //! write its scratch directory; with Landlock ABI 4 or later no TCP bind or
 //! connect unless the role grants hosts (Landlock filters ports, not hosts,
@@ -289,6 +290,15 @@ pub fn confinement_for(
     }
 }
 
+/// What a tool may do beneath a writable path: everything but create
+/// symlinks, so no tool can plant one for the built-in tools' handles to
+/// follow between their check and their use.
+fn writable() -> landlock::BitFlags<AccessFs> {
+    let mut access = AccessFs::from_all(FS_ABI);
+    access.remove(AccessFs::MakeSym);
+    access
+}
+
 /// Restricts the calling thread (the launcher is single-threaded) to `c`.
 /// Paths that do not exist are skipped. Refuses to report success if the
 /// kernel enforced nothing.
@@ -309,7 +319,7 @@ pub fn restrict_self(c: &Confinement) -> Result<(), String> {
         .read
         .iter()
         .map(|p| (p, AccessFs::from_read(FS_ABI)))
-        .chain(c.write.iter().map(|p| (p, AccessFs::from_all(FS_ABI))));
+        .chain(c.write.iter().map(|p| (p, writable())));
     for (path, access) in rules {
         let Ok(meta) = std::fs::metadata(path) else {
             continue;
