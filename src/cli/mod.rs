@@ -250,11 +250,49 @@ pub fn node_config(loaded: &crate::manifest::Loaded, node_id: String) -> crate::
 }
 
 /// What proposes decisions for the hive's agents.
+/// The model providers the hive's node manifest defines.
+pub fn providers(
+    hive: &Path,
+    loaded: &crate::manifest::Loaded,
+) -> std::collections::HashMap<String, crate::model::ProviderConfig> {
+    use crate::manifest::types::ProviderKind as K;
+    use crate::model::{ProviderConfig, ProviderKind};
+    let mut out = std::collections::HashMap::new();
+    let Some(node) = loaded.manifests.nodes.first() else {
+        return out;
+    };
+    for (name, p) in &node.m.spec.providers {
+        let kind = match p.kind {
+            K::Openai => ProviderKind::Openai,
+            K::Ollama => ProviderKind::Ollama,
+            K::Echo => ProviderKind::Echo,
+            K::Scripted => ProviderKind::Scripted,
+        };
+        let mut cfg = ProviderConfig::new(name.clone(), kind);
+        cfg.base_url = p.base_url.clone();
+        cfg.api_key_env = p.api_key_env.clone();
+        if let Some(t) = &p.timeout {
+            cfg.timeout_ms = t.ms();
+        }
+        if let Some(r) = p.max_retries {
+            cfg.max_retries = r;
+        }
+        cfg.responses = p.responses.as_ref().map(|r| hive.join(r));
+        out.insert(name.clone(), cfg);
+    }
+    out
+}
+
+/// What proposes decisions for the hive's agents: built-ins and templates
+/// locally, model agents through the node manifest's providers.
 pub fn proposer(
-    _hive: &Path,
-    _loaded: &crate::manifest::Loaded,
+    hive: &Path,
+    loaded: &crate::manifest::Loaded,
 ) -> std::sync::Arc<dyn crate::job::Proposer> {
-    std::sync::Arc::new(crate::agents::LocalProposer::default())
+    let models = crate::model::proposer::ModelProposer::new(providers(hive, loaded));
+    std::sync::Arc::new(crate::agents::LocalProposer {
+        models: Some(std::sync::Arc::new(models)),
+    })
 }
 
 /// Whether executable tools are confined by the kernel here.

@@ -1,7 +1,6 @@
 //! `jaros run`: one job in the foreground, no node.
 
 use super::{out_json, parse_input, CliError, CliResult, Ctx};
-use crate::agents::LocalProposer;
 use crate::decision::{AgentName, JobId};
 use crate::exit::Outcome;
 use crate::job::{Runner, Ticket};
@@ -32,7 +31,8 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let agent =
         AgentName::new(args.agent.clone()).map_err(|e| CliError::bad_input(e.to_string()))?;
     let hive = ctx.hive()?;
-    let plan = super::load_plan(&hive)?;
+    let loaded = super::load_hive(&hive)?;
+    let plan = loaded.plan.clone();
     if !plan.agents.contains_key(agent.as_str()) {
         let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
         return Err(CliError::bad_input(format!(
@@ -59,14 +59,14 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         )));
     }
     let executor = super::executor();
-    let proposer = LocalProposer::default();
+    let proposer = super::proposer(&hive, &loaded);
     let runner = Runner {
         plan: rt.plan(),
         plan_digest: rt.plan_digest(),
         executor: &executor,
         log: &rt.log,
         blobs: &rt.blobs,
-        proposer: &proposer,
+        proposer: &*proposer,
         live: &live,
         fence: &|| true,
     };

@@ -14,6 +14,7 @@ pub mod echo;
 pub mod http;
 pub mod ollama;
 pub mod openai;
+pub mod proposer;
 pub mod scripted;
 
 #[cfg(test)]
@@ -144,7 +145,20 @@ impl ProviderConfig {
 
 /// Builds the client for a provider. The API key, if the provider names an env
 /// var, is read here and only here; a named but unset variable is an error.
+/// Set while a replay runs in this process (tests): building a client then is
+/// a bug, and panics loudly instead of calling a model.
+static CLIENTS_FORBIDDEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Forbids (or allows again) building model clients in this process.
+pub fn forbid_clients(forbidden: bool) {
+    CLIENTS_FORBIDDEN.store(forbidden, std::sync::atomic::Ordering::SeqCst);
+}
+
 pub fn client_for(cfg: &ProviderConfig) -> Result<Box<dyn ModelClient>, ModelError> {
+    assert!(
+        !CLIENTS_FORBIDDEN.load(std::sync::atomic::Ordering::SeqCst),
+        "a model client was built while clients are forbidden (during replay)"
+    );
     validate(cfg)?;
     Ok(match cfg.kind {
         ProviderKind::Openai => Box::new(openai::OpenAiClient::new(cfg, read_api_key(cfg)?)?),

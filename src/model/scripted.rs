@@ -14,7 +14,16 @@
 //!   "a plain-text answer"
 //!   ```
 //!
-//! In both forms a JSON string is the response's text as it decodes, and any
+//! - a JSON object with `rules`, when its first non-blank character is `{`:
+//!   each call answers with the `response` of the first rule whose `when` text
+//!   occurs in the request's last user message, else with `otherwise` (an
+//!   error when absent). Answers then depend on the prompt, not on the order
+//!   of calls, so concurrent jobs get the same answers in any order:
+//!   ```text
+//!   {"rules": [{"when": "SPAM", "response": {"decisions": []}}], "otherwise": "…"}
+//!   ```
+//!
+//! In every form a JSON string is the response's text as it decodes, and any
 //! other JSON value (an object, say) is the response's text as compact JSON. So a
 //! line with a decisions object is answered as that object, and a response that
 //! must not be valid JSON is written as a string.
@@ -33,10 +42,15 @@ use super::{
 /// The largest responses file read.
 pub const MAX_SCRIPT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// `(when, response)` pairs and the fallback response.
+pub type Rules = (Vec<(String, String)>, Option<String>);
+
 #[derive(Debug)]
 pub struct ScriptedClient {
     provider: String,
     responses: Vec<String>,
+    /// `(when, response)` rules and the fallback, for the `rules` form.
+    rules: Option<Rules>,
     next: AtomicUsize,
 }
 
@@ -45,7 +59,20 @@ impl ScriptedClient {
         ScriptedClient {
             provider: provider.to_string(),
             responses,
+            rules: None,
             next: AtomicUsize::new(0),
+        }
+    }
+
+    /// A client answering by the prompt's content (the `rules` form).
+    pub fn with_rules(
+        provider: &str,
+        rules: Vec<(String, String)>,
+        otherwise: Option<String>,
+    ) -> Self {
+        ScriptedClient {
+            rules: Some((rules, otherwise)),
+            ..Self::new(provider, Vec::new())
         }
     }
 
@@ -58,7 +85,13 @@ impl ScriptedClient {
         let path = cfg.responses.as_deref().ok_or_else(|| {
             bad("a scripted provider needs `responses`, a file of responses".into())
         })?;
-        let responses = read_script(path).map_err(bad)?;
+        let text = read_text(path).map_err(bad)?;
+        if text.trim_start().starts_with('{') {
+            let (rules, otherwise) =
+                parse_rules(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            return Ok(Self::with_rules(&cfg.name, rules, otherwise));
+        }
+        let responses = parse_script(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         Ok(Self::new(&cfg.name, responses))
     }
 
@@ -66,6 +99,42 @@ impl ScriptedClient {
     pub fn calls(&self) -> usize {
         self.next.load(Ordering::SeqCst)
     }
+}
+
+/// Parses the `rules` form (see the module doc).
+pub fn parse_rules(text: &str) -> Result<Rules, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rule {
+        when: String,
+        response: Value,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rules {
+        rules: Vec<Rule>,
+        #[serde(default)]
+        otherwise: Option<Value>,
+    }
+    let parsed: Rules = serde_json::from_str(text).map_err(|e| format!("not a rules object ({e}); expected {{\"rules\": [{{\"when\": ..., \"response\": ...}}], \"otherwise\": ...}}"))?;
+    let rules = parsed
+        .rules
+        .into_iter()
+        .map(|r| (r.when, response_text(r.response)))
+        .collect();
+    Ok((rules, parsed.otherwise.map(response_text)))
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if meta.len() > MAX_SCRIPT_BYTES {
+        return Err(format!(
+            "{shown} is {} bytes, at most {MAX_SCRIPT_BYTES} are read",
+            meta.len()
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))
 }
 
 /// Parses a responses file (see the module doc); errors name the file and line.
@@ -114,6 +183,31 @@ fn response_text(value: Value) -> String {
 
 impl ModelClient for ScriptedClient {
     fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ModelError> {
+        if let Some((rules, otherwise)) = &self.rules {
+            self.next.fetch_add(1, Ordering::SeqCst);
+            let prompt = req
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == "user")
+                .map_or("", |m| m.content.as_str());
+            let text = rules
+                .iter()
+                .find(|(when, _)| prompt.contains(when.as_str()))
+                .map(|(_, response)| response)
+                .or(otherwise.as_ref())
+                .ok_or_else(|| ModelError::BadResponse {
+                    provider: self.provider.clone(),
+                    model: req.model.clone(),
+                    reason: "no scripted rule matches the prompt and there is no `otherwise`"
+                        .into(),
+                })?;
+            return Ok(ChatResponse {
+                text: text.clone(),
+                tokens_in: words_in(&req.messages),
+                tokens_out: word_count(text),
+            });
+        }
         let i = self.next.fetch_add(1, Ordering::SeqCst);
         let text = self.responses.get(i).ok_or_else(|| ModelError::Exhausted {
             provider: self.provider.clone(),

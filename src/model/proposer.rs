@@ -1,0 +1,140 @@
+//! Model agents: render the agent's prompt template, derive the JSON Schema of
+//! the decisions its role grants, ask the provider, and hand the raw text back
+//! with a record of the call. The deterministic plane parses and gates the
+//! text like any other proposal; it never sees this module.
+
+use super::{client_for, ChatRequest, Message, ModelClient, ProviderConfig};
+use crate::agents;
+use crate::job::{ModelCall, ProposedTurn, Proposer, TurnRequest};
+use crate::plan::{AgentKind, Plan};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The system message every model agent gets before its rendered prompt.
+pub const SYSTEM_PROMPT: &str = "You are an agent in a Jaros hive. You cannot act; you may only propose decisions, which a deterministic runtime checks against your role and then executes. Answer with one JSON object {\"decisions\": [{\"type\": ..., \"payload\": ...}]} and nothing else. Use only the decision types listed in the schema.";
+
+/// Proposes for model agents through one client per provider, built on first
+/// use (so commands that never call a model never build a client).
+pub struct ModelProposer {
+    providers: HashMap<String, ProviderConfig>,
+    clients: Mutex<HashMap<String, Arc<dyn ModelClient>>>,
+}
+
+impl ModelProposer {
+    pub fn new(providers: HashMap<String, ProviderConfig>) -> ModelProposer {
+        ModelProposer {
+            providers,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Uses `client` for `provider` (tests and evals plug in stand-ins).
+    pub fn with_client(self, provider: &str, client: Arc<dyn ModelClient>) -> ModelProposer {
+        self.clients
+            .lock()
+            .expect("clients lock")
+            .insert(provider.to_string(), client);
+        self
+    }
+
+    fn client(&self, provider: &str) -> Result<Arc<dyn ModelClient>, String> {
+        let mut clients = self.clients.lock().expect("clients lock");
+        if let Some(c) = clients.get(provider) {
+            return Ok(c.clone());
+        }
+        let cfg = self
+            .providers
+            .get(provider)
+            .ok_or_else(|| format!("provider '{provider}' is not defined in the node manifest"))?;
+        let client: Arc<dyn ModelClient> = Arc::from(client_for(cfg).map_err(|e| e.to_string())?);
+        clients.insert(provider.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// The JSON Schema a model's answer must follow: `{"decisions": [...]}` whose
+/// items are one of the `{type, payload}` shapes the agent's role grants.
+pub fn decisions_schema(plan: &Plan, agent: &str) -> Value {
+    let mut shapes = Vec::new();
+    if let Some(grant) = plan.grant_of(agent) {
+        for kind in &grant.types {
+            if let Some(spec) = plan.types.get(kind) {
+                shapes.push(json!({
+                    "type": "object",
+                    "properties": {"type": {"const": kind}, "payload": spec.payload_schema},
+                    "required": ["type", "payload"],
+                    "additionalProperties": false
+                }));
+            }
+        }
+    }
+    json!({
+        "type": "object",
+        "properties": {"decisions": {"type": "array", "items": {"anyOf": shapes}}},
+        "required": ["decisions"],
+        "additionalProperties": false
+    })
+}
+
+impl Proposer for ModelProposer {
+    fn propose(&self, request: &TurnRequest<'_>) -> Result<ProposedTurn, String> {
+        let AgentKind::Model {
+            provider,
+            model,
+            template,
+            temperature,
+            seed,
+            max_tokens,
+        } = &request.spec.kind
+        else {
+            return Err(format!("agent '{}' is not a model agent", request.agent));
+        };
+        let context = agents::template_context(request);
+        let prompt = agents::render(request.plan, template, &context)?;
+        let schema = decisions_schema(request.plan, request.agent.as_str());
+        let chat = ChatRequest {
+            model: model.clone(),
+            messages: vec![Message::system(SYSTEM_PROMPT), Message::user(prompt)],
+            temperature: *temperature,
+            seed: *seed,
+            max_tokens: *max_tokens,
+            schema: Some(schema.clone()),
+        };
+        let template_digest = request
+            .plan
+            .templates
+            .get(template)
+            .map(|t| t.sha256)
+            .unwrap_or(crate::canon::Digest::ZERO);
+        // What the model was sent, exactly: messages and schema.
+        let sent = json!({"messages": chat.messages, "schema": schema});
+        let params = json!({"temperature": temperature, "seed": seed, "max_tokens": max_tokens});
+        let started = Instant::now();
+        let answer = self
+            .client(provider)
+            .and_then(|c| c.chat(&chat).map_err(|e| e.to_string()));
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (text, tokens_in, tokens_out, error) = match answer {
+            Ok(r) => (r.text, r.tokens_in, r.tokens_out, None),
+            Err(e) => (String::new(), 0, 0, Some(e)),
+        };
+        Ok(ProposedTurn {
+            text: text.clone(),
+            call: Some(ModelCall {
+                provider: provider.clone(),
+                model: model.clone(),
+                params,
+                template: template_digest,
+                inputs: agents::inputs_digest(&context),
+                prompt: crate::canon::to_string(&sent).unwrap_or_default(),
+                response: text,
+                tokens_in,
+                tokens_out,
+                duration_ms,
+                error,
+            }),
+        })
+    }
+}
