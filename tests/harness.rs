@@ -750,10 +750,9 @@ fn a_tool_that_prints_without_end_is_stopped_at_its_output_cap() {
     let elapsed = started.elapsed();
     let e = error_of(&steps(&end)[0]);
     assert_eq!(e, format!("tool 'flood' (tools/flood.sh) printed more than {TOOL_OUTPUT_CAP_BYTES} bytes, its output cap, and was killed"));
-    assert!(
-        elapsed < Duration::from_millis(TOOL_TIMEOUT_MS),
-        "stopped by the cap, not the time-out: {elapsed:?}"
-    );
+    // The message says the cap stopped it (a time-out would say so); the
+    // bound only catches a hang on a loaded machine.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     println!(
         "output cap of {TOOL_OUTPUT_CAP_BYTES} bytes: the job ended after {} ms",
         elapsed.as_millis()
@@ -790,10 +789,9 @@ fn a_child_a_tool_leaves_behind_is_killed_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!alive(child), "the tool's child {child} is still running");
-    assert!(
-        elapsed < Duration::from_millis(TOOL_TIMEOUT_MS),
-        "the held-open stdout did not delay the job: {elapsed:?}"
-    );
+    // Had the child not been killed, its held-open stdout would have failed
+    // the job after the drain grace; the bound only catches a hang.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
 #[test]
