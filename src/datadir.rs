@@ -90,6 +90,10 @@ impl DataDir {
     pub fn audit_dir(&self) -> PathBuf {
         self.root.join("audit")
     }
+    /// A node's hash-chained audit log.
+    pub fn audit_path(&self, node: &str) -> PathBuf {
+        self.audit_dir().join(format!("{node}.jsonl"))
+    }
 
     /// Every node's log, sorted by file name.
     pub fn log_files(&self) -> Result<Vec<PathBuf>, IoError> {

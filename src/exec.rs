@@ -10,8 +10,10 @@
 use crate::canon::Digest;
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::job::{JobState, StepResult};
+use crate::log::LogError;
 use crate::plan::{HandlerSpec, Plan};
 use crate::state::Event;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,6 +46,35 @@ pub struct Spawn {
     pub via: DecisionId,
 }
 
+/// Whether a mediated action was allowed to run or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allowed,
+    Refused,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Refused => "refused",
+        }
+    }
+}
+
+/// One mediated action or refusal, as the node's audit log records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub decision: DecisionId,
+    /// What was attempted, such as `fs.write notes/a.md` or `tool greet (tools/greet.sh)`.
+    pub action: String,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
 /// The effects a live run may have on the world. Replay passes none, so a
 /// handler cannot touch anything while replaying.
 pub trait LiveIo: Send + Sync {
@@ -51,6 +82,16 @@ pub trait LiveIo: Send + Sync {
     fn hive(&self) -> PathBuf;
     /// Enqueues a child job; must be idempotent for the same job id.
     fn spawn(&self, spawn: &Spawn) -> Result<(), String>;
+    /// The data dir, which no grant reaches wherever it lives.
+    fn data_dir(&self) -> Option<PathBuf> {
+        None
+    }
+    /// Appends to the node's audit log. An action whose entry cannot be
+    /// written does not run.
+    fn audit(&self, entry: &AuditEntry) -> Result<(), LogError> {
+        let _ = entry;
+        Ok(())
+    }
 }
 
 /// What a handler sees.
@@ -59,6 +100,11 @@ pub struct Cx<'a> {
     pub job: &'a JobState,
     /// `None` while replaying.
     pub live: Option<&'a dyn LiveIo>,
+    /// The effect the log records for this decision (result, error) when
+    /// replaying or resuming; `None` on a first live run. A deterministic
+    /// handler whose live run failed for a reason outside the decision (the
+    /// file system refused) reads that failure back from here.
+    pub recorded: Option<(&'a Value, Option<&'a str>)>,
 }
 
 /// A decision handler.
@@ -140,7 +186,7 @@ impl Executor {
         let deterministic = plan
             .types
             .get(&decision.kind)
-            .is_some_and(|t| t.deterministic);
+            .is_some_and(|t| t.reexecuted_on_replay());
         let outcome = match recorded {
             Some((result, error)) if !deterministic => match error {
                 Some(e) => Err(e.to_string()),
@@ -151,6 +197,7 @@ impl Executor {
                     plan,
                     job: state,
                     live,
+                    recorded,
                 };
                 // A panicking handler fails its decision, not the process.
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

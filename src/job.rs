@@ -8,7 +8,7 @@
 
 use crate::canon::Digest;
 use crate::decision::{self, AgentName, Decision, DecisionId, JobId, Proposal};
-use crate::exec::{Executor, LiveIo};
+use crate::exec::{AuditEntry, Executor, LiveIo, Verdict};
 use crate::gate;
 use crate::log::{Blobs, Body, LogError, LogWriter};
 use crate::plan::{AgentSpec, Plan};
@@ -362,6 +362,7 @@ impl Runner<'_> {
                         let body =
                             rejected_body(job, cursor.at, &d, gate::Check::Structure, &reason);
                         self.append(job, &mut cursor, body)?;
+                        self.audit_refusal(job, &d, &format!("structure: {reason}"))?;
                     }
                     continue;
                 }
@@ -412,6 +413,15 @@ impl Runner<'_> {
         let decision = Decision::from_proposal(job, turn, position, &state.agent, proposal);
         match gate::check(plan, state, &decision, turn, position) {
             Err(rejection) => {
+                // A payload too large to record is recorded by its start, as
+                // an unparsed turn is; replay reads such a rejection back.
+                let decision = if rejection.check == gate::Check::Structure
+                    && decision::check_payload(&decision.payload).is_err()
+                {
+                    oversized_stand_in(&decision)
+                } else {
+                    decision
+                };
                 state.note_rejection(&decision, &rejection.to_string());
                 self.append(
                     job,
@@ -424,6 +434,7 @@ impl Runner<'_> {
                         &rejection.reason,
                     ),
                 )?;
+                self.audit_refusal(job, &decision, &rejection.to_string())?;
             }
             Ok(()) => {
                 // Durable before any effect of it is observable.
@@ -443,6 +454,24 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Every gate refusal also goes to the node's audit log.
+    fn audit_refusal(
+        &self,
+        job: &JobId,
+        decision: &Decision,
+        reason: &str,
+    ) -> Result<(), RunError> {
+        let entry = AuditEntry {
+            job: job.clone(),
+            agent: decision.source.clone(),
+            decision: decision.id.clone(),
+            action: decision.kind.clone(),
+            verdict: Verdict::Refused,
+            reason: reason.to_string(),
+        };
+        Ok(self.live.audit(&entry)?)
     }
 
     fn end(
@@ -541,12 +570,27 @@ fn budget_exhausted(
 /// The stand-in decision a `rejected` record holds when a turn's text could
 /// not be parsed into decisions.
 pub fn unparsed_decision(job: &JobId, turn: u32, agent: &AgentName, text: &str) -> Decision {
-    const SHOWN_CHARS: usize = 2000;
     Decision {
         id: DecisionId::new(job, turn, 0),
         source: agent.clone(),
         kind: UNPARSED.into(),
-        payload: json!({"text": text.chars().take(SHOWN_CHARS).collect::<String>()}),
+        payload: json!({"text": text.chars().take(UNPARSED_SHOWN_CHARS).collect::<String>()}),
+    }
+}
+
+/// How much of an unrecordable proposal's text its `rejected` record keeps.
+const UNPARSED_SHOWN_CHARS: usize = 2000;
+
+/// The stand-in a `rejected` record holds for a decision whose payload is
+/// too large to record: its id and the start of its text.
+fn oversized_stand_in(decision: &Decision) -> Decision {
+    let text = serde_json::to_string(&json!({"type": decision.kind, "payload": decision.payload}))
+        .unwrap_or_default();
+    Decision {
+        id: decision.id.clone(),
+        source: decision.source.clone(),
+        kind: UNPARSED.into(),
+        payload: json!({"text": text.chars().take(UNPARSED_SHOWN_CHARS).collect::<String>()}),
     }
 }
 

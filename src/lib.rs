@@ -18,6 +18,9 @@ pub mod plan;
 pub mod replay;
 pub mod state;
 
+// The harness: built-in tools, executable tools and their confinement, audit.
+pub mod harness;
+
 // Manifests, compiled into the plan.
 pub mod manifest;
 

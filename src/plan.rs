@@ -71,11 +71,20 @@ pub struct TypeSpec {
     pub handler: HandlerSpec,
     pub payload_schema: Value,
     pub result_schema: Value,
-    /// Deterministic handlers are re-executed on replay and compared; the
-    /// results of the others are recorded and read back.
+    /// Deterministic built-in handlers are re-executed on replay and
+    /// compared; the results of the others are recorded and read back.
     pub deterministic: bool,
     pub scopes: Vec<Scope>,
     pub description: String,
+}
+
+impl TypeSpec {
+    /// Whether replay executes this type again (in memory) and compares,
+    /// rather than reading its recorded result back. Executable tools never
+    /// run again, whatever their manifest says: replay starts no process.
+    pub fn reexecuted_on_replay(&self) -> bool {
+        self.deterministic && matches!(self.handler, HandlerSpec::Builtin { .. })
+    }
 }
 
 /// Per-job limits a role sets.

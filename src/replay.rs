@@ -108,7 +108,7 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
             ));
         }
         match body {
-            Body::Plan { .. } | Body::Job { .. } => {
+            Body::Plan { .. } | Body::Job { .. } | Body::Audit { .. } => {
                 return Err(diverge(
                     index,
                     None,
@@ -166,7 +166,7 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                 let deterministic = plan
                     .types
                     .get(&decision.kind)
-                    .is_some_and(|t| t.deterministic);
+                    .is_some_and(|t| t.reexecuted_on_replay());
                 let effect = executor.execute(
                     plan,
                     &mut f.state,
@@ -487,7 +487,10 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
                     });
                 }
                 body => {
-                    let (job, _) = body.job_at().expect("every other record belongs to a job");
+                    // Audit records live in audit/, not log/; skip any that strayed.
+                    let Some((job, _)) = body.job_at() else {
+                        continue;
+                    };
                     if options.job.as_ref().is_none_or(|j| j == job) {
                         loaded
                             .jobs

@@ -6,8 +6,9 @@
 
 use crate::canon::Digest;
 use crate::datadir::DataDir;
-use crate::exec::{LiveIo, Spawn};
+use crate::exec::{AuditEntry, LiveIo, Spawn};
 use crate::fsx;
+use crate::harness::audit::AuditLog;
 use crate::log::{Blobs, Body, LogError, LogWriter, OpenReport};
 use crate::plan::Plan;
 use serde_json::{json, Value};
@@ -60,6 +61,8 @@ pub struct Runtime {
     pub log: LogWriter,
     pub blobs: Blobs,
     pub open_report: OpenReport,
+    /// This node's audit log, `audit/<node-id>.jsonl`.
+    pub audit: Arc<AuditLog>,
     /// The plan in force and its digest; replaced when manifests change.
     plan: RwLock<(Arc<Plan>, Digest)>,
 }
@@ -75,6 +78,7 @@ impl Runtime {
     ) -> Result<Runtime, LogError> {
         data.create()?;
         let (log, open_report) = LogWriter::open(&data.log_path(&node_id))?;
+        let audit = Arc::new(AuditLog::open(&data.audit_path(&node_id))?);
         let blobs = Blobs::new(data.root());
         let last = open_report.last_plan;
         let runtime = Runtime {
@@ -84,6 +88,7 @@ impl Runtime {
             log,
             blobs,
             open_report,
+            audit,
             plan: RwLock::new((Arc::new(Plan::builtin()), Digest::ZERO)),
         };
         runtime.record_plan_if_new(plan, last)?;
@@ -128,6 +133,7 @@ impl Runtime {
         HiveIo {
             hive: self.hive.clone(),
             data: self.data.clone(),
+            audit: Some(self.audit.clone()),
         }
     }
 }
@@ -155,6 +161,8 @@ pub fn job_file(
 pub struct HiveIo {
     pub hive: PathBuf,
     pub data: DataDir,
+    /// Where mediated actions and refusals are recorded (`None`: nowhere).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl HiveIo {
@@ -176,6 +184,17 @@ impl HiveIo {
 impl LiveIo for HiveIo {
     fn hive(&self) -> PathBuf {
         self.hive.clone()
+    }
+
+    fn data_dir(&self) -> Option<PathBuf> {
+        Some(self.data.root().to_path_buf())
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<(), LogError> {
+        match &self.audit {
+            Some(log) => log.append(entry).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn spawn(&self, spawn: &Spawn) -> Result<(), String> {

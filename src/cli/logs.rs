@@ -156,5 +156,13 @@ fn describe(body: &Body) -> String {
             "end      {job} {state}{}",
             reason.as_ref().map_or(String::new(), |r| format!(": {r}"))
         ),
+        // Audit records live in audit/ (see `jaros audit`), not in log/.
+        Body::Audit {
+            decision,
+            action,
+            verdict,
+            reason,
+            ..
+        } => format!("audit    {decision} {verdict} {action}: {reason}"),
     }
 }

@@ -2,12 +2,14 @@
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
 mod blame;
+mod audit;
 mod demo;
 mod init;
 mod logs;
 mod plan;
 mod replay;
 mod run;
+mod sandbox_exec;
 mod schema;
 mod serve;
 mod status;
@@ -62,6 +64,9 @@ enum Command {
     Replay(replay::Args),
     Blame(blame::Args),
     Verify(verify::Args),
+    Audit(audit::Args),
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec(sandbox_exec::Args),
 }
 
 /// A failure a command reports: a message for stderr and how to exit.
@@ -202,6 +207,8 @@ pub fn main() -> i32 {
         Command::Replay(args) => replay::main(&ctx, args),
         Command::Verify(args) => verify::main(&ctx, args),
         Command::Blame(args) => blame::main(&ctx, args),
+        Command::Audit(args) => audit::main(&ctx, args),
+        Command::SandboxExec(args) => return sandbox_exec::main(args),
     };
     match result {
         Ok(outcome) => exit::code(outcome),
@@ -293,7 +300,13 @@ pub fn proposer(
 
 /// Whether executable tools are confined by the kernel here.
 pub fn confinement() -> String {
-    "not available in this build".into()
+    let status = crate::harness::confinement_status();
+    let state = if status.active {
+        "active"
+    } else {
+        "not active"
+    };
+    format!("{state} ({})", status.reason)
 }
 
 /// The hive's schedules with their last and next runs, as JSON.
@@ -303,5 +316,6 @@ pub fn schedules_status(_ctx: &Ctx) -> serde_json::Value {
 
 /// The executor with every handler this binary has.
 pub fn executor() -> crate::exec::Executor {
-    crate::exec::Executor::core()
+    let tools = crate::harness::ToolRunner::new(std::env::current_exe().ok());
+    crate::harness::register(crate::exec::Executor::core(), tools)
 }

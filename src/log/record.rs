@@ -92,6 +92,19 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         blame: Option<DecisionId>,
     },
+    /// A mediated action or a refusal, in a node's audit log
+    /// (`audit/<node>.jsonl`), never in its decision log.
+    Audit {
+        job: JobId,
+        agent: AgentName,
+        decision: DecisionId,
+        action: String,
+        /// `allowed` or `refused`.
+        verdict: String,
+        reason: String,
+        /// When it happened (RFC 3339, UTC); audit records are not replayed.
+        time: String,
+    },
 }
 
 impl Body {
@@ -104,13 +117,15 @@ impl Body {
             Body::Rejected { .. } => "rejected",
             Body::Effect { .. } => "effect",
             Body::End { .. } => "end",
+            Body::Audit { .. } => "audit",
         }
     }
 
-    /// The job this record belongs to and its position in that job's history.
+    /// The job this record belongs to and its position in that job's
+    /// history; `None` for records outside any job's history (plans, audit).
     pub fn job_at(&self) -> Option<(&JobId, u32)> {
         match self {
-            Body::Plan { .. } => None,
+            Body::Plan { .. } | Body::Audit { .. } => None,
             Body::Job { job, at, .. }
             | Body::Model { job, at, .. }
             | Body::Decision { job, at, .. }

@@ -1,0 +1,148 @@
+//! The node's audit log: every mediated action and every refusal, one
+//! hash-chained record each, in `audit/<node>.jsonl` of the data dir.
+//!
+//! Reuses the decision log's machinery (sealing, group commit, torn-tail
+//! repair, `jaros verify`); only the record kind differs. Audit records are
+//! not replayed: they say what the harness allowed and refused, and when.
+
+use crate::exec::{AuditEntry, Verdict};
+use crate::log::{read_log, Body, LogError, LogWriter};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// One node's open audit log.
+pub struct AuditLog {
+    writer: LogWriter,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.writer.path())
+            .finish()
+    }
+}
+
+impl AuditLog {
+    /// Opens (or creates) the audit log at `path`, as the decision log is
+    /// opened: locked, a torn tail cut, the chain verified.
+    pub fn open(path: &Path) -> Result<AuditLog, LogError> {
+        let (writer, _) = LogWriter::open(path)?;
+        Ok(AuditLog { writer })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.writer.path()
+    }
+
+    /// Appends one entry; returns once it is durable.
+    pub fn append(&self, entry: &AuditEntry) -> Result<u64, LogError> {
+        let body = Body::Audit {
+            job: entry.job.clone(),
+            agent: entry.agent.clone(),
+            decision: entry.decision.clone(),
+            action: entry.action.clone(),
+            verdict: entry.verdict.as_str().to_string(),
+            reason: entry.reason.clone(),
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        Ok(self.writer.append(&body)?.seq)
+    }
+}
+
+/// An audit record as `jaros audit` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    pub node: String,
+    pub seq: u64,
+    pub time: String,
+    pub job: String,
+    pub agent: String,
+    pub decision: String,
+    pub action: String,
+    pub verdict: String,
+    pub reason: String,
+}
+
+impl Line {
+    pub fn refused(&self) -> bool {
+        self.verdict == Verdict::Refused.as_str()
+    }
+}
+
+/// Reads one audit log, checking its chain.
+pub fn read(path: &Path) -> Result<Vec<Line>, LogError> {
+    let node = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let log = read_log(path)?;
+    Ok(log
+        .records
+        .into_iter()
+        .filter_map(|r| match r.body {
+            Body::Audit {
+                job,
+                agent,
+                decision,
+                action,
+                verdict,
+                reason,
+                time,
+            } => Some(Line {
+                node: node.clone(),
+                seq: r.seq,
+                time,
+                job: job.to_string(),
+                agent: agent.to_string(),
+                decision: decision.to_string(),
+                action,
+                verdict,
+                reason,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Every node's audit log under `audit_dir`, sorted by file name.
+pub fn files(audit_dir: &Path) -> Result<Vec<PathBuf>, crate::fsx::IoError> {
+    Ok(crate::fsx::list_dir(audit_dir)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{AgentName, DecisionId, JobId};
+
+    #[test]
+    fn entries_are_chained_and_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit/n1.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let job = JobId::new("j1").unwrap();
+        for (i, verdict) in [Verdict::Allowed, Verdict::Refused].into_iter().enumerate() {
+            let entry = AuditEntry {
+                job: job.clone(),
+                agent: AgentName::new("a").unwrap(),
+                decision: DecisionId::new(&job, 1, i as u32),
+                action: "fs.read notes/a.md".into(),
+                verdict,
+                reason: format!("reason {i}"),
+            };
+            assert_eq!(log.append(&entry).unwrap(), i as u64 + 1);
+        }
+        drop(log);
+        let lines = read(&path).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert!(!lines[0].refused() && lines[1].refused());
+        assert_eq!(
+            (lines[1].node.as_str(), lines[1].decision.as_str()),
+            ("n1", "j1#1.1")
+        );
+        assert!(crate::log::verify_chain(&path, None).error.is_none());
+    }
+}

@@ -1,0 +1,434 @@
+//! Executable tools: a program under the hive's `tools/` that a tool
+//! manifest names. It gets `{"payload": ..., "context": {job, agent,
+//! decision, type}}` as JSON on stdin and answers one JSON value on stdout,
+//! which must match the type's result schema.
+//!
+//! Each run: the executable's sha256 checked against the plan's (a tool
+//! swapped under a running plan is refused), a cleared environment plus the
+//! manifest's allow-list, a fresh scratch working directory (removed after),
+//! its own process group (killed as a whole at the time-out, when the output
+//! cap is passed, and after the tool exits, so forked children do not
+//! outlive it), and where the kernel has Landlock, confinement to its agent's
+//! grant (see [`super::landlock`]). Replay never runs a tool: it reads the
+//! recorded result back.
+//!
+//! Not covered: a child that leaves the process group (`setsid`) escapes the
+//! group kill; its held-open output is abandoned after [`DRAIN_GRACE_MS`].
+
+use super::landlock::{self, ConfinementStatus, LAUNCHER_PREFIX, SANDBOX_SUBCOMMAND};
+use super::{read_back, refuse};
+use crate::canon::Digest;
+use crate::decision::Decision;
+use crate::exec::{Cx, ExecRunner, Outcome, Verdict};
+use crate::gate::normalize_path;
+use crate::plan::HandlerSpec;
+use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
+use serde_json::{json, Value};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// `PATH` for a tool whose allow-list does not pass one through.
+pub const DEFAULT_PATH: &str = "/usr/bin:/bin";
+/// The most output any tool may print, whatever its manifest says: a result
+/// must fit a log record (and the payload limit) anyway.
+pub const HARD_MAX_OUTPUT_BYTES: u64 = 4 * 1024 * 1024;
+/// How much of a failing tool's stderr its error shows.
+pub const STDERR_SHOWN_BYTES: usize = 2000;
+/// How long to wait for a tool's output to close once its process group was
+/// killed (only a process that left the group can hold it open).
+pub const DRAIN_GRACE_MS: u64 = 1000;
+/// How much of a non-JSON stdout an error shows.
+const STDOUT_SHOWN_CHARS: usize = 200;
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Runs executable tools; registered with [`crate::exec::Executor::with_exec`].
+#[derive(Debug, Clone)]
+pub struct ToolRunner {
+    /// The `jaros` binary, re-executed as the confining launcher.
+    launcher: Option<PathBuf>,
+}
+
+impl ToolRunner {
+    /// `launcher` is the `jaros` binary (`std::env::current_exe()` in the
+    /// CLI); without one, tools run unconfined.
+    pub fn new(launcher: Option<PathBuf>) -> ToolRunner {
+        ToolRunner { launcher }
+    }
+
+    /// Whether this runner confines the tools it starts.
+    pub fn status(&self) -> ConfinementStatus {
+        landlock::status_with(self.launcher.as_deref())
+    }
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create() -> Result<Scratch, String> {
+        let path = std::env::temp_dir().join(format!("jaros-tool-{}", crate::ids::random_hex(12)));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| format!("cannot create a scratch directory {}: {e}", path.display()))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory in the temp dir harms nothing.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Finds the tool's executable and checks it is the one the plan was
+/// compiled with.
+fn locate(hive: &Path, command: &str, expected: &Digest) -> Result<PathBuf, String> {
+    let rel = normalize_path(command).map_err(|why| format!("names an invalid path: {why}"))?;
+    if !rel.starts_with("tools/") {
+        return Err("is not under tools/".into());
+    }
+    let tools = std::fs::canonicalize(hive.join("tools"))
+        .map_err(|e| format!("cannot be found: the hive's tools/: {e}"))?;
+    let path =
+        std::fs::canonicalize(hive.join(&rel)).map_err(|e| format!("cannot be found: {e}"))?;
+    if !path.starts_with(&tools) {
+        return Err(format!("resolves to {}, outside tools/", path.display()));
+    }
+    let bytes = crate::fsx::read(&path).map_err(|e| e.to_string())?;
+    let actual = Digest::of_bytes(&bytes);
+    if actual != *expected {
+        return Err(format!(
+            "changed since the plan was compiled (its sha256 is {}, the plan has {}); recompile the plan (restart the node) to run the new version",
+            actual.short(),
+            expected.short()
+        ));
+    }
+    Ok(path)
+}
+
+/// What a finished (or stopped) process left.
+#[derive(Debug)]
+struct Finished {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    timed_out: bool,
+    oversize: bool,
+    /// Output still held open by a process outside the group.
+    undrained: bool,
+}
+
+fn kill_group(pid: Pid) {
+    // ESRCH (nothing left) is the usual and wanted outcome.
+    let _ = kill_process_group(pid, Signal::KILL);
+}
+
+/// Reads a stream to its end, keeping at most `keep` bytes; past `cap`
+/// bytes in total it kills the process group and stops.
+fn reader(
+    mut stream: impl Read + Send + 'static,
+    cap: u64,
+    keep: usize,
+    pid: Pid,
+    oversize: Arc<AtomicBool>,
+) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut total = 0u64;
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    total += n as u64;
+                    let room = keep.saturating_sub(kept.len());
+                    kept.extend_from_slice(&chunk[..n.min(room)]);
+                    if total > cap {
+                        oversize.store(true, Ordering::SeqCst);
+                        kill_group(pid);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(kept);
+    });
+    rx
+}
+
+/// Runs `cmd` in its own process group with `input` on stdin, within
+/// `timeout` and `cap` bytes of output, and kills the whole group at the end.
+fn run_process(
+    mut cmd: Command,
+    input: Vec<u8>,
+    timeout: Duration,
+    cap: u64,
+) -> Result<Finished, String> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not be started: {e}"))?;
+    let pid = Pid::from_child(&child);
+    let oversize = Arc::new(AtomicBool::new(false));
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        kill_group(pid);
+        let _ = child.wait();
+        return Err("could not be given its pipes".into());
+    };
+    // A tool that does not read its input just closes the pipe: not an error.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = reader(stdout, cap, cap as usize, pid, oversize.clone());
+    let err = reader(stderr, cap, STDERR_SHOWN_BYTES, pid, oversize.clone());
+
+    // Wait for the group leader to exit without reaping it, so its pid
+    // still names the group when the group is killed.
+    let (exited_tx, exited_rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        loop {
+            match waitid(
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
+                Err(e) if e == rustix::io::Errno::INTR => continue,
+                _ => break,
+            }
+        }
+        let _ = exited_tx.send(());
+    });
+    let timed_out = match exited_rx.recv_timeout(timeout) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => false,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            kill_group(pid);
+            true
+        }
+    };
+    let _ = waiter.join();
+    kill_group(pid);
+    let status = child
+        .wait()
+        .map_err(|e| format!("could not be waited for: {e}"))?;
+
+    let deadline = Instant::now() + Duration::from_millis(DRAIN_GRACE_MS);
+    let drain = |rx: mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    };
+    let stdout = drain(out);
+    let stderr = drain(err);
+    let undrained = stdout.is_none() || stderr.is_none();
+    if !undrained {
+        let _ = writer.join();
+    }
+    Ok(Finished {
+        status,
+        stdout: stdout.unwrap_or_default(),
+        stderr: stderr.unwrap_or_default(),
+        timed_out,
+        oversize: oversize.load(Ordering::SeqCst),
+        undrained,
+    })
+}
+
+fn stderr_tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {text}")
+    }
+}
+
+impl ExecRunner for ToolRunner {
+    fn run(&self, cx: &Cx<'_>, spec: &HandlerSpec, decision: &Decision) -> Result<Outcome, String> {
+        let HandlerSpec::Exec {
+            command,
+            sha256,
+            timeout_ms,
+            max_output_bytes,
+            env,
+        } = spec
+        else {
+            return Err(format!(
+                "decision type '{}' is not an executable tool",
+                decision.kind
+            ));
+        };
+        // Replay never starts a tool.
+        let Some(live) = cx.live else {
+            return read_back(cx);
+        };
+        let name = format!("tool '{}' ({command})", decision.kind);
+        let action = format!("tool {} ({command})", decision.kind);
+        let hive = live.hive();
+        let tool = match locate(&hive, command, sha256) {
+            Ok(path) => path,
+            Err(why) => return Err(refuse(live, cx, decision, &action, format!("{name} {why}"))),
+        };
+        let scratch = Scratch::create()?;
+        let status = self.status();
+        let (mut cmd, how) = match (&self.launcher, status.active) {
+            (Some(launcher), true) => {
+                let c = landlock::confinement_for(
+                    &hive,
+                    live.data_dir().as_deref(),
+                    cx.plan,
+                    cx.job.agent.as_str(),
+                    &tool,
+                    &scratch.0,
+                );
+                let mut cmd = Command::new(launcher);
+                cmd.args(launcher_args(&c, &tool));
+                let abi = status.landlock_abi.unwrap_or_default();
+                (
+                    cmd,
+                    format!(
+                        "confined by Landlock ABI {abi}: {}",
+                        c.describe(&std::fs::canonicalize(&hive).unwrap_or(hive.clone()))
+                    ),
+                )
+            }
+            _ => (
+                Command::new(&tool),
+                format!("not confined: {}", status.reason),
+            ),
+        };
+        cmd.env_clear().current_dir(&scratch.0);
+        for var in env {
+            if let Some(value) = std::env::var_os(var) {
+                cmd.env(var, value);
+            }
+        }
+        if !env.iter().any(|v| v == "PATH") {
+            cmd.env("PATH", DEFAULT_PATH);
+        }
+        super::audit(live, cx, decision, &action, Verdict::Allowed, how)?;
+
+        let input = json!({
+            "payload": decision.payload,
+            "context": {"job": cx.job.job, "agent": cx.job.agent, "decision": decision.id, "type": decision.kind},
+        });
+        let cap = (*max_output_bytes).min(HARD_MAX_OUTPUT_BYTES);
+        let done = run_process(
+            cmd,
+            input.to_string().into_bytes(),
+            Duration::from_millis(*timeout_ms),
+            cap,
+        )
+        .map_err(|e| format!("{name} {e}"))?;
+        drop(scratch);
+        interpret(
+            &name,
+            *timeout_ms,
+            cap,
+            &done,
+            cx.plan.types.get(&decision.kind).map(|t| &t.result_schema),
+        )
+    }
+}
+
+/// Turns a finished run into the decision's outcome.
+fn interpret(
+    name: &str,
+    timeout_ms: u64,
+    cap: u64,
+    done: &Finished,
+    schema: Option<&Value>,
+) -> Result<Outcome, String> {
+    if done.timed_out {
+        return Err(format!(
+            "{name} timed out after {timeout_ms} ms and was killed"
+        ));
+    }
+    if done.oversize {
+        return Err(format!(
+            "{name} printed more than {cap} bytes, its output cap, and was killed"
+        ));
+    }
+    if done.undrained {
+        return Err(format!(
+            "{name} left a process outside its process group holding its output open"
+        ));
+    }
+    if let Some(code) = done.status.code() {
+        let launcher_failed = matches!(
+            code,
+            landlock::EXIT_NOT_CONFINED | landlock::EXIT_NOT_EXECUTED
+        ) && done.stderr.starts_with(LAUNCHER_PREFIX.as_bytes());
+        if launcher_failed {
+            return Err(format!(
+                "{name} could not be started confined{}",
+                stderr_tail(&done.stderr)
+            ));
+        }
+        if code != 0 {
+            return Err(format!(
+                "{name} exited with status {code}{}",
+                stderr_tail(&done.stderr)
+            ));
+        }
+    } else {
+        let signal = done.status.signal().unwrap_or_default();
+        return Err(format!(
+            "{name} was killed by signal {signal}{}",
+            stderr_tail(&done.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&done.stdout);
+    if text.trim().is_empty() {
+        return Err(format!(
+            "{name} printed nothing on stdout; a tool answers with one JSON value"
+        ));
+    }
+    let result: Value = serde_json::from_str(text.trim()).map_err(|e| {
+        let shown: String = text.trim().chars().take(STDOUT_SHOWN_CHARS).collect();
+        format!("{name} printed invalid JSON on stdout ({e}); it began: {shown:?}")
+    })?;
+    crate::decision::check_payload(&result)
+        .map_err(|e| format!("{name} returned a result that cannot be recorded: {e}"))?;
+    if let Some(schema) = schema {
+        let validator = jsonschema::validator_for(schema)
+            .map_err(|e| format!("the result schema of {name} does not compile: {e}"))?;
+        let first = validator.iter_errors(&result).next().map(|error| {
+            let at = error.instance_path().to_string();
+            let at = if at.is_empty() {
+                "the result".to_string()
+            } else {
+                format!("result{at}")
+            };
+            format!("{name} returned a result that does not match its result schema: {at}: {error}")
+        });
+        if let Some(reason) = first {
+            return Err(reason);
+        }
+    }
+    Ok(Outcome::result(result))
+}
+
+/// The launcher's arguments: confine to `c`, then run `tool`.
+pub fn launcher_args(c: &landlock::Confinement, tool: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![SANDBOX_SUBCOMMAND.into()];
+    args.extend(c.to_args());
+    args.push("--".into());
+    args.push(tool.as_os_str().to_owned());
+    args
+}
