@@ -971,7 +971,7 @@ fn decision_job(loaded: &Loaded, id: &DecisionId) -> Option<JobId> {
 
 fn set_at(body: &mut Body, new_at: u32) {
     match body {
-        Body::Plan { .. } => {}
+        Body::Plan { .. } | Body::Audit { .. } => {}
         Body::Job { at, .. }
         | Body::Model { at, .. }
         | Body::Decision { at, .. }
