@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// Largest canonical size of the per-decision results an `end` record holds.
+pub const MAX_END_RESULTS_BYTES: usize = 256 * 1024;
+
 /// The decision type recorded for a turn whose text held no valid decisions.
 pub const UNPARSED: &str = "unparsed";
 
@@ -138,12 +141,20 @@ impl JobState {
     }
 
     /// The job's result as `end` records and result files hold it.
+    /// The job's result as `end` records and result files hold it. The
+    /// per-decision results are already in the `effect` records; past
+    /// [`MAX_END_RESULTS_BYTES`] they are summarized by count and digest.
     pub fn result(&self) -> Value {
+        let results = serde_json::to_value(&self.results).expect("results serialize");
+        let size = crate::canon::to_string(&results).map_or(usize::MAX, |t| t.len());
+        if size <= MAX_END_RESULTS_BYTES {
+            return json!({"state": self.state, "decisions": self.accepted, "rejected": self.rejected, "results": results});
+        }
         json!({
             "state": self.state,
             "decisions": self.accepted,
             "rejected": self.rejected,
-            "results": self.results,
+            "results_omitted": {"count": self.results.len(), "bytes": size, "sha256": Digest::of_json(&results).ok(), "see": "the job's effect records (`jaros logs --job ID`)"},
         })
     }
 }
@@ -623,5 +634,34 @@ pub fn effect_body(
         result: effect.result.clone(),
         error: effect.error.clone(),
         state: effect.state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_end_result_past_its_limit_is_summarized_not_inlined() {
+        let mut state = JobState::new(JobId::new("j").unwrap(), AgentName::new("a").unwrap());
+        let big = "x".repeat(MAX_END_RESULTS_BYTES / 4);
+        for i in 0..3 {
+            state.results.push(StepResult {
+                decision: DecisionId::new(&state.job, 1, i),
+                kind: "fs.read".into(),
+                ok: true,
+                result: json!({"text": big}),
+                error: None,
+            });
+        }
+        assert!(
+            state.result().get("results").is_some(),
+            "three quarters of the limit are inlined"
+        );
+        state.results.push(state.results[0].clone());
+        state.results.push(state.results[0].clone());
+        let summary = state.result();
+        assert!(summary.get("results").is_none());
+        assert_eq!(summary["results_omitted"]["count"], 5);
     }
 }

@@ -1,8 +1,8 @@
 //! The `jaros` command line: one file per subcommand, one output and
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
-mod blame;
 mod audit;
+mod blame;
 mod demo;
 mod init;
 mod logs;
