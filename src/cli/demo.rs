@@ -26,6 +26,29 @@ pub struct Args {
     /// Print the replay as JSON.
     #[arg(long)]
     json: bool,
+    /// Run the swarm (planner, worker, reviewer) on a real OpenAI-compatible
+    /// model server at this base URL instead of its scripted responses, e.g.
+    /// `--model-url $(cat ~/.cache/jaros-model/url)` after
+    /// `scripts/model-server.sh start`.
+    #[arg(long, value_name = "URL")]
+    model_url: Option<String>,
+}
+
+/// Points the swarm's agents at a real model: a provider `real` of kind
+/// openai at `url`, written into the demo hive's manifests (so the node, the
+/// plan and the replay all see the same hive).
+fn use_real_model(hive: &Path, url: &str) -> Result<(), CliError> {
+    let edit = |rel: &str, from: &str, to: &str| -> Result<(), CliError> {
+        let path = hive.join(rel);
+        let text = crate::fsx::read_to_string(&path).map_err(|e| CliError::failed(e.to_string()))?;
+        crate::fsx::write_durable(&path, text.replacen(from, to, 1).as_bytes()).map_err(|e| CliError::failed(e.to_string()))
+    };
+    let url = serde_json::to_string(url).expect("strings serialize");
+    edit("manifests/node.yaml", "  providers:\n", &format!("  providers:\n    real:\n      kind: openai\n      base_url: {url}\n      model: local-model\n      timeout: 120s\n"))?;
+    for agent in ["planner", "worker", "reviewer"] {
+        edit(&format!("manifests/agents/{agent}.yaml"), "provider: swarm", "provider: real")?;
+    }
+    Ok(())
 }
 
 /// The jobs the demo submits: (id, agent, input).
@@ -73,6 +96,9 @@ pub fn main(_ctx: &Ctx, args: Args) -> CliResult {
     };
     super::init::write_hive(&dir, false)?;
     let hive = dir.clone();
+    if let Some(url) = &args.model_url {
+        use_real_model(&hive, url)?;
+    }
     let loaded = super::load_hive(&hive)?;
     let data = DataDir::new(hive.join(crate::datadir::DEFAULT_DATA_DIR));
     data.create().map_err(|e| CliError::failed(e.to_string()))?;
