@@ -2,6 +2,7 @@
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
 mod demo;
+mod eval;
 mod init;
 mod logs;
 mod plan;
@@ -60,6 +61,7 @@ enum Command {
     Logs(logs::Args),
     Replay(replay::Args),
     Verify(verify::Args),
+    Eval(eval::Args),
 }
 
 /// A failure a command reports: a message for stderr and how to exit.
@@ -199,6 +201,7 @@ pub fn main() -> i32 {
         Command::Logs(args) => logs::main(&ctx, args),
         Command::Replay(args) => replay::main(&ctx, args),
         Command::Verify(args) => verify::main(&ctx, args),
+        Command::Eval(args) => eval::main(&ctx, args),
     };
     match result {
         Ok(outcome) => exit::code(outcome),
