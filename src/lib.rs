@@ -43,4 +43,7 @@ pub mod model;
 // Schedules: triggers and exactly-once firing.
 pub mod schedule;
 
+// Evals: agents run offline against expectations.
+pub mod eval;
+
 pub mod cli;

@@ -4,6 +4,7 @@
 mod audit;
 mod blame;
 mod demo;
+mod eval;
 mod init;
 mod logs;
 mod plan;
@@ -67,6 +68,7 @@ enum Command {
     Audit(audit::Args),
     #[command(name = "__sandbox-exec", hide = true)]
     SandboxExec(sandbox_exec::Args),
+    Eval(eval::Args),
 }
 
 /// A failure a command reports: a message for stderr and how to exit.
@@ -209,6 +211,7 @@ pub fn main() -> i32 {
         Command::Blame(args) => blame::main(&ctx, args),
         Command::Audit(args) => audit::main(&ctx, args),
         Command::SandboxExec(args) => return sandbox_exec::main(args),
+        Command::Eval(args) => eval::main(&ctx, args),
     };
     match result {
         Ok(outcome) => exit::code(outcome),

@@ -189,7 +189,12 @@ fn inside_hive(hive: &Path, data_dir: &str) -> Option<String> {
 
 /// Resolves a hive-relative path the manifests name: normalized, under
 /// `dir/`, and — symlinks followed — still inside the hive's `dir/`.
-fn resolve(hive: &Path, path: &str, dir: &str, what: &str) -> Result<(String, PathBuf), String> {
+pub fn resolve(
+    hive: &Path,
+    path: &str,
+    dir: &str,
+    what: &str,
+) -> Result<(String, PathBuf), String> {
     let rel = crate::gate::normalize_path(path)
         .map_err(|why| format!("{what} path '{path}' refused: {why}"))?;
     if !rel.starts_with(&format!("{dir}/")) {

@@ -1,0 +1,502 @@
+//! `jaros eval`: the example suite in the repository, broken agents, invalid
+//! files, golden cases from recorded jobs, JUnit, and live mode against the
+//! real local model when one is running.
+
+mod common;
+
+use common::{example_hive, fingerprint, run_in, Hive};
+use std::path::Path;
+
+/// Cases of the example suite that need the harness's handlers (the
+/// read-only built-ins and executable tools). Where the executor lacks them,
+/// they may fail only for that reason; where it has them, they must pass.
+const HARNESS_CASES: [&str; 4] = [
+    "system-health-reports",
+    "disk-monitor-reports",
+    "inventory-lists-the-hive",
+    "greeter-greets",
+];
+
+fn missing_handler(text: &str) -> bool {
+    text.contains("this executor has no built-in handler")
+        || text.contains("this executor cannot run executable tools")
+}
+
+/// Asserts the example suite's outcome: all pass, or only harness cases fail
+/// and only for want of a handler.
+fn assert_suite_passes(run: &common::Run) {
+    if run.code() == 0 {
+        return;
+    }
+    assert_eq!(run.code(), 1, "{}", run.context());
+    let report = run.json();
+    let mut waiting = Vec::new();
+    for case in report["cases"].as_array().unwrap() {
+        if case["passed"] == true {
+            continue;
+        }
+        let name = case["name"].as_str().unwrap();
+        let failures = case["failures"].to_string();
+        assert!(
+            HARNESS_CASES.contains(&name) && missing_handler(&failures),
+            "case {name} failed for a reason other than a missing harness handler\n{}",
+            run.context()
+        );
+        waiting.push(name.to_string());
+    }
+    eprintln!(
+        "note: {} case(s) wait for the harness's handlers: {}",
+        waiting.len(),
+        waiting.join(", ")
+    );
+}
+
+#[test]
+fn the_example_suite_in_the_repository_passes_and_leaves_the_hive_alone() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hive = root.to_str().unwrap();
+    let before = fingerprint(&root.join("manifests"));
+    let run = run_in(root, &["--hive", hive, "eval", "manifests/evals", "--json"]);
+    assert_suite_passes(&run);
+    let report = run.json();
+    assert_eq!(report["total"], 7, "{}", run.context());
+    let names: Vec<&str> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    // The file's order, whatever order the pool finished them in.
+    assert_eq!(
+        names,
+        [
+            "advance-completes",
+            "system-health-reports",
+            "disk-monitor-reports",
+            "inventory-lists-the-hive",
+            "text-metrics-counts-a-file",
+            "echo-proposes-its-prompt",
+            "greeter-greets"
+        ]
+    );
+    assert_eq!(fingerprint(&root.join("manifests")), before);
+}
+
+#[test]
+fn the_text_report_says_pass_or_fail_per_case_then_the_count_and_time() {
+    let hive = example_hive();
+    let before = fingerprint(hive.path());
+    let run = hive.jaros(&["eval"]);
+    let text = run.stdout();
+    for line in [
+        "[PASS] advance-completes",
+        "[PASS] text-metrics-counts-a-file",
+        "[PASS] echo-proposes-its-prompt",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{}", run.context());
+    }
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "{}/7 eval cases passed in ",
+            text.matches("[PASS]").count()
+        )) && last.ends_with('s'),
+        "{}",
+        run.context()
+    );
+    // Nothing of the hive changed, no data dir appeared.
+    assert_eq!(fingerprint(hive.path()), before);
+    assert!(!hive.data().exists());
+}
+
+#[test]
+fn a_broken_agent_fails_the_suite_with_the_expected_message() {
+    let hive = example_hive();
+    hive.write(
+        "agents/text-metrics.j2",
+        r#"[{"type": "text.count", "payload": {"path": "README.md"}}]"#,
+    );
+    let run = hive.jaros(&["eval", "manifests/evals"]).expect(1);
+    let text = run.stdout();
+    let expected = "\
+[FAIL] text-metrics-counts-a-file
+  at manifests/evals/example.yaml:38:7
+  payloads[0]
+    expected: {\"path\":\"manifests/node.yaml\"} (a subset)
+    actual:   {\"path\":\"README.md\"} (payload of text-metrics-counts-a-file#1.0 (text.count))
+    at /path: expected \"manifests/node.yaml\", got \"README.md\"
+";
+    assert!(text.contains(expected), "{}", run.context());
+    assert!(
+        text.contains("  gate\n    expected: reject (a decision refused)\n"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        text.contains("[PASS] advance-completes\n"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn a_case_without_expectations_is_an_error_at_its_place() {
+    let hive = example_hive();
+    hive.write(
+        "manifests/evals/empty.yaml",
+        "apiVersion: jaros/v1\nkind: Eval\nmetadata:\n  name: empty\nspec:\n  cases:\n    - name: nothing\n      agent: advance\n    - name: only-false\n      agent: advance\n      expect: {deterministic: false}\n",
+    );
+    let run = hive
+        .jaros(&["eval", "manifests/evals/empty.yaml"])
+        .expect(2);
+    let err = run.stderr();
+    assert!(
+        err.contains("manifests/evals/empty.yaml:7:7: case 'nothing' has no expectation"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        err.contains("manifests/evals/empty.yaml:11:15: case 'only-false' has no expectation"),
+        "{}",
+        run.context()
+    );
+    assert!(run.stdout().is_empty());
+}
+
+#[test]
+fn an_invalid_eval_file_outside_the_hive_is_named_by_line_and_column() {
+    let hive = example_hive();
+    let outside = tempfile::tempdir().unwrap();
+    let file = outside.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: jaros/v1\nkind: Eval\nmetadata:\n  name: bad\nspec:\n  cases:\n    - name: a\n      agent: nobody\n      expect: {state: DONE, colour: red}\n",
+    )
+    .unwrap();
+    let shown = file.display().to_string();
+    let run = hive.jaros(&["eval", &shown]).expect(2);
+    assert!(
+        run.stderr().contains(&format!("{shown}:9:")) && run.stderr().contains("colour"),
+        "{}",
+        run.context()
+    );
+    std::fs::write(
+        &file,
+        "apiVersion: jaros/v1\nkind: Eval\nmetadata:\n  name: bad\nspec:\n  cases:\n    - name: a\n      agent: nobody\n      expect: {state: DONE}\n",
+    )
+    .unwrap();
+    let run = hive.jaros(&["eval", &shown]).expect(2);
+    assert!(
+        run.stderr().contains(&format!(
+            "{shown}:8:14: agent 'nobody' is not in the hive's plan"
+        )),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn no_cases_is_exit_2() {
+    let hive = example_hive();
+    let run = hive.jaros(&["eval", "--filter", "no-such-case"]).expect(2);
+    assert!(
+        run.stderr()
+            .contains("none of the 7 cases matches --filter 'no-such-case'"),
+        "{}",
+        run.context()
+    );
+    std::fs::create_dir_all(hive.path().join("empty")).unwrap();
+    let run = hive.jaros(&["eval", "empty"]).expect(2);
+    assert!(
+        run.stderr().contains("no eval files found"),
+        "{}",
+        run.context()
+    );
+    hive.jaros(&["eval", "missing-dir"]).expect(2);
+}
+
+#[test]
+fn junit_reports_every_case_with_its_failures() {
+    let hive = example_hive();
+    hive.write(
+        "agents/text-metrics.j2",
+        r#"[{"type": "text.count", "payload": {"path": "a<b>&\"c"}}]"#,
+    );
+    let run = hive.jaros(&["eval", "--junit", "report.xml"]);
+    assert_eq!(run.code(), 1, "{}", run.context());
+    let xml = std::fs::read_to_string(hive.path().join("report.xml")).unwrap();
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"jaros eval\" tests=\"7\""), "{xml}");
+    assert!(
+        xml.contains("<testsuite name=\"example\" tests=\"7\""),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<testcase ").count(), 7, "{xml}");
+    assert!(xml.contains("<testcase name=\"advance-completes\" classname=\"example\" file=\"manifests/evals/example.yaml\""), "{xml}");
+    // The payload with markup is escaped inside the failure.
+    assert!(xml.contains("a&lt;b&gt;&amp;\\&quot;c"), "{xml}");
+    assert!(!xml.contains("a<b>"), "{xml}");
+    assert_eq!(
+        xml.matches("<failure ").count(),
+        xml.matches("</failure>").count()
+    );
+}
+
+// ---- golden cases -----------------------------------------------------------
+
+const NODE: &str = "apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  providers:\n    scripted:\n      kind: scripted\n      responses: evals/answers.json\n";
+const ROLE: &str =
+    "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: stepper\nspec:\n  types: [advance]\n";
+const NOTER: &str = "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: noter\nspec:\n  role: stepper\n  template: agents/noter.j2\n";
+const THINKER: &str = "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: thinker\nspec:\n  role: stepper\n  model: {provider: scripted, model: m}\n  prompt: agents/thinker.j2\n";
+
+fn golden_hive() -> Hive {
+    let hive = Hive::empty();
+    hive.write("manifests/node.yaml", NODE);
+    hive.write("manifests/roles/stepper.yaml", ROLE);
+    hive.write("manifests/agents/noter.yaml", NOTER);
+    hive.write("manifests/agents/thinker.yaml", THINKER);
+    hive.write(
+        "agents/noter.j2",
+        r#"[{"type": "advance", "payload": {"events": ["start", "complete"], "note": {{ input.text | tojson }}}}]"#,
+    );
+    hive.write("agents/thinker.j2", "Think about {{ input | tojson }}.");
+    hive.write(
+        "evals/answers.json",
+        r#"[{"decisions": [{"type": "advance", "payload": {"events": ["start", "complete"], "note": "thought"}}]}]"#,
+    );
+    hive
+}
+
+#[test]
+fn a_golden_case_from_a_recorded_job_passes_and_fails_once_the_template_changes() {
+    let hive = golden_hive();
+    hive.jaros(&[
+        "run",
+        "noter",
+        "--id",
+        "job-1",
+        "--input",
+        r#"{"text": "hi"}"#,
+    ])
+    .expect(0);
+    let run = hive
+        .jaros(&["eval", "--from-log", "job-1", "--out", "golden.yaml"])
+        .expect(0);
+    let yaml = std::fs::read_to_string(hive.path().join("golden.yaml")).unwrap();
+    assert!(
+        yaml.contains(
+            "    - name: \"job-1\"\n      agent: \"noter\"\n      input: {\"text\": \"hi\"}\n"
+        ),
+        "{yaml}\n{}",
+        run.context()
+    );
+    assert!(yaml.contains("        types: [\"advance\"]\n"), "{yaml}");
+    assert!(
+        yaml.contains("          - {\"from\": \"PENDING\", \"to\": \"DONE\"}\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("        state: DONE\n        deterministic: true\n"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("responses"), "{yaml}");
+    let run = hive.jaros(&["eval", "golden.yaml"]).expect(0);
+    assert!(
+        run.stdout().starts_with("[PASS] job-1\n"),
+        "{}",
+        run.context()
+    );
+
+    // The agent now behaves differently.
+    hive.write(
+        "agents/noter.j2",
+        r#"[{"type": "advance", "payload": {"events": ["start", "complete"], "note": "changed"}}]"#,
+    );
+    let run = hive.jaros(&["eval", "golden.yaml"]).expect(1);
+    let expected = "\
+[FAIL] job-1
+  at golden.yaml:11:7
+  payloads[0]
+    expected: {\"events\":[\"start\",\"complete\"],\"note\":\"hi\"} (a subset)
+    actual:   {\"events\":[\"start\",\"complete\"],\"note\":\"changed\"} (payload of job-1#1.0 (advance))
+    at /note: expected \"hi\", got \"changed\"
+";
+    assert!(run.stdout().contains(expected), "{}", run.context());
+}
+
+#[test]
+fn a_golden_case_of_a_model_agent_replays_its_responses_and_fails_once_the_role_changes() {
+    let hive = golden_hive();
+    hive.jaros(&["run", "thinker", "--id", "job-2", "--input", "{}"])
+        .expect(0);
+    let run = hive.jaros(&["eval", "--from-log", "job-2"]).expect(0);
+    let yaml = run.stdout();
+    assert!(
+        yaml.contains("      responses:\n        - \"{\\\"decisions\\\""),
+        "{yaml}"
+    );
+    // Golden cases carry their responses: the provider's file may change.
+    hive.write("evals/answers.json", "[]");
+    hive.write("manifests/evals/golden.yaml", &yaml);
+    let run = hive.jaros(&["eval"]).expect(0);
+    assert!(
+        run.stdout().starts_with("[PASS] job-2\n"),
+        "{}",
+        run.context()
+    );
+
+    // The role no longer grants what the agent proposes.
+    hive.write(
+        "manifests/roles/stepper.yaml",
+        &ROLE.replace("types: [advance]", "types: [handoff]"),
+    );
+    let run = hive.jaros(&["eval"]).expect(1);
+    let text = run.stdout();
+    assert!(text.contains("  gate\n    expected: accept (no decision refused)\n    actual:   rejected: job-2#1.0 (advance) granted: role 'stepper' of agent 'thinker' does not grant decision type 'advance'\n"), "{}", run.context());
+    assert!(
+        text.contains("  state\n    expected: DONE\n    actual:   FAILED ("),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn from_log_of_an_unknown_job_is_exit_2() {
+    let hive = golden_hive();
+    hive.jaros(&[
+        "run",
+        "noter",
+        "--id",
+        "job-1",
+        "--input",
+        r#"{"text": "x"}"#,
+    ])
+    .expect(0);
+    let run = hive.jaros(&["eval", "--from-log", "nope"]).expect(2);
+    assert!(
+        run.stderr().contains("job 'nope' is not in any log"),
+        "{}",
+        run.context()
+    );
+}
+
+// ---- live mode --------------------------------------------------------------
+
+/// The real model server's OpenAI-compatible base URL, if one is running.
+fn real_model_url() -> Option<String> {
+    let dir = std::env::var("JAROS_MODEL_DIR").ok().or_else(|| {
+        std::env::var("HOME")
+            .ok()
+            .map(|h| format!("{h}/.cache/jaros-model"))
+    })?;
+    let path = Path::new(&dir).join("url");
+    match std::fs::read_to_string(&path) {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
+        _ => {
+            eprintln!(
+                "skipped: {} does not exist; run scripts/model-server.sh start",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn live_mode_asks_the_real_model_and_reports_a_pass_rate_per_case() {
+    let Some(url) = real_model_url() else {
+        return;
+    };
+    let hive = Hive::empty();
+    hive.write(
+        "manifests/node.yaml",
+        "apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  providers:\n    local:\n      kind: openai\n      base_url: http://127.0.0.1:9\n      model: SmolLM2-135M-Instruct\n      timeout: 120s\n",
+    );
+    hive.write("manifests/roles/stepper.yaml", ROLE);
+    hive.write(
+        "manifests/agents/stepper.yaml",
+        "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: stepper\nspec:\n  role: stepper\n  model: {provider: local, model: SmolLM2-135M-Instruct, temperature: 0, seed: 7, max_tokens: 120}\n  prompt: agents/stepper.j2\n",
+    );
+    hive.write(
+        "agents/stepper.j2",
+        "Propose exactly one decision of type \"advance\" whose payload is {\"events\": [\"start\", \"complete\"]}. The job input is {{ input | tojson }}.",
+    );
+    hive.write(
+        "manifests/evals/live.yaml",
+        "apiVersion: jaros/v1\nkind: Eval\nmetadata:\n  name: live\nspec:\n  cases:\n    - name: steps\n      agent: stepper\n      input: {task: finish}\n      expect: {types: [advance], state: DONE}\n",
+    );
+    // Offline, a case of a network provider without responses is refused.
+    let run = hive.jaros(&["eval"]).expect(2);
+    assert!(
+        run.stderr().contains("jaros eval --live"),
+        "{}",
+        run.context()
+    );
+
+    let provider = format!("local={url}");
+    let run = hive.jaros(&[
+        "eval",
+        "--live",
+        "--runs",
+        "2",
+        "--min-pass-rate",
+        "0",
+        "--provider-url",
+        &provider,
+        "--json",
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.context());
+    let report = run.json();
+    eprintln!("{report:#}");
+    assert_eq!(report["live"], true);
+    assert_eq!(report["runs"], 2);
+    let case = &report["cases"][0];
+    assert_eq!(case["name"], "steps");
+    assert_eq!(case["runs"], 2);
+    let passed = case["passed_runs"].as_u64().unwrap();
+    assert!(passed <= 2);
+    assert_eq!(case["pass_rate"].as_f64().unwrap(), passed as f64 / 2.0);
+
+    // The text form names the runs; a rate above what passed fails the case.
+    let run = hive.jaros(&["eval", "--live", "--runs", "1", "--provider-url", &provider]);
+    let text = run.stdout();
+    assert!(
+        text.contains("[PASS] steps  1/1 runs passed (100%)")
+            || text.contains("[FAIL] steps  0/1 runs passed (0%)"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        run.code(),
+        i32::from(text.contains("[FAIL]")),
+        "{}",
+        run.context()
+    );
+    assert!(
+        text.contains("eval cases passed (live, 1 run each, min pass rate 1)"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn live_options_are_checked() {
+    let hive = example_hive();
+    hive.jaros(&["eval", "--runs", "2"]).expect(2);
+    let run = hive
+        .jaros(&["eval", "--live", "--min-pass-rate", "1.5"])
+        .expect(2);
+    assert!(
+        run.stderr().contains("--min-pass-rate 1.5"),
+        "{}",
+        run.context()
+    );
+    let run = hive
+        .jaros(&["eval", "--provider-url", "nope=http://x"])
+        .expect(2);
+    assert!(
+        run.stderr().contains("no provider 'nope'"),
+        "{}",
+        run.context()
+    );
+}
