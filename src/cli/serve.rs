@@ -78,7 +78,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let source_hive = hive.clone();
     let source: node::PlanSource = Box::new(move || {
         crate::manifest::load_hive(&source_hive)
-            .map(|l| l.plan)
+            .map(node::HiveLoad::from)
             .map_err(|errors| {
                 errors
                     .iter()

@@ -40,23 +40,15 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         out(&human(&o));
         out(&format!("confinement: {confinement}\n"));
-        if let Some(list) = schedules.as_array() {
-            if !list.is_empty() {
-                out("schedules:\n");
-                for s in list {
-                    out(&format!(
-                        "  {:<16} {:<40} last {:<25} next {}\n",
-                        s["name"].as_str().unwrap_or("?"),
-                        if s["enabled"] == true {
-                            s["trigger_words"].as_str().unwrap_or("?").to_string()
-                        } else {
-                            format!("{} (disabled)", s["trigger_words"].as_str().unwrap_or("?"))
-                        },
-                        s["last_run"].as_str().unwrap_or("never"),
-                        s["next_run_utc"].as_str().unwrap_or("-")
-                    ));
-                }
+        match schedules.as_array() {
+            Some(list) if !list.is_empty() => {
+                out(&format!("schedules:\n{}", super::schedules::human(list, "  ")));
             }
+            Some(_) => {}
+            None => out(&format!(
+                "schedules: cannot list: {}\n",
+                schedules["error"].as_str().unwrap_or("?")
+            )),
         }
     }
     Ok(if o.live_nodes > 0 {
