@@ -66,14 +66,14 @@ pub fn status_json(ctx: &Ctx) -> Value {
     }
 }
 
-/// One JSON object per schedule, in manifest order: the fields of
+/// One JSON object per schedule, by name: the fields of
 /// [`schedule::ScheduleStatus`], plus `file` and `error` (null unless the
 /// trigger does not compile).
 pub fn rows(loaded: &Loaded, data: &Path, now: DateTime<Utc>) -> Vec<Value> {
-    loaded
-        .manifests
-        .schedules
-        .iter()
+    let mut entries: Vec<_> = loaded.manifests.schedules.iter().collect();
+    entries.sort_by(|a, b| a.m.metadata.name.cmp(&b.m.metadata.name));
+    entries
+        .into_iter()
         .map(|entry| {
             let name = &entry.m.metadata.name;
             let spec = &entry.m.spec;

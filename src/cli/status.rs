@@ -5,9 +5,9 @@ use crate::exit::Outcome;
 use crate::node::status::{overview, Overview};
 use std::time::Duration;
 
-/// Show the nodes (live or not, pool, running jobs, last heartbeat) and job
+/// Show the nodes (live or not, pool, running jobs, last heartbeat), job
 /// counts from the data dir's files, so they are right across restarts and
-/// nodes. Exit 0 when at least one node is live (a container health check),
+/// nodes, and the hive's schedules (as `jaros schedules` does). Exit 0 when at least one node is live (a container health check),
 /// 1 otherwise.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -42,7 +42,10 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         out(&format!("confinement: {confinement}\n"));
         match schedules.as_array() {
             Some(list) if !list.is_empty() => {
-                out(&format!("schedules:\n{}", super::schedules::human(list, "  ")));
+                out(&format!(
+                    "schedules:\n{}",
+                    super::schedules::human(list, "  ")
+                ));
             }
             Some(_) => {}
             None => out(&format!(

@@ -87,7 +87,10 @@ pub fn validate_hive(hive: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Diag
     load_checked(hive, Some(now))
 }
 
-fn load_checked(hive: &Path, schedules_at: Option<DateTime<Utc>>) -> Result<Loaded, Vec<Diagnostic>> {
+fn load_checked(
+    hive: &Path,
+    schedules_at: Option<DateTime<Utc>>,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let (manifests, mut errors) = validate::load(hive);
     errors.extend(validate::cross_check(&manifests, &Plan::builtin()));
     if let Some(now) = schedules_at {

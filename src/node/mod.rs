@@ -217,7 +217,8 @@ pub fn serve(
 
     resume_own_jobs(&shared, &task_tx);
     let booted = chrono::Utc::now();
-    let mut scheduler = Scheduler::new(&cfg.node_id, data.root().to_path_buf(), booted, cfg.verbose);
+    let mut scheduler =
+        Scheduler::new(&cfg.node_id, data.root().to_path_buf(), booted, cfg.verbose);
     scheduler.load(&schedules, booted);
     let mut queue: VecDeque<String> = VecDeque::new();
     let mut last_scan = Instant::now() - Duration::from_secs(3600);
@@ -667,7 +668,10 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         }
         // Sleep in short steps so a stopping node is not held up.
         let until = Instant::now() + Duration::from_millis(shared.cfg.heartbeat_ms.clamp(10, 1000));
-        while Instant::now() < until && !(shared.stopping.load(Ordering::SeqCst) && shared.active.load(Ordering::SeqCst) == 0) {
+        while Instant::now() < until
+            && !(shared.stopping.load(Ordering::SeqCst)
+                && shared.active.load(Ordering::SeqCst) == 0)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
     }

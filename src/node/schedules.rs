@@ -115,7 +115,8 @@ impl Scheduler {
                 enabled: false,
                 ..old.spec
             };
-            if let Err(e) = schedule::tick(&self.data, &name, &paused, &old.trigger, self.since, now)
+            if let Err(e) =
+                schedule::tick(&self.data, &name, &paused, &old.trigger, self.since, now)
             {
                 eprintln!(
                     "jaros: node {}: schedule '{name}' is gone but cannot be paused: {e}",
