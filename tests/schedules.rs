@@ -34,10 +34,10 @@ fn schedule(name: &str, body: &str) -> String {
     format!("apiVersion: jaros/v1\nkind: Schedule\nmetadata:\n  name: {name}\nspec:\n  agent: advance\n{body}")
 }
 
-/// The example hive without its own schedules, with `schedules` added.
+/// The example hive (without its own schedules) with `schedules` added.
 fn hive_with(schedules: &[(&str, &str)]) -> Hive {
     let hive = example_hive();
-    std::fs::remove_dir_all(hive.path().join("manifests/schedules")).unwrap();
+    assert!(!hive.path().join("manifests/schedules").exists());
     for (name, body) in schedules {
         hive.write(
             &format!("manifests/schedules/{name}.yaml"),
