@@ -122,8 +122,12 @@ pub fn main(_ctx: &Ctx, args: Args) -> CliResult {
     let progress = spawn_progress(data.clone(), stop.clone());
     let source_hive = hive.clone();
     let source: node::PlanSource = Box::new(move || {
+        // The tour runs its own jobs only: the example's schedules stay quiet.
         crate::manifest::load_hive(&source_hive)
-            .map(|l| l.plan)
+            .map(|l| node::HiveLoad {
+                plan: l.plan,
+                schedules: Vec::new(),
+            })
             .map_err(|e| {
                 e.iter()
                     .map(|d| d.to_string())

@@ -11,6 +11,7 @@ mod plan;
 mod replay;
 mod run;
 mod sandbox_exec;
+mod schedules;
 mod schema;
 mod serve;
 mod status;
@@ -60,6 +61,7 @@ enum Command {
     Submit(submit::SubmitArgs),
     Result(submit::ResultArgs),
     Status(status::Args),
+    Schedules(schedules::Args),
     Watch(status::WatchArgs),
     Logs(logs::Args),
     Replay(replay::Args),
@@ -204,6 +206,7 @@ pub fn main() -> i32 {
         Command::Submit(args) => submit::submit(&ctx, args),
         Command::Result(args) => submit::result(&ctx, args),
         Command::Status(args) => status::main(&ctx, args),
+        Command::Schedules(args) => schedules::main(&ctx, args),
         Command::Watch(args) => status::watch(&ctx, args),
         Command::Logs(args) => logs::main(&ctx, args),
         Command::Replay(args) => replay::main(&ctx, args),
@@ -313,8 +316,8 @@ pub fn confinement() -> String {
 }
 
 /// The hive's schedules with their last and next runs, as JSON.
-pub fn schedules_status(_ctx: &Ctx) -> serde_json::Value {
-    serde_json::json!([])
+pub fn schedules_status(ctx: &Ctx) -> serde_json::Value {
+    schedules::status_json(ctx)
 }
 
 /// The executor with every handler this binary has.

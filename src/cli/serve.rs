@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 /// Boot a node: compile the manifests (and recompile on change), repair and
 /// verify this node's log, resume its unfinished jobs, then work the inbox
-/// until SIGINT or SIGTERM (stop claiming, finish or release what is
-/// running, flush, exit 0).
+/// and fire the hive's schedules until SIGINT or SIGTERM (stop claiming,
+/// finish or release what is running, flush, exit 0).
 ///
 /// Several nodes may share one data dir (NFS, EFS, a RWX volume): give each
 /// its own --node-id. Work enters as files: `jaros submit AGENT --input JSON`.
@@ -78,7 +78,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let source_hive = hive.clone();
     let source: node::PlanSource = Box::new(move || {
         crate::manifest::load_hive(&source_hive)
-            .map(|l| l.plan)
+            .map(node::HiveLoad::from)
             .map_err(|errors| {
                 errors
                     .iter()

@@ -5,9 +5,9 @@ use crate::exit::Outcome;
 use crate::node::status::{overview, Overview};
 use std::time::Duration;
 
-/// Show the nodes (live or not, pool, running jobs, last heartbeat) and job
+/// Show the nodes (live or not, pool, running jobs, last heartbeat), job
 /// counts from the data dir's files, so they are right across restarts and
-/// nodes. Exit 0 when at least one node is live (a container health check),
+/// nodes, and the hive's schedules (as `jaros schedules` does). Exit 0 when at least one node is live (a container health check),
 /// 1 otherwise.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -40,23 +40,18 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         out(&human(&o));
         out(&format!("confinement: {confinement}\n"));
-        if let Some(list) = schedules.as_array() {
-            if !list.is_empty() {
-                out("schedules:\n");
-                for s in list {
-                    out(&format!(
-                        "  {:<16} {:<40} last {:<25} next {}\n",
-                        s["name"].as_str().unwrap_or("?"),
-                        if s["enabled"] == true {
-                            s["trigger_words"].as_str().unwrap_or("?").to_string()
-                        } else {
-                            format!("{} (disabled)", s["trigger_words"].as_str().unwrap_or("?"))
-                        },
-                        s["last_run"].as_str().unwrap_or("never"),
-                        s["next_run_utc"].as_str().unwrap_or("-")
-                    ));
-                }
+        match schedules.as_array() {
+            Some(list) if !list.is_empty() => {
+                out(&format!(
+                    "schedules:\n{}",
+                    super::schedules::human(list, "  ")
+                ));
             }
+            Some(_) => {}
+            None => out(&format!(
+                "schedules: cannot list: {}\n",
+                schedules["error"].as_str().unwrap_or("?")
+            )),
         }
     }
     Ok(if o.live_nodes > 0 {

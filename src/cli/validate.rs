@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 /// Check the hive's manifests: YAML syntax, each document against its JSON
 /// Schema, then every cross-reference (roles, agents, decision types,
-/// hand-off targets, templates that parse, executables that exist).
+/// hand-off targets, templates that parse, executables that exist) and every
+/// schedule's trigger (cron, time zone, interval, jitter, an `at` not past).
 ///
 /// Prints every error as `file:line:col: message` and exits 1; on success
 /// prints the counts and the plan digest and exits 0. Fast enough for a
@@ -29,7 +30,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         None => ctx.hive()?,
     };
     let prefix = ctx.display_prefix(&hive);
-    match manifest::load_hive(&hive) {
+    match manifest::validate_hive(&hive, chrono::Utc::now()) {
         Ok(loaded) => {
             let digest = loaded.plan.digest();
             if args.json {

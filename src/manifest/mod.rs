@@ -23,6 +23,7 @@ pub use types::Kind;
 pub use validate::Diagnostic;
 
 use crate::plan::Plan;
+use chrono::{DateTime, Utc};
 use std::path::Path;
 
 /// A hive whose manifests all passed, and its plan.
@@ -71,9 +72,30 @@ impl Loaded {
 
 /// Loads, checks and compiles the manifests of `hive`. On failure, returns
 /// every error found, sorted by file, line and column.
+///
+/// Schedule triggers (cron, time zone, interval, `at`, jitter) are not
+/// checked here: a node skips a broken schedule and runs the rest, so one
+/// bad trigger never stops a hive. [`validate_hive`] checks them too.
 pub fn load_hive(hive: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+    load_checked(hive, None)
+}
+
+/// What `jaros validate` checks: everything [`load_hive`] does, and every
+/// schedule's trigger as of `now` ([`validate::check_schedules`]), so that
+/// an `at` already in the past is an error too.
+pub fn validate_hive(hive: &Path, now: DateTime<Utc>) -> Result<Loaded, Vec<Diagnostic>> {
+    load_checked(hive, Some(now))
+}
+
+fn load_checked(
+    hive: &Path,
+    schedules_at: Option<DateTime<Utc>>,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let (manifests, mut errors) = validate::load(hive);
     errors.extend(validate::cross_check(&manifests, &Plan::builtin()));
+    if let Some(now) = schedules_at {
+        errors.extend(validate::check_schedules(&manifests, now));
+    }
     // Compile even when something is wrong already, to report the files
     // at fault in the same run.
     let plan = compile::compile(hive, &manifests);

@@ -521,62 +521,9 @@ pub struct ToolSpec {
 
 // ---------------------------------------------------------------- Schedule
 
-fn default_timezone() -> String {
-    "UTC".into()
-}
-fn default_true() -> bool {
-    true
-}
-
-/// What to do about runs missed while no node was up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CatchUp {
-    /// Run nothing that was missed.
-    #[default]
-    Skip,
-    /// Run once for everything missed.
-    Once,
-    /// Run every missed slot (bounded).
-    All,
-}
-
-/// When an agent runs: exactly one of `cron`, `every` or `at`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(extend("oneOf" = [
-    {"required": ["cron"], "not": {"anyOf": [{"required": ["every"]}, {"required": ["at"]}]}},
-    {"required": ["every"], "not": {"anyOf": [{"required": ["cron"]}, {"required": ["at"]}]}},
-    {"required": ["at"], "not": {"anyOf": [{"required": ["cron"]}, {"required": ["every"]}]}}
-]))]
-pub struct ScheduleSpec {
-    /// The agent to run.
-    pub agent: String,
-    /// The job's input (any JSON value; null when absent).
-    #[serde(default)]
-    pub input: Value,
-    /// Crontab syntax (`0 3 * * *`), names and `@daily`-style macros.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron: Option<String>,
-    /// A fixed interval, such as `30s` or `5m`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every: Option<Duration>,
-    /// One instant, RFC 3339 (`2030-01-01T09:00:00Z`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<String>,
-    /// The time zone `cron` is read in (IANA name).
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
-    /// What to do about runs missed while no node was up.
-    #[serde(default)]
-    pub catch_up: CatchUp,
-    /// Whether the schedule fires.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Up to this much random delay per firing, to spread load.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jitter: Option<Duration>,
-}
+// One spec type for schedules: the manifest's `spec` is what the schedule
+// module compiles and fires, so the two can never drift apart.
+pub use crate::schedule::{CatchUp, ScheduleSpec};
 
 // ---------------------------------------------------------------- Eval
 

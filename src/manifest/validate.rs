@@ -1011,6 +1011,25 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
     errors
 }
 
+/// Compiles every schedule's trigger as of `now` and reports each that does
+/// not compile at the field at fault: an invalid cron expression, an unknown
+/// time zone, a malformed or zero interval, a bad jitter, an `at` that is
+/// malformed or already past. A running node checks the same rules (all but
+/// the past `at`) when it loads a schedule, and skips the ones that fail.
+pub fn check_schedules(m: &Manifests, now: chrono::DateTime<chrono::Utc>) -> Vec<Diagnostic> {
+    m.schedules
+        .iter()
+        .filter_map(|s| {
+            let e = crate::schedule::compile(&s.m.spec, now).err()?;
+            let pointer = match e.field {
+                "spec" => "/spec".to_string(),
+                field => format!("/spec/{field}"),
+            };
+            Some(s.error(&pointer, e.message))
+        })
+        .collect()
+}
+
 /// A grant glob is relative to the hive and stays inside it.
 fn check_glob(glob: &str) -> Result<(), &'static str> {
     if glob.is_empty() {

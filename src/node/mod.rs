@@ -2,11 +2,13 @@
 //!
 //! Owns claiming (atomic renames out of `inbox/`), leases and their
 //! heartbeat, the bounded worker pool, resuming unfinished jobs at boot and
-//! after another node's lease expires, picking up manifest edits, and a clean
-//! shutdown. Work enters only as files; a node never opens a socket.
+//! after another node's lease expires, picking up manifest edits, firing the
+//! hive's schedules ([`schedules`]), and a clean shutdown. Work enters only
+//! as files; a node never opens a socket.
 
 pub mod inbox;
 pub mod lease;
+pub mod schedules;
 pub mod status;
 
 use crate::datadir::DataDir;
@@ -17,6 +19,7 @@ use crate::plan::Plan;
 use crate::runtime::{self, Runtime};
 use inbox::JobFile;
 use lease::Lease;
+use schedules::{NamedSchedule, Scheduler};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -62,8 +65,35 @@ impl NodeConfig {
     }
 }
 
-/// Where the node gets its plan: compiled afresh from the hive's manifests.
-pub type PlanSource = Box<dyn Fn() -> Result<Plan, String> + Send + Sync>;
+/// What a node runs from: the compiled plan and the hive's schedules.
+#[derive(Debug, Clone)]
+pub struct HiveLoad {
+    pub plan: Plan,
+    pub schedules: Vec<NamedSchedule>,
+}
+
+impl From<crate::manifest::Loaded> for HiveLoad {
+    fn from(loaded: crate::manifest::Loaded) -> HiveLoad {
+        let schedules = loaded
+            .manifests
+            .schedules
+            .iter()
+            .map(|e| NamedSchedule {
+                name: e.m.metadata.name.clone(),
+                file: e.file.clone(),
+                spec: e.m.spec.clone(),
+            })
+            .collect();
+        HiveLoad {
+            plan: loaded.plan,
+            schedules,
+        }
+    }
+}
+
+/// Where the node gets its plan and schedules: loaded afresh from the hive's
+/// manifests, at boot and after every change to them.
+pub type PlanSource = Box<dyn Fn() -> Result<HiveLoad, String> + Send + Sync>;
 
 /// Counts a node keeps while it runs.
 #[derive(Debug, Default)]
@@ -115,7 +145,7 @@ pub fn serve(
     proposer: Arc<dyn Proposer>,
     stop: Arc<AtomicBool>,
 ) -> Result<NodeExit, String> {
-    let plan = plan_source().map_err(|e| {
+    let HiveLoad { plan, schedules } = plan_source().map_err(|e| {
         format!("the hive's manifests do not validate; the node does not start:\n{e}")
     })?;
     let rt =
@@ -186,6 +216,10 @@ pub fn serve(
     }
 
     resume_own_jobs(&shared, &task_tx);
+    let booted = chrono::Utc::now();
+    let mut scheduler =
+        Scheduler::new(&cfg.node_id, data.root().to_path_buf(), booted, cfg.verbose);
+    scheduler.load(&schedules, booted);
     let mut queue: VecDeque<String> = VecDeque::new();
     let mut last_scan = Instant::now() - Duration::from_secs(3600);
     let mut last_reclaim = Instant::now();
@@ -207,8 +241,9 @@ pub fn serve(
         let print = runtime::hive_fingerprint(hive);
         if print != manifest_print {
             manifest_print = print;
-            reload_plan(&shared, &plan_source);
+            reload_plan(&shared, &plan_source, &mut scheduler);
         }
+        let schedules_wait = scheduler.run(chrono::Utc::now());
         if cfg.exit_when_idle
             && queue.is_empty()
             && shared.active.load(Ordering::SeqCst) == 0
@@ -221,7 +256,8 @@ pub fn serve(
             Duration::from_millis(cfg.scan_ms.min(200))
         } else {
             Duration::from_millis(2)
-        };
+        }
+        .min(schedules_wait);
         let _ = wake_rx.recv_timeout(wait);
         while wake_rx.try_recv().is_ok() {}
     }
@@ -584,19 +620,24 @@ fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
     });
 }
 
-fn reload_plan(shared: &Arc<Shared>, source: &PlanSource) {
+/// Picks up manifest edits: the new plan, and the new schedules (which the
+/// plan digest does not cover). A hive that does not validate keeps both.
+fn reload_plan(shared: &Arc<Shared>, source: &PlanSource, scheduler: &mut Scheduler) {
     match source() {
-        Ok(plan) => match shared.rt.set_plan(plan) {
-            Ok(true) => eprintln!(
-                "jaros: node {}: manifests changed; plan {} in force for new jobs",
-                shared.cfg.node_id,
-                shared.rt.plan_digest().short()
-            ),
-            Ok(false) => {}
-            Err(e) => *shared.fatal.lock().expect("fatal lock") = Some(e.to_string()),
-        },
+        Ok(HiveLoad { plan, schedules }) => {
+            match shared.rt.set_plan(plan) {
+                Ok(true) => eprintln!(
+                    "jaros: node {}: manifests changed; plan {} in force for new jobs",
+                    shared.cfg.node_id,
+                    shared.rt.plan_digest().short()
+                ),
+                Ok(false) => {}
+                Err(e) => *shared.fatal.lock().expect("fatal lock") = Some(e.to_string()),
+            }
+            scheduler.load(&schedules, chrono::Utc::now());
+        }
         Err(errors) => eprintln!(
-            "jaros: node {}: manifests changed but do not validate; keeping plan {}:\n{errors}",
+            "jaros: node {}: manifests changed but do not validate; keeping plan {} and its schedules:\n{errors}",
             shared.cfg.node_id,
             shared.rt.plan_digest().short()
         ),

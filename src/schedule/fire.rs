@@ -117,6 +117,8 @@ pub struct ScheduleStatus {
     pub next_run_utc: Option<DateTime<Utc>>,
     /// The next run in the schedule's time zone, RFC 3339 with its offset.
     pub next_run_local: Option<String>,
+    /// The schedule's time zone, as an IANA name.
+    pub timezone: String,
 }
 
 /// The per-schedule hint in `schedules/state/<name>.json`.
@@ -545,6 +547,7 @@ pub fn status(
         last_job,
         next_run_utc: next,
         next_run_local: next.map(|t| local_rfc3339(t, trigger.timezone())),
+        timezone: trigger.timezone().name().to_string(),
     }
 }
 
@@ -1081,6 +1084,7 @@ mod tests {
                 "last_job": "sched-nightly-20260328T013000Z",
                 "next_run_utc": "2026-03-29T01:00:00Z",
                 "next_run_local": "2026-03-29T03:00:00+02:00",
+                "timezone": "Europe/Berlin",
             })
         );
         // Without the state hint the newest marker still tells the last run.

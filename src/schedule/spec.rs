@@ -4,9 +4,16 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+// The `spec` of a `Schedule` manifest is this struct (the manifest types
+// re-export it), so there is one spec type and one schema for it.
 /// When and what a schedule runs: exactly one of `cron`, `every` or `at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["cron"], "not": {"anyOf": [{"required": ["every"]}, {"required": ["at"]}]}},
+    {"required": ["every"], "not": {"anyOf": [{"required": ["cron"]}, {"required": ["at"]}]}},
+    {"required": ["at"], "not": {"anyOf": [{"required": ["cron"]}, {"required": ["every"]}]}}
+]))]
 pub struct ScheduleSpec {
     /// The agent that receives each job this schedule fires.
     pub agent: String,
@@ -16,11 +23,14 @@ pub struct ScheduleSpec {
     /// A crontab expression with five fields (minute hour day-of-month month day-of-week),
     /// names such as MON and JAN, ranges, lists and steps, or a macro: @yearly, @annually,
     /// @monthly, @weekly, @daily, @midnight, @hourly. Evaluated in `timezone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
     /// A fixed interval such as "30s", "5m", "1h", "1h30m" or "2d" (units d, h, m, s).
     /// Slots are aligned to the Unix epoch in UTC, so every node computes the same slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<String>,
     /// A single fire time in RFC 3339 with an offset, such as "2026-12-01T09:00:00+01:00".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
     /// The IANA time zone a `cron` expression is evaluated in, such as "Europe/Berlin"; also
     /// used to show the next run in local time. Default "UTC".
@@ -35,8 +45,12 @@ pub struct ScheduleSpec {
     pub enabled: bool,
     /// An optional random delay such as "30s" added to each fire, to spread load; it is
     /// never longer than the time to the next slot, and every node picks the same delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<String>,
 }
+
+// The field docs (and so the schema) say "at most 100".
+const _: () = assert!(super::MAX_CATCH_UP_SLOTS == 100);
 
 fn utc() -> String {
     "UTC".to_string()
@@ -55,7 +69,7 @@ pub enum CatchUp {
     Skip,
     /// Fire only the latest missed slot.
     Once,
-    /// Fire every missed slot, oldest first, at most `MAX_CATCH_UP_SLOTS` (the latest ones).
+    /// Fire every missed slot, oldest first, at most 100 (the latest ones).
     All,
 }
 

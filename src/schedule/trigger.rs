@@ -60,7 +60,12 @@ pub fn compile(spec: &ScheduleSpec, now: DateTime<Utc>) -> Result<Trigger, SpecE
     if let Kind::At { .. } = trigger.kind {
         if trigger.next_after(now).is_none() {
             let at = spec.at.as_deref().unwrap_or_default().trim();
-            return Err(SpecError::new("at", format!("'at' {at} is in the past")));
+            return Err(SpecError::new(
+                "at",
+                format!(
+                    "'at' {at} is in the past; set a later time, or delete the schedule once it has fired"
+                ),
+            ));
         }
     }
     Ok(trigger)
@@ -134,7 +139,7 @@ pub fn compile_allowing_past(spec: &ScheduleSpec) -> Result<Trigger, SpecError> 
         if secs == 0 {
             return Err(SpecError::new(
                 "every",
-                "interval must be greater than zero".into(),
+                format!("interval '{}' must be greater than zero", text.trim()),
             ));
         }
         Kind::Every { secs }
@@ -299,10 +304,12 @@ pub(crate) fn fnv1a_str(text: &str) -> u64 {
     fnv1a(text.as_bytes(), FNV_OFFSET)
 }
 
-/// Formats an instant in `tz` as RFC 3339 with that zone's offset.
+/// Formats an instant in `tz` as RFC 3339 with that zone's offset, with a
+/// fraction only when there is one (a jittered fire time), as serde writes
+/// the same instant in UTC.
 pub(crate) fn local_rfc3339(t: DateTime<Utc>, tz: Tz) -> String {
     tz.from_utc_datetime(&t.naive_utc())
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]
@@ -401,7 +408,10 @@ mod tests {
         });
         assert_eq!(
             (e.field, e.message.as_str()),
-            ("at", "'at' 2020-01-01T00:00:00Z is in the past")
+            (
+                "at",
+                "'at' 2020-01-01T00:00:00Z is in the past; set a later time, or delete the schedule once it has fired"
+            )
         );
 
         let e = error(ScheduleSpec {
@@ -410,7 +420,7 @@ mod tests {
         });
         assert_eq!(
             (e.field, e.message.as_str()),
-            ("every", "interval must be greater than zero")
+            ("every", "interval '0s' must be greater than zero")
         );
 
         let e = error(spec());
