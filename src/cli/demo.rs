@@ -40,13 +40,19 @@ pub struct Args {
 fn use_real_model(hive: &Path, url: &str) -> Result<(), CliError> {
     let edit = |rel: &str, from: &str, to: &str| -> Result<(), CliError> {
         let path = hive.join(rel);
-        let text = crate::fsx::read_to_string(&path).map_err(|e| CliError::failed(e.to_string()))?;
-        crate::fsx::write_durable(&path, text.replacen(from, to, 1).as_bytes()).map_err(|e| CliError::failed(e.to_string()))
+        let text =
+            crate::fsx::read_to_string(&path).map_err(|e| CliError::failed(e.to_string()))?;
+        crate::fsx::write_durable(&path, text.replacen(from, to, 1).as_bytes())
+            .map_err(|e| CliError::failed(e.to_string()))
     };
     let url = serde_json::to_string(url).expect("strings serialize");
     edit("manifests/node.yaml", "  providers:\n", &format!("  providers:\n    real:\n      kind: openai\n      base_url: {url}\n      model: local-model\n      timeout: 120s\n"))?;
     for agent in ["planner", "worker", "reviewer"] {
-        edit(&format!("manifests/agents/{agent}.yaml"), "provider: swarm", "provider: real")?;
+        edit(
+            &format!("manifests/agents/{agent}.yaml"),
+            "provider: swarm",
+            "provider: real",
+        )?;
     }
     Ok(())
 }
