@@ -273,14 +273,20 @@ def run_throughput(sys_: System, n: int, timeout_s: float) -> Throughput:
             time.sleep(THROUGHPUT_POLL_S)
         seconds = time.perf_counter() - t0
         st = proc_status(proc.pid)
+        exited_early = proc.poll()
     finally:
         stop_node(proc, log)
     if not finished:
         # Count what did finish, for an honest partial rate.
         done = sum(1 for i in ids if (results / f"{i}.json").exists())
         failed = sum(1 for i in ids if (failed_dir / f"{i}.json").exists())
-        if proc.returncode not in (None, 0, -signal.SIGTERM):
-            print(f"  node exited early ({proc.returncode}):\n{tail(Path(log.name))}", flush=True)
+        # All there by the recount: finished, with `seconds` an upper bound.
+        finished = done + failed == n
+        if exited_early is not None:
+            print(f"  node exited early ({exited_early}):\n{tail(Path(log.name))}", flush=True)
+    if proc.returncode == -signal.SIGKILL:
+        print(f"  {sys_.label}: node did not stop within {STOP_TIMEOUT_S:.0f} s of SIGTERM; killed",
+              flush=True)
     return Throughput(n, seconds, done, failed, finished,
                       st.get("VmHWM", 0), st.get("VmRSS", 0))
 
@@ -487,16 +493,21 @@ def summarize(rust: dict, py: dict, args) -> str:
         if pp <= 0:
             return "n/a"
         ok = all(x.finished for x in p)
-        return f"{'' if ok else '≥ '}{rr / pp:,.0f}x faster"
+        return f"{'' if ok else '≥ '}{rr / pp:,.0f}x the jobs/s"
 
-    def inv(a, b, what):
-        if not a or not b or a != a or b != b:
+    def inv(rust_v, py_v, better, worse):
+        """How the Rust value compares with the Python one, lower being better."""
+        if not rust_v or not py_v or rust_v != rust_v or py_v != py_v:
             return "n/a"
-        return f"{b / a:,.1f}x {what}"
+        if py_v >= rust_v:
+            return f"{py_v / rust_v:,.1f}x {better}"
+        return f"{rust_v / py_v:,.1f}x {worse}"
 
-    ratio = ["ratio (Python / Rust)", rate_ratio(args.small), rate_ratio(args.big),
-             inv(rn["p50"], pn["p50"], "lower"), inv(rn["p99"], pn["p99"], "lower"),
-             inv(rn["idle"], pn["idle"], "smaller"), inv(rn["peak"], pn["peak"], "smaller")]
+    ratio = ["Rust vs Python", rate_ratio(args.small), rate_ratio(args.big),
+             inv(rn["p50"], pn["p50"], "lower", "higher"),
+             inv(rn["p99"], pn["p99"], "lower", "higher"),
+             inv(rn["idle"], pn["idle"], "smaller", "larger"),
+             inv(rn["peak"], pn["peak"], "smaller", "larger")]
     head = ["", f"N={args.small:,} jobs/s", f"N={args.big:,} jobs/s", "p50 latency",
             "p99 latency", "idle RSS", f"peak RSS (N={args.big:,})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
