@@ -253,12 +253,56 @@ struct Cursor {
 }
 
 impl Runner<'_> {
+    /// Appends a job's record. Durable before returning: decisions (before
+    /// their effect), effects that replay reads back (before the job moves
+    /// on), and the end (before the result file). The others (acceptance,
+    /// model calls, rejections, effects replay recomputes) become durable with
+    /// the next of those: losing them in a crash only means redoing them.
     fn append(&self, job: &JobId, cursor: &mut Cursor, body: Body) -> Result<u64, RunError> {
         if !(self.fence)() {
             return Err(RunError::Fenced(job.clone()));
         }
         cursor.at += 1;
-        Ok(self.log.append(&body)?.seq)
+        let durable = match &body {
+            // An effect's record says itself whether it must be durable.
+            Body::Decision { .. }
+            | Body::End { .. }
+            | Body::Plan { .. }
+            | Body::Audit { .. }
+            | Body::Effect { .. } => true,
+            Body::Job { .. } | Body::Model { .. } | Body::Rejected { .. } => false,
+        };
+        let appended = if durable {
+            self.log.append(&body)?
+        } else {
+            self.log.append_deferred(&body)?
+        };
+        Ok(appended.seq)
+    }
+
+    /// Appends an effect: durable before the job moves on when replay reads
+    /// it back; deferred when replay recomputes it (a deterministic built-in).
+    fn append_effect(
+        &self,
+        job: &JobId,
+        cursor: &mut Cursor,
+        decision: &Decision,
+        effect: &crate::exec::Effect,
+    ) -> Result<u64, RunError> {
+        let body = effect_body(job, cursor.at, decision, effect);
+        let recomputed = self
+            .plan
+            .types
+            .get(&decision.kind)
+            .is_some_and(|t| t.reexecuted_on_replay());
+        if !recomputed {
+            return self.append(job, cursor, body);
+        }
+        if !(self.fence)() {
+            return Err(RunError::Fenced(job.clone()));
+        }
+        cursor.at += 1;
+        Ok(self.log.append_deferred(&body)?.seq)
     }
 
     /// Runs `ticket` to its end. `history` holds the job's records from every
@@ -280,7 +324,8 @@ impl Runner<'_> {
             if !(self.fence)() {
                 return Err(RunError::Fenced(ticket.job.clone()));
             }
-            self.log.append(&body)?;
+            // Deferred: durable with the job's first decision or its end.
+            self.log.append_deferred(&body)?;
             Folded::new(ticket.job.clone(), ticket.agent.clone())
         } else {
             let refs: Vec<&Body> = history.iter().collect();
@@ -310,8 +355,7 @@ impl Runner<'_> {
             let effect =
                 self.executor
                     .execute(plan, &mut folded.state, &pending, None, Some(self.live));
-            let body = effect_body(job, cursor.at, &pending, &effect);
-            self.append(job, &mut cursor, body)?;
+            self.append_effect(job, &mut cursor, &pending, &effect)?;
         }
 
         let resume_turn = (folded.state.turn > 0).then_some(folded.state.turn);
@@ -461,7 +505,7 @@ impl Runner<'_> {
                 let effect = self
                     .executor
                     .execute(plan, state, &decision, None, Some(self.live));
-                self.append(job, cursor, effect_body(job, cursor.at, &decision, &effect))?;
+                self.append_effect(job, cursor, &decision, &effect)?;
             }
         }
         Ok(())

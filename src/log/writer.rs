@@ -148,40 +148,22 @@ impl LogWriter {
         }
     }
 
+    /// Appends one record WITHOUT waiting for it to be durable: it becomes
+    /// durable with the next [`append`](Self::append) that returns (one
+    /// `fdatasync` covers every earlier write to the file). For records
+    /// whose loss in a crash only means redoing work that has no effect yet:
+    /// a job's acceptance, a model call, a rejection.
+    pub fn append_deferred(&self, body: &Body) -> Result<Appended, LogError> {
+        self.write(body).map(|(_, appended)| appended)
+    }
+
     /// Appends one record and returns once it is durable.
     pub fn append(&self, body: &Body) -> Result<Appended, LogError> {
-        // Encode outside the lock; inside, only fill in the chain and hash.
-        let unsealed = prepare(body)?;
-        self.arriving.fetch_add(1, Ordering::SeqCst);
-        let mut inner = self.lock();
-        self.arriving.fetch_sub(1, Ordering::SeqCst);
-        if let Some(reason) = &inner.poisoned {
-            return Err(self.poisoned(reason));
-        }
-        let seq = inner.next_seq;
-        let (mut line, hash) = unsealed.seal(seq, &inner.last_hash);
-        assert!(
-            line.len() < MAX_RECORD_BYTES,
-            "record of {} bytes",
-            line.len()
-        );
-        line.push('\n');
-        if let Err(e) = inner.file.write_all(line.as_bytes()) {
-            // A partial line may be on disk: it is a torn tail for the next open.
-            let reason = format!("write failed: {e}");
-            inner.poisoned = Some(reason.clone());
-            self.synced.notify_all();
-            return Err(self.poisoned(&reason));
-        }
-        // The chain invariant: seq advances by one, prev is the last hash.
-        debug_assert_eq!(inner.written + 1, seq);
-        inner.next_seq = seq + 1;
-        inner.last_hash = hash;
-        inner.written = seq;
-
+        let (mut inner, appended) = self.write(body)?;
+        let seq = appended.seq;
         loop {
             if inner.durable >= seq {
-                return Ok(Appended { seq, hash });
+                return Ok(appended);
             }
             if let Some(reason) = &inner.poisoned {
                 return Err(self.poisoned(reason));
@@ -210,6 +192,39 @@ impl LogWriter {
             }
             self.synced.notify_all();
         }
+    }
+
+    /// Seals and writes one record, in file order, under the lock.
+    fn write(&self, body: &Body) -> Result<(MutexGuard<'_, Inner>, Appended), LogError> {
+        // Encode outside the lock; inside, only fill in the chain and hash.
+        let unsealed = prepare(body)?;
+        self.arriving.fetch_add(1, Ordering::SeqCst);
+        let mut inner = self.lock();
+        self.arriving.fetch_sub(1, Ordering::SeqCst);
+        if let Some(reason) = &inner.poisoned {
+            return Err(self.poisoned(reason));
+        }
+        let seq = inner.next_seq;
+        let (mut line, hash) = unsealed.seal(seq, &inner.last_hash);
+        assert!(
+            line.len() < MAX_RECORD_BYTES,
+            "record of {} bytes",
+            line.len()
+        );
+        line.push('\n');
+        if let Err(e) = inner.file.write_all(line.as_bytes()) {
+            // A partial line may be on disk: it is a torn tail for the next open.
+            let reason = format!("write failed: {e}");
+            inner.poisoned = Some(reason.clone());
+            self.synced.notify_all();
+            return Err(self.poisoned(&reason));
+        }
+        // The chain invariant: seq advances by one, prev is the last hash.
+        debug_assert_eq!(inner.written + 1, seq);
+        inner.next_seq = seq + 1;
+        inner.last_hash = hash;
+        inner.written = seq;
+        Ok((inner, Appended { seq, hash }))
     }
 }
 

@@ -126,8 +126,9 @@ pub fn claim(data: &DataDir, name: &str) -> Result<Option<PathBuf>, IoError> {
     let to = data.claimed().join(name);
     match std::fs::rename(&from, &to) {
         Ok(()) => {
+            // One sync of the destination commits the rename before the
+            // job's first record can be durable.
             fsx::sync_dir(&data.claimed())?;
-            fsx::sync_dir(&data.inbox())?;
             Ok(Some(to))
         }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),

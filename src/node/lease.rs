@@ -58,6 +58,10 @@ pub fn current(data: &DataDir, job: &str) -> Option<Lease> {
 }
 
 /// Takes epoch `epoch` of `job`'s lease if nobody has. `Ok(None)`: lost.
+///
+/// Exclusive but not synced: a lease lost in a crash leaves its claim without
+/// a lease, which any node treats as expired and reclaims (resuming, never
+/// redoing), so durability would buy nothing.
 pub fn take(
     data: &DataDir,
     job: &str,
@@ -72,13 +76,14 @@ pub fn take(
         expires_ms: now_ms() + lease_ms,
     };
     let bytes = serde_json::to_vec(&lease).expect("leases serialize");
-    Ok(fsx::create_durable_exclusive(&path(data, job, epoch), &bytes)?.then_some(lease))
+    Ok(fsx::create_exclusive_unsynced(&path(data, job, epoch), &bytes)?.then_some(lease))
 }
 
-/// Extends the owner's lease. The owner alone writes its epoch's file.
+/// Extends the owner's lease. The owner alone writes its epoch's file; like
+/// [`take`], atomically but without a sync.
 pub fn renew(data: &DataDir, lease: &mut Lease, lease_ms: u64) -> Result<(), IoError> {
     lease.expires_ms = now_ms() + lease_ms;
-    fsx::write_durable(
+    fsx::write_atomic_unsynced(
         &path(data, &lease.job, lease.epoch),
         &serde_json::to_vec(&*lease).expect("leases serialize"),
     )

@@ -125,6 +125,8 @@ struct Shared {
     counters: Counters,
     /// A fatal error (a poisoned log): the node must exit non-zero.
     fatal: Mutex<Option<String>>,
+    /// Wakes the dispatcher (a worker finished, a claim fell through).
+    wake: mpsc::Sender<()>,
 }
 
 /// What a finished node reports.
@@ -166,6 +168,7 @@ pub fn serve(
         cfg.pool_size,
         rt.plan_digest().short()
     );
+    let (wake_tx, wake_rx) = mpsc::channel::<()>();
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         rt,
@@ -178,6 +181,7 @@ pub fn serve(
         active: AtomicUsize::new(0),
         counters: Counters::default(),
         fatal: Mutex::new(None),
+        wake: wake_tx.clone(),
     });
     let started_ms = lease::now_ms();
     let (task_tx, task_rx) = mpsc::channel::<Task>();
@@ -200,7 +204,6 @@ pub fn serve(
             .expect("the heartbeat thread starts")
     };
 
-    let (wake_tx, wake_rx) = mpsc::channel::<()>();
     let _watcher = if cfg.notify {
         watch_inbox(&data.inbox(), wake_tx.clone())
     } else {
@@ -224,6 +227,7 @@ pub fn serve(
     let mut last_scan = Instant::now() - Duration::from_secs(3600);
     let mut last_reclaim = Instant::now();
     let mut manifest_print = runtime::hive_fingerprint(hive);
+    let mut last_fingerprint = Instant::now();
     let capacity = cfg.pool_size.clamp(1, MAX_POOL_SIZE);
     while !stop.load(Ordering::SeqCst) && shared.fatal.lock().expect("fatal lock").is_none() {
         if queue.is_empty() || last_scan.elapsed() >= Duration::from_millis(cfg.scan_ms) {
@@ -232,16 +236,23 @@ pub fn serve(
         }
         while shared.active.load(Ordering::SeqCst) < capacity {
             let Some(name) = queue.pop_front() else { break };
-            claim_and_start(&shared, &task_tx, &name);
+            shared.active.fetch_add(1, Ordering::SeqCst);
+            if task_tx.send(Task::Claim { name }).is_err() {
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+            }
         }
         if last_reclaim.elapsed() >= Duration::from_millis((cfg.lease_ms / 4).max(50)) {
             reclaim_expired(&shared, &task_tx);
             last_reclaim = Instant::now();
         }
-        let print = runtime::hive_fingerprint(hive);
-        if print != manifest_print {
-            manifest_print = print;
-            reload_plan(&shared, &plan_source, &mut scheduler);
+        // Manifest edits are noticed within a scan interval (at most 1 s).
+        if last_fingerprint.elapsed() >= Duration::from_millis(cfg.scan_ms.clamp(20, 1000)) {
+            last_fingerprint = Instant::now();
+            let print = runtime::hive_fingerprint(hive);
+            if print != manifest_print {
+                manifest_print = print;
+                reload_plan(&shared, &plan_source, &mut scheduler);
+            }
         }
         let schedules_wait = scheduler.run(chrono::Utc::now());
         if cfg.exit_when_idle
@@ -290,9 +301,18 @@ fn scan_inbox(data: &DataDir) -> VecDeque<String> {
 }
 
 fn watch_inbox(dir: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::event::{EventKind, ModifyKind};
     use notify::Watcher;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Only arrivals: the node's own listing of the inbox (an open) and
+        // its claims (renames away) must not wake it again.
+        let arrival = event.is_ok_and(|e| {
+            matches!(
+                e.kind,
+                EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_))
+            )
+        });
+        if arrival {
             let _ = wake.send(());
         }
     })
@@ -304,17 +324,23 @@ fn watch_inbox(dir: &Path, wake: mpsc::Sender<()>) -> Option<notify::Recommended
 }
 
 enum Task {
+    /// Claim `inbox/<name>` and run it: workers claim in parallel, so the
+    /// claim's syncs overlap with other jobs' work.
+    Claim { name: String },
+    /// Run a job this node already holds the lease of (resumed or reclaimed).
     Run { job: JobFile, resume: bool },
 }
 
-fn claim_and_start(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, name: &str) {
+/// Claims an inbox file and takes its lease; `None` when another node was
+/// faster or the file was bad (then failed with its reason).
+fn claim(shared: &Arc<Shared>, name: &str) -> Option<(JobFile, Lease)> {
     let data = &shared.rt.data;
     let claimed = match inbox::claim(data, name) {
         Ok(Some(path)) => path,
-        Ok(None) => return, // another node was faster
+        Ok(None) => return None, // another node was faster
         Err(e) => {
             eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
-            return;
+            return None;
         }
     };
     shared.counters.claimed.fetch_add(1, Ordering::SeqCst);
@@ -330,16 +356,19 @@ fn claim_and_start(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, name: &str)
                 ),
                 Err(e) => eprintln!("jaros: node {}: {e}", shared.cfg.node_id),
             }
-            return;
+            return None;
         }
     };
     let id = job.id.to_string();
     // A released job may have left lease files; continue past its epochs.
     let epoch = lease::current(data, &id).map_or(1, |l| l.epoch + 1);
     match lease::take(data, &id, &shared.cfg.node_id, epoch, shared.cfg.lease_ms) {
-        Ok(Some(lease)) => start(shared, tasks, job.clone(), lease, job.resume),
-        Ok(None) => {}
-        Err(e) => eprintln!("jaros: node {}: {e}", shared.cfg.node_id),
+        Ok(Some(lease)) => Some((job, lease)),
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+            None
+        }
     }
 }
 
@@ -443,8 +472,30 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
 fn worker(shared: &Arc<Shared>, tasks: &Arc<Mutex<mpsc::Receiver<Task>>>) {
     loop {
         let task = tasks.lock().expect("task lock").recv();
-        let Ok(Task::Run { job, resume }) = task else {
-            return;
+        let (job, resume) = match task {
+            Err(_) => return,
+            Ok(Task::Run { job, resume }) => (job, resume),
+            Ok(Task::Claim { name }) => {
+                let claimed = if shared.stopping.load(Ordering::SeqCst) {
+                    None
+                } else {
+                    claim(shared, &name)
+                };
+                let Some((job, lease)) = claimed else {
+                    shared.active.fetch_sub(1, Ordering::SeqCst);
+                    let _ = shared.wake.send(());
+                    continue;
+                };
+                shared.running.lock().expect("running lock").insert(
+                    job.id.to_string(),
+                    Running {
+                        lease,
+                        started: Instant::now(),
+                    },
+                );
+                let resume = job.resume;
+                (job, resume)
+            }
         };
         let id = job.id.to_string();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -460,6 +511,8 @@ fn worker(shared: &Arc<Shared>, tasks: &Arc<Mutex<mpsc::Receiver<Task>>>) {
         let running = shared.running.lock().expect("running lock").remove(&id);
         shared.active.fetch_sub(1, Ordering::SeqCst);
         drop(running);
+        // The dispatcher may claim the next job now.
+        let _ = shared.wake.send(());
     }
 }
 
