@@ -10,7 +10,9 @@ use sha2::{Digest as _, Sha256};
 
 /// What a record says; its `kind` is the tag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+// Readers ignore fields they do not know (a newer writer's additions): the
+// hash, checked first, already vouches for every byte of the line.
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Body {
     /// A compiled plan came into force on this node; its canonical JSON is the
     /// blob `blob`, its digest `digest`.
@@ -296,22 +298,24 @@ pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
 /// Parses one line and checks its own hash (not yet its place in the chain).
 pub fn parse_line(line: &str) -> Result<Record, RecordError> {
     let fields = check_line(line)?;
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| RecordError::NotJson(e.to_string()))?;
-    let Value::Object(mut map) = value else {
-        return Err(RecordError::NotJson("not an object".into()));
-    };
-    for key in ["hash", "prev", "seq"] {
-        map.remove(key);
-    }
-    let body: Body =
-        serde_json::from_value(Value::Object(map)).map_err(|e| RecordError::Body(e.to_string()))?;
+    // The body parses straight from the line; its chain fields are skipped.
+    let body: Body = serde_json::from_str::<Lined>(line)
+        .map_err(|e| RecordError::Body(e.to_string()))?
+        .body;
     Ok(Record {
         seq: fields.seq,
         prev: fields.prev,
         hash: fields.hash,
         body,
     })
+}
+
+/// A line as serde sees it: the body plus the chain fields, which
+/// [`check_line`] has already read and checked.
+#[derive(Deserialize)]
+struct Lined {
+    #[serde(flatten)]
+    body: Body,
 }
 
 struct Member {

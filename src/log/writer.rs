@@ -197,8 +197,16 @@ impl LogWriter {
     /// Seals and writes one record, in file order, under the lock.
     fn write(&self, body: &Body) -> Result<(MutexGuard<'_, Inner>, Appended), LogError> {
         // Encode outside the lock; inside, only fill in the chain and hash.
-        let unsealed = prepare(body)?;
+        // Counted from before encoding: a sync leader waits for appenders
+        // that are encoding too, so they join its group.
         self.arriving.fetch_add(1, Ordering::SeqCst);
+        let unsealed = match prepare(body) {
+            Ok(u) => u,
+            Err(e) => {
+                self.arriving.fetch_sub(1, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        };
         let mut inner = self.lock();
         self.arriving.fetch_sub(1, Ordering::SeqCst);
         if let Some(reason) = &inner.poisoned {
