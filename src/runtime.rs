@@ -129,6 +129,27 @@ impl Runtime {
         self.plan.read().unwrap_or_else(|p| p.into_inner()).1
     }
 
+    /// A runner for jobs under the plan in force now, recording into this
+    /// process's log.
+    pub fn runner<'a>(
+        &'a self,
+        executor: &'a crate::exec::Executor,
+        proposer: &'a dyn crate::job::Proposer,
+        live: &'a dyn LiveIo,
+        fence: &'a (dyn Fn() -> bool + Sync),
+    ) -> crate::job::Runner<'a> {
+        crate::job::Runner {
+            plan: self.plan(),
+            plan_digest: self.plan_digest(),
+            executor,
+            log: &self.log,
+            blobs: &self.blobs,
+            proposer,
+            live,
+            fence,
+        }
+    }
+
     pub fn live_io(&self) -> HiveIo {
         HiveIo {
             hive: self.hive.clone(),

@@ -3,7 +3,7 @@
 use super::{out_json, parse_input, CliError, CliResult, Ctx};
 use crate::decision::{AgentName, JobId};
 use crate::exit::Outcome;
-use crate::job::{Runner, Ticket};
+use crate::job::Ticket;
 use crate::runtime::{self, Runtime};
 use crate::state::State;
 
@@ -60,16 +60,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     }
     let executor = super::executor();
     let proposer = super::proposer(&hive, &loaded);
-    let runner = Runner {
-        plan: rt.plan(),
-        plan_digest: rt.plan_digest(),
-        executor: &executor,
-        log: &rt.log,
-        blobs: &rt.blobs,
-        proposer: &*proposer,
-        live: &live,
-        fence: &|| true,
-    };
+    let runner = rt.runner(&executor, &*proposer, &live, &|| true);
     let ticket = Ticket {
         job,
         agent,

@@ -11,7 +11,7 @@ use super::expect::{self, EffectSeen, Failure, Observed, Proposed};
 use super::Case;
 use crate::datadir::DataDir;
 use crate::exec::Executor;
-use crate::job::{Proposer, Runner, Ticket};
+use crate::job::{Proposer, Ticket};
 use crate::log::{read_log, Body};
 use crate::model::proposer::ModelProposer;
 use crate::model::scripted::ScriptedClient;
@@ -206,16 +206,7 @@ pub fn run_once(env: &Env, case: &Case) -> Result<Recorded, String> {
         None => offline_proposer(env, case),
     };
     let live = rt.live_io();
-    let runner = Runner {
-        plan: rt.plan(),
-        plan_digest: rt.plan_digest(),
-        executor: &env.executor,
-        log: &rt.log,
-        blobs: &rt.blobs,
-        proposer: &*proposer,
-        live: &live,
-        fence: &|| true,
-    };
+    let runner = rt.runner(&env.executor, &*proposer, &live, &|| true);
     let ticket = Ticket {
         job: case.job_id(),
         agent: case.agent.clone(),

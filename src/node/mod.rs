@@ -538,16 +538,9 @@ fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
 }
 
 fn runner_for<'a>(shared: &'a Shared, live: &'a runtime::HiveIo, _job: &JobId) -> Runner<'a> {
-    Runner {
-        plan: shared.rt.plan(),
-        plan_digest: shared.rt.plan_digest(),
-        executor: &shared.executor,
-        log: &shared.rt.log,
-        blobs: &shared.rt.blobs,
-        proposer: &*shared.proposer,
-        live,
-        fence: &NO_FENCE,
-    }
+    shared
+        .rt
+        .runner(&shared.executor, &*shared.proposer, live, &NO_FENCE)
 }
 
 static NO_FENCE: fn() -> bool = || true;
