@@ -270,3 +270,54 @@ fn three_nodes_share_a_data_dir_and_a_killed_node_loses_no_job() {
     assert_eq!(report["byte_identical"], true);
     assert_eq!(report["logs"], 3);
 }
+
+#[test]
+fn sigterm_releases_a_job_still_running_after_the_grace_period_and_another_node_resumes_it() {
+    let hive = example_hive();
+    hive.write(
+        "manifests/tools/nap.yaml",
+        "apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: nap\nspec:\n  type: nap\n  description: Sleeps two seconds.\n  command: tools/nap.sh\n  timeout: 10s\n  deterministic: false\n  payload_schema: {type: object}\n  result_schema: {type: object}\n",
+    );
+    hive.write(
+        "tools/nap.sh",
+        "#!/bin/sh\ncat >/dev/null\nsleep 2\necho '{\"slept\": 2}'\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        hive.path().join("tools/nap.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    hive.write("manifests/roles/napper.yaml", "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: napper\nspec:\n  types: [nap, advance]\n");
+    hive.write(
+        "manifests/agents/napper.yaml",
+        "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: napper\nspec:\n  role: napper\n  template: agents/napper.j2\n",
+    );
+    hive.write("agents/napper.j2", r#"[{"type": "nap", "payload": {}}, {"type": "advance", "payload": {"events": ["start", "complete"]}}]"#);
+    hive.jaros(&["validate"]).expect(0);
+    let node = Node::start(hive.path(), &args(&["--node-id", "a", "--grace-ms", "200"]));
+    hive.jaros(&["submit", "napper", "--id", "slow"]).expect(0);
+    wait_until(Duration::from_secs(20), "the job to be claimed", || {
+        hive.data().join("claimed/slow.json").exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stderr) = node.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("released slow to the inbox"), "{stderr}");
+    let back: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hive.data().join("inbox/slow.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(back["resume"], true);
+    // Another node resumes it from its records and finishes it.
+    let b = Node::start(hive.path(), &args(&["--node-id", "b"]));
+    let result = hive
+        .jaros(&["result", "slow", "--wait", "30"])
+        .expect(0)
+        .json();
+    assert_eq!(result["log"]["node"], "b");
+    assert_eq!(b.stop().0, 0);
+    let report = hive.jaros(&["replay", "--json"]).expect(0).json();
+    assert_eq!(report["logs"], 2);
+    assert_eq!(report["final_states"]["DONE"], 1);
+}
