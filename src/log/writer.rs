@@ -15,7 +15,7 @@ use crate::fsx::{self, IoError};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ struct Inner {
     written: u64,
     /// Highest seq known durable.
     durable: u64,
+    /// Records the last sync covered.
+    last_group: u64,
     syncing: bool,
     poisoned: Option<String>,
 }
@@ -65,6 +67,8 @@ pub struct LogWriter {
     sync_handle: File,
     /// Appenders between entering `append` and writing their line.
     arriving: AtomicUsize,
+    /// `Inner::written`, readable without the lock.
+    written: AtomicU64,
 }
 
 impl LogWriter {
@@ -115,12 +119,14 @@ impl LogWriter {
                 last_hash: head_hash,
                 written: head_seq,
                 durable: head_seq,
+                last_group: 1,
                 syncing: false,
                 poisoned: None,
             }),
             synced: Condvar::new(),
             sync_handle,
             arriving: AtomicUsize::new(0),
+            written: AtomicU64::new(head_seq),
         };
         Ok((writer, report))
     }
@@ -173,11 +179,17 @@ impl LogWriter {
                 continue;
             }
             // Lead a sync. Appenders already on their way join the group
-            // first: one sync then covers them too.
+            // first, and when the last group had company, so do as many as
+            // it had (bounded by GROUP_WAIT_MAX_US): one sync covers them all,
+            // while a lone appender never waits.
             inner.syncing = true;
+            let expected = inner.durable + inner.last_group.max(1);
             drop(inner);
             let deadline = Instant::now() + Duration::from_micros(GROUP_WAIT_MAX_US);
-            while self.arriving.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            while (self.arriving.load(Ordering::SeqCst) > 0
+                || self.written.load(Ordering::SeqCst) < expected)
+                && Instant::now() < deadline
+            {
                 std::thread::yield_now();
             }
             inner = self.lock();
@@ -187,7 +199,10 @@ impl LogWriter {
             inner = self.lock();
             inner.syncing = false;
             match result {
-                Ok(()) => inner.durable = inner.durable.max(target),
+                Ok(()) => {
+                    inner.last_group = target - inner.durable;
+                    inner.durable = inner.durable.max(target);
+                }
                 Err(e) => inner.poisoned = Some(format!("fdatasync failed: {e}")),
             }
             self.synced.notify_all();
@@ -232,6 +247,7 @@ impl LogWriter {
         inner.next_seq = seq + 1;
         inner.last_hash = hash;
         inner.written = seq;
+        self.written.store(seq, Ordering::SeqCst);
         Ok((inner, Appended { seq, hash }))
     }
 }
