@@ -16,7 +16,8 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{ModelError, ProviderConfig};
+use super::{ChatRequest, ChatResponse, ModelError, ProviderConfig};
+use serde_json::Value;
 
 /// The largest response body read; a larger one is an error, read no further.
 pub const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
@@ -165,6 +166,27 @@ impl HttpClient {
 
     pub fn api_key(&self) -> Option<&ApiKey> {
         self.api_key.as_ref()
+    }
+
+    /// One chat call: POSTs `body` to `url`, then reads the answer with the
+    /// adapter's `parse`; an answer of the wrong shape is a `BadResponse`
+    /// whose text never holds the API key.
+    pub fn chat(
+        &self,
+        url: &str,
+        req: &ChatRequest,
+        body: &Value,
+        parse: fn(&Value) -> Result<ChatResponse, String>,
+    ) -> Result<ChatResponse, ModelError> {
+        let answer = self.post_json(url, &req.model, body)?;
+        parse(&answer).map_err(|reason| ModelError::BadResponse {
+            provider: self.provider().to_string(),
+            model: req.model.clone(),
+            reason: match self.api_key() {
+                Some(key) => key.scrub(&reason),
+                None => reason,
+            },
+        })
     }
 
     /// POSTs `body` as JSON to `url` and returns the parsed JSON answer, retrying

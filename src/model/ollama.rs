@@ -90,17 +90,8 @@ pub fn parse_response(body: &Value) -> Result<ChatResponse, String> {
 
 impl ModelClient for OllamaClient {
     fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ModelError> {
-        let answer = self
-            .http
-            .post_json(&self.url, &req.model, &request_body(req))?;
-        parse_response(&answer).map_err(|reason| ModelError::BadResponse {
-            provider: self.http.provider().to_string(),
-            model: req.model.clone(),
-            reason: match self.http.api_key() {
-                Some(key) => key.scrub(&reason),
-                None => reason,
-            },
-        })
+        self.http
+            .chat(&self.url, req, &request_body(req), parse_response)
     }
 
     fn provider(&self) -> &str {
