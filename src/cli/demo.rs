@@ -181,7 +181,7 @@ pub fn main(_ctx: &Ctx, args: Args) -> CliResult {
 
 fn next_steps(hive: &Path) -> String {
     let h = hive.display();
-    format!("\nthe hive is at {h}; try:\n  cd {h}\n  jaros replay            # again, from the log alone\n  jaros logs              # every record\n  jaros status            # counts from the files\n  jaros run advance --input '{{\"note\": \"more\"}}'\n")
+    format!("\nthe hive is at {h}; try:\n  cd {h}\n  jaros replay            # again, from the log alone\n  jaros blame T3-1.0      # who failed the refund ticket, and the counterfactual\n  jaros logs              # every record\n  jaros status            # counts from the files\n  jaros run advance --input '{{\"note\": \"more\"}}'\n")
 }
 
 /// A progress bar on stderr while the node works.
