@@ -69,8 +69,55 @@ impl JobState {
         }
     }
 
+    /// sha256 of the state's canonical JSON. Written field by field (keys in
+    /// canonical order) rather than through a `Value` tree: replay computes
+    /// this at every effect. A test pins it to the generic encoding.
     pub fn digest(&self) -> Digest {
-        Digest::of(self).expect("job state has a canonical form")
+        use crate::canon::{write_string, write_value};
+        let mut s = String::with_capacity(256 + 128 * self.results.len());
+        let opt = |s: &mut String, v: Option<&str>| match v {
+            Some(text) => write_string(s, text),
+            None => s.push_str("null"),
+        };
+        s.push_str(&format!("{{\"accepted\":{},\"agent\":", self.accepted));
+        write_string(&mut s, self.agent.as_str());
+        s.push_str(",\"blame\":");
+        opt(&mut s, self.blame.as_ref().map(|b| b.as_str()));
+        s.push_str(",\"error\":");
+        opt(&mut s, self.error.as_deref());
+        s.push_str(",\"job\":");
+        write_string(&mut s, self.job.as_str());
+        s.push_str(&format!(
+            ",\"model_calls\":{},\"rejected\":{},\"results\":[",
+            self.model_calls, self.rejected
+        ));
+        for (i, r) in self.results.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str("{\"decision\":");
+            write_string(&mut s, r.decision.as_str());
+            if let Some(e) = &r.error {
+                s.push_str(",\"error\":");
+                write_string(&mut s, e);
+            }
+            s.push_str(if r.ok {
+                ",\"ok\":true,\"result\":"
+            } else {
+                ",\"ok\":false,\"result\":"
+            });
+            write_value(&mut s, &r.result).expect("recorded results are canonical JSON");
+            s.push_str(",\"type\":");
+            write_string(&mut s, &r.kind);
+            s.push('}');
+        }
+        s.push_str("],\"state\":");
+        write_string(&mut s, self.state.as_str());
+        s.push_str(&format!(
+            ",\"tokens\":{},\"turn\":{}}}",
+            self.tokens, self.turn
+        ));
+        Digest::of_bytes(s.as_bytes())
     }
 
     /// Moves the job to FAILED (where a transition exists) and keeps the
@@ -684,6 +731,37 @@ pub fn effect_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_digest_equals_the_canonical_encoding_of_the_state() {
+        let mut state = JobState::new(
+            JobId::new("j\"1").unwrap_or(JobId::new("j1").unwrap()),
+            AgentName::new("a").unwrap(),
+        );
+        assert_eq!(state.digest(), Digest::of(&state).unwrap());
+        state.results.push(StepResult {
+            decision: DecisionId::new(&state.job, 1, 0),
+            kind: "advance".into(),
+            ok: true,
+            result: json!({"to": "DONE", "n": 1.5, "z": [null, "é\n"]}),
+            error: None,
+        });
+        state.results.push(StepResult {
+            decision: DecisionId::new(&state.job, 1, 1),
+            kind: "fs.read".into(),
+            ok: false,
+            result: Value::Null,
+            error: Some("rejected: scope: \"x\"".into()),
+        });
+        state.fail(
+            "decision j1#1.1 failed".into(),
+            &DecisionId::new(&state.job, 1, 1),
+        );
+        state.tokens = 12;
+        state.turn = 3;
+        state.model_calls = 2;
+        assert_eq!(state.digest(), Digest::of(&state).unwrap());
+    }
 
     #[test]
     fn an_end_result_past_its_limit_is_summarized_not_inlined() {

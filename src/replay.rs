@@ -314,8 +314,17 @@ fn short_json(value: &Value, error: Option<&str>) -> String {
 /// Where a record sits: which node's log, which seq.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordRef {
-    pub log: String,
+    /// Shared by every record of one log (replay holds hundreds of thousands).
+    #[serde(serialize_with = "serialize_str")]
+    pub log: std::sync::Arc<str>,
     pub seq: u64,
+}
+
+fn serialize_str<S: serde::Serializer>(
+    text: &std::sync::Arc<str>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(text)
 }
 
 /// The first disagreement between a replay and the record.
@@ -439,10 +448,11 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
     let mut highest = 0;
     for path in dir.log_files()? {
         loaded.logs += 1;
-        let node = path
+        let node: std::sync::Arc<str> = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into();
         let log = match read_log(&path) {
             Ok(log) => log,
             Err(LogError::Tampered {
@@ -492,11 +502,13 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
                         continue;
                     };
                     if options.job.as_ref().is_none_or(|j| j == job) {
-                        loaded
-                            .jobs
-                            .entry(job.clone())
-                            .or_default()
-                            .push((place, record.body));
+                        match loaded.jobs.get_mut(job) {
+                            Some(records) => records.push((place, record.body)),
+                            None => {
+                                let job = job.clone();
+                                loaded.jobs.insert(job, vec![(place, record.body)]);
+                            }
+                        }
                     }
                 }
             }
