@@ -9,7 +9,7 @@ use jaros::canon::Digest;
 use jaros::datadir::DataDir;
 use jaros::decision::{AgentName, JobId};
 use jaros::exec::Executor;
-use jaros::job::{Runner, Ticket};
+use jaros::job::Ticket;
 use jaros::log::{verify_chain, Body, LogWriter};
 use jaros::plan::Plan;
 use jaros::replay::{replay, Options};
@@ -92,16 +92,7 @@ fn build_log(dir: &std::path::Path, jobs: u64) {
             std::thread::spawn(move || {
                 let live = rt.live_io();
                 let proposer = LocalProposer::default();
-                let runner = Runner {
-                    plan: rt.plan(),
-                    plan_digest: rt.plan_digest(),
-                    executor: &executor,
-                    log: &rt.log,
-                    blobs: &rt.blobs,
-                    proposer: &proposer,
-                    live: &live,
-                    fence: &|| true,
-                };
+                let runner = rt.runner(&executor, &proposer, &live, &|| true);
                 let mut i = t;
                 while i < jobs {
                     let ticket = Ticket {

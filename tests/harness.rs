@@ -11,7 +11,7 @@ use jaros::datadir::DataDir;
 use jaros::decision::{AgentName, JobId};
 use jaros::exec::Executor;
 use jaros::harness::{self, audit, ToolRunner};
-use jaros::job::{JobEnd, ProposedTurn, Proposer, Runner, Ticket, TurnRequest};
+use jaros::job::{JobEnd, ProposedTurn, Proposer, Ticket, TurnRequest};
 use jaros::log::{read_log, Body};
 use jaros::plan::{AgentKind, AgentSpec, Grant, HandlerSpec, Plan, TypeSpec};
 use jaros::replay::{replay, Options};
@@ -191,16 +191,7 @@ fn run_with(
     let live = rt.live_io();
     let executor = executor();
     let proposer = Fixed(decisions.to_string());
-    let runner = Runner {
-        plan: rt.plan(),
-        plan_digest: rt.plan_digest(),
-        executor: &executor,
-        log: &rt.log,
-        blobs: &rt.blobs,
-        proposer: &proposer,
-        live: &live,
-        fence: &|| true,
-    };
+    let runner = rt.runner(&executor, &proposer, &live, &|| true);
     let ticket = Ticket {
         job: JobId::new(job).unwrap(),
         agent: AgentName::new(agent).unwrap(),

@@ -8,7 +8,7 @@ use jaros::agents::LocalProposer;
 use jaros::datadir::DataDir;
 use jaros::decision::{AgentName, Decision, JobId};
 use jaros::exec::{Cx, Executor, Handler, Outcome};
-use jaros::job::{ProposedTurn, Proposer, Runner, Ticket, TurnRequest};
+use jaros::job::{ProposedTurn, Proposer, Ticket, TurnRequest};
 use jaros::log::record::seal;
 use jaros::log::{read_log, Body};
 use jaros::plan::{AgentKind, AgentSpec, Grant, HandlerSpec, Plan, TypeSpec};
@@ -86,16 +86,7 @@ fn run_one(
 ) {
     let rt = Runtime::open(hive.path(), DataDir::new(hive.data()), "n1".into(), plan).unwrap();
     let live = rt.live_io();
-    let runner = Runner {
-        plan: rt.plan(),
-        plan_digest: rt.plan_digest(),
-        executor,
-        log: &rt.log,
-        blobs: &rt.blobs,
-        proposer,
-        live: &live,
-        fence: &|| true,
-    };
+    let runner = rt.runner(executor, proposer, &live, &|| true);
     let ticket = Ticket {
         job: JobId::new(id).unwrap(),
         agent: AgentName::new(agent).unwrap(),

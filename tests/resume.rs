@@ -8,7 +8,7 @@ use jaros::canon::Digest;
 use jaros::datadir::DataDir;
 use jaros::decision::{AgentName, Decision, JobId};
 use jaros::exec::{Cx, Executor, Handler, Outcome};
-use jaros::job::{ModelCall, ProposedTurn, Proposer, RunError, Runner, Ticket, TurnRequest};
+use jaros::job::{ModelCall, ProposedTurn, Proposer, RunError, Ticket, TurnRequest};
 use jaros::plan::{AgentKind, AgentSpec, Grant, HandlerSpec, Plan, TypeSpec};
 use jaros::replay::{job_history, replay, Options};
 use jaros::runtime::Runtime;
@@ -113,16 +113,7 @@ fn a_job_cut_after_its_first_effect_resumes_without_asking_the_model_again() {
         // The lease is lost after four records: job, model, decision, effect.
         let appends = AtomicUsize::new(0);
         let fence = || appends.fetch_add(1, Ordering::SeqCst) < 4;
-        let runner = Runner {
-            plan: rt.plan(),
-            plan_digest: rt.plan_digest(),
-            executor: &executor,
-            log: &rt.log,
-            blobs: &rt.blobs,
-            proposer: &model,
-            live: &live,
-            fence: &fence,
-        };
+        let runner = rt.runner(&executor, &model, &live, &fence);
         assert!(matches!(runner.run(&ticket, &[]), Err(RunError::Fenced(_))));
     }
     assert_eq!(
@@ -136,16 +127,7 @@ fn a_job_cut_after_its_first_effect_resumes_without_asking_the_model_again() {
     assert_eq!(history.len(), 4);
     let rt = Runtime::open(hive.path(), data.clone(), "n2".into(), plan()).unwrap();
     let live = rt.live_io();
-    let runner = Runner {
-        plan: rt.plan(),
-        plan_digest: rt.plan_digest(),
-        executor: &executor,
-        log: &rt.log,
-        blobs: &rt.blobs,
-        proposer: &model,
-        live: &live,
-        fence: &|| true,
-    };
+    let runner = rt.runner(&executor, &model, &live, &|| true);
     let end = runner.run(&ticket, &history).unwrap();
     assert_eq!(end.state, jaros::state::State::Done);
     assert_eq!(
@@ -192,16 +174,7 @@ fn a_finished_job_claimed_again_is_not_run_again() {
     };
     let rt = Runtime::open(hive.path(), DataDir::new(hive.data()), "n1".into(), plan()).unwrap();
     let live = rt.live_io();
-    let runner = Runner {
-        plan: rt.plan(),
-        plan_digest: rt.plan_digest(),
-        executor: &executor,
-        log: &rt.log,
-        blobs: &rt.blobs,
-        proposer: &model,
-        live: &live,
-        fence: &|| true,
-    };
+    let runner = rt.runner(&executor, &model, &live, &|| true);
     let first = runner.run(&ticket, &[]).unwrap();
     let history = job_history(&DataDir::new(hive.data()), &ticket.job).unwrap();
     let again = runner.run(&ticket, &history).unwrap();

@@ -3,7 +3,7 @@
 use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::decision::JobId;
 use crate::exit::Outcome;
-use crate::replay::{self, ReplayError};
+use crate::replay;
 
 /// Show the chain of hand-offs that led to a job, each link with its agent,
 /// decision id, type and outcome, and, for a failed job, the counterfactual
@@ -22,16 +22,7 @@ pub struct Args {
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let data = ctx.existing_data_dir()?;
     let job = JobId::new(args.job).map_err(|e| CliError::bad_input(e.to_string()))?;
-    let blame = match replay::blame(&data, &super::executor(), &job) {
-        Ok(b) => b,
-        Err(e @ ReplayError::Empty(_)) => {
-            return Err(CliError {
-                outcome: Outcome::Nothing,
-                message: e.to_string(),
-            })
-        }
-        Err(e) => return Err(CliError::bad_input(e.to_string())),
-    };
+    let blame = replay::blame(&data, &super::executor(), &job)?;
     if args.json {
         out_json(&blame);
         return Ok(Outcome::Success);

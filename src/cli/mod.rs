@@ -231,6 +231,21 @@ pub fn load_plan(hive: &Path) -> Result<crate::plan::Plan, CliError> {
     load_hive(hive).map(|loaded| loaded.plan)
 }
 
+impl From<crate::replay::ReplayError> for CliError {
+    /// Nothing to replay is "nothing to work on"; every other replay error
+    /// is bad input (an unknown job, a `--until` past the end, an I/O error).
+    fn from(e: crate::replay::ReplayError) -> CliError {
+        let outcome = match e {
+            crate::replay::ReplayError::Empty(_) => Outcome::Nothing,
+            _ => Outcome::BadInput,
+        };
+        CliError {
+            outcome,
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Loads and compiles the hive, or says every error.
 pub fn load_hive(hive: &Path) -> Result<crate::manifest::Loaded, CliError> {
     crate::manifest::load_hive(hive).map_err(|errors| {

@@ -3,7 +3,7 @@
 use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::decision::JobId;
 use crate::exit::Outcome;
-use crate::replay::{self, Options, ReplayError, Report};
+use crate::replay::{self, Options, Report};
 
 /// Rebuild the state of every job from the logs, in memory, with zero model
 /// calls and zero tool executions, under the plan recorded in the log. Every
@@ -33,23 +33,14 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         None => None,
     };
     let executor = super::executor();
-    let report = match replay::replay(
+    let report = replay::replay(
         &data,
         &executor,
         &Options {
             job,
             until: args.until,
         },
-    ) {
-        Ok(r) => r,
-        Err(e @ ReplayError::Empty(_)) => {
-            return Err(CliError {
-                outcome: Outcome::Nothing,
-                message: e.to_string(),
-            })
-        }
-        Err(e) => return Err(CliError::bad_input(e.to_string())),
-    };
+    )?;
     if args.json {
         out_json(&report);
     } else {
