@@ -136,12 +136,30 @@ pub fn claim(data: &DataDir, name: &str) -> Result<Option<PathBuf>, IoError> {
     }
 }
 
-/// Gives a claimed job back to the inbox, marked for resumption.
+/// How long ago a claimed file was claimed. The rename into `claimed/`
+/// keeps the file's modification time (that of its submission) but sets its
+/// change time, so the change time is the moment of the claim.
+pub fn claim_age(claimed: &Path) -> Option<std::time::Duration> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(claimed).ok()?;
+    let changed = std::time::UNIX_EPOCH
+        + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().max(0) as u32);
+    Some(changed.elapsed().unwrap_or_default())
+}
+
+/// Gives a claimed job back to the inbox, marked for resumption, and removes
+/// its leases.
+///
+/// The order matters. The rewrite makes the claim fresh (a new file, a new
+/// change time), so while it sits without a lease no node takes it over as
+/// abandoned; the leases go before the move, so a node that claims the job
+/// from the inbox meets none (a claim that meets a lease backs off).
 pub fn release(data: &DataDir, job: &JobFile) -> Result<(), IoError> {
     let mut back = job.clone();
     back.resume = true;
     let claimed = data.claimed().join(format!("{}.json", job.id));
     fsx::write_durable(&claimed, back.to_json().to_string().as_bytes())?;
+    super::lease::remove_all(data, job.id.as_str());
     fsx::rename_durable(&claimed, &data.inbox().join(format!("{}.json", job.id)))
 }
 
@@ -198,5 +216,32 @@ pub fn submit(data: &DataDir, job: &JobFile) -> Result<PathBuf, String> {
             job.id
         )),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_claim_is_as_old_as_its_rename_not_its_submission() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        data.create().unwrap();
+        let submitted = data.inbox().join("old.json");
+        std::fs::write(&submitted, b"{}").unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&submitted)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let claimed = claim(&data, "old.json").unwrap().unwrap();
+        let modified = std::fs::metadata(&claimed).unwrap().modified().unwrap();
+        assert!(modified.elapsed().unwrap() >= Duration::from_secs(3599));
+        assert!(claim_age(&claimed).unwrap() < Duration::from_secs(600));
+        assert!(claim(&data, "old.json").unwrap().is_none());
     }
 }

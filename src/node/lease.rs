@@ -94,6 +94,11 @@ pub fn still_held(data: &DataDir, lease: &Lease) -> bool {
     !path(data, &lease.job, lease.epoch + 1).exists()
 }
 
+/// Removes one lease file (a lease taken on a job that turned out finished).
+pub fn remove(data: &DataDir, lease: &Lease) {
+    let _ = std::fs::remove_file(path(data, &lease.job, lease.epoch));
+}
+
 /// Removes every lease file of a finished or released job.
 pub fn remove_all(data: &DataDir, job: &str) {
     for epoch in 1..=MAX_EPOCHS {

@@ -360,9 +360,10 @@ fn claim(shared: &Arc<Shared>, name: &str) -> Option<(JobFile, Lease)> {
         }
     };
     let id = job.id.to_string();
-    // A released job may have left lease files; continue past its epochs.
-    let epoch = lease::current(data, &id).map_or(1, |l| l.epoch + 1);
-    match lease::take(data, &id, &shared.cfg.node_id, epoch, shared.cfg.lease_ms) {
+    // Only the first epoch: a lease here means another node took this claim
+    // over in the moment before ours (or a crash left one); that node runs
+    // it, or its lease expires and the job is reclaimed like any other.
+    match lease::take(data, &id, &shared.cfg.node_id, 1, shared.cfg.lease_ms) {
         Ok(Some(lease)) => Some((job, lease)),
         Ok(None) => None,
         Err(e) => {
@@ -431,19 +432,14 @@ fn reclaim_expired(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
         {
             continue;
         }
-        // No lease yet: a claim in progress; give it a lease's time.
+        // No lease yet: a claim in progress; give it a lease's time from
+        // the moment of the claim.
         let (expired, next) = match lease::current(data, &id) {
             Some(l) => (l.expires_ms < now, l.epoch + 1),
-            None => {
-                let age = std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok());
-                (
-                    age.is_some_and(|a| a.as_millis() as u64 > shared.cfg.lease_ms),
-                    1,
-                )
-            }
+            None => (
+                inbox::claim_age(&path).is_some_and(|a| a.as_millis() as u64 > shared.cfg.lease_ms),
+                1,
+            ),
         };
         if expired {
             take_over(shared, tasks, &path, &id, next);
@@ -457,6 +453,11 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
         Ok(Some(lease)) => lease,
         _ => return,
     };
+    if !path.exists() {
+        // Its holder finished it between our look and our lease.
+        lease::remove(data, &lease);
+        return;
+    }
     let job = match inbox::read_job(path, &shared.rt.plan()) {
         Ok(job) => job,
         Err(reason) => {
@@ -562,13 +563,18 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
         Vec::new()
     };
     let live = shared.rt.live_io();
+    // A record may land a moment after its fence check; the margin keeps
+    // that moment inside the lease, long before another node may take the
+    // job over (only once the lease has expired).
+    let margin = shared.cfg.lease_ms / 3;
     let fence = || {
         if shared.releasing.load(Ordering::SeqCst) {
             return false;
         }
         let running = shared.running.lock().expect("running lock");
         running.get(&id).is_some_and(|r| {
-            lease::now_ms() < r.lease.expires_ms && lease::still_held(&shared.rt.data, &r.lease)
+            lease::now_ms() + margin < r.lease.expires_ms
+                && lease::still_held(&shared.rt.data, &r.lease)
         })
     };
     let runner = Runner {
@@ -588,7 +594,6 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
             if shared.releasing.load(Ordering::SeqCst) && fence_would_hold(shared, &id) {
                 // Shutting down: give the job back for another node to resume.
                 let _ = inbox::release(&shared.rt.data, job);
-                lease::remove_all(&shared.rt.data, &id);
                 eprintln!(
                     "jaros: node {}: released {id} to the inbox (shutdown grace expired)",
                     shared.cfg.node_id
