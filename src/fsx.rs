@@ -142,21 +142,6 @@ pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Like [`create_durable_exclusive`] (exactly one concurrent creator wins,
-/// and the file appears whole) but WITHOUT fsync: a crash may lose it. For
-/// files whose loss is safe (claim leases).
-pub fn create_exclusive_unsynced(path: &Path, bytes: &[u8]) -> Result<bool> {
-    let temp = temp_path(path);
-    fs::write(&temp, bytes).map_err(|e| IoError::new("cannot write", &temp, e))?;
-    let linked = fs::hard_link(&temp, path);
-    let _ = fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(IoError::new("cannot create", path, e)),
-    }
-}
-
 /// Renames `from` to `to` and makes the rename durable in both directories.
 pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).map_err(|e| IoError::new("cannot rename", from, e))?;

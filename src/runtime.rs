@@ -274,7 +274,9 @@ pub fn write_result(
     } else {
         data.failed()
     };
-    fsx::create_dir_all(&dir)?;
+    if !dir.is_dir() {
+        fsx::create_dir_all(&dir)?;
+    }
     let path = dir.join(format!("{}.json", end.job));
     let text = serde_json::to_string_pretty(result).expect("results serialize") + "\n";
     fsx::write_durable(&path, text.as_bytes())?;

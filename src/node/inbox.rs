@@ -154,12 +154,12 @@ pub fn claim_age(claimed: &Path) -> Option<std::time::Duration> {
 /// change time), so while it sits without a lease no node takes it over as
 /// abandoned; the leases go before the move, so a node that claims the job
 /// from the inbox meets none (a claim that meets a lease backs off).
-pub fn release(data: &DataDir, job: &JobFile) -> Result<(), IoError> {
+pub fn release(data: &DataDir, job: &JobFile, epoch: u64) -> Result<(), IoError> {
     let mut back = job.clone();
     back.resume = true;
     let claimed = data.claimed().join(format!("{}.json", job.id));
     fsx::write_durable(&claimed, back.to_json().to_string().as_bytes())?;
-    super::lease::remove_all(data, job.id.as_str());
+    super::lease::remove_all(data, job.id.as_str(), epoch);
     fsx::rename_durable(&claimed, &data.inbox().join(format!("{}.json", job.id)))
 }
 

@@ -35,33 +35,45 @@ fn path(data: &DataDir, job: &str, epoch: u64) -> PathBuf {
     data.claimed().join(format!("{job}.lease.{epoch}"))
 }
 
-fn read(data: &DataDir, job: &str, epoch: u64) -> Option<Lease> {
-    let bytes = std::fs::read(path(data, job, epoch)).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// The lease in force: the highest epoch.
-pub fn current(data: &DataDir, job: &str) -> Option<Lease> {
-    let mut found = None;
-    for epoch in 1..=MAX_EPOCHS {
-        if !path(data, job, epoch).exists() {
-            break;
-        }
-        found = read(data, job, epoch).or(Some(Lease {
+/// Reads one epoch's lease; `None` when the file is gone. A lease file is
+/// created empty and then written, so one that does not parse is either
+/// being written or was left so by a crash: it counts as held by nobody
+/// until a lease's time after it was created.
+fn read(data: &DataDir, job: &str, epoch: u64, lease_ms: u64) -> Option<Lease> {
+    let path = path(data, job, epoch);
+    let bytes = std::fs::read(&path).ok()?;
+    serde_json::from_slice(&bytes).ok().or_else(|| {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        let ms = modified.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+        Some(Lease {
             job: job.into(),
             node: String::new(),
             epoch,
-            expires_ms: 0,
-        }));
+            expires_ms: ms + lease_ms,
+        })
+    })
+}
+
+/// The lease in force: the highest epoch. `lease_ms` is the lease time a
+/// lease file still being written is given.
+pub fn current(data: &DataDir, job: &str, lease_ms: u64) -> Option<Lease> {
+    let mut found = None;
+    for epoch in 1..=MAX_EPOCHS {
+        match read(data, job, epoch, lease_ms) {
+            Some(lease) => found = Some(lease),
+            None => break,
+        }
     }
     found
 }
 
 /// Takes epoch `epoch` of `job`'s lease if nobody has. `Ok(None)`: lost.
 ///
-/// Exclusive but not synced: a lease lost in a crash leaves its claim without
-/// a lease, which any node treats as expired and reclaims (resuming, never
-/// redoing), so durability would buy nothing.
+/// One exclusive create, then the write (readers give a file caught in
+/// between its lease time; see [`current`]). Not synced: a lease lost in a
+/// crash leaves its claim without a lease, which any node reclaims once the
+/// claim is a lease's time old (resuming, never redoing), so durability
+/// would buy nothing.
 pub fn take(
     data: &DataDir,
     job: &str,
@@ -76,7 +88,19 @@ pub fn take(
         expires_ms: now_ms() + lease_ms,
     };
     let bytes = serde_json::to_vec(&lease).expect("leases serialize");
-    Ok(fsx::create_exclusive_unsynced(&path(data, job, epoch), &bytes)?.then_some(lease))
+    let path = path(data, job, epoch);
+    let mut file = match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(IoError::new("cannot create", &path, e)),
+    };
+    std::io::Write::write_all(&mut file, &bytes)
+        .map_err(|e| IoError::new("cannot write", &path, e))?;
+    Ok(Some(lease))
 }
 
 /// Extends the owner's lease. The owner alone writes its epoch's file; like
@@ -99,12 +123,11 @@ pub fn remove(data: &DataDir, lease: &Lease) {
     let _ = std::fs::remove_file(path(data, &lease.job, lease.epoch));
 }
 
-/// Removes every lease file of a finished or released job.
-pub fn remove_all(data: &DataDir, job: &str) {
-    for epoch in 1..=MAX_EPOCHS {
-        if std::fs::remove_file(path(data, job, epoch)).is_err() && epoch > 1 {
-            break;
-        }
+/// Removes the lease files of a finished or released job, epochs 1 to
+/// `upto` (the holder's own: a higher one would mean it lost the job).
+pub fn remove_all(data: &DataDir, job: &str, upto: u64) {
+    for epoch in 1..=upto.min(MAX_EPOCHS) {
+        let _ = std::fs::remove_file(path(data, job, epoch));
     }
 }
 
@@ -129,8 +152,30 @@ mod tests {
         });
         assert_eq!(winners.len(), 1);
         assert!(!still_held(&data, &first));
-        assert_eq!(current(&data, "j").unwrap().node, winners[0].node);
-        remove_all(&data, "j");
-        assert!(current(&data, "j").is_none());
+        assert_eq!(current(&data, "j", 10_000).unwrap().node, winners[0].node);
+        remove_all(&data, "j", 2);
+        assert!(current(&data, "j", 10_000).is_none());
+    }
+
+    #[test]
+    fn a_lease_caught_before_its_write_is_held_for_a_lease_time_then_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        data.create().unwrap();
+        std::fs::write(path(&data, "j", 1), b"").unwrap();
+        let fresh = current(&data, "j", 10_000).unwrap();
+        assert_eq!(fresh.epoch, 1);
+        assert!(fresh.expires_ms > now_ms() + 5_000, "{fresh:?}");
+        let hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(path(&data, "j", 1))
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        assert!(current(&data, "j", 10_000).unwrap().expires_ms < now_ms());
+        assert!(take(&data, "j", "b", 1, 10_000).unwrap().is_none());
+        let next = take(&data, "j", "b", 2, 10_000).unwrap().unwrap();
+        assert_eq!(current(&data, "j", 10_000).unwrap(), next);
     }
 }

@@ -107,6 +107,8 @@ pub struct Counters {
 
 struct Running {
     lease: Lease,
+    /// Set by the heartbeat when another node took a higher epoch.
+    lost: bool,
     started: Instant,
 }
 
@@ -385,6 +387,7 @@ fn start(
         job.id.to_string(),
         Running {
             lease,
+            lost: false,
             started: Instant::now(),
         },
     );
@@ -401,7 +404,7 @@ fn resume_own_jobs(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
         let Some(id) = inbox::id_of(&path) else {
             continue;
         };
-        let Some(current) = lease::current(data, &id) else {
+        let Some(current) = lease::current(data, &id, shared.cfg.lease_ms) else {
             continue;
         };
         if current.node != shared.cfg.node_id {
@@ -434,7 +437,7 @@ fn reclaim_expired(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
         }
         // No lease yet: a claim in progress; give it a lease's time from
         // the moment of the claim.
-        let (expired, next) = match lease::current(data, &id) {
+        let (expired, next) = match lease::current(data, &id, shared.cfg.lease_ms) {
             Some(l) => (l.expires_ms < now, l.epoch + 1),
             None => (
                 inbox::claim_age(&path).is_some_and(|a| a.as_millis() as u64 > shared.cfg.lease_ms),
@@ -462,7 +465,7 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
         Ok(job) => job,
         Err(reason) => {
             let _ = inbox::fail_bad_file(data, path, &reason);
-            lease::remove_all(data, id);
+            lease::remove_all(data, id, lease.epoch);
             return;
         }
     };
@@ -491,6 +494,7 @@ fn worker(shared: &Arc<Shared>, tasks: &Arc<Mutex<mpsc::Receiver<Task>>>) {
                     job.id.to_string(),
                     Running {
                         lease,
+                        lost: false,
                         started: Instant::now(),
                     },
                 );
@@ -563,19 +567,19 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
         Vec::new()
     };
     let live = shared.rt.live_io();
-    // A record may land a moment after its fence check; the margin keeps
-    // that moment inside the lease, long before another node may take the
-    // job over (only once the lease has expired).
+    // Another node takes a job over only once its lease has expired, so a
+    // lease with time left is ours. A record may land a moment after its
+    // fence check; the margin keeps that moment inside the lease. A higher
+    // epoch (a clock that disagrees, an operator) is seen by the heartbeat.
     let margin = shared.cfg.lease_ms / 3;
     let fence = || {
         if shared.releasing.load(Ordering::SeqCst) {
             return false;
         }
         let running = shared.running.lock().expect("running lock");
-        running.get(&id).is_some_and(|r| {
-            lease::now_ms() + margin < r.lease.expires_ms
-                && lease::still_held(&shared.rt.data, &r.lease)
-        })
+        running
+            .get(&id)
+            .is_some_and(|r| !r.lost && lease::now_ms() + margin < r.lease.expires_ms)
     };
     let runner = Runner {
         fence: &fence,
@@ -593,7 +597,7 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
         Err(RunError::Fenced(_)) => {
             if shared.releasing.load(Ordering::SeqCst) && fence_would_hold(shared, &id) {
                 // Shutting down: give the job back for another node to resume.
-                let _ = inbox::release(&shared.rt.data, job);
+                let _ = inbox::release(&shared.rt.data, job, held_epoch(shared, &id));
                 eprintln!(
                     "jaros: node {}: released {id} to the inbox (shutdown grace expired)",
                     shared.cfg.node_id
@@ -623,6 +627,16 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
     }
 }
 
+/// The epoch of this node's lease on `id` (every epoch if it holds none).
+fn held_epoch(shared: &Shared, id: &str) -> u64 {
+    shared
+        .running
+        .lock()
+        .expect("running lock")
+        .get(id)
+        .map_or(lease::MAX_EPOCHS, |r| r.lease.epoch)
+}
+
 fn fence_would_hold(shared: &Shared, id: &str) -> bool {
     let running = shared.running.lock().expect("running lock");
     running
@@ -639,7 +653,7 @@ fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
         return;
     }
     inbox::remove_quietly(&data.claimed().join(format!("{}.json", job.id)));
-    lease::remove_all(data, job.id.as_str());
+    lease::remove_all(data, job.id.as_str(), held_epoch(shared, job.id.as_str()));
     let ok = end.state == crate::state::State::Done;
     let counter = if ok {
         &shared.counters.done
@@ -704,8 +718,13 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         {
             let mut running = shared.running.lock().expect("running lock");
             for r in running.values_mut() {
+                if r.lost {
+                    continue;
+                }
                 if lease::still_held(data, &r.lease) {
                     let _ = lease::renew(data, &mut r.lease, shared.cfg.lease_ms);
+                } else {
+                    r.lost = true;
                 }
             }
         }
