@@ -3,6 +3,8 @@
 //! Owns the one encoder every hash in Jaros goes through: log records, plans,
 //! job states and blobs. It does not own hashing of raw bytes for anything else
 //! than digests (see [`Digest::of_bytes`]).
+// No clock, environment or randomness here: see clippy.toml.
+#![deny(clippy::disallowed_methods)]
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};

@@ -3,6 +3,8 @@
 //!
 //! Owns parsing at the edge (names, payloads); it does not decide whether a
 //! decision runs (that is [`crate::gate`]) or how (that is [`crate::exec`]).
+// No clock, environment or randomness here: see clippy.toml.
+#![deny(clippy::disallowed_methods)]
 
 use crate::canon::{self, CanonError};
 use serde::{Deserialize, Serialize};

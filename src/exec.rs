@@ -6,6 +6,8 @@
 //! [`crate::harness`] and register here. Handlers are deterministic functions
 //! of (decision, state, recorded inputs); whatever is not is marked so in the
 //! plan, recorded, and read back on replay instead of redone.
+// No clock, environment or randomness here: see clippy.toml.
+#![deny(clippy::disallowed_methods)]
 
 use crate::canon::Digest;
 use crate::decision::{AgentName, Decision, DecisionId, JobId};

@@ -4,6 +4,8 @@
 //!
 //! Owns the checks and their order. It performs no I/O: symlinks are resolved
 //! by the executor's handles at execution time (see [`crate::harness`]).
+// No clock, environment or randomness here: see clippy.toml.
+#![deny(clippy::disallowed_methods)]
 
 use crate::decision::{Decision, DecisionId};
 use crate::job::JobState;

@@ -5,6 +5,8 @@
 //! agents implement, and the [`Runner`] that drives a job live, resuming from
 //! recorded history when there is some. Replay folds the same records with the
 //! same gate and executor (see [`crate::replay::fold`]).
+// No clock, environment or randomness here: see clippy.toml.
+#![deny(clippy::disallowed_methods)]
 
 use crate::canon::Digest;
 use crate::decision::{self, AgentName, Decision, DecisionId, JobId, Proposal};
@@ -394,6 +396,10 @@ impl Runner<'_> {
             .grant_of(ticket.agent.as_str())
             .cloned()
             .unwrap_or_default();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the wall budget; a job it stops ends with a recorded reason, which replay reads"
+        )]
         let started = std::time::Instant::now();
 
         // A decision recorded without its effect: the crash came between the

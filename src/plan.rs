@@ -4,6 +4,8 @@
 //! Owns the plan's data, its digest, and the built-in part every hive has. It
 //! does not own reading manifests (that is [`crate::manifest`], which compiles
 //! into this) and holds no model or node configuration.
+// No clock, environment or randomness here: see clippy.toml.
+#![deny(clippy::disallowed_methods)]
 
 use crate::canon::{self, Digest};
 use serde::{Deserialize, Serialize};

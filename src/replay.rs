@@ -5,6 +5,8 @@
 //!
 //! Owns [`fold`] (one job's records → its state; the live runner resumes with
 //! it too) and the whole-data-dir [`replay`]. It never writes anything.
+// No clock, environment or randomness here: see clippy.toml.
+#![deny(clippy::disallowed_methods)]
 
 use crate::canon::Digest;
 use crate::datadir::DataDir;

@@ -4,6 +4,8 @@
 //! Owns record encoding ([`record`]), durable appends with group commit
 //! ([`writer`]), and reading and verifying chains ([`read`]). It does not
 //! interpret records; replay does.
+// No clock, environment or randomness here: see clippy.toml.
+#![deny(clippy::disallowed_methods)]
 
 pub mod blobs;
 pub mod read;

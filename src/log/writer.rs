@@ -185,13 +185,7 @@ impl LogWriter {
             inner.syncing = true;
             let expected = inner.durable + inner.last_group.max(1);
             drop(inner);
-            let deadline = Instant::now() + Duration::from_micros(GROUP_WAIT_MAX_US);
-            while (self.arriving.load(Ordering::SeqCst) > 0
-                || self.written.load(Ordering::SeqCst) < expected)
-                && Instant::now() < deadline
-            {
-                std::thread::yield_now();
-            }
+            self.wait_for_group(expected);
             inner = self.lock();
             let target = inner.written;
             drop(inner);
@@ -206,6 +200,23 @@ impl LogWriter {
                 Err(e) => inner.poisoned = Some(format!("fdatasync failed: {e}")),
             }
             self.synced.notify_all();
+        }
+    }
+
+    /// Lets appenders join a sync about to start, for at most
+    /// GROUP_WAIT_MAX_US: until none is encoding and `expected` records are
+    /// written.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "timing of a sync only; no record's content depends on it"
+    )]
+    fn wait_for_group(&self, expected: u64) {
+        let deadline = Instant::now() + Duration::from_micros(GROUP_WAIT_MAX_US);
+        while (self.arriving.load(Ordering::SeqCst) > 0
+            || self.written.load(Ordering::SeqCst) < expected)
+            && Instant::now() < deadline
+        {
+            std::thread::yield_now();
         }
     }
 
