@@ -2,7 +2,9 @@
 //! a 100,000-decision log, and the binary's cold start and size.
 //!
 //! Run: `cargo bench --bench core` (prints a Markdown table for the README).
-//! Set JAROS_BENCH_DECISIONS to change the log size.
+//! Set JAROS_BENCH_DECISIONS to change the log size, and JAROS_BENCH_KEEP to a
+//! new directory to keep the hive and data dir there (to profile
+//! `jaros replay --hive DIR/hive --data-dir DIR/data`).
 
 use jaros::agents::LocalProposer;
 use jaros::canon::Digest;
@@ -137,14 +139,16 @@ fn main() {
         );
     }
 
-    let dir = tempfile::tempdir().unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let kept = std::env::var_os("JAROS_BENCH_KEEP").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temp.path());
     let start = Instant::now();
-    build_log(dir.path(), decisions);
+    build_log(dir, decisions);
     eprintln!(
         "built a log of {decisions} jobs in {}",
         secs(start.elapsed())
     );
-    let data = DataDir::new(dir.path().join("data"));
+    let data = DataDir::new(dir.join("data"));
     let log = data.log_files().unwrap().pop().unwrap();
     let size = std::fs::metadata(&log).unwrap().len();
 

@@ -75,7 +75,7 @@ impl JobState {
     /// canonical order) rather than through a `Value` tree: replay computes
     /// this at every effect. A test pins it to the generic encoding.
     pub fn digest(&self) -> Digest {
-        use crate::canon::{write_string, write_value};
+        use crate::canon::write_string;
         let mut s = String::with_capacity(256 + 128 * self.results.len());
         let opt = |s: &mut String, v: Option<&str>| match v {
             Some(text) => write_string(s, text),
@@ -90,36 +90,65 @@ impl JobState {
         s.push_str(",\"job\":");
         write_string(&mut s, self.job.as_str());
         s.push_str(&format!(
-            ",\"model_calls\":{},\"rejected\":{},\"results\":[",
+            ",\"model_calls\":{},\"rejected\":{},\"results\":",
             self.model_calls, self.rejected
         ));
-        for (i, r) in self.results.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str("{\"decision\":");
-            write_string(&mut s, r.decision.as_str());
-            if let Some(e) = &r.error {
-                s.push_str(",\"error\":");
-                write_string(&mut s, e);
-            }
-            s.push_str(if r.ok {
-                ",\"ok\":true,\"result\":"
-            } else {
-                ",\"ok\":false,\"result\":"
-            });
-            write_value(&mut s, &r.result).expect("recorded results are canonical JSON");
-            s.push_str(",\"type\":");
-            write_string(&mut s, &r.kind);
-            s.push('}');
-        }
-        s.push_str("],\"state\":");
+        self.write_results(&mut s);
+        s.push_str(",\"state\":");
         write_string(&mut s, self.state.as_str());
         s.push_str(&format!(
             ",\"tokens\":{},\"turn\":{}}}",
             self.tokens, self.turn
         ));
         Digest::of_bytes(s.as_bytes())
+    }
+
+    /// Appends the canonical encoding of `results` (the array of steps).
+    fn write_results(&self, s: &mut String) {
+        use crate::canon::{write_string, write_value};
+        s.push('[');
+        for (i, r) in self.results.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str("{\"decision\":");
+            write_string(s, r.decision.as_str());
+            if let Some(e) = &r.error {
+                s.push_str(",\"error\":");
+                write_string(s, e);
+            }
+            s.push_str(if r.ok {
+                ",\"ok\":true,\"result\":"
+            } else {
+                ",\"ok\":false,\"result\":"
+            });
+            write_value(s, &r.result).expect("recorded results are canonical JSON");
+            s.push_str(",\"type\":");
+            write_string(s, &r.kind);
+            s.push('}');
+        }
+        s.push(']');
+    }
+
+    /// Whether `recorded` (an `end` record's result) is what
+    /// [`result`](Self::result) gives, compared in the log's own canonical
+    /// encoding without building the value: replay checks every job's end.
+    pub fn result_matches(&self, recorded: &Value) -> bool {
+        let Some(map) = recorded.as_object() else {
+            return false;
+        };
+        let mut ours = String::with_capacity(64 + 128 * self.results.len());
+        self.write_results(&mut ours);
+        if ours.len() > MAX_END_RESULTS_BYTES {
+            return self.result() == *recorded;
+        }
+        map.len() == 4
+            && map.get("state").and_then(Value::as_str) == Some(self.state.as_str())
+            && map.get("decisions").and_then(Value::as_u64) == Some(self.accepted.into())
+            && map.get("rejected").and_then(Value::as_u64) == Some(self.rejected.into())
+            && map
+                .get("results")
+                .is_some_and(|theirs| crate::canon::to_string(theirs).is_ok_and(|t| t == ours))
     }
 
     /// Moves the job to FAILED (where a transition exists) and keeps the
@@ -767,6 +796,48 @@ mod tests {
         state.turn = 3;
         state.model_calls = 2;
         assert_eq!(state.digest(), Digest::of(&state).unwrap());
+    }
+
+    #[test]
+    fn a_result_matches_exactly_what_result_gives() {
+        let mut state = JobState::new(JobId::new("j1").unwrap(), AgentName::new("a").unwrap());
+        state.results.push(StepResult {
+            decision: DecisionId::new(&state.job, 1, 0),
+            kind: "advance".into(),
+            ok: true,
+            result: json!({"to": "DONE", "n": 1.5, "z": [null, "é\n"]}),
+            error: None,
+        });
+        state.accepted = 1;
+        state.conclude();
+        let recorded = state.result();
+        assert!(state.result_matches(&recorded));
+        // Read back from the log's canonical text, as replay sees it.
+        let reread: Value =
+            serde_json::from_str(&crate::canon::to_string(&recorded).unwrap()).unwrap();
+        assert!(state.result_matches(&reread));
+        let mut changed = recorded.clone();
+        changed["results"][0]["result"]["n"] = json!(2);
+        assert!(!state.result_matches(&changed));
+        for key in ["state", "decisions", "rejected", "results"] {
+            let mut missing = recorded.clone();
+            missing.as_object_mut().unwrap().remove(key);
+            assert!(!state.result_matches(&missing), "without {key}");
+        }
+        let mut extra = recorded.clone();
+        extra["note"] = json!(1);
+        assert!(!state.result_matches(&extra));
+        let mut wrong = recorded;
+        wrong["rejected"] = json!(1);
+        assert!(!state.result_matches(&wrong));
+        // Past the limit the summary form is compared as a whole.
+        let big = "x".repeat(MAX_END_RESULTS_BYTES);
+        state.results[0].result = json!({"text": big});
+        let summary = state.result();
+        assert!(summary.get("results_omitted").is_some());
+        assert!(state.result_matches(&summary));
+        state.rejected = 3;
+        assert!(!state.result_matches(&summary));
     }
 
     #[test]

@@ -202,3 +202,39 @@ fn a_log_that_is_not_jsonl_is_refused_with_its_line() {
         "{text}"
     );
 }
+
+#[test]
+fn a_long_log_read_in_parallel_chunks_reports_the_first_bad_line_in_file_order() {
+    // Long enough to be parsed in several chunks (the reader splits past
+    // 8,192 lines); written deferred, then made durable once.
+    const N: u32 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.jsonl");
+    {
+        let (w, _) = LogWriter::open(&path).unwrap();
+        for i in 1..N {
+            w.append_deferred(&body(i)).unwrap();
+        }
+        w.append(&body(N)).unwrap();
+    }
+    let log = read_log(&path).unwrap();
+    assert_eq!(log.records.len(), N as usize);
+    assert!(log
+        .records
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.seq == i as u64 + 1));
+    let good = lines(&path);
+    // A broken chain late in the file and an unparsable line after it: the
+    // chain error, earlier in the file, is the one reported.
+    let mut l = good.clone();
+    l.swap(15_000, 15_001);
+    l[18_000] = "not json".into();
+    rewrite(&path, &l);
+    assert_tampered_at(&path, 15_001);
+    // An unparsable line in the last chunk, the chain intact before it.
+    let mut l = good;
+    l[19_990] = l[19_990].replace("some text", "other text");
+    rewrite(&path, &l);
+    assert_tampered_at(&path, 19_991);
+}

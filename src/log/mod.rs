@@ -8,6 +8,7 @@
 #![deny(clippy::disallowed_methods)]
 
 pub mod blobs;
+mod body_de;
 pub mod read;
 pub mod record;
 pub mod writer;

@@ -66,15 +66,27 @@ fn scan<T: Send>(
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    let parse_one = |(i, raw): (usize, &&[u8])| -> Result<T, (usize, String)> {
-        let text = std::str::from_utf8(raw).map_err(|_| (i, "not UTF-8".to_string()))?;
-        parse(text).map_err(|e| (i, e.to_string()))
+    // Each chunk: the records parsed up to its first bad line, and why that
+    // line is bad. The first chunk has room for every record, so the others
+    // are appended to it rather than everything copied once more.
+    let parse_chunk = |part: &[&[u8]], capacity: usize| -> (Vec<T>, Option<String>) {
+        let mut out = Vec::with_capacity(capacity);
+        for raw in part {
+            let parsed = std::str::from_utf8(raw)
+                .map_err(|_| "not UTF-8".to_string())
+                .and_then(|text| parse(text).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(t) => out.push(t),
+                Err(reason) => return (out, Some(reason)),
+            }
+        }
+        (out, None)
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    let parsed: Vec<Result<T, (usize, String)>> = if lines.len() < 2 * CHUNK_LINES || threads == 1 {
-        lines.iter().enumerate().map(parse_one).collect()
+    let chunks: Vec<(Vec<T>, Option<String>)> = if lines.len() < 2 * CHUNK_LINES || threads == 1 {
+        vec![parse_chunk(&lines, lines.len())]
     } else {
         let chunk = lines.len().div_ceil(threads);
         std::thread::scope(|s| {
@@ -82,44 +94,58 @@ fn scan<T: Send>(
                 .chunks(chunk)
                 .enumerate()
                 .map(|(c, part)| {
-                    s.spawn(move || {
-                        part.iter()
-                            .enumerate()
-                            .map(|(i, l)| parse_one((c * chunk + i, l)))
-                            .collect::<Vec<_>>()
-                    })
+                    let capacity = if c == 0 { lines.len() } else { part.len() };
+                    s.spawn(move || parse_chunk(part, capacity))
                 })
                 .collect();
             handles
                 .into_iter()
-                .flat_map(|h| h.join().expect("parsing a line does not panic"))
+                .map(|h| h.join().expect("parsing a line does not panic"))
                 .collect()
         })
     };
-    let mut records = Vec::with_capacity(parsed.len());
+    // The chain, in file order: the first bad line (a parse or a chain
+    // error) is the one reported.
+    let mut records: Option<Vec<T>> = None;
     let mut prev = Digest::ZERO;
-    for (i, result) in parsed.into_iter().enumerate() {
-        let expected_seq = i as u64 + 1;
-        let tampered = |reason: String| LogError::Tampered {
+    let mut expected_seq = 1;
+    for (mut items, error) in chunks {
+        let tampered = |seq: u64, reason: String| LogError::Tampered {
             path: path.to_path_buf(),
-            line: expected_seq,
-            seq: expected_seq,
+            line: seq,
+            seq,
             reason,
         };
-        let record = result.map_err(|(_, reason)| tampered(reason))?;
-        let (seq, record_prev, hash) = chain(&record);
-        if seq != expected_seq {
-            return Err(tampered(format!("seq is {seq}, expected {expected_seq}")));
+        for item in &items {
+            let (seq, record_prev, hash) = chain(item);
+            if seq != expected_seq {
+                return Err(tampered(
+                    expected_seq,
+                    format!("seq is {seq}, expected {expected_seq}"),
+                ));
+            }
+            if record_prev != prev {
+                return Err(tampered(
+                    expected_seq,
+                    "prev does not name the hash of the record before it".into(),
+                ));
+            }
+            prev = hash;
+            expected_seq += 1;
         }
-        if record_prev != prev {
-            return Err(tampered(
-                "prev does not name the hash of the record before it".into(),
-            ));
+        if let Some(reason) = error {
+            return Err(tampered(expected_seq, reason));
         }
-        prev = hash;
-        records.push(record);
+        match &mut records {
+            None => records = Some(items),
+            Some(all) => all.append(&mut items),
+        }
     }
-    Ok((records, bytes.len() - complete, complete as u64))
+    Ok((
+        records.unwrap_or_default(),
+        bytes.len() - complete,
+        complete as u64,
+    ))
 }
 
 /// Checks a log's chain without parsing record bodies (for `jaros verify`).

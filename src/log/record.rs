@@ -4,14 +4,17 @@
 use crate::canon::{self, Digest};
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::state::State;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 /// What a record says; its `kind` is the tag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-// Readers ignore fields they do not know (a newer writer's additions): the
-// hash, checked first, already vouches for every byte of the line.
+///
+/// Written by the derived serializer; read by the hand-written deserializer
+/// in `body_de.rs`, which reads each field once and ignores fields it does
+/// not know (a newer writer's additions): the hash, checked first, already
+/// vouches for every byte of the line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Body {
     /// A compiled plan came into force on this node; its canonical JSON is the
@@ -298,24 +301,15 @@ pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
 /// Parses one line and checks its own hash (not yet its place in the chain).
 pub fn parse_line(line: &str) -> Result<Record, RecordError> {
     let fields = check_line(line)?;
-    // The body parses straight from the line; its chain fields are skipped.
-    let body: Body = serde_json::from_str::<Lined>(line)
-        .map_err(|e| RecordError::Body(e.to_string()))?
-        .body;
+    // The body parses straight from the line; its chain fields are unknown
+    // to every variant, so they are skipped.
+    let body: Body = serde_json::from_str(line).map_err(|e| RecordError::Body(e.to_string()))?;
     Ok(Record {
         seq: fields.seq,
         prev: fields.prev,
         hash: fields.hash,
         body,
     })
-}
-
-/// A line as serde sees it: the body plus the chain fields, which
-/// [`check_line`] has already read and checked.
-#[derive(Deserialize)]
-struct Lined {
-    #[serde(flatten)]
-    body: Body,
 }
 
 struct Member {
