@@ -532,8 +532,17 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
 struct Pass {
     /// Per job: the final state digest, or where and how the fold diverged.
     digests: BTreeMap<JobId, Result<Digest, (usize, String)>>,
-    /// Per job: the folded job, when the pass keeps them.
-    folded: BTreeMap<JobId, Result<Folded, Divergence>>,
+    /// Per job: what the report reads of the folded job, when the pass
+    /// keeps it.
+    folded: BTreeMap<JobId, Result<Outcome, Divergence>>,
+}
+
+/// What the report reads of a folded job: a 100,000-job log keeps one per
+/// job, so the state and the end's result are not kept.
+struct Outcome {
+    counts: FoldCounts,
+    /// The end, without its result.
+    ended: Option<JobEnd>,
 }
 
 /// Folds every job; `keep` keeps the folded jobs (the report reads the
@@ -571,7 +580,14 @@ fn pass(loaded: &Loaded, executor: &Executor, keep: bool) -> Pass {
         };
         out.digests.insert(job.clone(), outcome);
         if keep {
-            out.folded.insert(job.clone(), result);
+            let kept = result.map(|f| Outcome {
+                counts: f.counts,
+                ended: f.ended.map(|end| JobEnd {
+                    result: Value::Null,
+                    ..end
+                }),
+            });
+            out.folded.insert(job.clone(), kept);
         }
     }
     out
