@@ -118,3 +118,23 @@ impl DataDir {
         Ok(())
     }
 }
+
+/// A created data dir in a new temporary directory, for unit tests.
+#[cfg(test)]
+pub(crate) fn temp() -> (tempfile::TempDir, DataDir) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = DataDir::new(dir.path());
+    data.create().expect("the data dir's folders");
+    (dir, data)
+}
+
+/// Sets a file's modification time an hour back, for unit tests of ages.
+#[cfg(test)]
+pub(crate) fn backdate_an_hour(path: &Path) {
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("backdating a file");
+}

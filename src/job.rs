@@ -767,6 +767,17 @@ pub fn effect_body(
 mod tests {
     use super::*;
 
+    /// An accepted step whose result has a float, a null and an escape.
+    fn advance_step(job: &JobId) -> StepResult {
+        StepResult {
+            decision: DecisionId::new(job, 1, 0),
+            kind: "advance".into(),
+            ok: true,
+            result: json!({"to": "DONE", "n": 1.5, "z": [null, "é\n"]}),
+            error: None,
+        }
+    }
+
     #[test]
     fn the_fast_digest_equals_the_canonical_encoding_of_the_state() {
         let mut state = JobState::new(
@@ -774,13 +785,7 @@ mod tests {
             AgentName::new("a").unwrap(),
         );
         assert_eq!(state.digest(), Digest::of(&state).unwrap());
-        state.results.push(StepResult {
-            decision: DecisionId::new(&state.job, 1, 0),
-            kind: "advance".into(),
-            ok: true,
-            result: json!({"to": "DONE", "n": 1.5, "z": [null, "é\n"]}),
-            error: None,
-        });
+        state.results.push(advance_step(&state.job));
         state.results.push(StepResult {
             decision: DecisionId::new(&state.job, 1, 1),
             kind: "fs.read".into(),
@@ -801,13 +806,7 @@ mod tests {
     #[test]
     fn a_result_matches_exactly_what_result_gives() {
         let mut state = JobState::new(JobId::new("j1").unwrap(), AgentName::new("a").unwrap());
-        state.results.push(StepResult {
-            decision: DecisionId::new(&state.job, 1, 0),
-            kind: "advance".into(),
-            ok: true,
-            result: json!({"to": "DONE", "n": 1.5, "z": [null, "é\n"]}),
-            error: None,
-        });
+        state.results.push(advance_step(&state.job));
         state.accepted = 1;
         state.conclude();
         let recorded = state.result();

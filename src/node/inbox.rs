@@ -222,22 +222,14 @@ pub fn submit(data: &DataDir, job: &JobFile) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     #[test]
     fn a_claim_is_as_old_as_its_rename_not_its_submission() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::new(dir.path());
-        data.create().unwrap();
+        let (_dir, data) = crate::datadir::temp();
         let submitted = data.inbox().join("old.json");
         std::fs::write(&submitted, b"{}").unwrap();
-        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&submitted)
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+        crate::datadir::backdate_an_hour(&submitted);
         let claimed = claim(&data, "old.json").unwrap().unwrap();
         let modified = std::fs::metadata(&claimed).unwrap().modified().unwrap();
         assert!(modified.elapsed().unwrap() >= Duration::from_secs(3599));

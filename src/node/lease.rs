@@ -137,9 +137,7 @@ mod tests {
 
     #[test]
     fn exactly_one_node_takes_an_epoch_and_the_old_owner_sees_it_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::new(dir.path());
-        data.create().unwrap();
+        let (_dir, data) = crate::datadir::temp();
         let first = take(&data, "j", "a", 1, 10_000).unwrap().unwrap();
         assert!(take(&data, "j", "b", 1, 10_000).unwrap().is_none());
         assert!(still_held(&data, &first));
@@ -159,20 +157,12 @@ mod tests {
 
     #[test]
     fn a_lease_caught_before_its_write_is_held_for_a_lease_time_then_expires() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::new(dir.path());
-        data.create().unwrap();
+        let (_dir, data) = crate::datadir::temp();
         std::fs::write(path(&data, "j", 1), b"").unwrap();
         let fresh = current(&data, "j", 10_000).unwrap();
         assert_eq!(fresh.epoch, 1);
         assert!(fresh.expires_ms > now_ms() + 5_000, "{fresh:?}");
-        let hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(path(&data, "j", 1))
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+        crate::datadir::backdate_an_hour(&path(&data, "j", 1));
         assert!(current(&data, "j", 10_000).unwrap().expires_ms < now_ms());
         assert!(take(&data, "j", "b", 1, 10_000).unwrap().is_none());
         let next = take(&data, "j", "b", 2, 10_000).unwrap().unwrap();
