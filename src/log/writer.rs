@@ -63,6 +63,8 @@ pub struct LogWriter {
     path: PathBuf,
     inner: Mutex<Inner>,
     synced: Condvar,
+    /// Wakes a sync leader waiting for its group: an appender wrote.
+    joined: Condvar,
     /// A second handle on the same open file, used to sync outside the lock.
     sync_handle: File,
     /// Appenders between entering `append` and writing their line.
@@ -124,6 +126,7 @@ impl LogWriter {
                 poisoned: None,
             }),
             synced: Condvar::new(),
+            joined: Condvar::new(),
             sync_handle,
             arriving: AtomicUsize::new(0),
             written: AtomicU64::new(head_seq),
@@ -184,9 +187,7 @@ impl LogWriter {
             // while a lone appender never waits.
             inner.syncing = true;
             let expected = inner.durable + inner.last_group.max(1);
-            drop(inner);
-            self.wait_for_group(expected);
-            inner = self.lock();
+            inner = self.wait_for_group(inner, expected);
             let target = inner.written;
             drop(inner);
             let result = self.sync_handle.sync_data();
@@ -210,13 +211,27 @@ impl LogWriter {
         clippy::disallowed_methods,
         reason = "timing of a sync only; no record's content depends on it"
     )]
-    fn wait_for_group(&self, expected: u64) {
+    fn wait_for_group<'a>(
+        &'a self,
+        inner: MutexGuard<'a, Inner>,
+        expected: u64,
+    ) -> MutexGuard<'a, Inner> {
+        // Sleeping, not spinning: on a machine with fewer cores than
+        // appenders, a spinning leader takes the CPU they need to join.
         let deadline = Instant::now() + Duration::from_micros(GROUP_WAIT_MAX_US);
-        while (self.arriving.load(Ordering::SeqCst) > 0
-            || self.written.load(Ordering::SeqCst) < expected)
-            && Instant::now() < deadline
-        {
-            std::thread::yield_now();
+        let mut inner = inner;
+        loop {
+            let now = Instant::now();
+            if now >= deadline
+                || (self.arriving.load(Ordering::SeqCst) == 0 && inner.written >= expected)
+            {
+                return inner;
+            }
+            inner = self
+                .joined
+                .wait_timeout(inner, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -259,6 +274,7 @@ impl LogWriter {
         inner.last_hash = hash;
         inner.written = seq;
         self.written.store(seq, Ordering::SeqCst);
+        self.joined.notify_one();
         Ok((inner, Appended { seq, hash }))
     }
 }
