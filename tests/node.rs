@@ -8,17 +8,12 @@ use jaros::log::{read_log, Body};
 use std::collections::HashMap;
 use std::time::Duration;
 
-const FAST: &[&str] = &[
-    "--lease-ms",
-    "1500",
-    "--heartbeat-ms",
-    "200",
-    "--scan-ms",
-    "50",
-];
-
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    FAST.iter().copied().chain(extra.iter().copied()).collect()
+    common::FAST
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .collect()
 }
 
 #[test]

@@ -13,17 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const FAST: &[&str] = &[
-    "--lease-ms",
-    "1500",
-    "--heartbeat-ms",
-    "200",
-    "--scan-ms",
-    "50",
-];
-
 fn args(node_id: &str) -> Vec<&str> {
-    FAST.iter()
+    common::FAST
+        .iter()
         .copied()
         .chain(["--node-id", node_id, "--verbose"])
         .collect()

@@ -383,6 +383,14 @@ fn start(
     resume: bool,
 ) {
     shared.active.fetch_add(1, Ordering::SeqCst);
+    hold(shared, &job, lease);
+    if tasks.send(Task::Run { job, resume }).is_err() {
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts `job` as running under `lease` (the heartbeat renews it).
+fn hold(shared: &Shared, job: &JobFile, lease: Lease) {
     shared.running.lock().expect("running lock").insert(
         job.id.to_string(),
         Running {
@@ -391,9 +399,6 @@ fn start(
             started: Instant::now(),
         },
     );
-    if tasks.send(Task::Run { job, resume }).is_err() {
-        shared.active.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// At boot: jobs whose lease names this node were ours before a crash or a
@@ -490,14 +495,7 @@ fn worker(shared: &Arc<Shared>, tasks: &Arc<Mutex<mpsc::Receiver<Task>>>) {
                     let _ = shared.wake.send(());
                     continue;
                 };
-                shared.running.lock().expect("running lock").insert(
-                    job.id.to_string(),
-                    Running {
-                        lease,
-                        lost: false,
-                        started: Instant::now(),
-                    },
-                );
+                hold(shared, &job, lease);
                 let resume = job.resume;
                 (job, resume)
             }

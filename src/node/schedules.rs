@@ -189,11 +189,7 @@ mod tests {
     use super::*;
     use crate::schedule::CatchUp;
 
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::schedule::utc;
 
     fn every(name: &str, interval: &str) -> NamedSchedule {
         NamedSchedule {

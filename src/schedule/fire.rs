@@ -581,11 +581,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::{Arc, Barrier};
 
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::schedule::utc;
 
     fn ms(n: i64) -> TimeDelta {
         TimeDelta::milliseconds(n)

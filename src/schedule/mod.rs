@@ -121,15 +121,17 @@ pub fn due_slots(
     due
 }
 
+/// An RFC 3339 time as UTC, for tests.
+#[cfg(test)]
+pub(crate) fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     fn every(text: &str) -> Trigger {
         let spec = ScheduleSpec {

@@ -5,6 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// `jaros serve` flags for tests: short leases, heartbeats and scans, so
+/// takeovers and recovery happen in seconds.
+pub const FAST: &[&str] = &[
+    "--lease-ms",
+    "1500",
+    "--heartbeat-ms",
+    "200",
+    "--scan-ms",
+    "50",
+];
+
 pub struct Hive {
     pub dir: tempfile::TempDir,
 }
