@@ -61,7 +61,75 @@ pub fn list_dir(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Makes a directory's entries (a created, renamed or removed file) durable.
+///
+/// Concurrent calls for one directory share syncs, like appenders share a
+/// log's: a call returns once a sync that started after the call did has
+/// finished, and that sync covers every call made before it began. So the
+/// workers of a node that rename files into one directory at once pay for
+/// one or two syncs, not one each.
 pub fn sync_dir(dir: &Path) -> Result<()> {
+    let group = dir_group(dir);
+    let mut state = group.lock();
+    state.calls += 1;
+    let mine = state.calls;
+    loop {
+        if state.synced >= mine {
+            return Ok(());
+        }
+        if state.running {
+            state = group.done.wait(state).unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
+        state.running = true;
+        let target = state.calls;
+        drop(state);
+        let result = sync_dir_now(dir);
+        state = group.lock();
+        state.running = false;
+        if result.is_ok() {
+            state.synced = state.synced.max(target);
+        }
+        group.done.notify_all();
+        result?;
+    }
+}
+
+/// The syncs of one directory: calls made, calls covered by a finished sync.
+#[derive(Default)]
+struct DirGroup {
+    state: std::sync::Mutex<DirSyncState>,
+    done: std::sync::Condvar,
+}
+
+impl DirGroup {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DirSyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct DirSyncState {
+    calls: u64,
+    synced: u64,
+    running: bool,
+}
+
+/// Directories synced lately; unused entries go once there are many.
+static DIR_GROUPS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, std::sync::Arc<DirGroup>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn dir_group(dir: &Path) -> std::sync::Arc<DirGroup> {
+    let mut groups = DIR_GROUPS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(group) = groups.get(dir) {
+        return group.clone();
+    }
+    if groups.len() >= 64 {
+        groups.retain(|_, g| std::sync::Arc::strong_count(g) > 1);
+    }
+    groups.entry(dir.to_path_buf()).or_default().clone()
+}
+
+fn sync_dir_now(dir: &Path) -> Result<()> {
     let handle = File::open(dir).map_err(|e| IoError::new("cannot open directory", dir, e))?;
     handle
         .sync_all()
@@ -99,6 +167,25 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Like [`write_durable`], but writes through `spare` (a file on the same
+/// file system that is no longer needed) instead of a new temp file: it is
+/// overwritten, cut to length, synced and renamed into place. This spares
+/// an inode allocation and a free, which on ext4 without a journal cost more
+/// than the write (each allocation scans past the recently freed inodes).
+/// A spare that cannot be opened is left alone and a new temp file used.
+pub fn write_durable_over(path: &Path, bytes: &[u8], spare: &Path) -> Result<()> {
+    let Ok(mut file) = OpenOptions::new().write(true).open(spare) else {
+        return write_durable(path, bytes);
+    };
+    file.write_all(bytes)
+        .and_then(|_| file.set_len(bytes.len() as u64))
+        .map_err(|e| IoError::new("cannot write", spare, e))?;
+    file.sync_all()
+        .map_err(|e| IoError::new("cannot fsync", spare, e))?;
+    fs::rename(spare, path).map_err(|e| IoError::new("cannot rename into place", path, e))?;
+    sync_dir(parent_of(path))
 }
 
 /// Like [`write_durable`] but refuses to replace an existing file: exactly one
@@ -188,6 +275,48 @@ mod tests {
         write_durable(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(list_dir(dir.path()).unwrap(), vec![path]);
+    }
+
+    #[test]
+    fn a_write_over_a_spare_reuses_its_inode_and_replaces_all_its_content() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let spare = dir.path().join(".spare");
+        fs::write(&spare, vec![b'x'; 3000]).unwrap();
+        let inode = fs::metadata(&spare).unwrap().ino();
+        let path = dir.path().join("result.json");
+        write_durable_over(&path, b"{\"ok\":true}", &spare).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"ok\":true}");
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        assert!(!spare.exists());
+        // A spare that is gone: a new file, same content.
+        write_durable_over(&dir.path().join("b.json"), b"b", &spare).unwrap();
+        assert_eq!(fs::read(dir.path().join("b.json")).unwrap(), b"b");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temp file left"
+        );
+    }
+
+    #[test]
+    fn concurrent_syncs_of_a_directory_all_return_and_errors_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let dir = dir.path();
+                s.spawn(move || {
+                    for j in 0..20 {
+                        fs::write(dir.join(format!("f{i}-{j}")), b"x").unwrap();
+                        sync_dir(dir).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 160);
+        let gone = dir.path().join("gone");
+        let err = sync_dir(&gone).unwrap_err();
+        assert!(err.to_string().contains("gone"), "{err}");
     }
 
     #[test]

@@ -337,10 +337,6 @@ impl Runner<'_> {
     /// model calls, rejections, effects replay recomputes) become durable with
     /// the next of those: losing them in a crash only means redoing them.
     fn append(&self, job: &JobId, cursor: &mut Cursor, body: Body) -> Result<u64, RunError> {
-        if !(self.fence)() {
-            return Err(RunError::Fenced(job.clone()));
-        }
-        cursor.at += 1;
         let durable = match &body {
             // An effect's record says itself whether it must be durable.
             Body::Decision { .. }
@@ -350,6 +346,22 @@ impl Runner<'_> {
             | Body::Effect { .. } => true,
             Body::Job { .. } | Body::Model { .. } | Body::Rejected { .. } => false,
         };
+        self.record(job, cursor, body, durable)
+    }
+
+    /// Appends a job's record under the fence, durable before returning or
+    /// deferred (see [`append`](Self::append)).
+    fn record(
+        &self,
+        job: &JobId,
+        cursor: &mut Cursor,
+        body: Body,
+        durable: bool,
+    ) -> Result<u64, RunError> {
+        if !(self.fence)() {
+            return Err(RunError::Fenced(job.clone()));
+        }
+        cursor.at += 1;
         let appended = if durable {
             self.log.append(&body)?
         } else {
@@ -368,19 +380,16 @@ impl Runner<'_> {
         effect: &crate::exec::Effect,
     ) -> Result<u64, RunError> {
         let body = effect_body(job, cursor.at, decision, effect);
-        let recomputed = self
-            .plan
+        self.record(job, cursor, body, !self.recomputed(decision))
+    }
+
+    /// Whether replay recomputes `decision`'s effect (a deterministic
+    /// built-in) rather than reading it back.
+    fn recomputed(&self, decision: &Decision) -> bool {
+        self.plan
             .types
             .get(&decision.kind)
-            .is_some_and(|t| t.reexecuted_on_replay());
-        if !recomputed {
-            return self.append(job, cursor, body);
-        }
-        if !(self.fence)() {
-            return Err(RunError::Fenced(job.clone()));
-        }
-        cursor.at += 1;
-        Ok(self.log.append_deferred(&body)?.seq)
+            .is_some_and(|t| t.reexecuted_on_replay())
     }
 
     /// Runs `ticket` to its end. `history` holds the job's records from every
@@ -574,16 +583,22 @@ impl Runner<'_> {
                 self.audit_refusal(job, &decision, &rejection.to_string())?;
             }
             Ok(()) => {
-                // Durable before any effect of it is observable.
-                self.append(
-                    job,
-                    cursor,
-                    Body::Decision {
-                        job: job.clone(),
-                        at: cursor.at,
-                        decision: decision.clone(),
-                    },
-                )?;
+                // Durable before its effect when the effect reaches outside
+                // the job (replay reads it back) or a model call made the
+                // decision (a crash must not cost a second call). Otherwise
+                // it becomes durable with the job's next durable record, like
+                // its effect: a crash before that redoes both, to the same
+                // result, at no cost.
+                let by_model = plan
+                    .agents
+                    .get(state.agent.as_str())
+                    .is_some_and(|a| matches!(a.kind, crate::plan::AgentKind::Model { .. }));
+                let body = Body::Decision {
+                    job: job.clone(),
+                    at: cursor.at,
+                    decision: decision.clone(),
+                };
+                self.record(job, cursor, body, by_model || !self.recomputed(&decision))?;
                 let effect = self
                     .executor
                     .execute(plan, state, &decision, None, Some(self.live));

@@ -269,6 +269,16 @@ pub fn write_result(
     end: &crate::job::JobEnd,
     result: &Value,
 ) -> Result<PathBuf, fsx::IoError> {
+    write_result_over(data, end, result, None)
+}
+
+/// [`write_result`] through a spare file (see [`fsx::write_durable_over`]).
+pub fn write_result_over(
+    data: &DataDir,
+    end: &crate::job::JobEnd,
+    result: &Value,
+    spare: Option<&Path>,
+) -> Result<PathBuf, fsx::IoError> {
     let dir = if end.state == crate::state::State::Done {
         data.done()
     } else {
@@ -279,7 +289,10 @@ pub fn write_result(
     }
     let path = dir.join(format!("{}.json", end.job));
     let text = serde_json::to_string_pretty(result).expect("results serialize") + "\n";
-    fsx::write_durable(&path, text.as_bytes())?;
+    match spare {
+        Some(spare) => fsx::write_durable_over(&path, text.as_bytes(), spare)?,
+        None => fsx::write_durable(&path, text.as_bytes())?,
+    }
     Ok(path)
 }
 

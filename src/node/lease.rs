@@ -1,19 +1,29 @@
-//! Claim leases: `claimed/<id>.lease.<epoch>`, one file per epoch, each
+//! Claim leases: `claimed/<id>.lease.<epoch>`, one name per epoch, each
 //! created exclusively, so exactly one node takes any epoch. The owner of the
-//! highest epoch holds the job and keeps its lease fresh; an expired lease is
-//! taken over by creating the next epoch. A node that sees a higher epoch
-//! than its own has lost the job and records nothing more for it (fencing).
+//! highest epoch holds the job; an expired lease is taken over by creating
+//! the next epoch. A node that sees a higher epoch than its own has lost the
+//! job and records nothing more for it (fencing).
+//!
+//! A lease is a hard link to its node's beat file
+//! (`claimed/.beat.<node>.<boot ms>`), which names the node and its lease
+//! time; the file's modification time is the node's last heartbeat. So a
+//! heartbeat is one timestamp update for all of a node's jobs, whatever
+//! their number, and taking or dropping a lease allocates and frees no
+//! inode (on ext4 without a journal, every inode allocation scans past the
+//! recently freed ones: that, not the syncs, bounded a node's throughput).
+//! A node dead or hung stops beating, and all its leases expire together.
 
 use crate::datadir::DataDir;
-use crate::fsx::{self, IoError};
+use crate::fsx::IoError;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most epochs probed for one job; a job reclaimed this often is failed.
 pub const MAX_EPOCHS: u64 = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub job: String,
     pub node: String,
@@ -22,11 +32,21 @@ pub struct Lease {
     pub expires_ms: u64,
 }
 
+/// What a beat file (and so every lease linked to it) holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct BeatFile {
+    node: String,
+    lease_ms: u64,
+}
+
 /// Wall-clock milliseconds: leases compare across hosts, so they use the wall
 /// clock; nodes are assumed to agree within a fraction of the lease.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    to_ms(SystemTime::now())
+}
+
+fn to_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
@@ -35,27 +55,124 @@ fn path(data: &DataDir, job: &str, epoch: u64) -> PathBuf {
     data.claimed().join(format!("{job}.lease.{epoch}"))
 }
 
-/// Reads one epoch's lease; `None` when the file is gone. A lease file is
-/// created empty and then written, so one that does not parse is either
-/// being written or was left so by a crash: it counts as held by nobody
-/// until a lease's time after it was created.
-fn read(data: &DataDir, job: &str, epoch: u64, lease_ms: u64) -> Option<Lease> {
-    let path = path(data, job, epoch);
-    let bytes = std::fs::read(&path).ok()?;
-    serde_json::from_slice(&bytes).ok().or_else(|| {
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-        let ms = modified.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
-        Some(Lease {
-            job: job.into(),
-            node: String::new(),
-            epoch,
-            expires_ms: ms + lease_ms,
+/// A node's heartbeat: the file its leases link to.
+#[derive(Debug)]
+pub struct Beat {
+    path: PathBuf,
+    file: std::fs::File,
+    node: String,
+    lease_ms: u64,
+    /// The modification time last set, in wall-clock ms.
+    last_ms: AtomicU64,
+}
+
+impl Beat {
+    /// Creates this run's beat file. The names of earlier runs' beat files
+    /// of the same node go (the log lock proves none of them still runs);
+    /// their leases keep the old file, and with it its old time, so they
+    /// expire and the jobs are resumed.
+    pub fn start(data: &DataDir, node: &str, lease_ms: u64) -> Result<Beat, IoError> {
+        let prefix = format!(".beat.{node}.");
+        for old in crate::fsx::list_dir(&data.claimed())? {
+            if old
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(&prefix))
+                .is_some_and(|ms| ms.bytes().all(|b| b.is_ascii_digit()))
+            {
+                let _ = std::fs::remove_file(&old);
+            }
+        }
+        let path = data.claimed().join(format!("{prefix}{}", now_ms()));
+        let bytes = serde_json::to_vec(&BeatFile {
+            node: node.into(),
+            lease_ms,
         })
+        .expect("beat files serialize");
+        let mut file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| IoError::new("cannot create", &path, e))?;
+        std::io::Write::write_all(&mut file, &bytes)
+            .map_err(|e| IoError::new("cannot write", &path, e))?;
+        let beat = Beat {
+            path,
+            file,
+            node: node.into(),
+            lease_ms,
+            last_ms: AtomicU64::new(0),
+        };
+        beat.beat()?;
+        Ok(beat)
+    }
+
+    /// Refreshes every lease of this node at once. Not synced: a beat lost
+    /// in a crash only makes the leases expire sooner, and a crashed node's
+    /// jobs are resumed (never redone) by whoever takes them over.
+    pub fn beat(&self) -> Result<(), IoError> {
+        let now = now_ms();
+        self.file
+            .set_modified(UNIX_EPOCH + Duration::from_millis(now))
+            .map_err(|e| IoError::new("cannot update", &self.path, e))?;
+        self.last_ms.store(now, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// When this node's leases expire unless it beats again.
+    pub fn expires_ms(&self) -> u64 {
+        self.last_ms.load(Ordering::SeqCst) + self.lease_ms
+    }
+
+    /// Takes epoch `epoch` of `job`'s lease if nobody has. `Ok(None)`: lost.
+    /// One hard link: atomic, exclusive, and the lease is complete the
+    /// moment it exists.
+    pub fn take(&self, data: &DataDir, job: &str, epoch: u64) -> Result<Option<Lease>, IoError> {
+        let path = path(data, job, epoch);
+        match std::fs::hard_link(&self.path, &path) {
+            Ok(()) => Ok(Some(Lease {
+                job: job.into(),
+                node: self.node.clone(),
+                epoch,
+                expires_ms: self.expires_ms(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(IoError::new("cannot create", &path, e)),
+        }
+    }
+
+    /// Removes this run's beat file name (leases still linked keep it).
+    pub fn retire(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Reads one epoch's lease; `None` when it is gone. One that does not parse
+/// (not written by a node) counts as held by nobody a lease's time after its
+/// file last changed.
+fn read(data: &DataDir, job: &str, epoch: u64, lease_ms: u64) -> Option<Lease> {
+    read_at(&path(data, job, epoch), job, epoch, lease_ms)
+}
+
+fn read_at(path: &Path, job: &str, epoch: u64, lease_ms: u64) -> Option<Lease> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+    let beat_ms = to_ms(file.metadata().and_then(|m| m.modified()).ok()?);
+    let (node, lease_ms) = match serde_json::from_slice::<BeatFile>(&bytes) {
+        Ok(beat) => (beat.node, beat.lease_ms),
+        Err(_) => (String::new(), lease_ms),
+    };
+    Some(Lease {
+        job: job.into(),
+        node,
+        epoch,
+        expires_ms: beat_ms + lease_ms,
     })
 }
 
 /// The lease in force: the highest epoch. `lease_ms` is the lease time a
-/// lease file still being written is given.
+/// lease that does not parse is given.
 pub fn current(data: &DataDir, job: &str, lease_ms: u64) -> Option<Lease> {
     let mut found = None;
     for epoch in 1..=MAX_EPOCHS {
@@ -67,64 +184,18 @@ pub fn current(data: &DataDir, job: &str, lease_ms: u64) -> Option<Lease> {
     found
 }
 
-/// Takes epoch `epoch` of `job`'s lease if nobody has. `Ok(None)`: lost.
-///
-/// One exclusive create, then the write (readers give a file caught in
-/// between its lease time; see [`current`]). Not synced: a lease lost in a
-/// crash leaves its claim without a lease, which any node reclaims once the
-/// claim is a lease's time old (resuming, never redoing), so durability
-/// would buy nothing.
-pub fn take(
-    data: &DataDir,
-    job: &str,
-    node: &str,
-    epoch: u64,
-    lease_ms: u64,
-) -> Result<Option<Lease>, IoError> {
-    let lease = Lease {
-        job: job.into(),
-        node: node.into(),
-        epoch,
-        expires_ms: now_ms() + lease_ms,
-    };
-    let bytes = serde_json::to_vec(&lease).expect("leases serialize");
-    let path = path(data, job, epoch);
-    let mut file = match std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
-        Err(e) => return Err(IoError::new("cannot create", &path, e)),
-    };
-    std::io::Write::write_all(&mut file, &bytes)
-        .map_err(|e| IoError::new("cannot write", &path, e))?;
-    Ok(Some(lease))
-}
-
-/// Extends the owner's lease. The owner alone writes its epoch's file; like
-/// [`take`], atomically but without a sync.
-pub fn renew(data: &DataDir, lease: &mut Lease, lease_ms: u64) -> Result<(), IoError> {
-    lease.expires_ms = now_ms() + lease_ms;
-    fsx::write_atomic_unsynced(
-        &path(data, &lease.job, lease.epoch),
-        &serde_json::to_vec(&*lease).expect("leases serialize"),
-    )
-}
-
 /// Whether `lease` is still the one in force: nobody took the next epoch.
 pub fn still_held(data: &DataDir, lease: &Lease) -> bool {
     !path(data, &lease.job, lease.epoch + 1).exists()
 }
 
-/// Removes one lease file (a lease taken on a job that turned out finished).
+/// Removes one lease (a lease taken on a job that turned out finished).
 pub fn remove(data: &DataDir, lease: &Lease) {
     let _ = std::fs::remove_file(path(data, &lease.job, lease.epoch));
 }
 
-/// Removes the lease files of a finished or released job, epochs 1 to
-/// `upto` (the holder's own: a higher one would mean it lost the job).
+/// Removes the leases of a finished or released job, epochs 1 to `upto`
+/// (the holder's own: a higher one would mean it lost the job).
 pub fn remove_all(data: &DataDir, job: &str, upto: u64) {
     for epoch in 1..=upto.min(MAX_EPOCHS) {
         let _ = std::fs::remove_file(path(data, job, epoch));
@@ -138,34 +209,84 @@ mod tests {
     #[test]
     fn exactly_one_node_takes_an_epoch_and_the_old_owner_sees_it_lost() {
         let (_dir, data) = crate::datadir::temp();
-        let first = take(&data, "j", "a", 1, 10_000).unwrap().unwrap();
-        assert!(take(&data, "j", "b", 1, 10_000).unwrap().is_none());
+        let beats: Vec<Beat> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| Beat::start(&data, n, 10_000).unwrap())
+            .collect();
+        let first = beats[0].take(&data, "j", 1).unwrap().unwrap();
+        assert!(beats[1].take(&data, "j", 1).unwrap().is_none());
         assert!(still_held(&data, &first));
         let winners: Vec<_> = std::thread::scope(|s| {
-            let hs: Vec<_> = ["b", "c", "d"]
+            let hs: Vec<_> = beats[1..]
                 .iter()
-                .map(|n| s.spawn(|| take(&data, "j", n, 2, 10_000).unwrap()))
+                .map(|b| s.spawn(|| b.take(&data, "j", 2).unwrap()))
                 .collect();
             hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(winners.len(), 1);
         assert!(!still_held(&data, &first));
-        assert_eq!(current(&data, "j", 10_000).unwrap().node, winners[0].node);
+        let now = current(&data, "j", 1).unwrap();
+        assert_eq!(
+            (now.node.as_str(), now.epoch),
+            (winners[0].node.as_str(), 2)
+        );
         remove_all(&data, "j", 2);
         assert!(current(&data, "j", 10_000).is_none());
     }
 
     #[test]
-    fn a_lease_caught_before_its_write_is_held_for_a_lease_time_then_expires() {
+    fn a_lease_lives_as_long_as_its_nodes_heartbeat() {
+        let (_dir, data) = crate::datadir::temp();
+        let beat = Beat::start(&data, "a", 10_000).unwrap();
+        let lease = beat.take(&data, "j", 1).unwrap().unwrap();
+        let read = current(&data, "j", 1).unwrap();
+        assert_eq!(read, lease);
+        assert!(read.expires_ms >= now_ms() + 9_000, "{read:?}");
+        // A node that stops beating: its leases expire, all at once.
+        crate::datadir::backdate_an_hour(&beat.path);
+        beat.take(&data, "k", 1).unwrap().unwrap();
+        for job in ["j", "k"] {
+            assert!(
+                current(&data, job, 1).unwrap().expires_ms < now_ms(),
+                "{job}"
+            );
+        }
+        // One beat renews them all.
+        beat.beat().unwrap();
+        for job in ["j", "k"] {
+            assert_eq!(
+                current(&data, job, 1).unwrap().expires_ms,
+                beat.expires_ms()
+            );
+        }
+    }
+
+    #[test]
+    fn a_restarted_node_leaves_its_old_leases_to_expire() {
+        let (_dir, data) = crate::datadir::temp();
+        let old = Beat::start(&data, "a", 10_000).unwrap();
+        old.take(&data, "j", 1).unwrap().unwrap();
+        crate::datadir::backdate_an_hour(&old.path);
+        let other = Beat::start(&data, "ab", 10_000).unwrap();
+        std::thread::sleep(Duration::from_millis(5)); // a new name
+        let new = Beat::start(&data, "a", 10_000).unwrap();
+        new.beat().unwrap();
+        assert!(!old.path.exists(), "the old run's name is gone");
+        assert!(
+            other.path.exists(),
+            "another node's beat file is not touched"
+        );
+        let lease = current(&data, "j", 1).unwrap();
+        assert_eq!(lease.node, "a");
+        assert!(lease.expires_ms < now_ms(), "{lease:?}");
+    }
+
+    #[test]
+    fn a_lease_that_does_not_parse_expires_a_lease_time_after_its_change() {
         let (_dir, data) = crate::datadir::temp();
         std::fs::write(path(&data, "j", 1), b"").unwrap();
-        let fresh = current(&data, "j", 10_000).unwrap();
-        assert_eq!(fresh.epoch, 1);
-        assert!(fresh.expires_ms > now_ms() + 5_000, "{fresh:?}");
+        assert!(current(&data, "j", 10_000).unwrap().expires_ms > now_ms() + 5_000);
         crate::datadir::backdate_an_hour(&path(&data, "j", 1));
         assert!(current(&data, "j", 10_000).unwrap().expires_ms < now_ms());
-        assert!(take(&data, "j", "b", 1, 10_000).unwrap().is_none());
-        let next = take(&data, "j", "b", 2, 10_000).unwrap().unwrap();
-        assert_eq!(current(&data, "j", 10_000).unwrap(), next);
     }
 }

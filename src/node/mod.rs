@@ -9,6 +9,7 @@
 pub mod inbox;
 pub mod lease;
 pub mod schedules;
+mod spares;
 pub mod status;
 
 use crate::datadir::DataDir;
@@ -115,6 +116,10 @@ struct Running {
 struct Shared {
     cfg: NodeConfig,
     rt: Runtime,
+    /// This node's heartbeat, which every lease it holds links to.
+    beat: lease::Beat,
+    /// Finished claims, reused for results.
+    spares: spares::Spares,
     executor: Executor,
     proposer: Arc<dyn Proposer>,
     running: Mutex<HashMap<String, Running>>,
@@ -170,10 +175,13 @@ pub fn serve(
         cfg.pool_size,
         rt.plan_digest().short()
     );
+    let beat = lease::Beat::start(&data, &cfg.node_id, cfg.lease_ms).map_err(|e| e.to_string())?;
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         rt,
+        beat,
+        spares: spares::Spares::new(&data, &cfg.node_id),
         executor,
         proposer,
         running: Mutex::new(HashMap::new()),
@@ -276,6 +284,8 @@ pub fn serve(
     }
     shutdown(&shared, task_tx, workers);
     let _ = heartbeat.join();
+    shared.beat.retire();
+    shared.spares.clear();
     let fatal = shared.fatal.lock().expect("fatal lock").clone();
     Ok(NodeExit {
         fatal,
@@ -365,7 +375,7 @@ fn claim(shared: &Arc<Shared>, name: &str) -> Option<(JobFile, Lease)> {
     // Only the first epoch: a lease here means another node took this claim
     // over in the moment before ours (or a crash left one); that node runs
     // it, or its lease expires and the job is reclaimed like any other.
-    match lease::take(data, &id, &shared.cfg.node_id, 1, shared.cfg.lease_ms) {
+    match shared.beat.take(data, &id, 1) {
         Ok(Some(lease)) => Some((job, lease)),
         Ok(None) => None,
         Err(e) => {
@@ -457,7 +467,7 @@ fn reclaim_expired(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
 
 fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: &str, epoch: u64) {
     let data = &shared.rt.data;
-    let lease = match lease::take(data, id, &shared.cfg.node_id, epoch, shared.cfg.lease_ms) {
+    let lease = match shared.beat.take(data, id, epoch) {
         Ok(Some(lease)) => lease,
         _ => return,
     };
@@ -571,13 +581,13 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
     // epoch (a clock that disagrees, an operator) is seen by the heartbeat.
     let margin = shared.cfg.lease_ms / 3;
     let fence = || {
-        if shared.releasing.load(Ordering::SeqCst) {
+        if shared.releasing.load(Ordering::SeqCst)
+            || lease::now_ms() + margin >= shared.beat.expires_ms()
+        {
             return false;
         }
         let running = shared.running.lock().expect("running lock");
-        running
-            .get(&id)
-            .is_some_and(|r| !r.lost && lease::now_ms() + margin < r.lease.expires_ms)
+        running.get(&id).is_some_and(|r| !r.lost)
     };
     let runner = Runner {
         fence: &fence,
@@ -646,11 +656,14 @@ fn fence_would_hold(shared: &Shared, id: &str) -> bool {
 fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
     let data = &shared.rt.data;
     let result = runtime::result_file(end, &shared.cfg.node_id);
-    if let Err(e) = runtime::write_result(data, end, &result) {
+    let spare = shared.spares.take();
+    if let Err(e) = runtime::write_result_over(data, end, &result, spare.as_deref()) {
         eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
         return;
     }
-    inbox::remove_quietly(&data.claimed().join(format!("{}.json", job.id)));
+    shared
+        .spares
+        .retire(&data.claimed().join(format!("{}.json", job.id)));
     lease::remove_all(data, job.id.as_str(), held_epoch(shared, job.id.as_str()));
     let ok = end.state == crate::state::State::Done;
     let counter = if ok {
@@ -713,18 +726,11 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
     loop {
         let done =
             shared.stopping.load(Ordering::SeqCst) && shared.active.load(Ordering::SeqCst) == 0;
-        {
-            let mut running = shared.running.lock().expect("running lock");
-            for r in running.values_mut() {
-                if r.lost {
-                    continue;
-                }
-                if lease::still_held(data, &r.lease) {
-                    let _ = lease::renew(data, &mut r.lease, shared.cfg.lease_ms);
-                } else {
-                    r.lost = true;
-                }
-            }
+        if let Err(e) = shared.beat.beat() {
+            eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+        }
+        for r in shared.running.lock().expect("running lock").values_mut() {
+            r.lost = r.lost || !lease::still_held(data, &r.lease);
         }
         if done || last_status.elapsed() >= Duration::from_millis(shared.cfg.heartbeat_ms.min(1000))
         {
