@@ -324,6 +324,10 @@ pub struct Runner<'a> {
     pub live: &'a dyn LiveIo,
     /// Returns false once this node no longer holds the job's lease.
     pub fence: &'a (dyn Fn() -> bool + Sync),
+    /// Leave the end record to become durable with a later sync
+    /// ([`LogWriter::sync_through`] its `seq`): for a caller that makes the
+    /// ends of several jobs durable at once before writing their results.
+    pub defer_end: bool,
 }
 
 struct Cursor {
@@ -333,7 +337,7 @@ struct Cursor {
 impl Runner<'_> {
     /// Appends a job's record. Durable before returning: decisions (before
     /// their effect), effects that replay reads back (before the job moves
-    /// on), and the end (before the result file). The others (acceptance,
+    /// on), and the end (before the result file; see `defer_end`). The others (acceptance,
     /// model calls, rejections, effects replay recomputes) become durable with
     /// the next of those: losing them in a crash only means redoing them.
     fn append(&self, job: &JobId, cursor: &mut Cursor, body: Body) -> Result<u64, RunError> {
@@ -649,7 +653,7 @@ impl Runner<'_> {
             reason: state.error.clone(),
             blame: state.blame.clone(),
         };
-        let seq = self.append(&state.job, cursor, body)?;
+        let seq = self.record(&state.job, cursor, body, !self.defer_end)?;
         Ok(JobEnd {
             job: state.job.clone(),
             agent: state.agent.clone(),

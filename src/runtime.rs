@@ -147,6 +147,7 @@ impl Runtime {
             proposer,
             live,
             fence,
+            defer_end: false,
         }
     }
 
@@ -269,16 +270,20 @@ pub fn write_result(
     end: &crate::job::JobEnd,
     result: &Value,
 ) -> Result<PathBuf, fsx::IoError> {
-    write_result_over(data, end, result, None)
+    let staged = stage_result(data, end, result, None)?;
+    let path = staged.dest().to_path_buf();
+    fsx::publish(vec![staged])?;
+    Ok(path)
 }
 
-/// [`write_result`] through a spare file (see [`fsx::write_durable_over`]).
-pub fn write_result_over(
+/// A job's result file, written but not yet durable or in place (see
+/// [`fsx::stage`]; `spare` is a file to reuse).
+pub fn stage_result(
     data: &DataDir,
     end: &crate::job::JobEnd,
     result: &Value,
     spare: Option<&Path>,
-) -> Result<PathBuf, fsx::IoError> {
+) -> Result<fsx::Staged, fsx::IoError> {
     let dir = if end.state == crate::state::State::Done {
         data.done()
     } else {
@@ -289,11 +294,7 @@ pub fn write_result_over(
     }
     let path = dir.join(format!("{}.json", end.job));
     let text = serde_json::to_string_pretty(result).expect("results serialize") + "\n";
-    match spare {
-        Some(spare) => fsx::write_durable_over(&path, text.as_bytes(), spare)?,
-        None => fsx::write_durable(&path, text.as_bytes())?,
-    }
-    Ok(path)
+    fsx::stage(&path, text.as_bytes(), spare)
 }
 
 /// A cheap fingerprint of the hive's manifests, templates and tools (paths,

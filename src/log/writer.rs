@@ -168,11 +168,23 @@ impl LogWriter {
 
     /// Appends one record and returns once it is durable.
     pub fn append(&self, body: &Body) -> Result<Appended, LogError> {
-        let (mut inner, appended) = self.write(body)?;
-        let seq = appended.seq;
+        let (inner, appended) = self.write(body)?;
+        self.durable_through(inner, appended.seq)?;
+        Ok(appended)
+    }
+
+    /// Returns once every record up to `seq` is durable: records appended
+    /// with [`append_deferred`](Self::append_deferred) become durable in one
+    /// group sync with whatever else is waiting.
+    pub fn sync_through(&self, seq: u64) -> Result<(), LogError> {
+        self.durable_through(self.lock(), seq)
+    }
+
+    fn durable_through(&self, inner: MutexGuard<'_, Inner>, seq: u64) -> Result<(), LogError> {
+        let mut inner = inner;
         loop {
-            if inner.durable >= seq {
-                return Ok(appended);
+            if inner.durable >= seq.min(inner.written) {
+                return Ok(());
             }
             if let Some(reason) = &inner.poisoned {
                 return Err(self.poisoned(reason));

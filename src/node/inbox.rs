@@ -120,17 +120,14 @@ pub fn read_job(path: &Path, plan: &Plan) -> Result<JobFile, String> {
 }
 
 /// Claims `inbox/<name>` by renaming it into `claimed/`. Exactly one of
-/// several nodes wins; the others get `Ok(None)`.
+/// several nodes wins; the others get `Ok(None)`. The caller syncs
+/// `claimed/` before the job's first record can be durable (one sync for a
+/// batch of claims).
 pub fn claim(data: &DataDir, name: &str) -> Result<Option<PathBuf>, IoError> {
     let from = data.inbox().join(name);
     let to = data.claimed().join(name);
     match std::fs::rename(&from, &to) {
-        Ok(()) => {
-            // One sync of the destination commits the rename before the
-            // job's first record can be durable.
-            fsx::sync_dir(&data.claimed())?;
-            Ok(Some(to))
-        }
+        Ok(()) => Ok(Some(to)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(IoError::new("cannot claim", &from, e)),
     }

@@ -6,6 +6,7 @@
 //! hive's schedules ([`schedules`]), and a clean shutdown. Work enters only
 //! as files; a node never opens a socket.
 
+mod finish;
 pub mod inbox;
 pub mod lease;
 pub mod schedules;
@@ -32,6 +33,8 @@ use std::time::{Duration, Instant};
 pub const MAX_POOL_SIZE: usize = 256;
 /// How many recent finished jobs the node keeps in memory for status.
 pub const RECENT_JOBS: usize = 64;
+/// A job this quick, from claim to result, lets the node claim ahead.
+pub const QUICK_JOB_MS: u64 = 100;
 
 /// How a node works; from the node manifest, overridable by flags.
 #[derive(Debug, Clone)]
@@ -128,7 +131,12 @@ struct Shared {
     stopping: AtomicBool,
     /// Stop running work: give it back at the next record.
     releasing: AtomicBool,
+    /// Jobs claimed (or resumed) and not yet ended: waiting or running.
     active: AtomicUsize,
+    /// Jobs ended and waiting for the finisher to write their results.
+    finishing: AtomicUsize,
+    /// The last job finished took under [`QUICK_JOB_MS`] from its claim.
+    quick: AtomicBool,
     counters: Counters,
     /// A fatal error (a poisoned log): the node must exit non-zero.
     fatal: Mutex<Option<String>>,
@@ -189,6 +197,8 @@ pub fn serve(
         stopping: AtomicBool::new(false),
         releasing: AtomicBool::new(false),
         active: AtomicUsize::new(0),
+        finishing: AtomicUsize::new(0),
+        quick: AtomicBool::new(false),
         counters: Counters::default(),
         fatal: Mutex::new(None),
         wake: wake_tx.clone(),
@@ -196,16 +206,27 @@ pub fn serve(
     let started_ms = lease::now_ms();
     let (task_tx, task_rx) = mpsc::channel::<Task>();
     let task_rx = Arc::new(Mutex::new(task_rx));
+    let (ended_tx, ended_rx) = mpsc::channel::<finish::Ended>();
     let workers: Vec<_> = (0..cfg.pool_size.clamp(1, MAX_POOL_SIZE))
         .map(|i| {
             let shared = shared.clone();
             let rx = task_rx.clone();
+            let ended = ended_tx.clone();
             std::thread::Builder::new()
                 .name(format!("jaros-worker-{i}"))
-                .spawn(move || worker(&shared, &rx))
+                .spawn(move || worker(&shared, &rx, &ended))
                 .expect("a worker thread starts")
         })
         .collect();
+    drop(ended_tx);
+    // Ends once every worker is gone and their last ends are finished.
+    let finisher = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("jaros-finisher".into())
+            .spawn(move || finish::finisher(&shared, &ended_rx))
+            .expect("the finisher thread starts")
+    };
     let heartbeat = {
         let shared = shared.clone();
         std::thread::Builder::new()
@@ -244,12 +265,19 @@ pub fn serve(
             queue = scan_inbox(&data);
             last_scan = Instant::now();
         }
-        while shared.active.load(Ordering::SeqCst) < capacity {
-            let Some(name) = queue.pop_front() else { break };
-            shared.active.fetch_add(1, Ordering::SeqCst);
-            if task_tx.send(Task::Claim { name }).is_err() {
-                shared.active.fetch_sub(1, Ordering::SeqCst);
-            }
+        // Claims come in batches that share one sync. While jobs are quick,
+        // they run ahead of the workers by up to a pool's worth, so a batch
+        // is ready when workers free up; a slow job leaves the next claim to
+        // whichever node frees a worker first.
+        let ahead = if shared.quick.load(Ordering::SeqCst) {
+            capacity
+        } else {
+            0
+        };
+        let free = (capacity + ahead).saturating_sub(shared.active.load(Ordering::SeqCst));
+        if free > 0 && !queue.is_empty() {
+            let names: Vec<String> = (0..free).map_while(|_| queue.pop_front()).collect();
+            claim_batch(&shared, &task_tx, &names);
         }
         if last_reclaim.elapsed() >= Duration::from_millis((cfg.lease_ms / 4).max(50)) {
             reclaim_expired(&shared, &task_tx);
@@ -282,7 +310,7 @@ pub fn serve(
         let _ = wake_rx.recv_timeout(wait);
         while wake_rx.try_recv().is_ok() {}
     }
-    shutdown(&shared, task_tx, workers);
+    shutdown(&shared, task_tx, workers, finisher);
     let _ = heartbeat.join();
     shared.beat.retire();
     shared.spares.clear();
@@ -336,51 +364,58 @@ fn watch_inbox(dir: &Path, wake: mpsc::Sender<()>) -> Option<notify::Recommended
 }
 
 enum Task {
-    /// Claim `inbox/<name>` and run it: workers claim in parallel, so the
-    /// claim's syncs overlap with other jobs' work.
-    Claim { name: String },
+    /// Read and run a job file this node has just claimed and leased.
+    Claimed { path: PathBuf },
     /// Run a job this node already holds the lease of (resumed or reclaimed).
     Run { job: JobFile, resume: bool },
 }
 
-/// Claims an inbox file and takes its lease; `None` when another node was
-/// faster or the file was bad (then failed with its reason).
-fn claim(shared: &Arc<Shared>, name: &str) -> Option<(JobFile, Lease)> {
+/// Claims inbox files by renaming them into `claimed/`, makes the renames
+/// durable with one directory sync (before any of their jobs can record),
+/// leases each and queues it for a worker. A name another node claimed
+/// first is skipped.
+fn claim_batch(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, names: &[String]) {
+    if shared.stopping.load(Ordering::SeqCst) {
+        return;
+    }
     let data = &shared.rt.data;
-    let claimed = match inbox::claim(data, name) {
-        Ok(Some(path)) => path,
-        Ok(None) => return None, // another node was faster
-        Err(e) => {
-            eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
-            return None;
-        }
-    };
-    shared.counters.claimed.fetch_add(1, Ordering::SeqCst);
-    let job = match inbox::read_job(&claimed, &shared.rt.plan()) {
-        Ok(job) => job,
-        Err(reason) => {
-            shared.counters.bad_files.fetch_add(1, Ordering::SeqCst);
-            match inbox::fail_bad_file(data, &claimed, &reason) {
-                Ok(path) => eprintln!(
-                    "jaros: node {}: {name} failed: {reason} ({})",
-                    shared.cfg.node_id,
-                    path.display()
-                ),
-                Err(e) => eprintln!("jaros: node {}: {e}", shared.cfg.node_id),
+    let node = &shared.cfg.node_id;
+    let claimed: Vec<PathBuf> = names
+        .iter()
+        .filter_map(|name| match inbox::claim(data, name) {
+            Ok(path) => path,
+            Err(e) => {
+                eprintln!("jaros: node {node}: {e}");
+                None
             }
-            return None;
-        }
-    };
-    let id = job.id.to_string();
-    // Only the first epoch: a lease here means another node took this claim
-    // over in the moment before ours (or a crash left one); that node runs
-    // it, or its lease expires and the job is reclaimed like any other.
-    match shared.beat.take(data, &id, 1) {
-        Ok(Some(lease)) => Some((job, lease)),
-        Ok(None) => None,
-        Err(e) => {
-            eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
-            None
+        })
+        .collect();
+    if claimed.is_empty() {
+        return;
+    }
+    if let Err(e) = crate::fsx::sync_dir(&data.claimed()) {
+        // Unleased, the claims are taken over a lease's time from now.
+        eprintln!("jaros: node {node}: {e}");
+        return;
+    }
+    for path in claimed {
+        shared.counters.claimed.fetch_add(1, Ordering::SeqCst);
+        let Some(id) = inbox::id_of(&path) else {
+            continue;
+        };
+        // Only the first epoch: a lease here means another node took this
+        // claim over in the moment before ours (or a crash left one); that
+        // node runs it, or its lease expires and the job is reclaimed.
+        match shared.beat.take(data, &id, 1) {
+            Ok(Some(lease)) => {
+                shared.active.fetch_add(1, Ordering::SeqCst);
+                hold(shared, &id, lease);
+                if tasks.send(Task::Claimed { path }).is_err() {
+                    finish::free_slot(shared, &id);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("jaros: node {node}: {e}"),
         }
     }
 }
@@ -393,16 +428,16 @@ fn start(
     resume: bool,
 ) {
     shared.active.fetch_add(1, Ordering::SeqCst);
-    hold(shared, &job, lease);
+    hold(shared, job.id.as_str(), lease);
     if tasks.send(Task::Run { job, resume }).is_err() {
         shared.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// Counts `job` as running under `lease` (the heartbeat renews it).
-fn hold(shared: &Shared, job: &JobFile, lease: Lease) {
+/// Counts job `id` as running under `lease` (the heartbeat renews it).
+fn hold(shared: &Shared, id: &str, lease: Lease) {
     shared.running.lock().expect("running lock").insert(
-        job.id.to_string(),
+        id.to_string(),
         Running {
             lease,
             lost: false,
@@ -488,45 +523,71 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
     start(shared, tasks, job, lease, true);
 }
 
-fn worker(shared: &Arc<Shared>, tasks: &Arc<Mutex<mpsc::Receiver<Task>>>) {
+fn worker(
+    shared: &Arc<Shared>,
+    tasks: &Arc<Mutex<mpsc::Receiver<Task>>>,
+    ended: &mpsc::Sender<finish::Ended>,
+) {
     loop {
         let task = tasks.lock().expect("task lock").recv();
         let (job, resume) = match task {
             Err(_) => return,
             Ok(Task::Run { job, resume }) => (job, resume),
-            Ok(Task::Claim { name }) => {
-                let claimed = if shared.stopping.load(Ordering::SeqCst) {
-                    None
-                } else {
-                    claim(shared, &name)
-                };
-                let Some((job, lease)) = claimed else {
-                    shared.active.fetch_sub(1, Ordering::SeqCst);
-                    let _ = shared.wake.send(());
+            Ok(Task::Claimed { path }) => match inbox::read_job(&path, &shared.rt.plan()) {
+                Ok(job) => {
+                    let resume = job.resume;
+                    (job, resume)
+                }
+                Err(reason) => {
+                    fail_claimed_file(shared, &path, &reason);
                     continue;
-                };
-                hold(shared, &job, lease);
-                let resume = job.resume;
-                (job, resume)
-            }
+                }
+            },
         };
         let id = job.id.to_string();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_job(shared, &job, resume)
         }));
-        if let Err(panic) = outcome {
-            let reason = format!(
-                "the job's run panicked: {}",
-                crate::exec::panic_text(&panic)
-            );
-            fail_after_panic(shared, &job, reason);
+        match outcome {
+            // The finisher writes its result; the slot is free now.
+            Ok(Some(end)) => {
+                finish::hand_over(shared);
+                if let Err(mpsc::SendError(e)) = ended.send(finish::Ended { job, end }) {
+                    shared.finishing.fetch_sub(1, Ordering::SeqCst);
+                    finish::finish(shared, &e.job, &e.end);
+                    drop(shared.running.lock().expect("running lock").remove(&id));
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(panic) => {
+                let reason = format!(
+                    "the job's run panicked: {}",
+                    crate::exec::panic_text(&panic)
+                );
+                fail_after_panic(shared, &job, reason);
+            }
         }
-        let running = shared.running.lock().expect("running lock").remove(&id);
-        shared.active.fetch_sub(1, Ordering::SeqCst);
-        drop(running);
-        // The dispatcher may claim the next job now.
-        let _ = shared.wake.send(());
+        finish::free_slot(shared, &id);
     }
+}
+
+/// Fails a claimed job file that cannot run, with its reason, and drops
+/// its lease and slot.
+fn fail_claimed_file(shared: &Arc<Shared>, path: &Path, reason: &str) {
+    let node = &shared.cfg.node_id;
+    shared.counters.bad_files.fetch_add(1, Ordering::SeqCst);
+    match inbox::fail_bad_file(&shared.rt.data, path, reason) {
+        Ok(failed) => eprintln!(
+            "jaros: node {node}: {} failed: {reason} ({})",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            failed.display()
+        ),
+        Err(e) => eprintln!("jaros: node {node}: {e}"),
+    }
+    let id = inbox::id_of(path).unwrap_or_default();
+    lease::remove_all(&shared.rt.data, &id, 1);
+    finish::free_slot(shared, &id);
 }
 
 /// A job fails only itself: a panic outside the handlers is recorded as the
@@ -547,7 +608,7 @@ fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
         blame: None,
         seq: 0,
     });
-    finish(shared, job, &end);
+    finish::finish(shared, job, &end);
 }
 
 fn runner_for<'a>(shared: &'a Shared, live: &'a runtime::HiveIo, _job: &JobId) -> Runner<'a> {
@@ -558,7 +619,9 @@ fn runner_for<'a>(shared: &'a Shared, live: &'a runtime::HiveIo, _job: &JobId) -
 
 static NO_FENCE: fn() -> bool = || true;
 
-fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
+/// Runs a job to its end; the end, when there is one, is for the finisher
+/// (its record not yet durable). Every other outcome is dealt with here.
+fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> {
     let id = job.id.to_string();
     let history = if resume {
         match crate::replay::job_history(&shared.rt.data, &job.id) {
@@ -568,7 +631,7 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
                     "jaros: node {}: cannot read the history of {id}: {e}",
                     shared.cfg.node_id
                 );
-                return;
+                return None;
             }
         }
     } else {
@@ -591,6 +654,7 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
     };
     let runner = Runner {
         fence: &fence,
+        defer_end: true,
         ..runner_for(shared, &live, &job.id)
     };
     let ticket = Ticket {
@@ -601,7 +665,7 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
         via: job.via.clone(),
     };
     match runner.run(&ticket, &history) {
-        Ok(end) => finish(shared, job, &end),
+        Ok(end) => return Some(end),
         Err(RunError::Fenced(_)) => {
             if shared.releasing.load(Ordering::SeqCst) && fence_would_hold(shared, &id) {
                 // Shutting down: give the job back for another node to resume.
@@ -630,9 +694,10 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) {
                 blame: None,
                 seq: 0,
             };
-            finish(shared, job, &end);
+            finish::finish(shared, job, &end);
         }
     }
+    None
 }
 
 /// The epoch of this node's lease on `id` (every epoch if it holds none).
@@ -650,50 +715,6 @@ fn fence_would_hold(shared: &Shared, id: &str) -> bool {
     running
         .get(id)
         .is_some_and(|r| lease::still_held(&shared.rt.data, &r.lease))
-}
-
-/// Writes the result file, then retires the claim.
-fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
-    let data = &shared.rt.data;
-    let result = runtime::result_file(end, &shared.cfg.node_id);
-    let spare = shared.spares.take();
-    if let Err(e) = runtime::write_result_over(data, end, &result, spare.as_deref()) {
-        eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
-        return;
-    }
-    shared
-        .spares
-        .retire(&data.claimed().join(format!("{}.json", job.id)));
-    lease::remove_all(data, job.id.as_str(), held_epoch(shared, job.id.as_str()));
-    let ok = end.state == crate::state::State::Done;
-    let counter = if ok {
-        &shared.counters.done
-    } else {
-        &shared.counters.failed
-    };
-    counter.fetch_add(1, Ordering::SeqCst);
-    let took_ms = shared
-        .running
-        .lock()
-        .expect("running lock")
-        .get(job.id.as_str())
-        .map_or(0, |r| r.started.elapsed().as_millis() as u64);
-    if shared.cfg.verbose {
-        eprintln!(
-            "jaros: node {}: {} {} ({}, {took_ms} ms)",
-            shared.cfg.node_id, job.id, end.state, job.agent
-        );
-    }
-    let mut recent = shared.recent.lock().expect("recent lock");
-    if recent.len() >= RECENT_JOBS {
-        recent.pop_front();
-    }
-    recent.push_back(status::RecentJob {
-        job: job.id.to_string(),
-        agent: job.agent.to_string(),
-        state: end.state.to_string(),
-        took_ms,
-    });
 }
 
 /// Picks up manifest edits: the new plan, and the new schedules (which the
@@ -724,8 +745,7 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
     let data = &shared.rt.data;
     let mut last_status = Instant::now() - Duration::from_secs(3600);
     loop {
-        let done =
-            shared.stopping.load(Ordering::SeqCst) && shared.active.load(Ordering::SeqCst) == 0;
+        let done = shared.stopping.load(Ordering::SeqCst) && holds_nothing(shared);
         if let Err(e) = shared.beat.beat() {
             eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
         }
@@ -743,12 +763,16 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         // Sleep in short steps so a stopping node is not held up.
         let until = Instant::now() + Duration::from_millis(shared.cfg.heartbeat_ms.clamp(10, 1000));
         while Instant::now() < until
-            && !(shared.stopping.load(Ordering::SeqCst)
-                && shared.active.load(Ordering::SeqCst) == 0)
+            && !(shared.stopping.load(Ordering::SeqCst) && holds_nothing(shared))
         {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// No job of this node is waiting, running or finishing.
+fn holds_nothing(shared: &Shared) -> bool {
+    shared.active.load(Ordering::SeqCst) == 0 && shared.finishing.load(Ordering::SeqCst) == 0
 }
 
 fn shared_status(shared: &Shared, started_ms: u64, stopped: bool) -> status::NodeStatus {
@@ -787,6 +811,7 @@ fn shutdown(
     shared: &Arc<Shared>,
     tasks: mpsc::Sender<Task>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    finisher: std::thread::JoinHandle<()>,
 ) {
     shared.stopping.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_millis(shared.cfg.grace_ms);
@@ -800,6 +825,8 @@ fn shutdown(
     for w in workers {
         let _ = w.join();
     }
+    // The workers are gone, so the finisher ends once it has finished theirs.
+    let _ = finisher.join();
     let remaining: HashSet<String> = shared
         .running
         .lock()

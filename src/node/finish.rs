@@ -1,0 +1,151 @@
+//! Finishing jobs: the result file, then the claim retired. Workers hand
+//! ended jobs to one finisher thread and go on to the next job; the finisher
+//! takes whatever has ended since its last round and makes it final
+//! together: one log sync for all their end records, one sync for all their
+//! result files, one sync of each result directory. Each result is durable
+//! before it is visible, and visible before its claim goes, as when jobs
+//! are finished one by one; the syncs are shared instead of paid per job.
+
+use super::{held_epoch, inbox::JobFile, lease, status, Shared, RECENT_JOBS};
+use crate::job::JobEnd;
+use crate::runtime;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+
+/// A job that has ended, on its way to its result file.
+pub(super) struct Ended {
+    pub job: JobFile,
+    pub end: JobEnd,
+}
+
+/// Most jobs finished in one round.
+const MAX_ROUND: usize = 256;
+
+/// Finishes what the workers send until they are all gone.
+pub(super) fn finisher(shared: &Arc<Shared>, ended: &mpsc::Receiver<Ended>) {
+    while let Ok(first) = ended.recv() {
+        let mut round = vec![first];
+        while round.len() < MAX_ROUND {
+            match ended.try_recv() {
+                Ok(next) => round.push(next),
+                Err(_) => break,
+            }
+        }
+        finish_round(shared, round);
+    }
+}
+
+fn finish_round(shared: &Arc<Shared>, round: Vec<Ended>) {
+    let node = &shared.cfg.node_id;
+    let through = round.iter().map(|e| e.end.seq).max().unwrap_or(0);
+    if let Err(e) = shared.rt.log.sync_through(through) {
+        // The node stops; the jobs stay claimed and are resumed.
+        *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
+        round.iter().for_each(|e| let_go(shared, e.job.id.as_str()));
+        return;
+    }
+    let mut staged = Vec::with_capacity(round.len());
+    let mut ready = Vec::with_capacity(round.len());
+    for e in round {
+        let result = runtime::result_file(&e.end, node);
+        let spare = shared.spares.take();
+        match runtime::stage_result(&shared.rt.data, &e.end, &result, spare.as_deref()) {
+            Ok(s) => {
+                staged.push(s);
+                ready.push(e);
+            }
+            Err(err) => {
+                eprintln!("jaros: node {node}: {err}");
+                let_go(shared, e.job.id.as_str());
+            }
+        }
+    }
+    if let Err(err) = crate::fsx::publish(staged) {
+        // Left claimed: resumed from the log by the next boot or takeover.
+        eprintln!("jaros: node {node}: {err}");
+        ready.iter().for_each(|e| let_go(shared, e.job.id.as_str()));
+        return;
+    }
+    for e in &ready {
+        settle(shared, &e.job, &e.end);
+        let_go(shared, e.job.id.as_str());
+    }
+}
+
+/// Finishes one job now, in the calling thread: for the rare ends that do
+/// not come from a clean run (a failure to record, a panic).
+pub(super) fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
+    if let Err(e) = shared.rt.log.sync_through(end.seq) {
+        *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
+        return;
+    }
+    let result = runtime::result_file(end, &shared.cfg.node_id);
+    if let Err(e) = runtime::write_result(&shared.rt.data, end, &result) {
+        eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+        return;
+    }
+    settle(shared, job, end);
+}
+
+/// After the result file: retires the claim and its leases, counts the job.
+fn settle(shared: &Shared, job: &JobFile, end: &JobEnd) {
+    let data = &shared.rt.data;
+    shared
+        .spares
+        .retire(&data.claimed().join(format!("{}.json", job.id)));
+    lease::remove_all(data, job.id.as_str(), held_epoch(shared, job.id.as_str()));
+    let counter = if end.state == crate::state::State::Done {
+        &shared.counters.done
+    } else {
+        &shared.counters.failed
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
+    let took_ms = shared
+        .running
+        .lock()
+        .expect("running lock")
+        .get(job.id.as_str())
+        .map_or(0, |r| r.started.elapsed().as_millis() as u64);
+    shared
+        .quick
+        .store(took_ms < super::QUICK_JOB_MS, Ordering::SeqCst);
+    if shared.cfg.verbose {
+        eprintln!(
+            "jaros: node {}: {} {} ({}, {took_ms} ms)",
+            shared.cfg.node_id, job.id, end.state, job.agent
+        );
+    }
+    let mut recent = shared.recent.lock().expect("recent lock");
+    if recent.len() >= RECENT_JOBS {
+        recent.pop_front();
+    }
+    recent.push_back(status::RecentJob {
+        job: job.id.to_string(),
+        agent: job.agent.to_string(),
+        state: end.state.to_string(),
+        took_ms,
+    });
+}
+
+/// Job `id`, claimed but not ended, is no longer this node's to run: its
+/// slot is free for the next claim.
+pub(super) fn free_slot(shared: &Shared, id: &str) {
+    drop(shared.running.lock().expect("running lock").remove(id));
+    shared.active.fetch_sub(1, Ordering::SeqCst);
+    let _ = shared.wake.send(());
+}
+
+/// Job `id`, ended and handed to the finisher, is finished (or left for
+/// its resumption).
+fn let_go(shared: &Shared, id: &str) {
+    drop(shared.running.lock().expect("running lock").remove(id));
+    shared.finishing.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Moves ended job `id` from its slot to the finisher's care, so the slot
+/// takes the next claim while the result is made durable.
+pub(super) fn hand_over(shared: &Shared) {
+    shared.finishing.fetch_add(1, Ordering::SeqCst);
+    shared.active.fetch_sub(1, Ordering::SeqCst);
+    let _ = shared.wake.send(());
+}
