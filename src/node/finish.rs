@@ -18,8 +18,8 @@ pub(super) struct Ended {
     pub end: JobEnd,
 }
 
-/// Most jobs finished in one round.
-const MAX_ROUND: usize = 256;
+/// Most jobs finished in one round, and most waiting for the finisher.
+pub(super) const MAX_ROUND: usize = 256;
 
 /// Finishes what the workers send until they are all gone.
 pub(super) fn finisher(shared: &Arc<Shared>, ended: &mpsc::Receiver<Ended>) {

@@ -206,7 +206,9 @@ pub fn serve(
     let started_ms = lease::now_ms();
     let (task_tx, task_rx) = mpsc::channel::<Task>();
     let task_rx = Arc::new(Mutex::new(task_rx));
-    let (ended_tx, ended_rx) = mpsc::channel::<finish::Ended>();
+    // Bounded: when results cannot be written as fast as jobs end, workers
+    // wait, and with them the claims.
+    let (ended_tx, ended_rx) = mpsc::sync_channel::<finish::Ended>(finish::MAX_ROUND);
     let workers: Vec<_> = (0..cfg.pool_size.clamp(1, MAX_POOL_SIZE))
         .map(|i| {
             let shared = shared.clone();
@@ -526,7 +528,7 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
 fn worker(
     shared: &Arc<Shared>,
     tasks: &Arc<Mutex<mpsc::Receiver<Task>>>,
-    ended: &mpsc::Sender<finish::Ended>,
+    ended: &mpsc::SyncSender<finish::Ended>,
 ) {
     loop {
         let task = tasks.lock().expect("task lock").recv();
