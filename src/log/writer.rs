@@ -55,6 +55,8 @@ struct Inner {
     /// Records the last sync covered.
     last_group: u64,
     syncing: bool,
+    /// The record a sync leader waits to see written before it syncs.
+    group_end: u64,
     poisoned: Option<String>,
 }
 
@@ -63,7 +65,7 @@ pub struct LogWriter {
     path: PathBuf,
     inner: Mutex<Inner>,
     synced: Condvar,
-    /// Wakes a sync leader waiting for its group: an appender wrote.
+    /// Wakes a sync leader waiting for its group: its last appender wrote.
     joined: Condvar,
     /// A second handle on the same open file, used to sync outside the lock.
     sync_handle: File,
@@ -123,6 +125,7 @@ impl LogWriter {
                 durable: head_seq,
                 last_group: 1,
                 syncing: false,
+                group_end: 0,
                 poisoned: None,
             }),
             synced: Condvar::new(),
@@ -198,8 +201,8 @@ impl LogWriter {
             // it had (bounded by GROUP_WAIT_MAX_US): one sync covers them all,
             // while a lone appender never waits.
             inner.syncing = true;
-            let expected = inner.durable + inner.last_group.max(1);
-            inner = self.wait_for_group(inner, expected);
+            inner.group_end = inner.durable + inner.last_group.max(1);
+            inner = self.wait_for_group(inner);
             let target = inner.written;
             drop(inner);
             let result = self.sync_handle.sync_data();
@@ -217,17 +220,13 @@ impl LogWriter {
     }
 
     /// Lets appenders join a sync about to start, for at most
-    /// GROUP_WAIT_MAX_US: until none is encoding and `expected` records are
+    /// GROUP_WAIT_MAX_US: until none is encoding and the record `group_end` is
     /// written.
     #[expect(
         clippy::disallowed_methods,
         reason = "timing of a sync only; no record's content depends on it"
     )]
-    fn wait_for_group<'a>(
-        &'a self,
-        inner: MutexGuard<'a, Inner>,
-        expected: u64,
-    ) -> MutexGuard<'a, Inner> {
+    fn wait_for_group<'a>(&'a self, inner: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
         // Sleeping, not spinning: on a machine with fewer cores than
         // appenders, a spinning leader takes the CPU they need to join.
         let deadline = Instant::now() + Duration::from_micros(GROUP_WAIT_MAX_US);
@@ -235,7 +234,7 @@ impl LogWriter {
         loop {
             let now = Instant::now();
             if now >= deadline
-                || (self.arriving.load(Ordering::SeqCst) == 0 && inner.written >= expected)
+                || (self.arriving.load(Ordering::SeqCst) == 0 && inner.written >= inner.group_end)
             {
                 return inner;
             }
@@ -261,7 +260,7 @@ impl LogWriter {
             }
         };
         let mut inner = self.lock();
-        self.arriving.fetch_sub(1, Ordering::SeqCst);
+        let still_arriving = self.arriving.fetch_sub(1, Ordering::SeqCst) - 1;
         if let Some(reason) = &inner.poisoned {
             return Err(self.poisoned(reason));
         }
@@ -286,7 +285,11 @@ impl LogWriter {
         inner.last_hash = hash;
         inner.written = seq;
         self.written.store(seq, Ordering::SeqCst);
-        self.joined.notify_one();
+        // Wake a waiting leader only when its group is complete: woken per
+        // record, it would take a context switch from every appender.
+        if inner.syncing && still_arriving == 0 && seq >= inner.group_end {
+            self.joined.notify_one();
+        }
         Ok((inner, Appended { seq, hash }))
     }
 }
@@ -337,6 +340,20 @@ mod tests {
         let log = read_log(&path).unwrap();
         assert_eq!(log.records.len(), 800);
         assert_eq!(log.head().0, 800);
+    }
+
+    #[test]
+    fn sync_through_makes_deferred_records_durable_and_never_waits_for_unwritten_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = LogWriter::open(&dir.path().join("n1.jsonl")).unwrap();
+        w.append_deferred(&body(1)).unwrap();
+        let last = w.append_deferred(&body(2)).unwrap().seq;
+        assert_eq!(w.lock().durable, 0);
+        w.sync_through(last).unwrap();
+        assert_eq!(w.lock().durable, last);
+        w.append_deferred(&body(3)).unwrap();
+        w.sync_through(last + 10).unwrap(); // past the head: covers what there is
+        assert_eq!(w.lock().durable, last + 1);
     }
 
     #[test]
