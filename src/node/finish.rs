@@ -21,15 +21,33 @@ pub(super) struct Ended {
 /// Most jobs finished in one round, and most waiting for the finisher.
 pub(super) const MAX_ROUND: usize = 256;
 
+/// New files a round may create when spares run short: the rest of the
+/// round waits for the spares it retires. Each new file is an inode
+/// allocation, which on ext4 without a journal can cost milliseconds after
+/// many deletions; unbounded, a slow round would make the next one larger
+/// and slower still.
+const NEW_FILES_PER_ROUND: usize = 16;
+
 /// Finishes what the workers send until they are all gone.
 pub(super) fn finisher(shared: &Arc<Shared>, ended: &mpsc::Receiver<Ended>) {
-    while let Ok(first) = ended.recv() {
-        let mut round = vec![first];
+    let mut carried: Vec<Ended> = Vec::new();
+    loop {
+        let mut round = std::mem::take(&mut carried);
+        if round.is_empty() {
+            match ended.recv() {
+                Ok(first) => round.push(first),
+                Err(_) => return,
+            }
+        }
         while round.len() < MAX_ROUND {
             match ended.try_recv() {
                 Ok(next) => round.push(next),
                 Err(_) => break,
             }
+        }
+        let room = shared.spares.count() + NEW_FILES_PER_ROUND;
+        if round.len() > room {
+            carried = round.split_off(room);
         }
         finish_round(shared, round);
     }

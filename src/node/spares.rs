@@ -7,14 +7,21 @@
 //! bound on a node's jobs per second.
 //!
 //! A spare is invisible to everything else (dot names are not job files),
-//! few are kept, and they are removed when the node stops or next boots.
+//! at most 512 small ones are kept, and they are removed when the node stops
+//! or next boots.
 
 use crate::datadir::DataDir;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Most spares a node keeps; more finished claims are removed.
-const MAX_SPARES: usize = 64;
+/// Most spares a node keeps; more finished claims are removed. Twice the
+/// finisher's largest round, so a busy node's rounds find a spare for every
+/// result and retire as many claims as they take spares: past its first
+/// rounds, it allocates and frees no inode at all.
+const MAX_SPARES: usize = 2 * super::finish::MAX_ROUND;
+/// A claim larger than this is removed, not kept: a spare should cost a
+/// block, not a large input's worth of disk.
+const MAX_SPARE_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug)]
 pub struct Spares {
@@ -52,6 +59,11 @@ impl Spares {
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     }
 
+    /// How many spares are kept now.
+    pub fn count(&self) -> usize {
+        self.state.lock().expect("spares lock").free.len()
+    }
+
     /// A spare to write a result through, if one is kept.
     pub fn take(&self) -> Option<PathBuf> {
         self.state.lock().expect("spares lock").free.pop()
@@ -62,8 +74,9 @@ impl Spares {
     /// the claim back, and a claim whose job has ended is finished again
     /// from its records.
     pub fn retire(&self, claimed: &Path) {
+        let small = std::fs::metadata(claimed).is_ok_and(|m| m.len() <= MAX_SPARE_BYTES);
         let mut state = self.state.lock().expect("spares lock");
-        if state.free.len() < MAX_SPARES {
+        if small && state.free.len() < MAX_SPARES {
             let spare = self.dir.join(format!("{}{}", self.prefix, state.next));
             state.next += 1;
             if std::fs::rename(claimed, &spare).is_ok() {
