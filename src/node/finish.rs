@@ -59,7 +59,9 @@ fn finish_round(shared: &Arc<Shared>, round: Vec<Ended>) {
     if let Err(e) = shared.rt.log.sync_through(through) {
         // The node stops; the jobs stay claimed and are resumed.
         *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
-        round.iter().for_each(|e| let_go(shared, e.job.id.as_str()));
+        round
+            .iter()
+            .for_each(|e| give_up(shared, e.job.id.as_str()));
         return;
     }
     let mut staged = Vec::with_capacity(round.len());
@@ -74,14 +76,16 @@ fn finish_round(shared: &Arc<Shared>, round: Vec<Ended>) {
             }
             Err(err) => {
                 eprintln!("jaros: node {node}: {err}");
-                let_go(shared, e.job.id.as_str());
+                give_up(shared, e.job.id.as_str());
             }
         }
     }
     if let Err(err) = crate::fsx::publish(staged) {
         // Left claimed: resumed from the log by the next boot or takeover.
         eprintln!("jaros: node {node}: {err}");
-        ready.iter().for_each(|e| let_go(shared, e.job.id.as_str()));
+        ready
+            .iter()
+            .for_each(|e| give_up(shared, e.job.id.as_str()));
         return;
     }
     for e in &ready {
@@ -148,16 +152,34 @@ fn settle(shared: &Shared, job: &JobFile, end: &JobEnd) {
 /// Job `id`, claimed but not ended, is no longer this node's to run: its
 /// slot is free for the next claim.
 pub(super) fn free_slot(shared: &Shared, id: &str) {
-    drop(shared.running.lock().expect("running lock").remove(id));
+    drop_hold(shared, id);
     shared.active.fetch_sub(1, Ordering::SeqCst);
     let _ = shared.wake.send(());
 }
 
-/// Job `id`, ended and handed to the finisher, is finished (or left for
-/// its resumption).
+/// Job `id`, ended and handed to the finisher, is finished.
 fn let_go(shared: &Shared, id: &str) {
     drop(shared.running.lock().expect("running lock").remove(id));
     shared.finishing.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Job `id`, ended and handed to the finisher, could not be finished: it is
+/// left claimed, to be resumed from its records.
+fn give_up(shared: &Shared, id: &str) {
+    drop_hold(shared, id);
+    shared.finishing.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Stops holding job `id` and drops this node's lease on it, if it is still
+/// there. A lease lives as long as its node beats, so a job this node lets go
+/// of unfinished (a failure to record or to write its result, a fence that
+/// failed) would otherwise wait for the node to stop; without it, the claim
+/// is taken over like an abandoned one, and resumed.
+fn drop_hold(shared: &Shared, id: &str) {
+    let held = shared.running.lock().expect("running lock").remove(id);
+    if let Some(held) = held {
+        shared.beat.drop_own(&shared.rt.data, &held.lease);
+    }
 }
 
 /// Moves ended job `id` from its slot to the finisher's care, so the slot

@@ -141,6 +141,20 @@ impl Beat {
         }
     }
 
+    /// Removes `lease` if it is still this node's: a link to this beat file.
+    /// A job given back to the inbox may have been claimed again by another
+    /// node under the same name, which must not lose its lease.
+    pub fn drop_own(&self, data: &DataDir, lease: &Lease) {
+        use std::os::unix::fs::MetadataExt;
+        let path = path(data, &lease.job, lease.epoch);
+        let (Ok(link), Ok(beat)) = (std::fs::metadata(&path), self.file.metadata()) else {
+            return;
+        };
+        if (link.dev(), link.ino()) == (beat.dev(), beat.ino()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
     /// Removes this run's beat file name (leases still linked keep it).
     pub fn retire(&self) {
         let _ = std::fs::remove_file(&self.path);
@@ -259,6 +273,13 @@ mod tests {
                 beat.expires_ms()
             );
         }
+        // A node drops its own lease, never another's under the same name.
+        beat.drop_own(&data, &lease);
+        assert!(current(&data, "j", 1).is_none());
+        let other = Beat::start(&data, "b", 10_000).unwrap();
+        other.take(&data, "j", 1).unwrap().unwrap();
+        beat.drop_own(&data, &lease);
+        assert_eq!(current(&data, "j", 1).unwrap().node, "b");
     }
 
     #[test]
