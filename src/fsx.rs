@@ -155,11 +155,6 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
     publish(vec![stage(path, bytes, None)?])
 }
 
-/// Like [`write_durable`], but writes through `spare` (see [`stage`]).
-pub fn write_durable_over(path: &Path, bytes: &[u8], spare: &Path) -> Result<()> {
-    publish(vec![stage(path, bytes, Some(spare))?])
-}
-
 /// A file written next to its destination but neither durable nor in
 /// place yet: [`publish`] makes it both.
 #[derive(Debug)]
@@ -362,12 +357,15 @@ mod tests {
         fs::write(&spare, vec![b'x'; 3000]).unwrap();
         let inode = fs::metadata(&spare).unwrap().ino();
         let path = dir.path().join("result.json");
-        write_durable_over(&path, b"{\"ok\":true}", &spare).unwrap();
+        publish(vec![stage(&path, b"{\"ok\":true}", Some(&spare)).unwrap()]).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"{\"ok\":true}");
         assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
         assert!(!spare.exists());
         // A spare that is gone: a new file, same content.
-        write_durable_over(&dir.path().join("b.json"), b"b", &spare).unwrap();
+        publish(vec![
+            stage(&dir.path().join("b.json"), b"b", Some(&spare)).unwrap()
+        ])
+        .unwrap();
         assert_eq!(fs::read(dir.path().join("b.json")).unwrap(), b"b");
         assert_eq!(
             fs::read_dir(dir.path()).unwrap().count(),

@@ -574,8 +574,8 @@ fn worker(
     }
 }
 
-/// Fails a claimed job file that cannot run, with its reason, and drops
-/// its lease and slot.
+/// Fails a claimed job file that cannot run, with its reason, and frees
+/// its slot.
 fn fail_claimed_file(shared: &Arc<Shared>, path: &Path, reason: &str) {
     let node = &shared.cfg.node_id;
     shared.counters.bad_files.fetch_add(1, Ordering::SeqCst);
@@ -587,9 +587,8 @@ fn fail_claimed_file(shared: &Arc<Shared>, path: &Path, reason: &str) {
         ),
         Err(e) => eprintln!("jaros: node {node}: {e}"),
     }
-    let id = inbox::id_of(path).unwrap_or_default();
-    lease::remove_all(&shared.rt.data, &id, 1);
-    finish::free_slot(shared, &id);
+    // Freeing the slot drops the lease too.
+    finish::free_slot(shared, &inbox::id_of(path).unwrap_or_default());
 }
 
 /// A job fails only itself: a panic outside the handlers is recorded as the

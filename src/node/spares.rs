@@ -127,7 +127,8 @@ mod tests {
         assert!(!claim.exists());
         let spare = spares.take().unwrap();
         let result = data.done().join("j2.json");
-        crate::fsx::write_durable_over(&result, b"{}", &spare).unwrap();
+        let staged = crate::fsx::stage(&result, b"{}", Some(&spare)).unwrap();
+        crate::fsx::publish(vec![staged]).unwrap();
         assert_eq!(std::fs::read(&result).unwrap(), b"{}");
         assert_eq!(std::fs::metadata(&result).unwrap().ino(), inode);
 
