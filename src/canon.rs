@@ -70,20 +70,48 @@ pub fn write_value(out: &mut String, value: &Value) -> Result<(), CanonError> {
             out.push(']');
         }
         Value::Object(map) => {
-            let entries = sorted_entries(map);
             out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(out, key);
-                out.push(':');
-                write_value(out, item)?;
+            if in_canonical_order(map) {
+                write_members(out, map.iter())?;
+            } else {
+                write_members(out, sorted_entries(map).into_iter())?;
             }
             out.push('}');
         }
     }
     Ok(())
+}
+
+fn write_members<'a>(
+    out: &mut String,
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+) -> Result<(), CanonError> {
+    for (i, (key, item)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, key);
+        out.push(':');
+        write_value(out, item)?;
+    }
+    Ok(())
+}
+
+/// Whether the map already iterates in canonical order, so encoding needs
+/// no sort: its keys ascend bytewise (a sorted map's do) and hold no
+/// character from U+E000 up, below which UTF-8's byte order and UTF-16's
+/// code-unit order agree (they differ only between U+E000..U+FFFF and the
+/// characters past U+FFFF, which UTF-16 writes as surrogates).
+fn in_canonical_order(map: &serde_json::Map<String, Value>) -> bool {
+    let mut prev: Option<&[u8]> = None;
+    for key in map.keys() {
+        let key = key.as_bytes();
+        if key.iter().any(|&b| b >= 0xEE) || prev.is_some_and(|p| p >= key) {
+            return false;
+        }
+        prev = Some(key);
+    }
+    true
 }
 
 /// An object's entries in canonical order: by UTF-16 code units of the keys.
@@ -167,13 +195,21 @@ impl Digest {
     }
 
     pub fn to_hex(&self) -> String {
+        let hex = self.hex_bytes();
+        std::str::from_utf8(&hex)
+            .expect("hex digits are ASCII")
+            .to_string()
+    }
+
+    /// The 64 lowercase hex digits, without allocating.
+    pub fn hex_bytes(&self) -> [u8; 64] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 15) as usize] as char);
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 15) as usize];
         }
-        s
+        out
     }
 
     /// Parses 64 lowercase hex digits.
@@ -246,6 +282,29 @@ mod tests {
             "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
         let expected = "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",\"\u{1f600}\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}";
         assert_eq!(canon(input), expected);
+    }
+
+    #[test]
+    fn a_map_in_canonical_order_is_written_without_sorting_and_the_same() {
+        let keys = [
+            "b", "a", "\u{e9}", "\u{20ac}", "\u{4e00}", "\u{d7ff}", "A", "aa", "",
+        ];
+        let map: serde_json::Map<String, Value> = keys
+            .iter()
+            .map(|k| (k.to_string(), Value::from(*k)))
+            .collect();
+        assert!(in_canonical_order(&map));
+        let mut sorted = String::new();
+        write_members(&mut sorted, sorted_entries(&map).into_iter()).unwrap();
+        assert_eq!(
+            to_string(&Value::Object(map)).unwrap(),
+            format!("{{{sorted}}}")
+        );
+        for past in ["\u{e000}", "\u{fb33}", "\u{1f600}"] {
+            let map: serde_json::Map<String, Value> =
+                [(past.to_string(), Value::Null)].into_iter().collect();
+            assert!(!in_canonical_order(&map), "{past:?} needs the sort");
+        }
     }
 
     #[test]

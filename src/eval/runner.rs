@@ -215,6 +215,7 @@ pub fn run_once(env: &Env, case: &Case) -> Result<Recorded, String> {
         via: None,
     };
     runner.run(&ticket, &[]).map_err(|e| e.to_string())?;
+    rt.log.flush().map_err(|e| e.to_string())?;
     let log = read_log(&data.log_path(EVAL_NODE)).map_err(|e| e.to_string())?;
     let bodies: Vec<Body> = log.records.into_iter().map(|r| r.body).collect();
     Ok(Recorded {

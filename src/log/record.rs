@@ -166,81 +166,383 @@ pub enum RecordError {
 }
 
 /// A record body encoded ahead of time, with holes for `hash`, `prev` and
-/// `seq`, so the writer's critical section only fills them in and hashes.
+/// `seq`, so the writer's critical section only fills them in and finishes
+/// the hash: everything before `prev` (most of a record) is hashed here.
 #[derive(Debug, Clone)]
 pub struct Unsealed {
-    /// Up to where `,"hash":"…"` goes.
-    a: String,
-    /// From after the hash member to the opening quote of `prev`'s value.
-    b: String,
-    /// From the closing quote of `prev`'s value to `"seq":`.
-    c: String,
-    /// After `seq`'s value to the end.
-    d: String,
+    /// The record without the chain fields' values and without the hash
+    /// member, cut at the holes: `[..hash_at]` goes up to where
+    /// `,"hash":"…"` goes, `[hash_at..prev_at]` up to the opening quote of
+    /// `prev`'s value, `[prev_at..seq_at]` from its closing quote to
+    /// `"seq":`, and the rest follows `seq`'s value.
+    text: String,
+    hash_at: usize,
+    prev_at: usize,
+    seq_at: usize,
+    /// The hash over the text up to `prev_at`, to be continued with the
+    /// chain fields.
+    head: Sha256,
 }
 
-/// Encodes `body` canonically with holes for the chain fields.
-pub fn prepare(body: &Body) -> Result<Unsealed, canon::CanonError> {
-    let mut map = match serde_json::to_value(body).expect("record bodies serialize") {
-        Value::Object(map) => map,
-        _ => unreachable!("an internally tagged enum serializes to an object"),
-    };
-    for key in ["hash", "prev", "seq"] {
-        map.insert(key.into(), Value::Null);
+/// One member of a record, by reference; the chain fields are holes.
+enum Field<'a> {
+    Str(&'a str),
+    Int(u64),
+    Json(&'a Value),
+    Digest(&'a Digest),
+    Decision(&'a Decision),
+    Hole,
+}
+
+/// Hands the members of `body` with their keys to `m`, in canonical order
+/// (the keys are ASCII, so byte order is RFC 8785's UTF-16 order), holes
+/// included.
+fn members(body: &Body, m: &mut Encoder) {
+    use Field::{Hole, Int, Json, Str};
+    fn digest(d: &Digest) -> Field<'_> {
+        Field::Digest(d)
     }
-    let mut parts: Vec<String> = vec![String::from("{")];
-    let mut first = true;
-    for (key, value) in canon::sorted_entries(&map) {
-        let out = parts.last_mut().expect("parts is never empty");
-        match key.as_str() {
+    fn opt<'a>(key: &'static str, value: Option<&'a str>) -> Option<(&'static str, Field<'a>)> {
+        value.map(|v| (key, Field::Str(v)))
+    }
+    let kind = ("kind", Str(body.kind()));
+    match body {
+        Body::Plan {
+            digest: d,
+            blob,
+            executor,
+        } => m.extend([
+            ("blob", digest(blob)),
+            ("digest", digest(d)),
+            ("executor", Str(executor)),
+            ("hash", Hole),
+            kind,
+            ("prev", Hole),
+            ("seq", Hole),
+        ]),
+        Body::Job {
+            job,
+            at,
+            agent,
+            input,
+            plan,
+            parent,
+            via,
+        } => {
+            m.extend([
+                ("agent", Str(agent.as_str())),
+                ("at", Int(u64::from(*at))),
+                ("hash", Hole),
+                ("input", Json(input)),
+                ("job", Str(job.as_str())),
+                kind,
+            ]);
+            m.extend(opt("parent", parent.as_ref().map(JobId::as_str)));
+            m.extend([("plan", digest(plan)), ("prev", Hole), ("seq", Hole)]);
+            m.extend(opt("via", via.as_ref().map(DecisionId::as_str)));
+        }
+        Body::Model {
+            job,
+            at,
+            turn,
+            provider,
+            model,
+            params,
+            template,
+            inputs,
+            prompt,
+            response,
+            tokens_in,
+            tokens_out,
+            duration_ms,
+            error,
+        } => {
+            m.extend([
+                ("at", Int(u64::from(*at))),
+                ("duration_ms", Int(*duration_ms)),
+            ]);
+            m.extend(opt("error", error.as_deref()));
+            m.extend([
+                ("hash", Hole),
+                ("inputs", digest(inputs)),
+                ("job", Str(job.as_str())),
+                kind,
+                ("model", Str(model)),
+                ("params", Json(params)),
+                ("prev", Hole),
+                ("prompt", digest(prompt)),
+                ("provider", Str(provider)),
+                ("response", digest(response)),
+                ("seq", Hole),
+                ("template", digest(template)),
+                ("tokens_in", Int(*tokens_in)),
+                ("tokens_out", Int(*tokens_out)),
+                ("turn", Int(u64::from(*turn))),
+            ]);
+        }
+        Body::Decision { job, at, decision } => m.extend([
+            ("at", Int(u64::from(*at))),
+            ("decision", Field::Decision(decision)),
+            ("hash", Hole),
+            ("job", Str(job.as_str())),
+            kind,
+            ("prev", Hole),
+            ("seq", Hole),
+        ]),
+        Body::Rejected {
+            job,
+            at,
+            decision,
+            check,
+            reason,
+        } => m.extend([
+            ("at", Int(u64::from(*at))),
+            ("check", Str(check)),
+            ("decision", Field::Decision(decision)),
+            ("hash", Hole),
+            ("job", Str(job.as_str())),
+            kind,
+            ("prev", Hole),
+            ("reason", Str(reason)),
+            ("seq", Hole),
+        ]),
+        Body::Effect {
+            job,
+            at,
+            decision,
+            result,
+            error,
+            state,
+        } => {
+            m.extend([
+                ("at", Int(u64::from(*at))),
+                ("decision", Str(decision.as_str())),
+            ]);
+            m.extend(opt("error", error.as_deref()));
+            m.extend([
+                ("hash", Hole),
+                ("job", Str(job.as_str())),
+                kind,
+                ("prev", Hole),
+                ("result", Json(result)),
+                ("seq", Hole),
+                ("state", digest(state)),
+            ]);
+        }
+        Body::End {
+            job,
+            at,
+            state,
+            result,
+            reason,
+            blame,
+        } => {
+            m.push(("at", Int(u64::from(*at))));
+            m.extend(opt("blame", blame.as_ref().map(DecisionId::as_str)));
+            m.extend([
+                ("hash", Hole),
+                ("job", Str(job.as_str())),
+                kind,
+                ("prev", Hole),
+            ]);
+            m.extend(opt("reason", reason.as_deref()));
+            m.extend([
+                ("result", Json(result)),
+                ("seq", Hole),
+                ("state", Str(state.as_str())),
+            ]);
+        }
+        Body::Audit {
+            job,
+            agent,
+            decision,
+            action,
+            verdict,
+            reason,
+            time,
+        } => m.extend([
+            ("action", Str(action)),
+            ("agent", Str(agent.as_str())),
+            ("decision", Str(decision.as_str())),
+            ("hash", Hole),
+            ("job", Str(job.as_str())),
+            kind,
+            ("prev", Hole),
+            ("reason", Str(reason)),
+            ("seq", Hole),
+            ("time", Str(time)),
+            ("verdict", Str(verdict)),
+        ]),
+    }
+}
+
+fn write_field(out: &mut String, field: &Field<'_>) -> Result<(), canon::CanonError> {
+    match field {
+        Field::Str(s) => canon::write_string(out, s),
+        // Through the canonical number rules (integers past 2^53 print as
+        // doubles), without allocating.
+        Field::Int(n) => canon::write_value(out, &Value::from(*n))?,
+        Field::Json(v) => canon::write_value(out, v)?,
+        Field::Digest(d) => {
+            out.push('"');
+            out.push_str(std::str::from_utf8(&d.hex_bytes()).expect("hex digits are ASCII"));
+            out.push('"');
+        }
+        Field::Decision(d) => {
+            // Members in canonical order: id, payload, source, type.
+            out.push_str("{\"id\":");
+            canon::write_string(out, d.id.as_str());
+            out.push_str(",\"payload\":");
+            canon::write_value(out, &d.payload)?;
+            out.push_str(",\"source\":");
+            canon::write_string(out, d.source.as_str());
+            out.push_str(",\"type\":");
+            canon::write_string(out, &d.kind);
+            out.push('}');
+        }
+        Field::Hole => unreachable!("holes are written by the seal"),
+    }
+    Ok(())
+}
+
+/// Writes a record's members as they come, cutting the text at the holes.
+struct Encoder {
+    out: String,
+    /// Where the hash member goes, and where `prev`'s and `seq`'s values go.
+    cuts: [usize; 3],
+    last_key: &'static str,
+    error: Option<canon::CanonError>,
+}
+
+impl Encoder {
+    fn push(&mut self, (key, field): (&'static str, Field<'_>)) {
+        debug_assert!(self.last_key < key, "member {key} out of order");
+        let first = self.last_key.is_empty();
+        self.last_key = key;
+        let out = &mut self.out;
+        match key {
             "hash" => {
                 // Every body has a member sorting before "hash" ("agent",
                 // "at" or "blob"), so the hash member is never first.
                 assert!(!first, "hash member would be first");
-                parts.push(String::new());
-                continue;
+                self.cuts[0] = out.len();
+                return;
             }
-            _ if !first => out.push(','),
-            _ => {}
+            _ if first => out.push('{'),
+            _ => out.push(','),
         }
-        first = false;
-        let out = parts.last_mut().expect("parts is never empty");
-        canon::write_string(out, key);
-        out.push(':');
-        match key.as_str() {
+        out.push('"');
+        out.push_str(key);
+        out.push_str("\":");
+        match key {
             "prev" => {
-                out.push('"');
-                parts.push(String::from("\""));
+                out.push_str("\"\"");
+                self.cuts[1] = out.len() - 1;
             }
-            "seq" => parts.push(String::new()),
-            _ => canon::write_value(out, value)?,
+            "seq" => self.cuts[2] = out.len(),
+            _ => {
+                if let Err(e) = write_field(out, &field) {
+                    self.error.get_or_insert(e);
+                }
+            }
         }
     }
-    parts.last_mut().expect("parts is never empty").push('}');
-    let [a, b, c, d]: [String; 4] = parts.try_into().expect("three holes make four parts");
-    Ok(Unsealed { a, b, c, d })
+}
+
+impl<'a> Extend<(&'static str, Field<'a>)> for Encoder {
+    fn extend<I: IntoIterator<Item = (&'static str, Field<'a>)>>(&mut self, members: I) {
+        members.into_iter().for_each(|m| self.push(m));
+    }
+}
+
+/// Encodes `body` canonically with holes for the chain fields.
+pub fn prepare(body: &Body) -> Result<Unsealed, canon::CanonError> {
+    let mut encoder = Encoder {
+        out: String::with_capacity(512),
+        cuts: [0; 3],
+        last_key: "",
+        error: None,
+    };
+    members(body, &mut encoder);
+    if let Some(e) = encoder.error {
+        return Err(e);
+    }
+    let Encoder { mut out, cuts, .. } = encoder;
+    out.push('}');
+    let [hash_at, prev_at, seq_at] = cuts;
+    let mut head = Sha256::new();
+    head.update(&out.as_bytes()[..prev_at]);
+    Ok(Unsealed {
+        text: out,
+        hash_at,
+        prev_at,
+        seq_at,
+        head,
+    })
 }
 
 impl Unsealed {
     /// The record's line (without the newline) and its hash.
     pub fn seal(&self, seq: u64, prev: &Digest) -> (String, Digest) {
-        let prev_hex = prev.to_hex();
-        let seq_text = seq.to_string();
-        let mut hasher = Sha256::new();
-        for part in [&self.a, &self.b, &prev_hex, &self.c, &seq_text, &self.d] {
-            hasher.update(part.as_bytes());
+        let mut line = Vec::with_capacity(self.encoded_len() + 160);
+        let (hash, _) = self.seal_into(seq, &prev.hex_bytes(), &mut line);
+        (
+            String::from_utf8(line).expect("a record line is UTF-8"),
+            hash,
+        )
+    }
+
+    /// Bytes of the line without the chain fields' values.
+    pub fn encoded_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Appends the record's line (without the newline) to `out`, given the
+    /// previous record's hash as hex, and returns the record's hash, also
+    /// as hex (the next record's `prev`).
+    pub fn seal_into(
+        &self,
+        seq: u64,
+        prev_hex: &[u8; 64],
+        out: &mut Vec<u8>,
+    ) -> (Digest, [u8; 64]) {
+        let text = self.text.as_bytes();
+        let (upto_hash, upto_prev) = (&text[..self.hash_at], &text[self.hash_at..self.prev_at]);
+        let (upto_seq, rest) = (&text[self.prev_at..self.seq_at], &text[self.seq_at..]);
+        let mut seq_buf = itoa_buf();
+        let seq_text = write_u64(&mut seq_buf, seq);
+        let mut hasher = self.head.clone();
+        for part in [prev_hex, upto_seq, seq_text, rest] {
+            hasher.update(part);
         }
         let hash = Digest(hasher.finalize().into());
-        let mut line =
-            String::with_capacity(self.a.len() + self.b.len() + self.c.len() + self.d.len() + 160);
-        line.push_str(&self.a);
-        line.push_str(",\"hash\":\"");
-        line.push_str(&hash.to_hex());
-        line.push('"');
-        for part in [&self.b, &prev_hex, &self.c, &seq_text, &self.d] {
-            line.push_str(part);
+        out.reserve(text.len() + 160);
+        out.extend_from_slice(upto_hash);
+        out.extend_from_slice(b",\"hash\":\"");
+        let hex = hash.hex_bytes();
+        out.extend_from_slice(&hex);
+        out.push(b'"');
+        for part in [upto_prev, prev_hex, upto_seq, seq_text, rest] {
+            out.extend_from_slice(part);
         }
-        (line, hash)
+        (hash, hex)
+    }
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn write_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 
@@ -450,6 +752,146 @@ mod tests {
         let (line, hash) = seal(1, &Digest::ZERO, &body).unwrap();
         assert_eq!(parse_line(&line).unwrap().hash, hash);
         assert_eq!(parse_line(&line).unwrap().body, body);
+    }
+
+    /// The sealed line by the generic path: every field through serde, the
+    /// whole object through the canonical encoder.
+    fn reference_line(seq: u64, prev: &Digest, body: &Body) -> String {
+        let mut value = serde_json::to_value(body).unwrap();
+        let map = value.as_object_mut().unwrap();
+        map.insert("seq".into(), json!(seq));
+        map.insert("prev".into(), json!(prev.to_hex()));
+        let hash = Digest::of_json(&value).unwrap();
+        value
+            .as_object_mut()
+            .unwrap()
+            .insert("hash".into(), json!(hash.to_hex()));
+        canon::to_string(&value).unwrap()
+    }
+
+    fn every_kind_of_body() -> Vec<Body> {
+        let job = JobId::new("j-1").unwrap();
+        let agent = AgentName::new("writer").unwrap();
+        let decision = Decision {
+            id: DecisionId::new(&job, 1, 0),
+            source: agent.clone(),
+            kind: "note \u{e9}\"\n".into(),
+            payload: json!({"z": 1, "a": [1.5, -2.5, 1e21, "\u{1f600}"], "\u{e9}": null, "B": {"y": true, "x": false}}),
+        };
+        let mut bodies = vec![
+            Body::Plan {
+                digest: Digest::of_bytes(b"p"),
+                blob: Digest::of_bytes(b"b"),
+                executor: "jaros 0.1.0 (abc, release)".into(),
+            },
+            job_body(),
+            Body::Job {
+                job: job.clone(),
+                at: 0,
+                agent: agent.clone(),
+                input: json!([{"\u{10000}": 1, "\u{ffff}": 2}, 9007199254740992u64]),
+                plan: Digest::of_bytes(b"plan"),
+                parent: Some(JobId::new("parent").unwrap()),
+                via: Some(decision.id.clone()),
+            },
+        ];
+        for error in [None, Some("timed out \u{7}".to_string())] {
+            bodies.push(Body::Model {
+                job: job.clone(),
+                at: 1,
+                turn: 1,
+                provider: "ollama".into(),
+                model: "m".into(),
+                params: json!({"temperature": 0.2}),
+                template: Digest::of_bytes(b"t"),
+                inputs: Digest::of_bytes(b"i"),
+                prompt: Digest::of_bytes(b"q"),
+                response: Digest::of_bytes(b"r"),
+                tokens_in: 1 << 53,
+                tokens_out: 7,
+                duration_ms: 12,
+                error: error.clone(),
+            });
+            bodies.push(Body::Effect {
+                job: job.clone(),
+                at: 3,
+                decision: decision.id.clone(),
+                result: json!({"b": "x", "a": 1}),
+                error,
+                state: Digest::of_bytes(b"s"),
+            });
+        }
+        bodies.push(Body::Decision {
+            job: job.clone(),
+            at: 2,
+            decision: decision.clone(),
+        });
+        bodies.push(Body::Rejected {
+            job: job.clone(),
+            at: 2,
+            decision: decision.clone(),
+            check: "schema".into(),
+            reason: "payload.x: expected string".into(),
+        });
+        for (reason, blame) in [
+            (None, None),
+            (Some("boom".to_string()), Some(decision.id.clone())),
+        ] {
+            bodies.push(Body::End {
+                job: job.clone(),
+                at: 4,
+                state: State::Failed,
+                result: json!(null),
+                reason,
+                blame,
+            });
+        }
+        bodies.push(Body::Audit {
+            job,
+            agent,
+            decision: decision.id,
+            action: "http GET https://example.org/".into(),
+            verdict: "refused".into(),
+            reason: "not granted".into(),
+            time: "2026-11-30T00:00:00Z".into(),
+        });
+        bodies
+    }
+
+    #[test]
+    fn the_direct_encoding_equals_the_generic_canonical_record_for_every_kind() {
+        let prev = Digest::of_bytes(b"prev");
+        let bodies = every_kind_of_body();
+        let kinds: std::collections::HashSet<&str> = bodies.iter().map(Body::kind).collect();
+        assert_eq!(kinds.len(), 8, "a body kind is missing from the test");
+        for (i, body) in bodies.iter().enumerate() {
+            for seq in [1, 10, 999_999_999_999] {
+                let (line, hash) = seal(seq, &prev, body).unwrap();
+                assert_eq!(
+                    line,
+                    reference_line(seq, &prev, body),
+                    "body {i} at seq {seq}"
+                );
+                let record = parse_line(&line).unwrap();
+                assert_eq!((record.seq, record.prev, record.hash), (seq, prev, hash));
+                assert_eq!(&record.body, body);
+            }
+        }
+        // Past 2^53 an integer is written as the double it rounds to, the
+        // same way on both paths (it does not read back as itself).
+        let Body::Model { .. } = &bodies[3] else {
+            panic!("body 3 is a model call")
+        };
+        let mut big = bodies[3].clone();
+        if let Body::Model { tokens_in, .. } = &mut big {
+            *tokens_in = u64::MAX;
+        }
+        let (line, _) = seal(5, &prev, &big).unwrap();
+        assert_eq!(line, reference_line(5, &prev, &big));
+        assert!(
+            line.contains("\"tokens_in\":18446744073709552000,"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -1,11 +1,20 @@
 //! Durable appends with group commit.
 //!
-//! Appenders write their line under one mutex (so `seq` and `prev` follow the
-//! file order), then wait until a sync covers it. Whoever finds no sync in
-//! flight becomes the leader, syncs outside the lock, and wakes everyone its
-//! sync covered: concurrent appends share one `fdatasync`. A failed write or
-//! sync poisons the writer; it is never retried, because after a failed fsync
-//! the kernel may have dropped the dirty pages and a retry can lie.
+//! An appender seals its record under one mutex (so `seq` and `prev` follow
+//! the file order) into a buffer of sealed lines, not into the file. Whoever
+//! finds no write in flight takes the whole buffer and writes it with one
+//! `write` outside the lock, again and again until the buffer is empty,
+//! while others seal behind it: concurrent appends share one write, and
+//! sealing never waits for the kernel.
+//!
+//! A durable append then waits until a sync covers it. Whoever finds no sync
+//! in flight becomes the leader: it lets appenders on their way join its
+//! group, makes sure the buffer is written, syncs outside the lock, and wakes
+//! everyone its sync covered: concurrent appends share one `fdatasync`.
+//!
+//! A failed write or sync poisons the writer; it is never retried, because
+//! after a failed fsync the kernel may have dropped the dirty pages and a
+//! retry can lie.
 
 use super::read::parse_log;
 use super::record::{prepare, Body};
@@ -15,7 +24,7 @@ use crate::fsx::{self, IoError};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,6 +35,11 @@ const GROUP_WAIT_MAX_US: u64 = 200;
 /// Longest encoded record, in bytes; a larger one is a bug upstream (payloads
 /// are capped well below this).
 pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
+
+/// Sealed bytes waiting for a write in flight, past which an appender waits
+/// for that write instead of adding more (memory stays bounded when the
+/// file system is slow).
+const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +59,17 @@ pub struct OpenReport {
 }
 
 struct Inner {
-    file: File,
+    /// The seq of the next record sealed.
     next_seq: u64,
     last_hash: Digest,
+    /// `last_hash` as hex: the next record's `prev`.
+    last_hex: [u8; 64],
+    /// Sealed lines not yet handed to a write, in seq order.
+    pending: Vec<u8>,
+    /// An empty buffer to swap with `pending` (kept to reuse its memory).
+    spare: Vec<u8>,
+    /// A thread is writing a batch outside the lock.
+    writing: bool,
     /// Highest seq written to the file.
     written: u64,
     /// Highest seq known durable.
@@ -55,9 +77,16 @@ struct Inner {
     /// Records the last sync covered.
     last_group: u64,
     syncing: bool,
-    /// The record a sync leader waits to see written before it syncs.
+    /// The record a sync leader waits to see sealed before it syncs.
     group_end: u64,
     poisoned: Option<String>,
+}
+
+impl Inner {
+    /// The last record sealed.
+    fn sealed(&self) -> u64 {
+        self.next_seq - 1
+    }
 }
 
 /// The single appender of one node's log file.
@@ -65,14 +94,16 @@ pub struct LogWriter {
     path: PathBuf,
     inner: Mutex<Inner>,
     synced: Condvar,
-    /// Wakes a sync leader waiting for its group: its last appender wrote.
+    /// Wakes a sync leader waiting for its group: its last appender sealed.
     joined: Condvar,
-    /// A second handle on the same open file, used to sync outside the lock.
-    sync_handle: File,
-    /// Appenders between entering `append` and writing their line.
+    /// Wakes threads waiting for a batch write to end.
+    wrote: Condvar,
+    /// The open file; written only by the thread that set `Inner::writing`.
+    file: File,
+    /// Durable appenders between entering `append` and sealing their line
+    /// (deferred ones are not counted: they do not wait for a sync, and a
+    /// shared counter costs every append a contended cache line).
     arriving: AtomicUsize,
-    /// `Inner::written`, readable without the lock.
-    written: AtomicU64,
 }
 
 impl LogWriter {
@@ -112,15 +143,15 @@ impl LogWriter {
             report.truncated_bytes = log.torn_tail;
         }
         let (head_seq, head_hash) = log.head();
-        let sync_handle = file
-            .try_clone()
-            .map_err(|e| IoError::new("cannot duplicate handle of", path, e))?;
         let writer = LogWriter {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
-                file,
                 next_seq: head_seq + 1,
                 last_hash: head_hash,
+                last_hex: head_hash.hex_bytes(),
+                pending: Vec::new(),
+                spare: Vec::new(),
+                writing: false,
                 written: head_seq,
                 durable: head_seq,
                 last_group: 1,
@@ -130,9 +161,9 @@ impl LogWriter {
             }),
             synced: Condvar::new(),
             joined: Condvar::new(),
-            sync_handle,
+            wrote: Condvar::new(),
+            file,
             arriving: AtomicUsize::new(0),
-            written: AtomicU64::new(head_seq),
         };
         Ok((writer, report))
     }
@@ -141,15 +172,15 @@ impl LogWriter {
         &self.path
     }
 
-    /// The last record written: `(seq, hash)`.
+    /// The last record appended: `(seq, hash)`.
     pub fn head(&self) -> (u64, Digest) {
         let inner = self.lock();
-        (inner.next_seq - 1, inner.last_hash)
+        (inner.sealed(), inner.last_hash)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock happens only between complete
-        // writes; the state it guards stays consistent, so recover it.
+        // seals; the state it guards stays consistent, so recover it.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -161,17 +192,22 @@ impl LogWriter {
     }
 
     /// Appends one record WITHOUT waiting for it to be durable: it becomes
-    /// durable with the next [`append`](Self::append) that returns (one
-    /// `fdatasync` covers every earlier write to the file). For records
-    /// whose loss in a crash only means redoing work that has no effect yet:
-    /// a job's acceptance, a model call, a rejection.
+    /// durable with the next [`append`](Self::append) or
+    /// [`sync_through`](Self::sync_through) that returns. It may still be on
+    /// its way to the file when this returns (another thread's write carries
+    /// it); [`flush`](Self::flush) waits for that. For records whose loss in
+    /// a crash only means redoing work that has no effect yet: a job's
+    /// acceptance, a model call, a rejection. A write that fails poisons the
+    /// writer, and the next durable append or sync reports it.
     pub fn append_deferred(&self, body: &Body) -> Result<Appended, LogError> {
-        self.write(body).map(|(_, appended)| appended)
+        let (inner, appended) = self.seal(body, false)?;
+        drop(self.write_pending(inner));
+        Ok(appended)
     }
 
     /// Appends one record and returns once it is durable.
     pub fn append(&self, body: &Body) -> Result<Appended, LogError> {
-        let (inner, appended) = self.write(body)?;
+        let (inner, appended) = self.seal(body, true)?;
         self.durable_through(inner, appended.seq)?;
         Ok(appended)
     }
@@ -183,10 +219,22 @@ impl LogWriter {
         self.durable_through(self.lock(), seq)
     }
 
+    /// Returns once every record appended so far is in the file (not
+    /// necessarily durable): for a reader of the file in this process.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let mut inner = self.lock();
+        let target = inner.sealed();
+        inner = self.written_through(inner, target);
+        match &inner.poisoned {
+            Some(reason) if inner.written < target => Err(self.poisoned(reason)),
+            _ => Ok(()),
+        }
+    }
+
     fn durable_through(&self, inner: MutexGuard<'_, Inner>, seq: u64) -> Result<(), LogError> {
         let mut inner = inner;
         loop {
-            if inner.durable >= seq.min(inner.written) {
+            if inner.durable >= seq.min(inner.sealed()) {
                 return Ok(());
             }
             if let Some(reason) = &inner.poisoned {
@@ -203,9 +251,18 @@ impl LogWriter {
             inner.syncing = true;
             inner.group_end = inner.durable + inner.last_group.max(1);
             inner = self.wait_for_group(inner);
+            let sealed = inner.sealed();
+            inner = self.written_through(inner, sealed);
+            if inner.written < sealed {
+                // Poisoned while writing: nothing more becomes durable.
+                inner.syncing = false;
+                self.synced.notify_all();
+                continue;
+            }
+            // Covers what was written meanwhile too.
             let target = inner.written;
             drop(inner);
-            let result = self.sync_handle.sync_data();
+            let result = self.file.sync_data();
             inner = self.lock();
             inner.syncing = false;
             match result {
@@ -221,7 +278,7 @@ impl LogWriter {
 
     /// Lets appenders join a sync about to start, for at most
     /// GROUP_WAIT_MAX_US: until none is encoding and the record `group_end` is
-    /// written.
+    /// sealed.
     #[expect(
         clippy::disallowed_methods,
         reason = "timing of a sync only; no record's content depends on it"
@@ -234,7 +291,7 @@ impl LogWriter {
         loop {
             let now = Instant::now();
             if now >= deadline
-                || (self.arriving.load(Ordering::SeqCst) == 0 && inner.written >= inner.group_end)
+                || (self.arriving.load(Ordering::SeqCst) == 0 && inner.sealed() >= inner.group_end)
             {
                 return inner;
             }
@@ -246,45 +303,106 @@ impl LogWriter {
         }
     }
 
-    /// Seals and writes one record, in file order, under the lock.
-    fn write(&self, body: &Body) -> Result<(MutexGuard<'_, Inner>, Appended), LogError> {
-        // Encode outside the lock; inside, only fill in the chain and hash.
-        // Counted from before encoding: a sync leader waits for appenders
-        // that are encoding too, so they join its group.
-        self.arriving.fetch_add(1, Ordering::SeqCst);
+    /// Returns once the file holds every record up to `target`, or the
+    /// writer is poisoned: writes the buffer itself when no write is in
+    /// flight, else waits for the one that is.
+    fn written_through<'a>(
+        &'a self,
+        inner: MutexGuard<'a, Inner>,
+        target: u64,
+    ) -> MutexGuard<'a, Inner> {
+        let mut inner = inner;
+        while inner.written < target && inner.poisoned.is_none() {
+            inner = if inner.writing {
+                self.wrote.wait(inner).unwrap_or_else(|p| p.into_inner())
+            } else {
+                self.write_pending(inner)
+            };
+        }
+        inner
+    }
+
+    /// Writes the sealed lines unless a write is in flight (it will take
+    /// them; when the buffer is past MAX_PENDING_BYTES, waits for it): takes
+    /// the buffer, writes it outside the lock, and repeats until nothing is
+    /// left.
+    fn write_pending<'a>(&'a self, inner: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        let mut inner = inner;
+        if inner.writing {
+            while inner.writing && inner.pending.len() > MAX_PENDING_BYTES {
+                inner = self.wrote.wait(inner).unwrap_or_else(|p| p.into_inner());
+            }
+            return inner;
+        }
+        inner.writing = true;
+        while !inner.pending.is_empty() && inner.poisoned.is_none() {
+            let spare = std::mem::take(&mut inner.spare);
+            let mut batch = std::mem::replace(&mut inner.pending, spare);
+            let through = inner.sealed();
+            drop(inner);
+            let result = (&self.file).write_all(&batch);
+            batch.clear();
+            inner = self.lock();
+            inner.spare = batch;
+            match result {
+                Ok(()) => inner.written = through,
+                // A partial line may be on disk: a torn tail for the next open.
+                Err(e) => {
+                    inner.poisoned = Some(format!("write failed: {e}"));
+                    self.synced.notify_all();
+                }
+            }
+            self.wrote.notify_all();
+        }
+        inner.writing = false;
+        inner
+    }
+
+    /// Seals one record into the buffer, in file order, under the lock.
+    fn seal(
+        &self,
+        body: &Body,
+        durable: bool,
+    ) -> Result<(MutexGuard<'_, Inner>, Appended), LogError> {
+        // Encode outside the lock; inside, only fill in the chain and finish
+        // the hash. A durable append is counted from before encoding: a sync
+        // leader waits for appenders that are encoding too, so they join its
+        // group.
+        let counted = usize::from(durable);
+        if durable {
+            self.arriving.fetch_add(1, Ordering::SeqCst);
+        }
         let unsealed = match prepare(body) {
             Ok(u) => u,
             Err(e) => {
-                self.arriving.fetch_sub(1, Ordering::SeqCst);
+                self.arriving.fetch_sub(counted, Ordering::SeqCst);
                 return Err(e.into());
             }
         };
+        assert!(
+            unsealed.encoded_len() < MAX_RECORD_BYTES,
+            "record of {} bytes",
+            unsealed.encoded_len()
+        );
         let mut inner = self.lock();
-        let still_arriving = self.arriving.fetch_sub(1, Ordering::SeqCst) - 1;
+        let still_arriving = if durable {
+            self.arriving.fetch_sub(1, Ordering::SeqCst) - 1
+        } else {
+            self.arriving.load(Ordering::SeqCst)
+        };
         if let Some(reason) = &inner.poisoned {
             return Err(self.poisoned(reason));
         }
         let seq = inner.next_seq;
-        let (mut line, hash) = unsealed.seal(seq, &inner.last_hash);
-        assert!(
-            line.len() < MAX_RECORD_BYTES,
-            "record of {} bytes",
-            line.len()
-        );
-        line.push('\n');
-        if let Err(e) = inner.file.write_all(line.as_bytes()) {
-            // A partial line may be on disk: it is a torn tail for the next open.
-            let reason = format!("write failed: {e}");
-            inner.poisoned = Some(reason.clone());
-            self.synced.notify_all();
-            return Err(self.poisoned(&reason));
-        }
+        let Inner {
+            last_hex, pending, ..
+        } = &mut *inner;
+        let (hash, hex) = unsealed.seal_into(seq, last_hex, pending);
+        pending.push(b'\n');
         // The chain invariant: seq advances by one, prev is the last hash.
-        debug_assert_eq!(inner.written + 1, seq);
         inner.next_seq = seq + 1;
         inner.last_hash = hash;
-        inner.written = seq;
-        self.written.store(seq, Ordering::SeqCst);
+        inner.last_hex = hex;
         // Wake a waiting leader only when its group is complete: woken per
         // record, it would take a context switch from every appender.
         if inner.syncing && still_arriving == 0 && seq >= inner.group_end {
@@ -340,6 +458,62 @@ mod tests {
         let log = read_log(&path).unwrap();
         assert_eq!(log.records.len(), 800);
         assert_eq!(log.head().0, 800);
+    }
+
+    #[test]
+    fn deferred_appends_from_many_threads_land_in_seq_order_and_flush_waits_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.jsonl");
+        let (writer, _) = LogWriter::open(&path).unwrap();
+        let writer = Arc::new(writer);
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let w = writer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        w.append_deferred(&body(t * 1000 + i)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        writer.flush().unwrap();
+        assert_eq!(writer.lock().durable, 0, "flush is not a sync");
+        let log = read_log(&path).unwrap();
+        assert_eq!(log.records.len(), 8000);
+        let seqs: Vec<u64> = log.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=8000).collect::<Vec<_>>());
+        assert!(crate::log::verify_chain(&path, None).error.is_none());
+    }
+
+    #[test]
+    fn a_record_sealed_while_a_write_is_in_flight_is_left_to_that_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.jsonl");
+        let (w, _) = LogWriter::open(&path).unwrap();
+        w.append_deferred(&body(1)).unwrap();
+        assert_eq!(
+            read_log(&path).unwrap().records.len(),
+            1,
+            "no write in flight: written now"
+        );
+        w.lock().writing = true; // as if another thread were writing
+        let second = w.append_deferred(&body(2)).unwrap();
+        assert_eq!(
+            read_log(&path).unwrap().records.len(),
+            1,
+            "left to the write in flight"
+        );
+        assert!(!w.lock().pending.is_empty());
+        w.lock().writing = false; // that write ends without taking it: flush does
+        w.flush().unwrap();
+        let log = read_log(&path).unwrap();
+        assert_eq!(log.records.len(), 2);
+        assert_eq!(log.head(), (second.seq, second.hash));
+        w.sync_through(second.seq).unwrap();
+        assert_eq!(w.lock().durable, 2);
     }
 
     #[test]

@@ -594,7 +594,7 @@ fn fail_claimed_file(shared: &Arc<Shared>, path: &Path, reason: &str) {
 /// A job fails only itself: a panic outside the handlers is recorded as the
 /// job's failure and its result written.
 fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
-    let history = crate::replay::job_history(&shared.rt.data, &job.id).unwrap_or_default();
+    let history = job_history(shared, &job.id).unwrap_or_default();
     let live = shared.rt.live_io();
     let end = {
         let runner = runner_for(shared, &live, &job.id);
@@ -612,6 +612,14 @@ fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
     finish::finish(shared, job, &end);
 }
 
+/// A job's history from every node's log. This node's own records may still
+/// be on their way to its file (another thread writes them), so they are
+/// flushed first.
+fn job_history(shared: &Shared, id: &JobId) -> Result<Vec<crate::log::Body>, String> {
+    shared.rt.log.flush().map_err(|e| e.to_string())?;
+    crate::replay::job_history(&shared.rt.data, id).map_err(|e| e.to_string())
+}
+
 fn runner_for<'a>(shared: &'a Shared, live: &'a runtime::HiveIo, _job: &JobId) -> Runner<'a> {
     shared
         .rt
@@ -625,7 +633,7 @@ static NO_FENCE: fn() -> bool = || true;
 fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> {
     let id = job.id.to_string();
     let history = if resume {
-        match crate::replay::job_history(&shared.rt.data, &job.id) {
+        match job_history(shared, &job.id) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!(
