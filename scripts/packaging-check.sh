@@ -194,8 +194,15 @@ flake_copy() {
 }
 
 nix_offline() {
+    # As root without the nixbld group (Debian's nix-bin alone does not
+    # create it), nix refuses to build; build as root, unsandboxed (the
+    # stand-in nixpkgs builds with the host's /bin/sh).
+    local users=()
+    if [ "$(id -u)" = 0 ] && ! getent group nixbld >/dev/null; then
+        users=(--option build-users-group '' --option sandbox false)
+    fi
     nix --extra-experimental-features nix-command --extra-experimental-features flakes \
-        --option substituters '' "$@"
+        --option substituters '' "${users[@]}" "$@"
 }
 
 check_nix_flake() {

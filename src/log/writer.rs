@@ -433,26 +433,31 @@ mod tests {
         }
     }
 
+    /// Runs `each(writer, thread number)` on 16 threads at once; their results.
+    fn on_16_threads<T: Send + 'static>(
+        writer: &Arc<LogWriter>,
+        each: fn(&LogWriter, u32) -> T,
+    ) -> Vec<T> {
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let w = writer.clone();
+                std::thread::spawn(move || each(&w, t))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
     #[test]
     fn appends_from_many_threads_keep_one_intact_chain() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log/n1.jsonl");
-        let (writer, _) = LogWriter::open(&path).unwrap();
-        let writer = Arc::new(writer);
-        let threads: Vec<_> = (0..16)
-            .map(|t| {
-                let w = writer.clone();
-                std::thread::spawn(move || {
-                    (0..50)
-                        .map(|i| w.append(&body(t * 100 + i)).unwrap().seq)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let seqs: Vec<u64> = threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect();
+        let writer = Arc::new(LogWriter::open(&path).unwrap().0);
+        let seqs: Vec<u64> = on_16_threads(&writer, |w, t| {
+            (0..50)
+                .map(|i| w.append(&body(t * 100 + i)).unwrap().seq)
+                .collect::<Vec<_>>()
+        })
+        .concat();
         let unique: HashSet<u64> = seqs.iter().copied().collect();
         assert_eq!(unique.len(), 800, "duplicate seq handed out");
         let log = read_log(&path).unwrap();
@@ -464,21 +469,12 @@ mod tests {
     fn deferred_appends_from_many_threads_land_in_seq_order_and_flush_waits_for_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n1.jsonl");
-        let (writer, _) = LogWriter::open(&path).unwrap();
-        let writer = Arc::new(writer);
-        let threads: Vec<_> = (0..16)
-            .map(|t| {
-                let w = writer.clone();
-                std::thread::spawn(move || {
-                    for i in 0..500 {
-                        w.append_deferred(&body(t * 1000 + i)).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let writer = Arc::new(LogWriter::open(&path).unwrap().0);
+        on_16_threads(&writer, |w, t| {
+            for i in 0..500 {
+                w.append_deferred(&body(t * 1000 + i)).unwrap();
+            }
+        });
         writer.flush().unwrap();
         assert_eq!(writer.lock().durable, 0, "flush is not a sync");
         let log = read_log(&path).unwrap();
