@@ -260,9 +260,18 @@ impl serde::Serialize for Digest {
 
 impl<'de> serde::Deserialize<'de> for Digest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Digest::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 lowercase hex digits"))
+        // Read from the borrowed text, not a copy: replay reads millions.
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("64 lowercase hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Digest, E> {
+                Digest::from_hex(v).ok_or_else(|| E::custom("expected 64 lowercase hex digits"))
+            }
+        }
+        d.deserialize_str(Hex)
     }
 }
 

@@ -56,6 +56,47 @@ enum Field {
     Other,
 }
 
+/// A record's `kind`, read without a copy of its text.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Plan,
+    Job,
+    Model,
+    Decision,
+    Rejected,
+    Effect,
+    End,
+    Audit,
+}
+
+/// `state` is a job state in `end` records and a state digest in `effect`
+/// records; read without a copy of its text.
+enum StateField {
+    Name(State),
+    Digest(Digest),
+}
+
+impl<'de> Deserialize<'de> for StateField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = StateField;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a job state or 64 lowercase hex digits")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StateField, E> {
+                match Digest::from_hex(v) {
+                    Some(digest) => Ok(StateField::Digest(digest)),
+                    None => State::deserialize(de::value::StrDeserializer::<E>::new(v))
+                        .map(StateField::Name),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// `decision` is a whole decision in `decision`/`rejected` records and a
 /// decision id in `effect`/`audit` records.
 enum DecisionField {
@@ -86,7 +127,7 @@ impl<'de> Deserialize<'de> for DecisionField {
 
 #[derive(Default)]
 struct Slots {
-    kind: Option<String>,
+    kind: Option<Kind>,
     job: Option<JobId>,
     at: Option<u32>,
     agent: Option<AgentName>,
@@ -110,8 +151,7 @@ struct Slots {
     check: Option<String>,
     reason: Option<String>,
     result: Option<Value>,
-    /// A job state in `end` records, a state digest in `effect` records.
-    state: Option<String>,
+    state: Option<StateField>,
     blame: Option<DecisionId>,
     action: Option<String>,
     verdict: Option<String>,
@@ -129,14 +169,13 @@ impl Slots {
                     .ok_or_else(|| E::missing_field(stringify!($slot)))?
             };
         }
-        let kind = req!(kind);
-        Ok(match kind.as_str() {
-            "plan" => Body::Plan {
+        Ok(match req!(kind) {
+            Kind::Plan => Body::Plan {
                 digest: req!(digest),
                 blob: req!(blob),
                 executor: req!(executor),
             },
-            "job" => Body::Job {
+            Kind::Job => Body::Job {
                 job: req!(job),
                 at: req!(at),
                 agent: req!(agent),
@@ -145,7 +184,7 @@ impl Slots {
                 parent: self.parent,
                 via: self.via,
             },
-            "model" => Body::Model {
+            Kind::Model => Body::Model {
                 job: req!(job),
                 at: req!(at),
                 turn: req!(turn),
@@ -161,36 +200,43 @@ impl Slots {
                 duration_ms: req!(duration_ms),
                 error: self.error,
             },
-            "decision" => Body::Decision {
+            Kind::Decision => Body::Decision {
                 job: req!(job),
                 at: req!(at),
                 decision: full_decision(req!(decision))?,
             },
-            "rejected" => Body::Rejected {
+            Kind::Rejected => Body::Rejected {
                 job: req!(job),
                 at: req!(at),
                 decision: full_decision(req!(decision))?,
                 check: req!(check),
                 reason: req!(reason),
             },
-            "effect" => Body::Effect {
+            Kind::Effect => Body::Effect {
                 job: req!(job),
                 at: req!(at),
                 decision: decision_id(req!(decision))?,
                 result: req!(result),
                 error: self.error,
-                state: Digest::from_hex(&req!(state))
-                    .ok_or_else(|| E::custom("state: expected 64 lowercase hex digits"))?,
+                state: match req!(state) {
+                    StateField::Digest(digest) => digest,
+                    StateField::Name(_) => {
+                        return Err(E::custom("state: expected 64 lowercase hex digits"))
+                    }
+                },
             },
-            "end" => Body::End {
+            Kind::End => Body::End {
                 job: req!(job),
                 at: req!(at),
-                state: State::deserialize(de::value::StrDeserializer::<E>::new(&req!(state)))?,
+                state: match req!(state) {
+                    StateField::Name(state) => state,
+                    StateField::Digest(_) => return Err(E::custom("state: expected a job state")),
+                },
                 result: req!(result),
                 reason: self.reason,
                 blame: self.blame,
             },
-            "audit" => Body::Audit {
+            Kind::Audit => Body::Audit {
                 job: req!(job),
                 agent: req!(agent),
                 decision: decision_id(req!(decision))?,
@@ -199,14 +245,6 @@ impl Slots {
                 reason: req!(reason),
                 time: req!(time),
             },
-            other => {
-                return Err(E::unknown_variant(
-                    other,
-                    &[
-                        "plan", "job", "model", "decision", "rejected", "effect", "end", "audit",
-                    ],
-                ))
-            }
         })
     }
 }
@@ -438,6 +476,17 @@ mod tests {
         assert!(serde_json::from_value::<Body>(effect).is_err());
         let mut end = serde_json::to_value(&samples()[7]).unwrap();
         end["state"] = json!("SLEEPING");
-        assert!(serde_json::from_value::<Body>(end).is_err());
+        assert!(serde_json::from_value::<Body>(end.clone()).is_err());
+        // A job state where a state digest belongs, and the other way round.
+        end["state"] = json!(Digest::of_bytes(b"s").to_hex());
+        let err = serde_json::from_value::<Body>(end).unwrap_err();
+        assert!(err.to_string().contains("expected a job state"), "{err}");
+        let mut effect = serde_json::to_value(&samples()[6]).unwrap();
+        effect["state"] = json!("DONE");
+        let err = serde_json::from_value::<Body>(effect).unwrap_err();
+        assert!(err.to_string().contains("64 lowercase hex digits"), "{err}");
+        // Digests are read from the line's own text, as every other field.
+        let line = serde_json::to_string(&samples()[6]).unwrap();
+        assert_eq!(serde_json::from_str::<Body>(&line).unwrap(), samples()[6]);
     }
 }

@@ -566,24 +566,30 @@ pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
     let bytes = line.as_bytes();
     let members = top_level_members(bytes)
         .ok_or_else(|| RecordError::NotJson("not a canonical record line".into()))?;
-    let find = |name: &str| {
-        members
-            .iter()
-            .find(|m| &bytes[m.key.0..m.key.1] == name.as_bytes())
-    };
+    // One pass over the members; the first of a name counts.
+    let (mut hash_m, mut prev_m, mut seq_m) = (None, None, None);
+    for m in &members {
+        let slot = match &bytes[m.key.0..m.key.1] {
+            b"hash" => &mut hash_m,
+            b"prev" => &mut prev_m,
+            b"seq" => &mut seq_m,
+            _ => continue,
+        };
+        slot.get_or_insert(m);
+    }
     let string_value = |m: &Member| {
         let (s, e) = m.value;
         (e - s >= 2 && bytes[s] == b'"' && bytes[e - 1] == b'"').then(|| &line[s + 1..e - 1])
     };
-    let hash_m = find("hash").ok_or(RecordError::Field("hash"))?;
+    let hash_m = hash_m.ok_or(RecordError::Field("hash"))?;
     let hash = string_value(hash_m)
         .and_then(Digest::from_hex)
         .ok_or(RecordError::Field("hash"))?;
-    let prev = find("prev")
+    let prev = prev_m
         .and_then(string_value)
         .and_then(Digest::from_hex)
         .ok_or(RecordError::Field("prev"))?;
-    let seq = find("seq")
+    let seq = seq_m
         .and_then(|m| line[m.value.0..m.value.1].parse::<u64>().ok())
         .ok_or(RecordError::Field("seq"))?;
     // Remove `,"hash":"…"`: from the comma before the key to the value's end.
@@ -655,14 +661,15 @@ fn skip_string(b: &[u8], start: usize) -> Option<usize> {
         return None;
     }
     let mut j = start + 1;
-    while j < b.len() {
-        match b[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
+    loop {
+        // Most of a line is strings (digests): jump to the next quote or
+        // escape instead of stepping byte by byte.
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'"' {
+            return Some(k + 1);
         }
+        j = k + 2;
     }
-    None
 }
 
 fn skip_value(b: &[u8], start: usize) -> Option<usize> {
