@@ -217,13 +217,16 @@ impl Digest {
         if text.len() != 64 {
             return None;
         }
+        // By table, without a branch per digit (replay reads two digests a
+        // record); a digit outside 0-9a-f has the high bit set.
         let mut out = [0u8; 32];
-        for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
-            let hi = hex_val(chunk[0])?;
-            let lo = hex_val(chunk[1])?;
-            out[i] = hi << 4 | lo;
+        let mut bad = 0u8;
+        for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+            let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+            bad |= hi | lo;
+            *byte = hi << 4 | (lo & 15);
         }
-        Some(Digest(out))
+        (bad & 0x80 == 0).then_some(Digest(out))
     }
 
     /// A short form for humans: the first 12 hex digits.
@@ -232,13 +235,21 @@ impl Digest {
     }
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Each byte's value as a lowercase hex digit, or 0x80 if it is none.
+static HEX_VALUE: [u8; 256] = {
+    let mut table = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -402,5 +413,17 @@ mod tests {
         );
         assert_eq!(Digest::from_hex(&d.to_hex()), Some(d));
         assert_eq!(Digest::from_hex("ABC"), None);
+        // Every position refuses every byte that is not a lowercase digit.
+        let hex = d.to_hex();
+        for at in [0, 1, 31, 62, 63] {
+            for bad in ["A", "F", "g", "G", "/", ":", "`", " ", "\u{0}"] {
+                let text = format!("{}{bad}{}", &hex[..at], &hex[at + 1..]);
+                assert_eq!(Digest::from_hex(&text), None, "{text:?}");
+            }
+        }
+        let non_ascii = format!("\u{e9}{}", &hex[2..]); // 64 bytes, not hex
+        assert_eq!(Digest::from_hex(&non_ascii), None);
+        let all: String = "0123456789abcdef".repeat(4);
+        assert_eq!(Digest::from_hex(&all).unwrap().to_hex(), all);
     }
 }

@@ -564,20 +564,19 @@ pub struct ChainFields {
 /// Checks one line's hash and reads its chain fields without parsing the body.
 pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
     let bytes = line.as_bytes();
-    let members = top_level_members(bytes)
-        .ok_or_else(|| RecordError::NotJson("not a canonical record line".into()))?;
     // One pass over the members; the first of a name counts.
     let (mut hash_m, mut prev_m, mut seq_m) = (None, None, None);
-    for m in &members {
+    for_each_member(bytes, |m| {
         let slot = match &bytes[m.key.0..m.key.1] {
             b"hash" => &mut hash_m,
             b"prev" => &mut prev_m,
             b"seq" => &mut seq_m,
-            _ => continue,
+            _ => return,
         };
         slot.get_or_insert(m);
-    }
-    let string_value = |m: &Member| {
+    })
+    .ok_or_else(|| RecordError::NotJson("not a canonical record line".into()))?;
+    let string_value = |m: Member| {
         let (s, e) = m.value;
         (e - s >= 2 && bytes[s] == b'"' && bytes[e - 1] == b'"').then(|| &line[s + 1..e - 1])
     };
@@ -620,6 +619,7 @@ pub fn parse_line(line: &str) -> Result<Record, RecordError> {
     })
 }
 
+#[derive(Clone, Copy)]
 struct Member {
     /// The key's text, without quotes.
     key: (usize, usize),
@@ -627,15 +627,15 @@ struct Member {
     value: (usize, usize),
 }
 
-/// The members of a canonical JSON object (no whitespace), as byte spans.
-fn top_level_members(b: &[u8]) -> Option<Vec<Member>> {
-    let mut members = Vec::with_capacity(12);
+/// Hands each member of a canonical JSON object (no whitespace) to `each`,
+/// as byte spans; `None` if the text is not such an object.
+fn for_each_member(b: &[u8], mut each: impl FnMut(Member)) -> Option<()> {
     if b.first() != Some(&b'{') || b.last() != Some(&b'}') {
         return None;
     }
     let mut i = 1;
     if b.get(i) == Some(&b'}') {
-        return (i + 1 == b.len()).then_some(members);
+        return (i + 1 == b.len()).then_some(());
     }
     loop {
         let key_end = skip_string(b, i)?;
@@ -644,13 +644,13 @@ fn top_level_members(b: &[u8]) -> Option<Vec<Member>> {
         }
         let value_start = key_end + 1;
         let value_end = skip_value(b, value_start)?;
-        members.push(Member {
+        each(Member {
             key: (i + 1, key_end - 1),
             value: (value_start, value_end),
         });
         match b.get(value_end) {
             Some(b',') => i = value_end + 1,
-            Some(b'}') if value_end + 1 == b.len() => return Some(members),
+            Some(b'}') if value_end + 1 == b.len() => return Some(()),
             _ => return None,
         }
     }
