@@ -14,13 +14,14 @@ use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::exec::Executor;
 use crate::gate;
 use crate::job::{JobEnd, JobState, UNPARSED};
-use crate::log::{read_log, Blobs, Body, LogError};
+use crate::log::{read_log, Blobs, Body, LogError, Record};
 use crate::plan::Plan;
 use crate::state::State;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A job's records folded into its state.
 #[derive(Debug)]
@@ -432,30 +433,57 @@ pub enum ReplayError {
 }
 
 struct Loaded {
-    /// Per job: its records in `at` order with their places.
-    jobs: BTreeMap<JobId, Vec<(RecordRef, Body)>>,
+    /// Every log's name and records, in file order (up to `--until`).
+    logs: Vec<(Arc<str>, Vec<Record>)>,
+    /// Per job: where its records are (log, index in that log), in `at`
+    /// order. Records stay where the log was read into, not copied per job.
+    jobs: BTreeMap<JobId, Vec<Place>>,
     plans: HashMap<Digest, Result<Plan, String>>,
     records: u64,
-    logs: usize,
     chain_errors: Vec<String>,
+}
+
+/// A record's position in [`Loaded::logs`].
+type Place = (u32, u32);
+
+impl Loaded {
+    fn body(&self, (log, index): Place) -> &Body {
+        &self.logs[log as usize].1[index as usize].body
+    }
+
+    fn bodies<'a>(&'a self, places: &'a [Place]) -> impl DoubleEndedIterator<Item = &'a Body> {
+        places.iter().map(|&p| self.body(p))
+    }
+
+    /// A job's records, `None` for a job no log holds.
+    fn job(&self, job: &JobId) -> Option<impl DoubleEndedIterator<Item = &Body>> {
+        self.jobs.get(job).map(|places| self.bodies(places))
+    }
+
+    fn place(&self, (log, index): Place) -> RecordRef {
+        let (name, records) = &self.logs[log as usize];
+        RecordRef {
+            log: name.clone(),
+            seq: records[index as usize].seq,
+        }
+    }
 }
 
 fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
     let blobs = Blobs::new(dir.root());
     let mut loaded = Loaded {
+        logs: Vec::new(),
         jobs: BTreeMap::new(),
         plans: HashMap::new(),
         records: 0,
-        logs: 0,
         chain_errors: Vec::new(),
     };
     let mut highest = 0;
     // Grouped by hashing (a tree's string comparisons per record were a
     // tenth of replay), ordered once at the end.
-    let mut jobs: HashMap<JobId, Vec<(RecordRef, Body)>> = HashMap::new();
+    let mut jobs: HashMap<JobId, Vec<Place>> = HashMap::new();
     for path in dir.log_files()? {
-        loaded.logs += 1;
-        let node: std::sync::Arc<str> = path
+        let node: Arc<str> = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
@@ -472,23 +500,27 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
                     "{}: line {line} (seq {seq}): {reason}",
                     path.display()
                 ));
+                loaded.logs.push((node, Vec::new()));
                 continue;
             }
             Err(e) => {
                 loaded.chain_errors.push(e.to_string());
+                loaded.logs.push((node, Vec::new()));
                 continue;
             }
         };
-        for record in log.records {
-            highest = highest.max(record.seq);
-            if options.until.is_some_and(|u| record.seq > u) {
-                break;
-            }
+        let mut records = log.records;
+        highest = highest.max(records.last().map_or(0, |r| r.seq));
+        if let Some(until) = options.until {
+            records.truncate(records.partition_point(|r| r.seq <= until));
+        }
+        let log_index = u32::try_from(loaded.logs.len()).expect("fewer than 2^32 logs");
+        for (index, record) in records.iter().enumerate() {
             loaded.records += 1;
-            let place = RecordRef {
-                log: node.clone(),
-                seq: record.seq,
-            };
+            let place = (
+                log_index,
+                u32::try_from(index).expect("fewer than 2^32 records in a log"),
+            );
             match &record.body {
                 Body::Plan { digest, blob, .. } => {
                     loaded.plans.entry(*digest).or_insert_with(|| {
@@ -510,24 +542,24 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
                     };
                     if options.job.as_ref().is_none_or(|j| j == job) {
                         match jobs.get_mut(job) {
-                            Some(records) => records.push((place, record.body)),
+                            Some(places) => places.push(place),
                             None => {
-                                let job = job.clone();
-                                jobs.insert(job, vec![(place, record.body)]);
+                                jobs.insert(job.clone(), vec![place]);
                             }
                         }
                     }
                 }
             }
         }
+        loaded.logs.push((node, records));
     }
     if let Some(until) = options.until {
         if until > highest && highest > 0 {
             return Err(ReplayError::UntilBeyondEnd { until, highest });
         }
     }
-    for records in jobs.values_mut() {
-        records.sort_by_key(|(_, b)| b.job_at().map(|(_, at)| at).unwrap_or(0));
+    for places in jobs.values_mut() {
+        places.sort_by_key(|&p| loaded.body(p).job_at().map(|(_, at)| at).unwrap_or(0));
     }
     loaded.jobs = jobs.into_iter().collect();
     Ok(loaded)
@@ -556,8 +588,8 @@ fn pass(loaded: &Loaded, executor: &Executor, keep: bool) -> Pass {
         digests: BTreeMap::new(),
         folded: BTreeMap::new(),
     };
-    for (job, records) in &loaded.jobs {
-        let bodies: Vec<&Body> = records.iter().map(|(_, b)| b).collect();
+    for (job, places) in &loaded.jobs {
+        let bodies: Vec<&Body> = loaded.bodies(places).collect();
         let result = match bodies.first() {
             Some(Body::Job { plan, .. }) => match loaded.plans.get(plan) {
                 Some(Ok(plan)) => fold(plan, executor, &bodies),
@@ -623,7 +655,7 @@ pub fn replay(
     });
     let mut report = Report {
         data_dir: dir.root().to_path_buf(),
-        logs: loaded.logs,
+        logs: loaded.logs.len(),
         records: loaded.records,
         jobs: loaded.jobs.len() as u64,
         decisions: 0,
@@ -644,8 +676,8 @@ pub fn replay(
         failures: Vec::new(),
     };
     let agent_of = |job: &JobId| -> AgentName {
-        match loaded.jobs.get(job).and_then(|r| r.first()) {
-            Some((_, Body::Job { agent, .. })) => agent.clone(),
+        match loaded.job(job).and_then(|mut r| r.next()) {
+            Some(Body::Job { agent, .. }) => agent.clone(),
             _ => AgentName::new("unknown").expect("valid name"),
         }
     };
@@ -678,10 +710,9 @@ pub fn replay(
             }
             Err(d) => {
                 report.byte_identical = false;
-                let records = &loaded.jobs[job];
-                let place = records
+                let place = loaded.jobs[job]
                     .get(d.index)
-                    .map(|(r, _)| r.clone())
+                    .map(|&p| loaded.place(p))
                     .unwrap_or(RecordRef {
                         log: "?".into(),
                         seq: 0,
@@ -710,7 +741,7 @@ pub fn replay(
 }
 
 fn decision_kind(loaded: &Loaded, job: &JobId, id: &DecisionId) -> Option<String> {
-    loaded.jobs.get(job)?.iter().find_map(|(_, b)| match b {
+    loaded.job(job)?.find_map(|b| match b {
         Body::Decision { decision, .. } | Body::Rejected { decision, .. } if decision.id == *id => {
             Some(decision.kind.clone())
         }
@@ -727,18 +758,14 @@ fn attribute(loaded: &Loaded, job: &JobId, end: &JobEnd) -> Attribution {
         if chain.len() >= MAX_CHAIN {
             break;
         }
-        let records = loaded.jobs.get(&id);
-        let (agent, parent, via) = match records.and_then(|r| r.first()) {
-            Some((
-                _,
-                Body::Job {
-                    agent, parent, via, ..
-                },
-            )) => (agent.clone(), parent.clone(), via.clone()),
+        let (agent, parent, via) = match loaded.job(&id).and_then(|mut r| r.next()) {
+            Some(Body::Job {
+                agent, parent, via, ..
+            }) => (agent.clone(), parent.clone(), via.clone()),
             _ => (AgentName::new("unknown").expect("valid name"), None, None),
         };
-        let state = records.and_then(|r| {
-            r.iter().rev().find_map(|(_, b)| match b {
+        let state = loaded.job(&id).and_then(|r| {
+            r.rev().find_map(|b| match b {
                 Body::End { state, .. } => Some(*state),
                 _ => None,
             })
@@ -771,19 +798,21 @@ fn attribute(loaded: &Loaded, job: &JobId, end: &JobEnd) -> Attribution {
 
 /// Every record of one job in order, from all logs (for resuming it).
 pub fn job_history(dir: &DataDir, job: &JobId) -> Result<Vec<Body>, ReplayError> {
-    let loaded = load(
-        dir,
-        &Options {
-            job: Some(job.clone()),
-            until: None,
-        },
-    )?;
-    Ok(loaded
-        .jobs
-        .into_values()
-        .next()
-        .map(|r| r.into_iter().map(|(_, b)| b).collect())
-        .unwrap_or_default())
+    // A log that cannot be read holds none of it, as for replay.
+    let mut bodies = Vec::new();
+    for path in dir.log_files()? {
+        let Ok(log) = read_log(&path) else {
+            continue;
+        };
+        bodies.extend(
+            log.records
+                .into_iter()
+                .map(|r| r.body)
+                .filter(|b| b.job_at().is_some_and(|(j, _)| j == job)),
+        );
+    }
+    bodies.sort_by_key(|b| b.job_at().map(|(_, at)| at).unwrap_or(0));
+    Ok(bodies)
 }
 
 /// One link of `jaros blame`'s chain, oldest first.
@@ -829,13 +858,13 @@ pub struct Blame {
 /// counterfactual check.
 pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, ReplayError> {
     let loaded = load(dir, &Options::default())?;
-    let Some(records) = loaded.jobs.get(job) else {
+    let Some(records) = loaded.job(job) else {
         return Err(ReplayError::UnknownJob {
             job: job.clone(),
             dir: dir.root().to_path_buf(),
         });
     };
-    let bodies: Vec<&Body> = records.iter().map(|(_, b)| b).collect();
+    let bodies: Vec<&Body> = records.collect();
     let plan = match bodies.first() {
         Some(Body::Job { plan, .. }) => loaded.plans.get(plan).and_then(|p| p.as_ref().ok()),
         _ => None,
@@ -941,8 +970,8 @@ fn counterfactual(
             loaded
                 .jobs
                 .values()
-                .flat_map(|r| r.iter())
-                .find_map(|(_, b)| match b {
+                .flat_map(|places| loaded.bodies(places))
+                .find_map(|b| match b {
                     Body::Effect {
                         decision,
                         result,
@@ -1009,9 +1038,10 @@ fn decision_job(loaded: &Loaded, id: &DecisionId) -> Option<JobId> {
     loaded
         .jobs
         .iter()
-        .find(|(_, r)| {
-            r.iter()
-                .any(|(_, b)| matches!(b, Body::Decision { decision, .. } if decision.id == *id))
+        .find(|(_, places)| {
+            loaded
+                .bodies(places)
+                .any(|b| matches!(b, Body::Decision { decision, .. } if decision.id == *id))
         })
         .map(|(j, _)| j.clone())
 }
