@@ -433,7 +433,8 @@ pub enum ReplayError {
 }
 
 struct Loaded {
-    /// Every log's name and records, in file order (up to `--until`).
+    /// Every log's name and records, in file order (up to `--until`; none
+    /// for a log that could not be read, which still counts as a log).
     logs: Vec<(Arc<str>, Vec<Record>)>,
     /// Per job: where its records are (log, index in that log), in `at`
     /// order. Records stay where the log was read into, not copied per job.
@@ -559,10 +560,15 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
         }
     }
     for places in jobs.values_mut() {
-        places.sort_by_key(|&p| loaded.body(p).job_at().map(|(_, at)| at).unwrap_or(0));
+        places.sort_by_key(|&p| position_in_job(loaded.body(p)));
     }
     loaded.jobs = jobs.into_iter().collect();
     Ok(loaded)
+}
+
+/// A record's `at` in its job's history, the order records are folded in.
+fn position_in_job(body: &Body) -> u32 {
+    body.job_at().map_or(0, |(_, at)| at)
 }
 
 struct Pass {
@@ -811,7 +817,7 @@ pub fn job_history(dir: &DataDir, job: &JobId) -> Result<Vec<Body>, ReplayError>
                 .filter(|b| b.job_at().is_some_and(|(j, _)| j == job)),
         );
     }
-    bodies.sort_by_key(|b| b.job_at().map(|(_, at)| at).unwrap_or(0));
+    bodies.sort_by_key(position_in_job);
     Ok(bodies)
 }
 

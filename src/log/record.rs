@@ -191,14 +191,13 @@ enum Field<'a> {
     Json(&'a Value),
     Digest(&'a Digest),
     Decision(&'a Decision),
-    Hole,
 }
 
 /// Hands the members of `body` with their keys to `m`, in canonical order
-/// (the keys are ASCII, so byte order is RFC 8785's UTF-16 order), holes
-/// included.
+/// (the keys are ASCII, so byte order is RFC 8785's UTF-16 order); the
+/// encoder places the chain fields' holes among them.
 fn members(body: &Body, m: &mut Encoder) {
-    use Field::{Hole, Int, Json, Str};
+    use Field::{Int, Json, Str};
     fn digest(d: &Digest) -> Field<'_> {
         Field::Digest(d)
     }
@@ -215,10 +214,7 @@ fn members(body: &Body, m: &mut Encoder) {
             ("blob", digest(blob)),
             ("digest", digest(d)),
             ("executor", Str(executor)),
-            ("hash", Hole),
             kind,
-            ("prev", Hole),
-            ("seq", Hole),
         ]),
         Body::Job {
             job,
@@ -232,13 +228,12 @@ fn members(body: &Body, m: &mut Encoder) {
             m.extend([
                 ("agent", Str(agent.as_str())),
                 ("at", Int(u64::from(*at))),
-                ("hash", Hole),
                 ("input", Json(input)),
                 ("job", Str(job.as_str())),
                 kind,
             ]);
             m.extend(opt("parent", parent.as_ref().map(JobId::as_str)));
-            m.extend([("plan", digest(plan)), ("prev", Hole), ("seq", Hole)]);
+            m.push(("plan", digest(plan)));
             m.extend(opt("via", via.as_ref().map(DecisionId::as_str)));
         }
         Body::Model {
@@ -263,17 +258,14 @@ fn members(body: &Body, m: &mut Encoder) {
             ]);
             m.extend(opt("error", error.as_deref()));
             m.extend([
-                ("hash", Hole),
                 ("inputs", digest(inputs)),
                 ("job", Str(job.as_str())),
                 kind,
                 ("model", Str(model)),
                 ("params", Json(params)),
-                ("prev", Hole),
                 ("prompt", digest(prompt)),
                 ("provider", Str(provider)),
                 ("response", digest(response)),
-                ("seq", Hole),
                 ("template", digest(template)),
                 ("tokens_in", Int(*tokens_in)),
                 ("tokens_out", Int(*tokens_out)),
@@ -283,11 +275,8 @@ fn members(body: &Body, m: &mut Encoder) {
         Body::Decision { job, at, decision } => m.extend([
             ("at", Int(u64::from(*at))),
             ("decision", Field::Decision(decision)),
-            ("hash", Hole),
             ("job", Str(job.as_str())),
             kind,
-            ("prev", Hole),
-            ("seq", Hole),
         ]),
         Body::Rejected {
             job,
@@ -299,12 +288,9 @@ fn members(body: &Body, m: &mut Encoder) {
             ("at", Int(u64::from(*at))),
             ("check", Str(check)),
             ("decision", Field::Decision(decision)),
-            ("hash", Hole),
             ("job", Str(job.as_str())),
             kind,
-            ("prev", Hole),
             ("reason", Str(reason)),
-            ("seq", Hole),
         ]),
         Body::Effect {
             job,
@@ -320,12 +306,9 @@ fn members(body: &Body, m: &mut Encoder) {
             ]);
             m.extend(opt("error", error.as_deref()));
             m.extend([
-                ("hash", Hole),
                 ("job", Str(job.as_str())),
                 kind,
-                ("prev", Hole),
                 ("result", Json(result)),
-                ("seq", Hole),
                 ("state", digest(state)),
             ]);
         }
@@ -339,18 +322,9 @@ fn members(body: &Body, m: &mut Encoder) {
         } => {
             m.push(("at", Int(u64::from(*at))));
             m.extend(opt("blame", blame.as_ref().map(DecisionId::as_str)));
-            m.extend([
-                ("hash", Hole),
-                ("job", Str(job.as_str())),
-                kind,
-                ("prev", Hole),
-            ]);
+            m.extend([("job", Str(job.as_str())), kind]);
             m.extend(opt("reason", reason.as_deref()));
-            m.extend([
-                ("result", Json(result)),
-                ("seq", Hole),
-                ("state", Str(state.as_str())),
-            ]);
+            m.extend([("result", Json(result)), ("state", Str(state.as_str()))]);
         }
         Body::Audit {
             job,
@@ -364,12 +338,9 @@ fn members(body: &Body, m: &mut Encoder) {
             ("action", Str(action)),
             ("agent", Str(agent.as_str())),
             ("decision", Str(decision.as_str())),
-            ("hash", Hole),
             ("job", Str(job.as_str())),
             kind,
-            ("prev", Hole),
             ("reason", Str(reason)),
-            ("seq", Hole),
             ("time", Str(time)),
             ("verdict", Str(verdict)),
         ]),
@@ -400,7 +371,6 @@ fn write_field(out: &mut String, field: &Field<'_>) -> Result<(), canon::CanonEr
             canon::write_string(out, &d.kind);
             out.push('}');
         }
-        Field::Hole => unreachable!("holes are written by the seal"),
     }
     Ok(())
 }
@@ -410,42 +380,72 @@ struct Encoder {
     out: String,
     /// Where the hash member goes, and where `prev`'s and `seq`'s values go.
     cuts: [usize; 3],
+    /// How many of CHAIN_FIELDS have been placed.
+    holes: usize,
     last_key: &'static str,
     error: Option<canon::CanonError>,
 }
 
+/// The chain fields, in canonical order: holes the seal fills in.
+const CHAIN_FIELDS: [&str; 3] = ["hash", "prev", "seq"];
+
 impl Encoder {
+    /// Writes one member of the body, after the holes that sort before it.
     fn push(&mut self, (key, field): (&'static str, Field<'_>)) {
         debug_assert!(self.last_key < key, "member {key} out of order");
-        let first = self.last_key.is_empty();
-        self.last_key = key;
-        let out = &mut self.out;
-        match key {
+        debug_assert!(!CHAIN_FIELDS.contains(&key), "{key} is a chain field");
+        while self.holes < CHAIN_FIELDS.len() && CHAIN_FIELDS[self.holes] < key {
+            self.hole();
+        }
+        self.key(key);
+        if let Err(e) = write_field(&mut self.out, &field) {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    /// Places the next chain field's hole.
+    fn hole(&mut self) {
+        let name = CHAIN_FIELDS[self.holes];
+        self.holes += 1;
+        match name {
+            // Every body has a member sorting before "hash" ("agent", "at"
+            // or "blob"), so the hash member is never first.
             "hash" => {
-                // Every body has a member sorting before "hash" ("agent",
-                // "at" or "blob"), so the hash member is never first.
-                assert!(!first, "hash member would be first");
-                self.cuts[0] = out.len();
-                return;
+                assert!(!self.last_key.is_empty(), "hash member would be first");
+                self.cuts[0] = self.out.len();
             }
-            _ if first => out.push('{'),
-            _ => out.push(','),
-        }
-        out.push('"');
-        out.push_str(key);
-        out.push_str("\":");
-        match key {
             "prev" => {
-                out.push_str("\"\"");
-                self.cuts[1] = out.len() - 1;
+                self.key(name);
+                self.out.push_str("\"\"");
+                self.cuts[1] = self.out.len() - 1;
             }
-            "seq" => self.cuts[2] = out.len(),
             _ => {
-                if let Err(e) = write_field(out, &field) {
-                    self.error.get_or_insert(e);
-                }
+                self.key(name);
+                self.cuts[2] = self.out.len();
             }
         }
+    }
+
+    /// Writes `"key":`, opening the object or separating from the last member.
+    fn key(&mut self, key: &'static str) {
+        self.out
+            .push(if self.last_key.is_empty() { '{' } else { ',' });
+        self.last_key = key;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    /// The text with the holes still to place, and the object closed.
+    fn finish(mut self) -> Result<(String, [usize; 3]), canon::CanonError> {
+        while self.holes < CHAIN_FIELDS.len() {
+            self.hole();
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.out.push('}');
+        Ok((self.out, self.cuts))
     }
 }
 
@@ -460,15 +460,12 @@ pub fn prepare(body: &Body) -> Result<Unsealed, canon::CanonError> {
     let mut encoder = Encoder {
         out: String::with_capacity(512),
         cuts: [0; 3],
+        holes: 0,
         last_key: "",
         error: None,
     };
     members(body, &mut encoder);
-    if let Some(e) = encoder.error {
-        return Err(e);
-    }
-    let Encoder { mut out, cuts, .. } = encoder;
-    out.push('}');
+    let (out, cuts) = encoder.finish()?;
     let [hash_at, prev_at, seq_at] = cuts;
     let mut head = Sha256::new();
     head.update(&out.as_bytes()[..prev_at]);

@@ -368,14 +368,15 @@ impl LogWriter {
         // the hash. A durable append is counted from before encoding: a sync
         // leader waits for appenders that are encoding too, so they join its
         // group.
-        let counted = usize::from(durable);
         if durable {
             self.arriving.fetch_add(1, Ordering::SeqCst);
         }
         let unsealed = match prepare(body) {
             Ok(u) => u,
             Err(e) => {
-                self.arriving.fetch_sub(counted, Ordering::SeqCst);
+                if durable {
+                    self.arriving.fetch_sub(1, Ordering::SeqCst);
+                }
                 return Err(e.into());
             }
         };
