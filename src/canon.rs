@@ -154,21 +154,33 @@ fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), CanonErr
 /// Appends `s` as a canonical JSON string.
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{09}' => out.push_str("\\t"),
-            '\u{0a}' => out.push_str("\\n"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\u{0d}' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
+    // Runs of bytes that need no escape are copied whole; the bytes that do
+    // are all ASCII, so a run never ends inside a character.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x09 => "\\t",
+            0x0a => "\\n",
+            0x0c => "\\f",
+            0x0d => "\\r",
+            0x00..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        run = i + 1;
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(escape);
         }
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -203,11 +215,19 @@ impl Digest {
 
     /// The 64 lowercase hex digits, without allocating.
     pub fn hex_bytes(&self) -> [u8; 64] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Eight digits at a time in a u64 (the writer computes this for
+        // every record while holding its lock): four bytes are spread to one
+        // nibble per byte, most significant first, then each nibble n
+        // becomes '0' + n, plus 39 more ('a' - '0' - 10) when n > 9.
+        const ONES: u64 = 0x0101_0101_0101_0101;
         let mut out = [0u8; 64];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = HEX[(b >> 4) as usize];
-            out[2 * i + 1] = HEX[(b & 15) as usize];
+        for (digits, bytes) in out.chunks_exact_mut(8).zip(self.0.chunks_exact(4)) {
+            let x = u64::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+            let x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+            let x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
+            let n = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
+            let over_nine = ((n + 6 * ONES) >> 4) & ONES;
+            digits.copy_from_slice(&(n + b'0' as u64 * ONES + over_nine * 39).to_be_bytes());
         }
         out
     }
@@ -324,6 +344,44 @@ mod tests {
             let map: serde_json::Map<String, Value> =
                 [(past.to_string(), Value::Null)].into_iter().collect();
             assert!(!in_canonical_order(&map), "{past:?} needs the sort");
+        }
+    }
+
+    #[test]
+    fn strings_escape_as_json_requires_and_nothing_more() {
+        // RFC 8785 escapes exactly what serde_json escapes, the same way:
+        // the two-character forms, other controls as lowercase \u00xx.
+        let mut cases: Vec<String> = (0u8..0x80)
+            .map(|b| format!("a{}b\u{e9}", char::from(b)))
+            .collect();
+        cases.extend(
+            [
+                "",
+                "\"",
+                "\u{1f}\u{1f}",
+                "\u{20ac}\n\u{1f600}\\",
+                "end\u{7f}\u{0}",
+            ]
+            .map(String::from),
+        );
+        for s in cases {
+            let mut out = String::new();
+            write_string(&mut out, &s);
+            assert_eq!(out, serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn digest_hex_is_its_display_and_parses_back() {
+        let d = Digest::of_bytes(b"jaros");
+        let hex = d.hex_bytes();
+        assert_eq!(std::str::from_utf8(&hex).unwrap(), d.to_string());
+        assert_eq!(Digest::from_hex(&d.to_string()), Some(d));
+        let every_byte: Vec<u8> = (0..=255).collect();
+        for bytes in every_byte.chunks(32) {
+            let d = Digest(bytes.try_into().unwrap());
+            let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(&d.hex_bytes()[..], expected.as_bytes());
         }
     }
 
