@@ -126,13 +126,16 @@ fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), CanonErr
     // goes through the IEEE double, as RFC 8785 prescribes.
     if let Some(i) = n.as_i64() {
         if i.unsigned_abs() <= (1u64 << 53) {
-            out.push_str(&i.to_string());
+            if i < 0 {
+                out.push('-');
+            }
+            push_digits(out, i.unsigned_abs());
             return Ok(());
         }
     }
     if let Some(u) = n.as_u64() {
         if u <= (1u64 << 53) {
-            out.push_str(&u.to_string());
+            push_digits(out, u);
             return Ok(());
         }
     }
@@ -149,6 +152,31 @@ fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), CanonErr
     let mut buf = ryu_js::Buffer::new();
     out.push_str(buf.format_finite(f));
     Ok(())
+}
+
+/// Appends `n` as a canonical JSON number: its digits up to 2^53, through
+/// the double above (what `write_value` does, without building a `Value`).
+pub fn write_u64(out: &mut String, n: u64) {
+    if n <= (1u64 << 53) {
+        push_digits(out, n);
+    } else {
+        out.push_str(ryu_js::Buffer::new().format_finite(n as f64));
+    }
+}
+
+/// Appends `n` in decimal, without allocating.
+fn push_digits(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits are ASCII"));
 }
 
 /// Appends `s` as a canonical JSON string.
@@ -440,6 +468,37 @@ mod tests {
             "9007199254740992"
         );
         assert_eq!(to_string(&json!(-42)).unwrap(), "-42");
+        // Digits up to 2^53 either side, the double's shortest form past it:
+        // what the number's own double prints (ECMAScript's Number::toString).
+        let edge = 1u64 << 53;
+        for u in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            edge - 1,
+            edge,
+            edge + 1,
+            edge + 3,
+            u64::MAX,
+        ] {
+            let double = ryu_js::Buffer::new().format_finite(u as f64).to_string();
+            let expected = if u <= edge { u.to_string() } else { double };
+            let mut out = String::new();
+            write_u64(&mut out, u);
+            assert_eq!(out, expected, "{u}");
+            assert_eq!(to_string(&json!(u)).unwrap(), expected, "{u}");
+        }
+        for i in [-1i64, -10, -(edge as i64), -(edge as i64) - 1, i64::MIN] {
+            let expected = if i.unsigned_abs() <= edge {
+                i.to_string()
+            } else {
+                ryu_js::Buffer::new().format_finite(i as f64).to_string()
+            };
+            assert_eq!(to_string(&json!(i)).unwrap(), expected, "{i}");
+        }
     }
 
     #[test]

@@ -358,7 +358,7 @@ fn write_field(out: &mut String, field: &Field<'_>) -> Result<(), canon::CanonEr
         Field::Str(s) => canon::write_string(out, s),
         // Through the canonical number rules (integers past 2^53 print as
         // doubles), without allocating.
-        Field::Int(n) => canon::write_value(out, &Value::from(*n))?,
+        Field::Int(n) => canon::write_u64(out, *n),
         Field::Json(v) => canon::write_value(out, v)?,
         Field::Digest(d) => {
             out.push('"');
