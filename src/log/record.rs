@@ -538,12 +538,12 @@ impl Unsealed {
     /// over its text so far, continued with the chain fields.
     pub fn hash(&self, seq: u64, prev_hex: &[u8; 64]) -> Digest {
         let t = &self.text;
-        let mut seq_buf = itoa_buf();
+        let mut seq_buf = [0; 20];
         let mut hasher = self.head.clone();
         for part in [
             prev_hex,
             &t.text.as_bytes()[t.prev_at..t.seq_at],
-            write_u64(&mut seq_buf, seq),
+            canon::decimal(&mut seq_buf, seq).as_bytes(),
             &t.text.as_bytes()[t.seq_at..],
         ] {
             hasher.update(part);
@@ -581,8 +581,8 @@ impl Holed {
         let text = self.text.as_bytes();
         let (upto_hash, upto_prev) = (&text[..self.hash_at], &text[self.hash_at..self.prev_at]);
         let (upto_seq, rest) = (&text[self.prev_at..self.seq_at], &text[self.seq_at..]);
-        let mut seq_buf = itoa_buf();
-        let seq_text = write_u64(&mut seq_buf, seq);
+        let mut seq_buf = [0; 20];
+        let seq_text = canon::decimal(&mut seq_buf, seq).as_bytes();
         out.reserve(text.len() + 160);
         out.extend_from_slice(upto_hash);
         out.extend_from_slice(b",\"hash\":\"");
@@ -590,23 +590,6 @@ impl Holed {
         out.push(b'"');
         for part in [upto_prev, prev_hex, upto_seq, seq_text, rest] {
             out.extend_from_slice(part);
-        }
-    }
-}
-
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-/// `n` in decimal, written at the end of `buf`.
-fn write_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
         }
     }
 }
