@@ -78,6 +78,27 @@ thread_local! {
     static TEXT_BUFFER: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
 }
 
+/// Held by the thread writing a batch while it is outside the lock: should
+/// that thread panic, the writer is poisoned (the batch's records are lost
+/// to the file) and no one waits for the write any longer.
+struct WriteInFlight<'a> {
+    writer: &'a LogWriter,
+}
+
+impl Drop for WriteInFlight<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut inner = self.writer.lock();
+            inner.writing = false;
+            inner
+                .poisoned
+                .get_or_insert_with(|| "a write panicked".to_string());
+            self.writer.wrote.notify_all();
+            self.writer.synced.notify_all();
+        }
+    }
+}
+
 /// A record sealed and queued for a write.
 struct Sealed {
     text: Holed,
@@ -397,6 +418,7 @@ impl LogWriter {
             let mut returned = std::mem::take(&mut inner.returned);
             let through = inner.sealed();
             drop(inner);
+            let unlocked = WriteInFlight { writer: self };
             // What the last batch returned past the pool's room.
             returned.clear();
             for Sealed { text, seq, hash } in batch.drain(..) {
@@ -410,6 +432,7 @@ impl LogWriter {
             }
             let result = (&self.file).write_all(&lines);
             lines.clear();
+            drop(unlocked);
             inner = self.lock();
             let room = MAX_RECYCLED.saturating_sub(inner.recycled.len());
             inner
@@ -605,6 +628,25 @@ mod tests {
             .recycled
             .iter()
             .all(|t| t.capacity() <= MAX_RECYCLED_CAPACITY));
+    }
+
+    #[test]
+    fn a_panic_while_writing_poisons_the_writer_instead_of_leaving_it_hung() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n1.jsonl");
+        let (w, _) = LogWriter::open(&path).unwrap();
+        w.append(&body(1)).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            w.lock().writing = true; // as the writing thread sets it
+            let _unlocked = WriteInFlight { writer: &w };
+            panic!("a bug while writing lines out");
+        }));
+        assert!(panicked.is_err());
+        assert!(!w.lock().writing, "no one waits for a write that is gone");
+        let err = w.append_deferred(&body(2)).unwrap_err().to_string();
+        assert!(err.contains("a write panicked"), "{err}");
+        assert!(w.append(&body(3)).is_err());
+        assert_eq!(read_log(&path).unwrap().records.len(), 1);
     }
 
     #[test]
