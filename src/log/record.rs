@@ -506,8 +506,11 @@ pub fn prepare_in(body: &Body, mut buf: String) -> Result<Unsealed, canon::Canon
 impl Unsealed {
     /// The record's line (without the newline) and its hash.
     pub fn seal(&self, seq: u64, prev: &Digest) -> (String, Digest) {
-        let mut line = Vec::with_capacity(self.encoded_len() + 160);
-        let (hash, _) = self.seal_into(seq, &prev.hex_bytes(), &mut line);
+        let prev_hex = prev.hex_bytes();
+        let hash = self.hash(seq, &prev_hex);
+        let mut line = Vec::new();
+        self.text
+            .write_line(seq, &prev_hex, &hash.hex_bytes(), &mut line);
         (
             String::from_utf8(line).expect("a record line is UTF-8"),
             hash,
@@ -517,21 +520,6 @@ impl Unsealed {
     /// Bytes of the line without the chain fields' values.
     pub fn encoded_len(&self) -> usize {
         self.text.encoded_len()
-    }
-
-    /// Appends the record's line (without the newline) to `out`, given the
-    /// previous record's hash as hex, and returns the record's hash, also
-    /// as hex (the next record's `prev`).
-    pub fn seal_into(
-        &self,
-        seq: u64,
-        prev_hex: &[u8; 64],
-        out: &mut Vec<u8>,
-    ) -> (Digest, [u8; 64]) {
-        let hash = self.hash(seq, prev_hex);
-        let hex = hash.hex_bytes();
-        self.text.write_line(seq, prev_hex, &hex, out);
-        (hash, hex)
     }
 
     /// The record's hash once its `seq` and `prev` are known: the hash

@@ -539,6 +539,15 @@ mod tests {
         }
     }
 
+    /// A new log in a new directory: the directory (kept alive), the log's
+    /// path and its writer.
+    fn new_log() -> (tempfile::TempDir, std::path::PathBuf, LogWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log/n1.jsonl");
+        let (writer, _) = LogWriter::open(&path).unwrap();
+        (dir, path, writer)
+    }
+
     /// Runs `each(writer, thread number)` on 16 threads at once; their results.
     fn on_16_threads<T: Send + 'static>(
         writer: &Arc<LogWriter>,
@@ -555,9 +564,8 @@ mod tests {
 
     #[test]
     fn appends_from_many_threads_keep_one_intact_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log/n1.jsonl");
-        let writer = Arc::new(LogWriter::open(&path).unwrap().0);
+        let (_dir, path, writer) = new_log();
+        let writer = Arc::new(writer);
         let seqs: Vec<u64> = on_16_threads(&writer, |w, t| {
             (0..50)
                 .map(|i| w.append(&body(t * 100 + i)).unwrap().seq)
@@ -573,9 +581,8 @@ mod tests {
 
     #[test]
     fn deferred_appends_from_many_threads_land_in_seq_order_and_flush_waits_for_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("n1.jsonl");
-        let writer = Arc::new(LogWriter::open(&path).unwrap().0);
+        let (_dir, path, writer) = new_log();
+        let writer = Arc::new(writer);
         on_16_threads(&writer, |w, t| {
             for i in 0..500 {
                 w.append_deferred(&body(t * 1000 + i)).unwrap();
@@ -602,9 +609,8 @@ mod tests {
             }
             body
         }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("n1.jsonl");
-        let writer = Arc::new(LogWriter::open(&path).unwrap().0);
+        let (_dir, path, writer) = new_log();
+        let writer = Arc::new(writer);
         let appended: Vec<(u64, u32)> = on_16_threads(&writer, |w, t| {
             (0..300)
                 .map(|i| {
@@ -633,9 +639,7 @@ mod tests {
 
     #[test]
     fn a_panic_while_writing_poisons_the_writer_instead_of_leaving_it_hung() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("n1.jsonl");
-        let (w, _) = LogWriter::open(&path).unwrap();
+        let (_dir, path, w) = new_log();
         w.append(&body(1)).unwrap();
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             w.lock().writing = true; // as the writing thread sets it
@@ -652,9 +656,7 @@ mod tests {
 
     #[test]
     fn a_record_sealed_while_a_write_is_in_flight_is_left_to_that_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("n1.jsonl");
-        let (w, _) = LogWriter::open(&path).unwrap();
+        let (_dir, path, w) = new_log();
         w.append_deferred(&body(1)).unwrap();
         assert_eq!(
             read_log(&path).unwrap().records.len(),
@@ -680,8 +682,7 @@ mod tests {
 
     #[test]
     fn sync_through_makes_deferred_records_durable_and_never_waits_for_unwritten_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, _) = LogWriter::open(&dir.path().join("n1.jsonl")).unwrap();
+        let (_dir, _, w) = new_log();
         w.append_deferred(&body(1)).unwrap();
         let last = w.append_deferred(&body(2)).unwrap().seq;
         assert_eq!(w.lock().durable, 0);
@@ -694,9 +695,7 @@ mod tests {
 
     #[test]
     fn a_second_writer_on_the_same_log_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("n1.jsonl");
-        let (_w, _) = LogWriter::open(&path).unwrap();
+        let (_dir, path, _w) = new_log();
         assert!(matches!(LogWriter::open(&path), Err(LogError::Busy { .. })));
     }
 
