@@ -100,7 +100,9 @@ impl Drop for WriteInFlight<'_> {
     }
 }
 
-/// A record sealed and queued for a write.
+/// A record sealed and queued for a write. A cache line's multiple (two):
+/// the records two cores seal one after the other share no line.
+#[repr(C, align(64))]
 struct Sealed {
     text: Holed,
     seq: u64,
