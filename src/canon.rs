@@ -124,20 +124,14 @@ pub fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Va
 fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), CanonError> {
     // Integers that a double holds exactly print as integers; everything else
     // goes through the IEEE double, as RFC 8785 prescribes.
-    if let Some(i) = n.as_i64() {
-        if i.unsigned_abs() <= (1u64 << 53) {
-            if i < 0 {
-                out.push('-');
-            }
-            push_digits(out, i.unsigned_abs());
-            return Ok(());
-        }
-    }
     if let Some(u) = n.as_u64() {
-        if u <= (1u64 << 53) {
-            push_digits(out, u);
-            return Ok(());
-        }
+        write_u64(out, u);
+        return Ok(());
+    }
+    if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= (1u64 << 53)) {
+        out.push('-'); // negative: a non-negative one is a u64
+        push_digits(out, i.unsigned_abs());
+        return Ok(());
     }
     let f = n
         .as_f64()

@@ -379,6 +379,12 @@ impl Encoder {
     #[inline(always)]
     fn json(&mut self, key: &'static str, value: &Value) {
         self.key(key);
+        self.value(value);
+    }
+
+    /// Writes a JSON value, keeping the first error for `finish`.
+    #[inline(always)]
+    fn value(&mut self, value: &Value) {
         if let Err(e) = canon::write_value(&mut self.out, value) {
             self.error.get_or_insert(e);
         }
@@ -396,13 +402,10 @@ impl Encoder {
     fn decision(&mut self, key: &'static str, d: &Decision) {
         self.key(key);
         // Members in canonical order: id, payload, source, type.
-        let out = &mut self.out;
-        out.push_str("{\"id\":");
-        canon::write_string(out, d.id.as_str());
-        out.push_str(",\"payload\":");
-        if let Err(e) = canon::write_value(out, &d.payload) {
-            self.error.get_or_insert(e);
-        }
+        self.out.push_str("{\"id\":");
+        canon::write_string(&mut self.out, d.id.as_str());
+        self.out.push_str(",\"payload\":");
+        self.value(&d.payload);
         let out = &mut self.out;
         out.push_str(",\"source\":");
         canon::write_string(out, d.source.as_str());
