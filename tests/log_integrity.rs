@@ -80,6 +80,19 @@ fn an_inserted_record_is_tampering() {
 }
 
 #[test]
+fn an_inserted_empty_line_is_tampering_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.jsonl");
+    write_log(&path, 5);
+    let mut l = lines(&path);
+    l.insert(2, String::new());
+    rewrite(&path, &l);
+    assert_tampered_at(&path, 3);
+    let error = verify_chain(&path, None).error.unwrap();
+    assert!(error.contains("empty line"), "{error}");
+}
+
+#[test]
 fn a_deleted_record_is_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("n.jsonl");

@@ -62,16 +62,24 @@ fn scan<T: Send>(
         Some(i) => i + 1,
         None => 0,
     };
-    let lines: Vec<&[u8]> = bytes[..complete]
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
+    // Every line, empty ones too: the writer never writes one, so an empty
+    // line is an edit, and counting it keeps line numbers the file's own.
+    let lines: Vec<&[u8]> = match complete {
+        0 => Vec::new(),
+        _ => bytes[..complete - 1].split(|&b| b == b'\n').collect(),
+    };
     // Each chunk: the records parsed up to its first bad line, and why that
     // line is bad. The first chunk has room for every record, so the others
     // are appended to it rather than everything copied once more.
     let parse_chunk = |part: &[&[u8]], capacity: usize| -> (Vec<T>, Option<String>) {
         let mut out = Vec::with_capacity(capacity);
         for raw in part {
+            if raw.is_empty() {
+                return (
+                    out,
+                    Some("an empty line, which the writer never writes".into()),
+                );
+            }
             let parsed = std::str::from_utf8(raw)
                 .map_err(|_| "not UTF-8".to_string())
                 .and_then(|text| parse(text).map_err(|e| e.to_string()));
