@@ -32,7 +32,7 @@ const FS_TYPES: [&str; 6] = [
 ];
 /// The test tools under tests/fixtures/tools/, each registered as a decision
 /// type named by its file stem.
-const TOOLS: [&str; 9] = [
+const TOOLS: [&str; 10] = [
     "echo.sh",
     "fail.sh",
     "forever.sh",
@@ -42,6 +42,7 @@ const TOOLS: [&str; 9] = [
     "wrongshape.sh",
     "greet.sh",
     "landlock_probe.py",
+    "daemon.py",
 ];
 const TOOL_TIMEOUT_MS: u64 = 800;
 const TOOL_OUTPUT_CAP_BYTES: u64 = 64 * 1024;
@@ -785,6 +786,54 @@ fn a_child_a_tool_leaves_behind_is_killed_with_it() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
+/// Whether python3, which the Python test tools need, is missing from the
+/// tools' PATH (saying so when it is).
+fn no_python3() -> bool {
+    let missing = !Path::new("/usr/bin/python3").exists() && !Path::new("/bin/python3").exists();
+    if missing {
+        println!("skipped: no python3 in /usr/bin or /bin for the Python test tool");
+    }
+    missing
+}
+
+#[test]
+fn a_child_that_tries_to_leave_the_process_group_is_killed_with_the_tool_when_confined() {
+    let status = ToolRunner::new(Some(launcher())).status();
+    if !status.active {
+        println!("skipped: Landlock not available ({})", status.reason);
+        return;
+    }
+    if no_python3() {
+        return;
+    }
+    let hive = hive();
+    let plan = plan(&hive);
+    let end = run(
+        &hive,
+        &plan,
+        "writer",
+        "daemon1",
+        json!([decision("daemon", json!({}))]),
+    );
+    assert_eq!(end.state, State::Done, "{:#?}", end.result);
+    let child = steps(&end)[0]["result"]["child"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(child) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let escaped = alive(child);
+    if escaped {
+        // Not left running past the test.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &child.to_string()])
+            .status();
+    }
+    assert!(
+        !escaped,
+        "the tool's child {child} left its group and outlived it"
+    );
+}
+
 #[test]
 fn a_tool_changed_since_the_plan_was_compiled_is_refused() {
     let hive = hive();
@@ -848,8 +897,7 @@ fn a_tool_is_confined_by_the_kernel_where_landlock_is_present() {
         println!("skipped: Landlock not available ({})", status.reason);
         return;
     }
-    if !Path::new("/usr/bin/python3").exists() && !Path::new("/bin/python3").exists() {
-        println!("skipped: no python3 in /usr/bin or /bin for the probe tool");
+    if no_python3() {
         return;
     }
     let hive = hive();
@@ -886,6 +934,8 @@ fn a_tool_is_confined_by_the_kernel_where_landlock_is_present() {
         "outside_write",
         "tmp_write",
         "symlink",
+        "setsid",
+        "setpgid",
     ] {
         assert!(
             r[denied].as_str().unwrap().starts_with("denied: "),

@@ -341,6 +341,33 @@ pub fn restrict_self(c: &Confinement) -> Result<(), String> {
     Ok(())
 }
 
+/// Makes `setsid` and `setpgid` fail (EPERM) for this process and all it
+/// starts, by a seccomp filter inherited across `fork` and `exec`: nothing a
+/// tool starts can leave the process group the node kills as a whole (a
+/// daemonizing child would otherwise outlive the tool's time-out). On an
+/// architecture the filter compiler does not know, nothing is filtered and
+/// the group kill stays best effort.
+fn pin_process_group() -> Result<(), String> {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    let Ok(arch) = TargetArch::try_from(std::env::consts::ARCH) else {
+        return Ok(());
+    };
+    let err = |e: seccompiler::BackendError| format!("cannot build the seccomp filter: {e}");
+    let rules = [libc::SYS_setsid, libc::SYS_setpgid]
+        .into_iter()
+        .map(|call| (call, Vec::new()))
+        .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(err)?;
+    let program: BpfProgram = filter.try_into().map_err(err)?;
+    seccompiler::apply_filter(&program).map_err(|e| format!("cannot apply the seccomp filter: {e}"))
+}
+
 /// The launcher: confine this process to `c`, then become `command`.
 /// Returns only on failure, with the exit code to use.
 pub fn exec_confined(c: &Confinement, command: &[OsString]) -> i32 {
@@ -348,7 +375,7 @@ pub fn exec_confined(c: &Confinement, command: &[OsString]) -> i32 {
         eprintln!("{LAUNCHER_PREFIX}no command to run after --");
         return EXIT_NOT_EXECUTED;
     };
-    if let Err(e) = restrict_self(c) {
+    if let Err(e) = restrict_self(c).and_then(|()| pin_process_group()) {
         eprintln!("{LAUNCHER_PREFIX}cannot confine the tool: {e}");
         return EXIT_NOT_CONFINED;
     }

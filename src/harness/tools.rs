@@ -9,11 +9,13 @@
 //! its own process group (killed as a whole at the time-out, when the output
 //! cap is passed, and after the tool exits, so forked children do not
 //! outlive it), and where the kernel has Landlock, confinement to its agent's
-//! grant (see [`super::landlock`]). Replay never runs a tool: it reads the
-//! recorded result back.
+//! grant (see [`super::landlock`]), where nothing it starts can leave that
+//! group (`setsid` and `setpgid` fail). Replay never runs a tool: it reads
+//! the recorded result back.
 //!
-//! Not covered: a child that leaves the process group (`setsid`) escapes the
-//! group kill; its held-open output is abandoned after [`DRAIN_GRACE_MS`].
+//! Not covered: without Landlock (tools unconfined), a child that leaves the
+//! process group (`setsid`) escapes the group kill; its held-open output is
+//! abandoned after [`DRAIN_GRACE_MS`].
 
 use super::landlock::{self, ConfinementStatus, LAUNCHER_PREFIX, SANDBOX_SUBCOMMAND};
 use super::{read_back, refuse};
