@@ -761,6 +761,11 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         for r in shared.running.lock().expect("running lock").values_mut() {
             r.lost = r.lost || !lease::still_held(data, &r.lease);
         }
+        // Deferred records wait in memory for a batch or a sync; this puts
+        // them in the file for readers in other processes (`jaros logs`,
+        // another node) at most a beat late. A failure poisons the log, and
+        // the next durable append reports it.
+        let _ = shared.rt.log.flush();
         if done || last_status.elapsed() >= Duration::from_millis(shared.cfg.heartbeat_ms.min(1000))
         {
             status::write_node_status(shared_status(shared, started_ms, done), data);
