@@ -776,34 +776,43 @@ fn a_child_a_tool_leaves_behind_is_killed_with_it() {
     let elapsed = started.elapsed();
     assert_eq!(end.state, State::Done, "{:#?}", end.result);
     let child = steps(&end)[0]["result"]["child"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while alive(child) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!alive(child), "the tool's child {child} is still running");
+    assert!(
+        ends_soon(child),
+        "the tool's child {child} is still running"
+    );
     // Had the child not been killed, its held-open stdout would have failed
     // the job after the drain grace; the bound only catches a hang.
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
-/// Whether python3, which the Python test tools need, is missing from the
-/// tools' PATH (saying so when it is).
-fn no_python3() -> bool {
-    let missing = !Path::new("/usr/bin/python3").exists() && !Path::new("/bin/python3").exists();
-    if missing {
-        println!("skipped: no python3 in /usr/bin or /bin for the Python test tool");
+/// The runner's confinement when tools run confined and python3 (which the
+/// Python test tools need) is on the tools' PATH; else `None`, saying which
+/// is missing.
+fn confinement_for_python_tools() -> Option<harness::ConfinementStatus> {
+    let status = ToolRunner::new(Some(launcher())).status();
+    if !status.active {
+        println!("skipped: Landlock not available ({})", status.reason);
+        return None;
     }
-    missing
+    if !Path::new("/usr/bin/python3").exists() && !Path::new("/bin/python3").exists() {
+        println!("skipped: no python3 in /usr/bin or /bin for the Python test tool");
+        return None;
+    }
+    Some(status)
+}
+
+/// Whether process `pid` is gone (or a zombie) within two seconds.
+fn ends_soon(pid: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !alive(pid)
 }
 
 #[test]
 fn a_child_that_tries_to_leave_the_process_group_is_killed_with_the_tool_when_confined() {
-    let status = ToolRunner::new(Some(launcher())).status();
-    if !status.active {
-        println!("skipped: Landlock not available ({})", status.reason);
-        return;
-    }
-    if no_python3() {
+    if confinement_for_python_tools().is_none() {
         return;
     }
     let hive = hive();
@@ -817,11 +826,7 @@ fn a_child_that_tries_to_leave_the_process_group_is_killed_with_the_tool_when_co
     );
     assert_eq!(end.state, State::Done, "{:#?}", end.result);
     let child = steps(&end)[0]["result"]["child"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while alive(child) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let escaped = alive(child);
+    let escaped = !ends_soon(child);
     if escaped {
         // Not left running past the test.
         let _ = std::process::Command::new("kill")
@@ -892,14 +897,9 @@ fn replay_never_runs_a_tool_even_when_the_executable_now_fails() {
 
 #[test]
 fn a_tool_is_confined_by_the_kernel_where_landlock_is_present() {
-    let status = ToolRunner::new(Some(launcher())).status();
-    if !status.active {
-        println!("skipped: Landlock not available ({})", status.reason);
+    let Some(status) = confinement_for_python_tools() else {
         return;
-    }
-    if no_python3() {
-        return;
-    }
+    };
     let hive = hive();
     let plan = plan(&hive);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
