@@ -316,3 +316,34 @@ fn sigterm_releases_a_job_still_running_after_the_grace_period_and_another_node_
     assert_eq!(report["logs"], 2);
     assert_eq!(report["final_states"]["DONE"], 1);
 }
+
+#[test]
+fn a_deferred_record_reaches_the_file_within_a_heartbeat_while_its_job_waits() {
+    // A model server that takes the connection and never answers: the job's
+    // first record (deferred) is followed by nothing durable for seconds.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hive = common::Hive::empty();
+    hive.write("manifests/node.yaml", &format!("apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  providers:\n    p:\n      kind: openai\n      base_url: http://127.0.0.1:{port}\n      max_retries: 0\n      timeout: 6s\n"));
+    hive.write(
+        "manifests/roles/talker.yaml",
+        "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: talker\nspec:\n  types: [advance]\n",
+    );
+    hive.write("manifests/agents/talker.yaml", "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: talker\nspec:\n  role: talker\n  model:\n    provider: p\n    model: m\n  prompt: agents/talker.j2\n");
+    hive.write("agents/talker.j2", "hello");
+    hive.jaros(&["validate"]).expect(0);
+    let node = Node::start(hive.path(), &args(&["--node-id", "a", "--grace-ms", "200"]));
+    hive.jaros(&["submit", "talker", "--id", "waits"]).expect(0);
+    // The heartbeat (every 200 ms here) flushes it; the model call would
+    // not end for six seconds.
+    wait_until(Duration::from_secs(3), "the job record in the log", || {
+        read_log(&hive.data().join("log/a.jsonl"))
+            .map(|log| {
+                log.records
+                    .iter()
+                    .any(|r| matches!(&r.body, Body::Job { job, .. } if job.as_str() == "waits"))
+            })
+            .unwrap_or(false)
+    });
+    node.stop();
+}
