@@ -160,20 +160,7 @@ pub fn write_u64(out: &mut String, n: u64) {
 
 /// Appends `n` in decimal, without allocating.
 fn push_digits(out: &mut String, n: u64) {
-    out.push_str(decimal(&mut [0; 20], n));
-}
-
-/// `n` in decimal, written at the end of `buf`.
-pub fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return std::str::from_utf8(&buf[i..]).expect("digits are ASCII");
-        }
-    }
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Appends `s` as a canonical JSON string.

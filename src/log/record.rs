@@ -529,12 +529,12 @@ impl Unsealed {
     /// over its text so far, continued with the chain fields.
     pub fn hash(&self, seq: u64, prev_hex: &[u8; 64]) -> Digest {
         let t = &self.text;
-        let mut seq_buf = [0; 20];
+        let mut seq_buf = itoa::Buffer::new();
         let mut hasher = self.head.clone();
         for part in [
             prev_hex,
             &t.text.as_bytes()[t.prev_at..t.seq_at],
-            canon::decimal(&mut seq_buf, seq).as_bytes(),
+            seq_buf.format(seq).as_bytes(),
             &t.text.as_bytes()[t.seq_at..],
         ] {
             hasher.update(part);
@@ -572,8 +572,8 @@ impl Holed {
         let text = self.text.as_bytes();
         let (upto_hash, upto_prev) = (&text[..self.hash_at], &text[self.hash_at..self.prev_at]);
         let (upto_seq, rest) = (&text[self.prev_at..self.seq_at], &text[self.seq_at..]);
-        let mut seq_buf = [0; 20];
-        let seq_text = canon::decimal(&mut seq_buf, seq).as_bytes();
+        let mut seq_buf = itoa::Buffer::new();
+        let seq_text = seq_buf.format(seq).as_bytes();
         out.reserve(text.len() + 160);
         out.extend_from_slice(upto_hash);
         out.extend_from_slice(b",\"hash\":\"");
