@@ -76,6 +76,18 @@ pub struct Divergence {
 /// Folds one job's records (in `at` order, starting with its `job` record)
 /// into its state, checking each against the gate and executor.
 pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folded, Divergence> {
+    fold_records(plan, executor, records, true)
+}
+
+/// [`fold`], keeping the end's result in `Folded::ended` only when
+/// `end_result` (a replay pass reads it from the record when it needs it:
+/// a copy per job was a tenth of a pass).
+fn fold_records(
+    plan: &Plan,
+    executor: &Executor,
+    records: &[&Body],
+    end_result: bool,
+) -> Result<Folded, Divergence> {
     let diverge = |index: usize, decision: Option<&DecisionId>, what: String| Divergence {
         index,
         decision: decision.cloned(),
@@ -89,6 +101,8 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
         ));
     };
     let mut f = Folded::new(job.clone(), agent.clone());
+    // The decision awaiting its effect, borrowed until the fold ends.
+    let mut pending: Option<&Decision> = None;
     for (index, body) in records.iter().enumerate().skip(1) {
         if f.ended.is_some() {
             return Err(diverge(
@@ -102,11 +116,10 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                 return Err(diverge(index, None, format!("record has at={at}, expected {index}: a record of this job is missing or duplicated")));
             }
         }
-        if f.pending.is_some() && !matches!(body, Body::Effect { .. }) {
-            let d = f.pending.as_ref().map(|d| d.id.clone());
+        if let (Some(d), false) = (pending, matches!(body, Body::Effect { .. })) {
             return Err(diverge(
                 index,
-                d.as_ref(),
+                Some(&d.id),
                 "a decision is followed by something other than its effect".into(),
             ));
         }
@@ -142,7 +155,7 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                     ));
                 }
                 f.positions_done = position + 1;
-                f.pending = Some(decision.clone());
+                pending = Some(decision);
                 f.counts.decisions += 1;
             }
             Body::Effect {
@@ -152,7 +165,7 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                 state,
                 ..
             } => {
-                let Some(decision) = f.pending.take() else {
+                let Some(decision) = pending.take() else {
                     return Err(diverge(
                         index,
                         Some(id),
@@ -173,7 +186,7 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                 let effect = executor.execute(
                     plan,
                     &mut f.state,
-                    &decision,
+                    decision,
                     Some((result, error.as_deref())),
                     None,
                 );
@@ -279,7 +292,11 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
                     job: f.state.job.clone(),
                     agent: f.state.agent.clone(),
                     state: *state,
-                    result: result.clone(),
+                    result: if end_result {
+                        result.clone()
+                    } else {
+                        Value::Null
+                    },
                     reason: reason.clone(),
                     blame: blame.clone(),
                     seq: 0,
@@ -288,6 +305,7 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
         }
         f.next_at = index as u32 + 1;
     }
+    f.pending = pending.cloned();
     Ok(f)
 }
 
@@ -571,12 +589,13 @@ fn position_in_job(body: &Body) -> u32 {
     body.job_at().map_or(0, |(_, at)| at)
 }
 
+/// Per job, in the order of `Loaded::jobs` (lists, not maps keyed by a
+/// copy of each job's id: those were a tenth of a pass).
 struct Pass {
-    /// Per job: the final state digest, or where and how the fold diverged.
-    digests: BTreeMap<JobId, Result<Digest, (usize, String)>>,
-    /// Per job: what the report reads of the folded job, when the pass
-    /// keeps it.
-    folded: BTreeMap<JobId, Result<Outcome, Divergence>>,
+    /// The final state digest, or where and how the fold diverged.
+    digests: Vec<Result<Digest, (usize, String)>>,
+    /// What the report reads of the folded job, when the pass keeps it.
+    folded: Vec<Result<Outcome, Divergence>>,
 }
 
 /// What the report reads of a folded job: a 100,000-job log keeps one per
@@ -591,14 +610,14 @@ struct Outcome {
 /// first pass's; the second is compared by digests alone).
 fn pass(loaded: &Loaded, executor: &Executor, keep: bool) -> Pass {
     let mut out = Pass {
-        digests: BTreeMap::new(),
-        folded: BTreeMap::new(),
+        digests: Vec::with_capacity(loaded.jobs.len()),
+        folded: Vec::with_capacity(if keep { loaded.jobs.len() } else { 0 }),
     };
-    for (job, places) in &loaded.jobs {
+    for places in loaded.jobs.values() {
         let bodies: Vec<&Body> = loaded.bodies(places).collect();
         let result = match bodies.first() {
             Some(Body::Job { plan, .. }) => match loaded.plans.get(plan) {
-                Some(Ok(plan)) => fold(plan, executor, &bodies),
+                Some(Ok(plan)) => fold_records(plan, executor, &bodies, false),
                 Some(Err(e)) => Err(Divergence {
                     index: 0,
                     decision: None,
@@ -620,16 +639,12 @@ fn pass(loaded: &Loaded, executor: &Executor, keep: bool) -> Pass {
             Ok(f) => Ok(f.state.digest()),
             Err(d) => Err((d.index, d.what.clone())),
         };
-        out.digests.insert(job.clone(), outcome);
+        out.digests.push(outcome);
         if keep {
-            let kept = result.map(|f| Outcome {
+            out.folded.push(result.map(|f| Outcome {
                 counts: f.counts,
-                ended: f.ended.map(|end| JobEnd {
-                    result: Value::Null,
-                    ..end
-                }),
-            });
-            out.folded.insert(job.clone(), kept);
+                ended: f.ended,
+            }));
         }
     }
     out
@@ -687,7 +702,7 @@ pub fn replay(
             _ => AgentName::new("unknown").expect("valid name"),
         }
     };
-    for (job, result) in &first.folded {
+    for (job, result) in loaded.jobs.keys().zip(&first.folded) {
         let agent = agent_of(job);
         let stats = report.per_agent.entry(agent.to_string()).or_default();
         stats.jobs += 1;
