@@ -14,7 +14,7 @@ use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::exec::Executor;
 use crate::gate;
 use crate::job::{JobEnd, JobState, UNPARSED};
-use crate::log::{read_log, Blobs, Body, LogError, Record};
+use crate::log::{read_log, read_log_parts, Blobs, Body, LogError, Record};
 use crate::plan::Plan;
 use crate::state::State;
 use serde::Serialize;
@@ -451,10 +451,12 @@ pub enum ReplayError {
 }
 
 struct Loaded {
-    /// Every log's name and records, in file order (up to `--until`; none
-    /// for a log that could not be read, which still counts as a log).
-    logs: Vec<(Arc<str>, Vec<Record>)>,
-    /// Per job: where its records are (log, index in that log), in `at`
+    /// Logs found, read or not.
+    logs: usize,
+    /// The records of every log read, in the parts it was read in, each
+    /// with its log's name, in file order (up to `--until`).
+    parts: Vec<(Arc<str>, Vec<Record>)>,
+    /// Per job: where its records are (part, index in that part), in `at`
     /// order. Records stay where the log was read into, not copied per job.
     jobs: BTreeMap<JobId, Vec<Place>>,
     plans: HashMap<Digest, Result<Plan, String>>,
@@ -462,12 +464,12 @@ struct Loaded {
     chain_errors: Vec<String>,
 }
 
-/// A record's position in [`Loaded::logs`].
+/// A record's position in [`Loaded::parts`].
 type Place = (u32, u32);
 
 impl Loaded {
-    fn body(&self, (log, index): Place) -> &Body {
-        &self.logs[log as usize].1[index as usize].body
+    fn body(&self, (part, index): Place) -> &Body {
+        &self.parts[part as usize].1[index as usize].body
     }
 
     fn bodies<'a>(&'a self, places: &'a [Place]) -> impl DoubleEndedIterator<Item = &'a Body> {
@@ -479,8 +481,8 @@ impl Loaded {
         self.jobs.get(job).map(|places| self.bodies(places))
     }
 
-    fn place(&self, (log, index): Place) -> RecordRef {
-        let (name, records) = &self.logs[log as usize];
+    fn place(&self, (part, index): Place) -> RecordRef {
+        let (name, records) = &self.parts[part as usize];
         RecordRef {
             log: name.clone(),
             seq: records[index as usize].seq,
@@ -491,7 +493,8 @@ impl Loaded {
 fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
     let blobs = Blobs::new(dir.root());
     let mut loaded = Loaded {
-        logs: Vec::new(),
+        logs: 0,
+        parts: Vec::new(),
         jobs: BTreeMap::new(),
         plans: HashMap::new(),
         records: 0,
@@ -507,8 +510,9 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
             .into();
-        let log = match read_log(&path) {
-            Ok(log) => log,
+        loaded.logs += 1;
+        let parts = match read_log_parts(&path) {
+            Ok(parts) => parts,
             Err(LogError::Tampered {
                 path,
                 line,
@@ -519,58 +523,57 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
                     "{}: line {line} (seq {seq}): {reason}",
                     path.display()
                 ));
-                loaded.logs.push((node, Vec::new()));
                 continue;
             }
             Err(e) => {
                 loaded.chain_errors.push(e.to_string());
-                loaded.logs.push((node, Vec::new()));
                 continue;
             }
         };
-        let mut records = log.records;
-        highest = highest.max(records.last().map_or(0, |r| r.seq));
-        if let Some(until) = options.until {
-            records.truncate(records.partition_point(|r| r.seq <= until));
-        }
-        let log_index = u32::try_from(loaded.logs.len()).expect("fewer than 2^32 logs");
-        for (index, record) in records.iter().enumerate() {
-            loaded.records += 1;
-            let place = (
-                log_index,
-                u32::try_from(index).expect("fewer than 2^32 records in a log"),
-            );
-            match &record.body {
-                Body::Plan { digest, blob, .. } => {
-                    loaded.plans.entry(*digest).or_insert_with(|| {
-                        let bytes = blobs.get(blob).map_err(|e| e.to_string())?;
-                        let plan = Plan::from_canonical_json(&String::from_utf8_lossy(&bytes))?;
-                        if plan.digest() != *digest {
-                            return Err(format!(
-                                "plan blob {} does not hash to the recorded digest",
-                                blob.short()
-                            ));
-                        }
-                        Ok(plan)
-                    });
-                }
-                body => {
-                    // Audit records live in audit/, not log/; skip any that strayed.
-                    let Some((job, _)) = body.job_at() else {
-                        continue;
-                    };
-                    if options.job.as_ref().is_none_or(|j| j == job) {
-                        match jobs.get_mut(job) {
-                            Some(places) => places.push(place),
-                            None => {
-                                jobs.insert(job.clone(), vec![place]);
+        for mut records in parts {
+            highest = highest.max(records.last().map_or(0, |r| r.seq));
+            if let Some(until) = options.until {
+                records.truncate(records.partition_point(|r| r.seq <= until));
+            }
+            let part_index = u32::try_from(loaded.parts.len()).expect("fewer than 2^32 parts");
+            for (index, record) in records.iter().enumerate() {
+                loaded.records += 1;
+                let place = (
+                    part_index,
+                    u32::try_from(index).expect("fewer than 2^32 records in a log"),
+                );
+                match &record.body {
+                    Body::Plan { digest, blob, .. } => {
+                        loaded.plans.entry(*digest).or_insert_with(|| {
+                            let bytes = blobs.get(blob).map_err(|e| e.to_string())?;
+                            let plan = Plan::from_canonical_json(&String::from_utf8_lossy(&bytes))?;
+                            if plan.digest() != *digest {
+                                return Err(format!(
+                                    "plan blob {} does not hash to the recorded digest",
+                                    blob.short()
+                                ));
+                            }
+                            Ok(plan)
+                        });
+                    }
+                    body => {
+                        // Audit records live in audit/, not log/; skip any that strayed.
+                        let Some((job, _)) = body.job_at() else {
+                            continue;
+                        };
+                        if options.job.as_ref().is_none_or(|j| j == job) {
+                            match jobs.get_mut(job) {
+                                Some(places) => places.push(place),
+                                None => {
+                                    jobs.insert(job.clone(), vec![place]);
+                                }
                             }
                         }
                     }
                 }
             }
+            loaded.parts.push((node.clone(), records));
         }
-        loaded.logs.push((node, records));
     }
     if let Some(until) = options.until {
         if until > highest && highest > 0 {
@@ -676,7 +679,7 @@ pub fn replay(
     });
     let mut report = Report {
         data_dir: dir.root().to_path_buf(),
-        logs: loaded.logs.len(),
+        logs: loaded.logs,
         records: loaded.records,
         jobs: loaded.jobs.len() as u64,
         decisions: 0,

@@ -217,6 +217,80 @@ fn a_hand_edited_effect_is_a_divergence_named_by_record_job_agent_and_decision()
     );
 }
 
+/// A log past two 4,096-line chunks is read in parts, one per thread (on a
+/// machine with two cores or more): records in a later part are named by
+/// their own seq, and `--until` cuts inside one.
+#[test]
+fn a_log_read_in_parts_names_its_records_and_cuts_at_until_like_one_list() {
+    let hive = Hive::empty();
+    let rt = Arc::new(
+        Runtime::open(
+            hive.path(),
+            DataDir::new(hive.data()),
+            "n1".into(),
+            Plan::builtin(),
+        )
+        .unwrap(),
+    );
+    let executor = Arc::new(Executor::core());
+    let (threads, jobs) = (4, 2_100); // four records a job: 8,400 records
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (rt, executor) = (rt.clone(), executor.clone());
+            s.spawn(move || {
+                let live = rt.live_io();
+                let proposer = LocalProposer::default();
+                let runner = rt.runner(&executor, &proposer, &live, &|| true);
+                for i in (t..jobs).step_by(threads) {
+                    let ticket = Ticket {
+                        job: JobId::new(format!("p{i}")).unwrap(),
+                        agent: AgentName::new("advance").unwrap(),
+                        input: json!({}),
+                        parent: None,
+                        via: None,
+                    };
+                    runner.run(&ticket, &[]).unwrap();
+                }
+            });
+        }
+    });
+    drop(rt);
+    let dir = DataDir::new(hive.data());
+    let records = read_log(&hive.log_file()).unwrap().records.len() as u64;
+    let until = records - 1_000;
+    let cut = replay(
+        &dir,
+        &executor,
+        &Options {
+            job: None,
+            until: Some(until),
+        },
+    )
+    .unwrap();
+    assert!(cut.reproducible(), "{cut:?}");
+    assert_eq!(cut.records, until);
+    // An effect near the end, edited and resealed: named by its own seq.
+    let path = hive.log_file();
+    let log = read_log(&path).unwrap();
+    let index = log
+        .records
+        .iter()
+        .rposition(|r| matches!(r.body, Body::Effect { .. }))
+        .unwrap();
+    let Body::Effect { job, .. } = &log.records[index].body else {
+        unreachable!()
+    };
+    reseal_with(&path, index, |body| {
+        if let Body::Effect { result, .. } = body {
+            *result = json!({"from": "PENDING", "to": "FAILED"});
+        }
+    });
+    let report = replay(&dir, &executor, &Options::default()).unwrap();
+    let d = report.divergence.expect("the edit is found");
+    assert_eq!((d.record.seq, &d.job), (index as u64 + 1, job));
+    assert_eq!(report.records, records);
+}
+
 #[test]
 fn an_effect_edited_without_resealing_breaks_the_chain() {
     let hive = Hive::empty();

@@ -36,15 +36,36 @@ pub fn read_log(path: &Path) -> Result<LogFile, LogError> {
 }
 
 pub(crate) fn parse_log(path: &Path, bytes: &[u8]) -> Result<LogFile, LogError> {
-    let (records, torn_tail, valid_len) = scan(path, bytes, parse_line, |r: &Record| {
-        (r.seq, r.prev, r.hash)
-    })?;
+    let (chunks, torn_tail, valid_len) = scan(path, bytes, parse_line, record_chain)?;
     Ok(LogFile {
         path: path.to_path_buf(),
-        records,
+        records: concat(chunks),
         torn_tail,
         valid_len,
     })
+}
+
+/// [`read_log`]'s records as parsed, in file order, in a few parts (one
+/// per thread that parsed them): for a reader that can index parts, such
+/// as replay, which this spares copying a large log's records into one
+/// list (a fifth of reading it, on one core).
+pub fn read_log_parts(path: &Path) -> Result<Vec<Vec<Record>>, LogError> {
+    let bytes = fsx::read(path)?;
+    Ok(scan(path, &bytes, parse_line, record_chain)?.0)
+}
+
+fn record_chain(r: &Record) -> (u64, Digest, Digest) {
+    (r.seq, r.prev, r.hash)
+}
+
+/// The parts as one list: the first has room for all.
+fn concat<T>(parts: Vec<Vec<T>>) -> Vec<T> {
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().unwrap_or_default();
+    for mut part in parts {
+        all.append(&mut part);
+    }
+    all
 }
 
 /// Lines per parallel chunk when reading a log.
@@ -52,12 +73,14 @@ const CHUNK_LINES: usize = 4096;
 
 /// Splits the complete lines, parses them in parallel, then checks the chain
 /// in order: `seq` from 1 without gaps, each `prev` the hash before it.
+/// Returns the parsed parts in file order, the torn tail's length and the
+/// length up to it.
 fn scan<T: Send>(
     path: &Path,
     bytes: &[u8],
     parse: fn(&str) -> Result<T, RecordError>,
     chain: fn(&T) -> (u64, Digest, Digest),
-) -> Result<(Vec<T>, usize, u64), LogError> {
+) -> Result<(Vec<Vec<T>>, usize, u64), LogError> {
     let complete = match bytes.iter().rposition(|&b| b == b'\n') {
         Some(i) => i + 1,
         None => 0,
@@ -69,8 +92,9 @@ fn scan<T: Send>(
         _ => bytes[..complete - 1].split(|&b| b == b'\n').collect(),
     };
     // Each chunk: the records parsed up to its first bad line, and why that
-    // line is bad. The first chunk has room for every record, so the others
-    // are appended to it rather than everything copied once more.
+    // line is bad. The first chunk has room for every record, so when they
+    // are joined into one list the others are appended to it rather than
+    // everything copied once more.
     let parse_chunk = |part: &[&[u8]], capacity: usize| -> (Vec<T>, Option<String>) {
         let mut out = Vec::with_capacity(capacity);
         for raw in part {
@@ -114,10 +138,10 @@ fn scan<T: Send>(
     };
     // The chain, in file order: the first bad line (a parse or a chain
     // error) is the one reported.
-    let mut records: Option<Vec<T>> = None;
+    let mut parts = Vec::with_capacity(chunks.len());
     let mut prev = Digest::ZERO;
     let mut expected_seq = 1;
-    for (mut items, error) in chunks {
+    for (items, error) in chunks {
         let tampered = |seq: u64, reason: String| LogError::Tampered {
             path: path.to_path_buf(),
             line: seq,
@@ -144,25 +168,18 @@ fn scan<T: Send>(
         if let Some(reason) = error {
             return Err(tampered(expected_seq, reason));
         }
-        match &mut records {
-            None => records = Some(items),
-            Some(all) => all.append(&mut items),
-        }
+        parts.push(items);
     }
-    Ok((
-        records.unwrap_or_default(),
-        bytes.len() - complete,
-        complete as u64,
-    ))
+    Ok((parts, bytes.len() - complete, complete as u64))
 }
 
 /// Checks a log's chain without parsing record bodies (for `jaros verify`).
 fn read_chain(path: &Path) -> Result<(Vec<ChainFields>, usize), LogError> {
     let bytes = fsx::read(path)?;
-    let (fields, torn, _) = scan(path, &bytes, check_line, |f: &ChainFields| {
+    let (parts, torn, _) = scan(path, &bytes, check_line, |f: &ChainFields| {
         (f.seq, f.prev, f.hash)
     })?;
-    Ok((fields, torn))
+    Ok((concat(parts), torn))
 }
 
 /// The verdict on one chain, for `jaros verify`.
