@@ -544,32 +544,18 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
                 );
                 match &record.body {
                     Body::Plan { digest, blob, .. } => {
-                        loaded.plans.entry(*digest).or_insert_with(|| {
-                            let bytes = blobs.get(blob).map_err(|e| e.to_string())?;
-                            let plan = Plan::from_canonical_json(&String::from_utf8_lossy(&bytes))?;
-                            if plan.digest() != *digest {
-                                return Err(format!(
-                                    "plan blob {} does not hash to the recorded digest",
-                                    blob.short()
-                                ));
-                            }
-                            Ok(plan)
-                        });
+                        loaded
+                            .plans
+                            .entry(*digest)
+                            .or_insert_with(|| load_plan(&blobs, digest, blob));
                     }
-                    body => {
-                        // Audit records live in audit/, not log/; skip any that strayed.
-                        let Some((job, _)) = body.job_at() else {
-                            continue;
-                        };
-                        if options.job.as_ref().is_none_or(|j| j == job) {
-                            match jobs.get_mut(job) {
-                                Some(places) => places.push(place),
-                                None => {
-                                    jobs.insert(job.clone(), vec![place]);
-                                }
-                            }
+                    // Audit records live in audit/, not log/; skip any that strayed.
+                    body => match body.job_at() {
+                        Some((job, _)) if options.job.as_ref().is_none_or(|j| j == job) => {
+                            add_place(&mut jobs, job, place);
                         }
-                    }
+                        _ => {}
+                    },
                 }
             }
             loaded.parts.push((node.clone(), records));
@@ -585,6 +571,30 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
     }
     loaded.jobs = jobs.into_iter().collect();
     Ok(loaded)
+}
+
+/// The plan in `blob`, checked against the digest its record names.
+fn load_plan(blobs: &Blobs, digest: &Digest, blob: &Digest) -> Result<Plan, String> {
+    let bytes = blobs.get(blob).map_err(|e| e.to_string())?;
+    let plan = Plan::from_canonical_json(&String::from_utf8_lossy(&bytes))?;
+    if plan.digest() != *digest {
+        return Err(format!(
+            "plan blob {} does not hash to the recorded digest",
+            blob.short()
+        ));
+    }
+    Ok(plan)
+}
+
+/// Adds `place` to `job`'s places, copying the job's id only the first
+/// time it is seen.
+fn add_place(jobs: &mut HashMap<JobId, Vec<Place>>, job: &JobId, place: Place) {
+    match jobs.get_mut(job) {
+        Some(places) => places.push(place),
+        None => {
+            jobs.insert(job.clone(), vec![place]);
+        }
+    }
 }
 
 /// A record's `at` in its job's history, the order records are folded in.

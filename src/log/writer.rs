@@ -179,9 +179,10 @@ impl Inner {
         self.next_seq - 1
     }
 
-    /// Batches taken and not yet ended.
-    fn in_flight(&self) -> u64 {
-        self.batches_taken - self.batches_ended
+    /// Whether another batch may be taken: fewer than
+    /// MAX_BATCHES_IN_FLIGHT are taken and not yet ended.
+    fn room_for_a_batch(&self) -> bool {
+        self.batches_taken - self.batches_ended < MAX_BATCHES_IN_FLIGHT
     }
 }
 
@@ -417,7 +418,7 @@ impl LogWriter {
     ) -> MutexGuard<'a, Inner> {
         let mut inner = inner;
         while inner.written < target && inner.poisoned.is_none() {
-            if !inner.pending.is_empty() && inner.in_flight() < MAX_BATCHES_IN_FLIGHT {
+            if !inner.pending.is_empty() && inner.room_for_a_batch() {
                 inner = self.write_batch(inner);
             } else {
                 self.wrote.wait(&mut inner);
@@ -440,7 +441,7 @@ impl LogWriter {
             && inner.pending_bytes >= min_bytes
             && inner.poisoned.is_none()
         {
-            if inner.in_flight() < MAX_BATCHES_IN_FLIGHT {
+            if inner.room_for_a_batch() {
                 inner = self.write_batch(inner);
             } else if inner.pending_bytes > MAX_PENDING_BYTES {
                 self.wrote.wait(&mut inner);
