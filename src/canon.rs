@@ -196,6 +196,57 @@ pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A JSON value kept as its text, for values that are only compared,
+/// printed and written back, never read into (an `end` record's result):
+/// reading the text from a log costs one copy, where a `Value` costs an
+/// allocation for every key, string and object in it.
+///
+/// [`from_value`](Self::from_value) gives the canonical text; one read from
+/// a log is the text the log holds, which is canonical in every line the
+/// writer wrote. Two are equal when their texts are.
+#[derive(Debug, Clone)]
+pub struct JsonText(Box<serde_json::value::RawValue>);
+
+impl JsonText {
+    pub fn from_value(value: &Value) -> Result<JsonText, CanonError> {
+        Ok(Self::from_canonical_text(to_string(value)?))
+    }
+
+    /// Wraps text already in canonical form (the caller wrote it so).
+    pub(crate) fn from_canonical_text(text: String) -> JsonText {
+        JsonText(
+            serde_json::value::RawValue::from_string(text).expect("canonical JSON text is JSON"),
+        )
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value the text encodes.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.as_str()).expect("the text was checked as JSON")
+    }
+}
+
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl serde::Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<serde_json::value::RawValue>::deserialize(d).map(JsonText)
+    }
+}
+
 /// A sha256 digest, printed as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 32]);

@@ -8,7 +8,7 @@
 // No clock, environment or randomness here: see clippy.toml.
 #![deny(clippy::disallowed_methods)]
 
-use crate::canon::Digest;
+use crate::canon::{Digest, JsonText};
 use crate::decision::{self, AgentName, Decision, DecisionId, JobId, Proposal};
 use crate::exec::{AuditEntry, Executor, LiveIo, Verdict};
 use crate::gate;
@@ -130,25 +130,39 @@ impl JobState {
         s.push(']');
     }
 
+    /// [`result`](Self::result) as an `end` record holds it.
+    pub fn result_text(&self) -> JsonText {
+        JsonText::from_canonical_text(self.result_string())
+    }
+
     /// Whether `recorded` (an `end` record's result) is what
-    /// [`result`](Self::result) gives, compared in the log's own canonical
-    /// encoding without building the value: replay checks every job's end.
-    pub fn result_matches(&self, recorded: &Value) -> bool {
-        let Some(map) = recorded.as_object() else {
-            return false;
-        };
-        let mut ours = String::with_capacity(64 + 128 * self.results.len());
-        self.write_results(&mut ours);
-        if ours.len() > MAX_END_RESULTS_BYTES {
-            return self.result() == *recorded;
+    /// [`result`](Self::result) gives, compared as canonical text.
+    pub fn result_matches(&self, recorded: &JsonText) -> bool {
+        self.result_string() == recorded.as_str()
+    }
+
+    /// The canonical text of [`result`](Self::result), written field by
+    /// field (keys in canonical order) rather than through a `Value` tree
+    /// when the results are within their limit: replay checks every job's
+    /// end. A test pins it to the generic encoding.
+    fn result_string(&self) -> String {
+        use crate::canon::{write_string, write_u64};
+        let mut results = String::with_capacity(64 + 128 * self.results.len());
+        self.write_results(&mut results);
+        if results.len() > MAX_END_RESULTS_BYTES {
+            return crate::canon::to_string(&self.result()).expect("a job's result is canonical");
         }
-        map.len() == 4
-            && map.get("state").and_then(Value::as_str) == Some(self.state.as_str())
-            && map.get("decisions").and_then(Value::as_u64) == Some(self.accepted.into())
-            && map.get("rejected").and_then(Value::as_u64) == Some(self.rejected.into())
-            && map
-                .get("results")
-                .is_some_and(|theirs| crate::canon::to_string(theirs).is_ok_and(|t| t == ours))
+        let mut s = String::with_capacity(results.len() + 64);
+        s.push_str("{\"decisions\":");
+        write_u64(&mut s, self.accepted.into());
+        s.push_str(",\"rejected\":");
+        write_u64(&mut s, self.rejected.into());
+        s.push_str(",\"results\":");
+        s.push_str(&results);
+        s.push_str(",\"state\":");
+        write_string(&mut s, self.state.as_str());
+        s.push('}');
+        s
     }
 
     /// Moves the job to FAILED (where a transition exists) and keeps the
@@ -218,7 +232,6 @@ impl JobState {
         }
     }
 
-    /// The job's result as `end` records and result files hold it.
     /// The job's result as `end` records and result files hold it. The
     /// per-decision results are already in the `effect` records; past
     /// [`MAX_END_RESULTS_BYTES`] they are summarized by count and digest.
@@ -649,7 +662,7 @@ impl Runner<'_> {
             job: state.job.clone(),
             at: cursor.at,
             state: state.state,
-            result: state.result(),
+            result: state.result_text(),
             reason: state.error.clone(),
             blame: state.blame.clone(),
         };
@@ -824,38 +837,53 @@ mod tests {
 
     #[test]
     fn a_result_matches_exactly_what_result_gives() {
+        let text = |v: &Value| JsonText::from_value(v).unwrap();
         let mut state = JobState::new(JobId::new("j1").unwrap(), AgentName::new("a").unwrap());
         state.results.push(advance_step(&state.job));
         state.accepted = 1;
         state.conclude();
         let recorded = state.result();
-        assert!(state.result_matches(&recorded));
-        // Read back from the log's canonical text, as replay sees it.
-        let reread: Value =
-            serde_json::from_str(&crate::canon::to_string(&recorded).unwrap()).unwrap();
-        assert!(state.result_matches(&reread));
+        // The text written field by field is the generic canonical encoding.
+        assert_eq!(state.result_text(), text(&recorded));
+        assert!(state.result_matches(&text(&recorded)));
+        let mut failed = state.clone();
+        failed.results.push(StepResult {
+            decision: DecisionId::new(&failed.job, 1, 1),
+            kind: "tool.ü".into(),
+            ok: false,
+            result: json!({"b": 1e21, "a": "\u{1f600}\n"}),
+            error: Some("\"quoted\"".into()),
+        });
+        failed.rejected = 12;
+        failed.fail("boom".into(), &DecisionId::new(&failed.job, 1, 1));
+        assert_eq!(failed.result_text(), text(&failed.result()));
         let mut changed = recorded.clone();
         changed["results"][0]["result"]["n"] = json!(2);
-        assert!(!state.result_matches(&changed));
+        assert!(!state.result_matches(&text(&changed)));
         for key in ["state", "decisions", "rejected", "results"] {
             let mut missing = recorded.clone();
             missing.as_object_mut().unwrap().remove(key);
-            assert!(!state.result_matches(&missing), "without {key}");
+            assert!(!state.result_matches(&text(&missing)), "without {key}");
         }
         let mut extra = recorded.clone();
         extra["note"] = json!(1);
-        assert!(!state.result_matches(&extra));
-        let mut wrong = recorded;
+        assert!(!state.result_matches(&text(&extra)));
+        let mut wrong = recorded.clone();
         wrong["rejected"] = json!(1);
-        assert!(!state.result_matches(&wrong));
+        assert!(!state.result_matches(&text(&wrong)));
+        // The same value in other than canonical text does not match: a
+        // log's lines are canonical, and the comparison is of text.
+        let spaced: JsonText =
+            serde_json::from_str(&serde_json::to_string_pretty(&recorded).unwrap()).unwrap();
+        assert!(!state.result_matches(&spaced));
         // Past the limit the summary form is compared as a whole.
         let big = "x".repeat(MAX_END_RESULTS_BYTES);
         state.results[0].result = json!({"text": big});
         let summary = state.result();
         assert!(summary.get("results_omitted").is_some());
-        assert!(state.result_matches(&summary));
+        assert_eq!(state.result_text(), text(&summary));
         state.rejected = 3;
-        assert!(!state.result_matches(&summary));
+        assert!(!state.result_matches(&text(&summary)));
     }
 
     #[test]

@@ -269,10 +269,7 @@ fn fold_records(
                 } else {
                     f.state.conclude();
                 }
-                if f.state.state != *state
-                    || f.state.blame != *blame
-                    || !f.state.result_matches(result)
-                {
+                if f.state.state != *state || f.state.blame != *blame {
                     return Err(diverge(
                         index,
                         blame.as_ref(),
@@ -288,12 +285,24 @@ fn fold_records(
                         ),
                     ));
                 }
+                if !f.state.result_matches(result) {
+                    let shown = |text: &str| crate::decision::excerpt(text, SHOWN);
+                    return Err(diverge(
+                        index,
+                        blame.as_ref(),
+                        format!(
+                            "the job's result is {}, the log records {}",
+                            shown(f.state.result_text().as_str()),
+                            shown(result.as_str())
+                        ),
+                    ));
+                }
                 f.ended = Some(JobEnd {
                     job: f.state.job.clone(),
                     agent: f.state.agent.clone(),
                     state: *state,
                     result: if end_result {
-                        result.clone()
+                        result.to_value()
                     } else {
                         Value::Null
                     },
@@ -325,8 +334,10 @@ fn turn_position(index: usize, decision: &Decision) -> Result<(u32, u32), Diverg
     })
 }
 
+/// How much of a value a divergence shows.
+const SHOWN: usize = 200;
+
 fn short_json(value: &Value, error: Option<&str>) -> String {
-    const SHOWN: usize = 200;
     let text = match error {
         Some(e) => format!("error '{e}'"),
         None => crate::canon::to_string(value).unwrap_or_default(),

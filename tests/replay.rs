@@ -5,6 +5,7 @@ mod common;
 
 use common::{fingerprint, Hive};
 use jaros::agents::LocalProposer;
+use jaros::canon::JsonText;
 use jaros::datadir::DataDir;
 use jaros::decision::{AgentName, Decision, JobId};
 use jaros::exec::{Cx, Executor, Handler, Outcome};
@@ -215,6 +216,63 @@ fn a_hand_edited_effect_is_a_divergence_named_by_record_job_agent_and_decision()
             && human.contains("job e1 agent advance decision e1#1.0"),
         "{human}"
     );
+}
+
+/// An end's result is compared as the canonical text the log holds: a
+/// changed step result is named, and so is the same value written other
+/// than canonically (a line the writer never writes).
+#[test]
+fn a_hand_edited_end_result_is_a_divergence_that_shows_both_results() {
+    let hive = Hive::empty();
+    hive.jaros(&["run", "advance", "--id", "r1", "--input", "{}"])
+        .expect(0);
+    hive.jaros(&["replay"]).expect(0);
+    let path = hive.log_file();
+    let original = std::fs::read(&path).unwrap();
+    let log = read_log(&path).unwrap();
+    let index = log
+        .records
+        .iter()
+        .position(|r| matches!(r.body, Body::End { .. }))
+        .unwrap();
+    let Body::End { result, .. } = &log.records[index].body else {
+        unreachable!()
+    };
+    let recorded = result.to_value();
+    assert_eq!(recorded["results"][0]["result"]["to"], "DONE");
+    let mut changed = recorded.clone();
+    changed["results"][0]["result"]["to"] = json!("FAILED");
+    let spaced = result.as_str().replacen('{', "{ ", 1);
+    for (edit, shows) in [
+        (JsonText::from_value(&changed).unwrap(), "\"to\":\"FAILED\""),
+        (
+            serde_json::from_str::<JsonText>(&spaced).unwrap(),
+            "{ \"decisions\"",
+        ),
+    ] {
+        std::fs::write(&path, &original).unwrap();
+        reseal_with(&path, index, |body| {
+            if let Body::End { result, .. } = body {
+                *result = edit.clone();
+            }
+        });
+        let report = hive.jaros(&["replay", "--json"]).expect(1).json();
+        assert_eq!(report["chain_intact"], true);
+        let d = &report["divergence"];
+        assert_eq!(d["record"]["seq"], index as u64 + 1);
+        assert_eq!(d["job"], "r1");
+        let what = d["what"].as_str().unwrap();
+        assert!(
+            what.starts_with("the job's result is {\"decisions\":1,")
+                && what.contains("\"to\":\"DONE\"")
+                && what
+                    .split("the log records")
+                    .nth(1)
+                    .unwrap()
+                    .contains(shows),
+            "{what}"
+        );
+    }
 }
 
 /// A log past two 4,096-line chunks is read in parts, one per thread (on a

@@ -9,7 +9,7 @@
 //! record's hash, checked first, vouches for every byte.
 
 use super::record::Body;
-use crate::canon::Digest;
+use crate::canon::{Digest, JsonText};
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::state::State;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -151,6 +151,9 @@ struct Slots {
     check: Option<String>,
     reason: Option<String>,
     result: Option<Value>,
+    /// An end's result, kept as text when `kind` comes before it (as in
+    /// every canonical line: keys are sorted).
+    end_result: Option<JsonText>,
     state: Option<StateField>,
     blame: Option<DecisionId>,
     action: Option<String>,
@@ -232,7 +235,11 @@ impl Slots {
                     StateField::Name(state) => state,
                     StateField::Digest(_) => return Err(E::custom("state: expected a job state")),
                 },
-                result: req!(result),
+                result: match (self.end_result, self.result) {
+                    (Some(text), _) => text,
+                    (None, Some(value)) => JsonText::from_value(&value).map_err(E::custom)?,
+                    (None, None) => return Err(E::missing_field("result")),
+                },
                 reason: self.reason,
                 blame: self.blame,
             },
@@ -308,6 +315,12 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 Field::Decision => set!(decision, "decision"),
                 Field::Check => set!(check, "check"),
                 Field::Reason => s.reason = map.next_value()?,
+                Field::Result if matches!(s.kind, Some(Kind::End)) => {
+                    if s.end_result.is_some() {
+                        return Err(de::Error::duplicate_field("result"));
+                    }
+                    s.end_result = Some(map.next_value()?);
+                }
                 Field::Result => set!(result, "result"),
                 Field::State => set!(state, "state"),
                 Field::Blame => s.blame = map.next_value()?,
@@ -413,7 +426,7 @@ mod tests {
                 job: job.clone(),
                 at: 4,
                 state: State::Failed,
-                result: json!({}),
+                result: JsonText::from_value(&json!({"n": [1, "x"]})).unwrap(),
                 reason: Some("r".into()),
                 blame: Some(id.clone()),
             },

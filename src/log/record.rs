@@ -1,7 +1,7 @@
 //! The records of the log and their encoding: canonical JSON, one per line,
 //! chained by `prev` and sealed by `hash`.
 
-use crate::canon::{self, Digest};
+use crate::canon::{self, Digest, JsonText};
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::state::State;
 use serde::Serialize;
@@ -90,7 +90,9 @@ pub enum Body {
         job: JobId,
         at: u32,
         state: State,
-        result: Value,
+        /// What [`JobState::result`](crate::job::JobState::result) gave, as
+        /// text: replay only compares it.
+        result: JsonText,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         /// The decision the failure is attributed to, if any.
@@ -307,7 +309,7 @@ fn members(body: &Body, m: &mut Encoder) {
             m.str("job", job.as_str());
             m.str("kind", kind);
             m.opt_str("reason", reason.as_deref());
-            m.json("result", result);
+            m.raw("result", result.as_str());
             m.str("state", state.as_str());
         }
         Body::Audit {
@@ -374,6 +376,13 @@ impl Encoder {
     fn int(&mut self, key: &'static str, n: u64) {
         self.key(key);
         canon::write_u64(&mut self.out, n);
+    }
+
+    /// Text that is already JSON, as it is.
+    #[inline(always)]
+    fn raw(&mut self, key: &'static str, text: &str) {
+        self.key(key);
+        self.out.push_str(text);
     }
 
     #[inline(always)]
@@ -901,7 +910,7 @@ mod tests {
                 job: job.clone(),
                 at: 4,
                 state: State::Failed,
-                result: json!(null),
+                result: JsonText::from_value(&json!({"ok": [true, 1.5]})).unwrap(),
                 reason,
                 blame,
             });
