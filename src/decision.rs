@@ -24,7 +24,7 @@ pub enum NameError {
     BadChar { what: &'static str, name: String },
 }
 
-fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { what });
     }
@@ -217,6 +217,16 @@ impl DecisionId {
         let (turn, pos) = tail.split_once('.')?;
         Some((turn.parse().ok()?, pos.parse().ok()?))
     }
+
+    /// Whether this is the id [`new`](Self::new) gives for these, compared
+    /// without building that id (the gate asks for every decision).
+    pub fn is_for(&self, job: &JobId, turn: u32, position: u32) -> bool {
+        let rest = self.0.strip_prefix(job.as_str());
+        let rest = rest.and_then(|r| r.strip_prefix('#'));
+        let rest = rest.and_then(|r| r.strip_prefix(itoa::Buffer::new().format(turn)));
+        let rest = rest.and_then(|r| r.strip_prefix('.'));
+        rest == Some(itoa::Buffer::new().format(position))
+    }
 }
 
 /// The first `max_chars` characters of `text`, with "…" when cut: for
@@ -244,6 +254,30 @@ mod tests {
             JobId::new("a/b").unwrap_err().to_string(),
             "job id 'a/b' may hold only letters, digits, '.', '_' and '-' and must start with a letter or digit"
         );
+    }
+
+    #[test]
+    fn an_id_is_for_exactly_the_job_turn_and_position_it_was_made_from() {
+        let jobs = ["a", "ab", "a1", "b"].map(|j| JobId::new(j).unwrap());
+        let numbers = [0, 1, 2, 10, 11, 21, 102, u32::MAX];
+        for made in &jobs {
+            for &turn in &numbers {
+                for &position in &numbers {
+                    let id = DecisionId::new(made, turn, position);
+                    for job in &jobs {
+                        for &t in &numbers {
+                            for &p in &numbers {
+                                assert_eq!(
+                                    id.is_for(job, t, p),
+                                    id == DecisionId::new(job, t, p),
+                                    "{id} for {job} {t} {p}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 // No clock, environment or randomness here: see clippy.toml.
 #![deny(clippy::disallowed_methods)]
 
-use crate::decision::{Decision, DecisionId};
+use crate::decision::Decision;
 use crate::job::JobState;
 use crate::plan::{Plan, ScopeKind};
 use serde::{Deserialize, Serialize};
@@ -214,13 +214,13 @@ fn check_structure(
             ),
         );
     }
-    if d.id != DecisionId::new(&job.job, turn, position) {
+    if !d.id.is_for(&job.job, turn, position) {
         return reject(
             Check::Structure,
             format!("id '{}' is not the runtime's id for this position", d.id),
         );
     }
-    if crate::decision::DecisionType::new(d.kind.clone()).is_err() {
+    if crate::decision::check_name("decision type", &d.kind).is_err() {
         return reject(
             Check::Structure,
             format!("'{}' is not a decision type name", d.kind.escape_debug()),
