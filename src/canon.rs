@@ -196,54 +196,53 @@ pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// A JSON value kept as its text, for values that are only compared,
-/// printed and written back, never read into (an `end` record's result):
-/// reading the text from a log costs one copy, where a `Value` costs an
-/// allocation for every key, string and object in it.
+/// A JSON value kept as its text, for values that are mostly compared,
+/// printed and written back rather than read into (an `effect`'s and an
+/// `end`'s result): reading the text from a log costs one copy, where a
+/// `Value` costs an allocation for every key, string and object in it.
 ///
 /// [`from_value`](Self::from_value) gives the canonical text; one read from
 /// a log is the text the log holds, which is canonical in every line the
-/// writer wrote. Two are equal when their texts are.
-#[derive(Debug, Clone)]
-pub struct JsonText(Box<serde_json::value::RawValue>);
+/// writer wrote. Two are equal when their texts are. Only ever built from
+/// JSON, by encoding a value or by reading one (the reader checks the
+/// syntax).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(Box<str>);
 
 impl JsonText {
     pub fn from_value(value: &Value) -> Result<JsonText, CanonError> {
-        Ok(Self::from_canonical_text(to_string(value)?))
+        Ok(JsonText(to_string(value)?.into()))
     }
 
-    /// Wraps text already in canonical form (the caller wrote it so).
+    /// Wraps text the caller wrote in canonical form.
     pub(crate) fn from_canonical_text(text: String) -> JsonText {
-        JsonText(
-            serde_json::value::RawValue::from_string(text).expect("canonical JSON text is JSON"),
-        )
+        JsonText(text.into())
     }
 
     pub fn as_str(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
-    /// The value the text encodes.
-    pub fn to_value(&self) -> Value {
-        serde_json::from_str(self.as_str()).expect("the text was checked as JSON")
-    }
-}
-
-impl PartialEq for JsonText {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+    /// The value the text encodes. An error for JSON that no `Value` holds
+    /// (a number out of range, a lone surrogate), which only a line made by
+    /// hand can carry: the reader checks the syntax, not the values.
+    pub fn to_value(&self) -> Result<Value, String> {
+        serde_json::from_str(&self.0).map_err(|e| e.to_string())
     }
 }
 
 impl serde::Serialize for JsonText {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        // The text as it is, in JSON output.
+        serde_json::value::RawValue::from_string(self.0.to_string())
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for JsonText {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Box::<serde_json::value::RawValue>::deserialize(d).map(JsonText)
+        Box::<serde_json::value::RawValue>::deserialize(d).map(|raw| JsonText(raw.into()))
     }
 }
 
@@ -373,6 +372,26 @@ mod tests {
 
     fn canon(text: &str) -> String {
         to_string(&serde_json::from_str(text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn json_text_keeps_the_text_it_was_read_from_and_reads_back_only_values() {
+        let value = json!({"b": [1.0, "\u{e9}"], "a": null});
+        let text = JsonText::from_value(&value).unwrap();
+        assert_eq!(text.as_str(), r#"{"a":null,"b":[1,"é"]}"#);
+        assert_eq!(text.to_value().unwrap(), json!({"a": null, "b": [1, "é"]}));
+        // Read and written back as the same bytes, whatever their form.
+        let line = r#"{"t":{ "b" :1.50,"a":2}}"#;
+        let read: std::collections::BTreeMap<String, JsonText> =
+            serde_json::from_str(line).unwrap();
+        assert_eq!(read["t"].as_str(), r#"{ "b" :1.50,"a":2}"#);
+        assert_eq!(serde_json::to_string(&read).unwrap(), line);
+        assert!(serde_json::from_str::<JsonText>("{\"a\":").is_err());
+        // Syntax is checked on reading; values only when read into.
+        for unreadable in ["1e400", r#""\ud800""#] {
+            let text: JsonText = serde_json::from_str(unreadable).unwrap();
+            assert!(text.to_value().is_err(), "{unreadable}");
+        }
     }
 
     #[test]

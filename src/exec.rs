@@ -9,7 +9,7 @@
 // No clock, environment or randomness here: see clippy.toml.
 #![deny(clippy::disallowed_methods)]
 
-use crate::canon::Digest;
+use crate::canon::{Digest, JsonText};
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
 use crate::job::{JobState, StepResult};
 use crate::log::LogError;
@@ -106,7 +106,7 @@ pub struct Cx<'a> {
     /// replaying or resuming; `None` on a first live run. A deterministic
     /// handler whose live run failed for a reason outside the decision (the
     /// file system refused) reads that failure back from here.
-    pub recorded: Option<(&'a Value, Option<&'a str>)>,
+    pub recorded: Option<(&'a JsonText, Option<&'a str>)>,
 }
 
 /// A decision handler.
@@ -182,7 +182,7 @@ impl Executor {
         plan: &Plan,
         state: &mut JobState,
         decision: &Decision,
-        recorded: Option<(&Value, Option<&str>)>,
+        recorded: Option<(&JsonText, Option<&str>)>,
         live: Option<&dyn LiveIo>,
     ) -> Effect {
         let deterministic = plan
@@ -192,7 +192,7 @@ impl Executor {
         let outcome = match recorded {
             Some((result, error)) if !deterministic => match error {
                 Some(e) => Err(e.to_string()),
-                None => Ok(Outcome::result(result.clone())),
+                None => read_back(result),
             },
             _ => {
                 let cx = Cx {
@@ -255,6 +255,14 @@ impl Executor {
             state: state.digest(),
         }
     }
+}
+
+/// A recorded result, read back as the handler's outcome.
+pub fn read_back(result: &JsonText) -> Result<Outcome, String> {
+    result
+        .to_value()
+        .map(Outcome::result)
+        .map_err(|e| format!("the recorded result cannot be read back: {e}"))
 }
 
 pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -794,7 +794,7 @@ pub fn effect_body(
         job: job.clone(),
         at,
         decision: decision.id.clone(),
-        result: effect.result.clone(),
+        result: JsonText::from_value(&effect.result).expect("a JSON value has a canonical form"),
         error: effect.error.clone(),
         state: effect.state,
     }

@@ -192,7 +192,10 @@ fn fold_records(
                 );
                 if deterministic {
                     f.counts.reexecuted += 1;
-                    if effect.result != *result || effect.error != *error {
+                    // Compared as canonical text, as the log holds it.
+                    let same_result = crate::canon::to_string(&effect.result)
+                        .is_ok_and(|ours| ours == result.as_str());
+                    if !same_result || effect.error != *error {
                         return Err(diverge(
                             index,
                             Some(id),
@@ -200,7 +203,7 @@ fn fold_records(
                                 "re-executing '{}' gave {} but the log records {}",
                                 decision.kind,
                                 short_json(&effect.result, effect.error.as_deref()),
-                                short_json(result, error.as_deref())
+                                short_text(result.as_str(), error.as_deref())
                             ),
                         ));
                     }
@@ -302,7 +305,8 @@ fn fold_records(
                     agent: f.state.agent.clone(),
                     state: *state,
                     result: if end_result {
-                        result.to_value()
+                        // The same value: the recorded text matched it.
+                        f.state.result()
                     } else {
                         Value::Null
                     },
@@ -338,11 +342,14 @@ fn turn_position(index: usize, decision: &Decision) -> Result<(u32, u32), Diverg
 const SHOWN: usize = 200;
 
 fn short_json(value: &Value, error: Option<&str>) -> String {
-    let text = match error {
-        Some(e) => format!("error '{e}'"),
-        None => crate::canon::to_string(value).unwrap_or_default(),
-    };
-    crate::decision::excerpt(&text, SHOWN)
+    short_text(&crate::canon::to_string(value).unwrap_or_default(), error)
+}
+
+fn short_text(text: &str, error: Option<&str>) -> String {
+    match error {
+        Some(e) => crate::decision::excerpt(&format!("error '{e}'"), SHOWN),
+        None => crate::decision::excerpt(text, SHOWN),
+    }
 }
 
 /// Where a record sits: which node's log, which seq.

@@ -124,6 +124,49 @@ fn a_non_deterministic_handler_is_flagged_by_replay() {
     assert!(!report.reproducible());
 }
 
+/// A read-back result is read back as recorded; one that no JSON value
+/// holds (a number out of range, in a line made by hand) is a divergence at
+/// its effect, not a panic.
+#[test]
+fn a_recorded_result_is_read_back_and_an_unreadable_one_is_a_divergence() {
+    let hive = Hive::empty();
+    let mut plan = plan_with_counter();
+    plan.types.get_mut("count").unwrap().deterministic = false;
+    let executor = Executor::core().with("count", Arc::new(Counter(AtomicU64::new(0))));
+    run_one(
+        &hive,
+        plan.clone(),
+        &executor,
+        &Fixed(r#"[{"type":"count","payload":{}}]"#),
+        "counter",
+        "c1",
+    );
+    let data = DataDir::new(hive.data());
+    let report = replay(&data, &executor, &Options::default()).unwrap();
+    assert!(report.reproducible(), "{:?}", report.divergence);
+    assert_eq!(report.effects_read_back, 1);
+    let path = hive.log_file();
+    let log = read_log(&path).unwrap();
+    let index = log
+        .records
+        .iter()
+        .position(|r| matches!(r.body, Body::Effect { .. }))
+        .unwrap();
+    let unreadable: JsonText = serde_json::from_str(r#"{"n":1e400}"#).unwrap();
+    assert!(unreadable.to_value().is_err());
+    reseal_with(&path, index, |body| {
+        if let Body::Effect { result, .. } = body {
+            *result = unreadable.clone();
+        }
+    });
+    let report = replay(&data, &executor, &Options::default()).unwrap();
+    assert!(report.chain_intact);
+    let d = report.divergence.expect("the divergence is named");
+    assert_eq!(d.record.seq, index as u64 + 1);
+    assert_eq!(d.decision.unwrap().as_str(), "c1#1.0");
+    assert!(d.what.contains("job state after the effect"), "{}", d.what);
+}
+
 #[test]
 fn a_deterministic_run_replays_byte_identically_and_leaves_the_data_dir_untouched() {
     let hive = Hive::empty();
@@ -192,7 +235,7 @@ fn a_hand_edited_effect_is_a_divergence_named_by_record_job_agent_and_decision()
         .unwrap();
     reseal_with(&path, index, |body| {
         if let Body::Effect { result, .. } = body {
-            *result = json!({"from": "PENDING", "to": "FAILED"});
+            *result = JsonText::from_value(&json!({"from": "PENDING", "to": "FAILED"})).unwrap();
         }
     });
     let run = hive.jaros(&["replay", "--json"]).expect(1);
@@ -238,7 +281,7 @@ fn a_hand_edited_end_result_is_a_divergence_that_shows_both_results() {
     let Body::End { result, .. } = &log.records[index].body else {
         unreachable!()
     };
-    let recorded = result.to_value();
+    let recorded = result.to_value().unwrap();
     assert_eq!(recorded["results"][0]["result"]["to"], "DONE");
     let mut changed = recorded.clone();
     changed["results"][0]["result"]["to"] = json!("FAILED");
@@ -340,7 +383,7 @@ fn a_log_read_in_parts_names_its_records_and_cuts_at_until_like_one_list() {
     };
     reseal_with(&path, index, |body| {
         if let Body::Effect { result, .. } = body {
-            *result = json!({"from": "PENDING", "to": "FAILED"});
+            *result = JsonText::from_value(&json!({"from": "PENDING", "to": "FAILED"})).unwrap();
         }
     });
     let report = replay(&dir, &executor, &Options::default()).unwrap();

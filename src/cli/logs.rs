@@ -148,7 +148,10 @@ fn describe(body: &Body) -> String {
             ..
         } => match error {
             Some(e) => format!("effect   {decision} error: {e}"),
-            None => format!("effect   {decision} {}", short(result)),
+            None => format!(
+                "effect   {decision} {}",
+                crate::decision::excerpt(result.as_str(), 100)
+            ),
         },
         Body::End {
             job, state, reason, ..

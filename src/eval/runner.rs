@@ -276,11 +276,20 @@ pub fn observe(bodies: &[Body]) -> Observed {
                 result,
                 error,
                 ..
-            } => seen.effects.push(EffectSeen {
-                decision: decision.to_string(),
-                result: result.clone(),
-                error: error.clone(),
-            }),
+            } => {
+                let (result, error) = match result.to_value() {
+                    Ok(value) => (value, error.clone()),
+                    Err(e) => (
+                        serde_json::Value::Null,
+                        Some(format!("the recorded result cannot be read: {e}")),
+                    ),
+                };
+                seen.effects.push(EffectSeen {
+                    decision: decision.to_string(),
+                    result,
+                    error,
+                })
+            }
             Body::End { state, reason, .. } => {
                 seen.state = Some(*state);
                 seen.reason = reason.clone();

@@ -93,7 +93,7 @@ pub fn refuse(
 pub fn read_back(cx: &Cx<'_>) -> Result<Outcome, String> {
     match cx.recorded {
         Some((_, Some(error))) => Err(error.to_string()),
-        Some((result, None)) => Ok(Outcome::result(result.clone())),
+        Some((result, None)) => crate::exec::read_back(result),
         None => Err("nothing is recorded for this decision and a replay cannot act".into()),
     }
 }

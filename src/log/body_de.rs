@@ -151,9 +151,9 @@ struct Slots {
     check: Option<String>,
     reason: Option<String>,
     result: Option<Value>,
-    /// An end's result, kept as text when `kind` comes before it (as in
-    /// every canonical line: keys are sorted).
-    end_result: Option<JsonText>,
+    /// An effect's or an end's result, kept as text when `kind` comes
+    /// before it (as in every canonical line: keys are sorted).
+    result_text: Option<JsonText>,
     state: Option<StateField>,
     blame: Option<DecisionId>,
     action: Option<String>,
@@ -219,7 +219,7 @@ impl Slots {
                 job: req!(job),
                 at: req!(at),
                 decision: decision_id(req!(decision))?,
-                result: req!(result),
+                result: result_text(self.result_text, self.result)?,
                 error: self.error,
                 state: match req!(state) {
                     StateField::Digest(digest) => digest,
@@ -235,11 +235,7 @@ impl Slots {
                     StateField::Name(state) => state,
                     StateField::Digest(_) => return Err(E::custom("state: expected a job state")),
                 },
-                result: match (self.end_result, self.result) {
-                    (Some(text), _) => text,
-                    (None, Some(value)) => JsonText::from_value(&value).map_err(E::custom)?,
-                    (None, None) => return Err(E::missing_field("result")),
-                },
+                result: result_text(self.result_text, self.result)?,
                 reason: self.reason,
                 blame: self.blame,
             },
@@ -253,6 +249,15 @@ impl Slots {
                 time: req!(time),
             },
         })
+    }
+}
+
+/// The result as text: as read, or encoded when it came before `kind`.
+fn result_text<E: de::Error>(text: Option<JsonText>, value: Option<Value>) -> Result<JsonText, E> {
+    match (text, value) {
+        (Some(text), _) => Ok(text),
+        (None, Some(value)) => JsonText::from_value(&value).map_err(E::custom),
+        (None, None) => Err(E::missing_field("result")),
     }
 }
 
@@ -315,11 +320,11 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 Field::Decision => set!(decision, "decision"),
                 Field::Check => set!(check, "check"),
                 Field::Reason => s.reason = map.next_value()?,
-                Field::Result if matches!(s.kind, Some(Kind::End)) => {
-                    if s.end_result.is_some() {
+                Field::Result if matches!(s.kind, Some(Kind::Effect | Kind::End)) => {
+                    if s.result.is_some() || s.result_text.is_some() {
                         return Err(de::Error::duplicate_field("result"));
                     }
-                    s.end_result = Some(map.next_value()?);
+                    s.result_text = Some(map.next_value()?);
                 }
                 Field::Result => set!(result, "result"),
                 Field::State => set!(state, "state"),
@@ -418,7 +423,7 @@ mod tests {
                 job: job.clone(),
                 at: 3,
                 decision: id.clone(),
-                result: json!({"to": "RUNNING"}),
+                result: JsonText::from_value(&json!({"to": "RUNNING"})).unwrap(),
                 error: None,
                 state: d,
             },

@@ -78,8 +78,9 @@ pub enum Body {
         at: u32,
         decision: DecisionId,
         /// The handler's result (recorded so replay can read back what is not
-        /// deterministic).
-        result: Value,
+        /// deterministic), as text: replay compares a re-executed result
+        /// with it and reads back only the others.
+        result: JsonText,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         /// sha256 of the job's canonical state after this effect.
@@ -293,7 +294,7 @@ fn members(body: &Body, m: &mut Encoder) {
             m.opt_str("error", error.as_deref());
             m.str("job", job.as_str());
             m.str("kind", kind);
-            m.json("result", result);
+            m.raw("result", result.as_str());
             m.digest("state", state);
         }
         Body::End {
@@ -885,7 +886,7 @@ mod tests {
                 job: job.clone(),
                 at: 3,
                 decision: decision.id.clone(),
-                result: json!({"b": "x", "a": 1}),
+                result: JsonText::from_value(&json!({"b": "x", "a": 1})).unwrap(),
                 error,
                 state: Digest::of_bytes(b"s"),
             });
