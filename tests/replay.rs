@@ -146,12 +146,7 @@ fn a_recorded_result_is_read_back_and_an_unreadable_one_is_a_divergence() {
     assert!(report.reproducible(), "{:?}", report.divergence);
     assert_eq!(report.effects_read_back, 1);
     let path = hive.log_file();
-    let log = read_log(&path).unwrap();
-    let index = log
-        .records
-        .iter()
-        .position(|r| matches!(r.body, Body::Effect { .. }))
-        .unwrap();
+    let index = position_of(&path, |b| matches!(b, Body::Effect { .. }));
     let unreadable: JsonText = serde_json::from_str(r#"{"n":1e400}"#).unwrap();
     assert!(unreadable.to_value().is_err());
     reseal_with(&path, index, |body| {
@@ -221,23 +216,27 @@ fn reseal_with(path: &std::path::Path, index: usize, edit: impl Fn(&mut Body)) {
     std::fs::write(path, out).unwrap();
 }
 
+/// Where the first record that `is` picks sits in the log at `path`.
+fn position_of(path: &std::path::Path, is: impl Fn(&Body) -> bool) -> usize {
+    let log = read_log(path).unwrap();
+    log.records.iter().position(|r| is(&r.body)).unwrap()
+}
+
+/// An effect's result, edited to say the job failed.
+fn effect_says_failed(body: &mut Body) {
+    if let Body::Effect { result, .. } = body {
+        *result = JsonText::from_value(&json!({"from": "PENDING", "to": "FAILED"})).unwrap();
+    }
+}
+
 #[test]
 fn a_hand_edited_effect_is_a_divergence_named_by_record_job_agent_and_decision() {
     let hive = Hive::empty();
     hive.jaros(&["run", "advance", "--id", "e1", "--input", "{}"])
         .expect(0);
     let path = hive.log_file();
-    let log = read_log(&path).unwrap();
-    let index = log
-        .records
-        .iter()
-        .position(|r| matches!(r.body, Body::Effect { .. }))
-        .unwrap();
-    reseal_with(&path, index, |body| {
-        if let Body::Effect { result, .. } = body {
-            *result = JsonText::from_value(&json!({"from": "PENDING", "to": "FAILED"})).unwrap();
-        }
-    });
+    let index = position_of(&path, |b| matches!(b, Body::Effect { .. }));
+    reseal_with(&path, index, effect_says_failed);
     let run = hive.jaros(&["replay", "--json"]).expect(1);
     let report = run.json();
     assert_eq!(report["chain_intact"], true);
@@ -381,11 +380,7 @@ fn a_log_read_in_parts_names_its_records_and_cuts_at_until_like_one_list() {
     let Body::Effect { job, .. } = &log.records[index].body else {
         unreachable!()
     };
-    reseal_with(&path, index, |body| {
-        if let Body::Effect { result, .. } = body {
-            *result = JsonText::from_value(&json!({"from": "PENDING", "to": "FAILED"})).unwrap();
-        }
-    });
+    reseal_with(&path, index, effect_says_failed);
     let report = replay(&dir, &executor, &Options::default()).unwrap();
     let d = report.divergence.expect("the edit is found");
     assert_eq!((d.record.seq, &d.job), (index as u64 + 1, job));
