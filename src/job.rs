@@ -81,7 +81,8 @@ impl JobState {
             Some(text) => write_string(s, text),
             None => s.push_str("null"),
         };
-        // Numbers by `write_u64`: `format!` here was a twentieth of replay.
+        // Numbers by `write_u64`, not `format!`, whose machinery showed in
+        // replay's profile.
         s.push_str("{\"accepted\":");
         write_u64(&mut s, self.accepted.into());
         s.push_str(",\"agent\":");
