@@ -79,9 +79,9 @@ pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folde
     fold_records(plan, executor, records, true)
 }
 
-/// [`fold`], keeping the end's result in `Folded::ended` only when
-/// `end_result` (a replay pass never reads it, and copying each job's was
-/// one of the copies that, gone, took replay 15–20% faster).
+/// [`fold`], building the end's result in `Folded::ended` only when
+/// `end_result` (a replay pass never reads it; copying each job's was one
+/// of the copies that, gone, took replay 15–20% faster).
 fn fold_records(
     plan: &Plan,
     executor: &Executor,
@@ -289,14 +289,13 @@ fn fold_records(
                     ));
                 }
                 if !f.state.result_matches(result) {
-                    let shown = |text: &str| crate::decision::excerpt(text, SHOWN);
                     return Err(diverge(
                         index,
                         blame.as_ref(),
                         format!(
                             "the job's result is {}, the log records {}",
-                            shown(f.state.result_text().as_str()),
-                            shown(result.as_str())
+                            short_text(f.state.result_text().as_str(), None),
+                            short_text(result.as_str(), None)
                         ),
                     ));
                 }
