@@ -75,7 +75,7 @@ fn appends_pipelined(writers: u64, per_writer: u64) -> f64 {
         std::thread::spawn(move || {
             let (mut rounds, mut synced) = (0u64, 0u64);
             while synced < total {
-                let (head, _) = w.head();
+                let head = w.last_seq();
                 if head == synced {
                     // Nothing new: wait as the finisher waits for ends.
                     std::thread::sleep(Duration::from_micros(50));

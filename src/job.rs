@@ -385,12 +385,12 @@ impl Runner<'_> {
             return Err(RunError::Fenced(job.clone()));
         }
         cursor.at += 1;
-        let appended = if durable {
+        let seq = if durable {
             self.log.append(&body)?
         } else {
             self.log.append_deferred(&body)?
         };
-        Ok(appended.seq)
+        Ok(seq)
     }
 
     /// Appends an effect: durable before the job moves on when replay reads

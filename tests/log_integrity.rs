@@ -150,7 +150,7 @@ fn a_torn_tail_at_every_byte_of_the_last_record_is_cut_and_appends_continue() {
             let (w, report) = LogWriter::open(&path).unwrap();
             assert_eq!(report.records, 2, "cut at {cut}");
             assert_eq!(report.truncated_bytes, cut - last_start);
-            assert_eq!(w.append(&body(9)).unwrap().seq, 3);
+            assert_eq!(w.append(&body(9)).unwrap(), 3);
         }
         assert!(verify_chain(&path, None).error.is_none(), "cut at {cut}");
         // Reopen twice: the repaired log stays whole.

@@ -46,7 +46,7 @@ impl AuditLog {
             reason: entry.reason.clone(),
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
-        Ok(self.writer.append(&body)?.seq)
+        self.writer.append(&body)
     }
 }
 

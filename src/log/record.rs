@@ -169,9 +169,10 @@ pub enum RecordError {
 }
 
 /// A record body encoded ahead of time, with holes for `hash`, `prev` and
-/// `seq`, so the writer's critical section only finishes the hash:
+/// `seq`, so the writer's critical section only gives it its `seq`:
 /// everything before `prev` (most of a record) is hashed here, and the line
-/// is written out later from its [`Holed`] text.
+/// is written out later from its [`Holed`] text, the hash finished once the
+/// record before it is hashed.
 #[derive(Debug, Clone)]
 pub struct Unsealed {
     text: Holed,
@@ -179,6 +180,9 @@ pub struct Unsealed {
     /// the chain fields.
     head: Sha256,
 }
+
+/// What a line holds before its hash's value.
+const HASH_MEMBER_HEAD: &[u8] = b",\"hash\":\"";
 
 /// A record's text without the chain fields' values and without the hash
 /// member, cut at the holes: `[..hash_at]` goes up to where `,"hash":"…"`
@@ -537,7 +541,7 @@ impl Unsealed {
 
     /// The record's hash once its `seq` and `prev` are known: the hash
     /// over its text so far, continued with the chain fields.
-    pub fn hash(&self, seq: u64, prev_hex: &[u8; 64]) -> Digest {
+    fn hash(&self, seq: u64, prev_hex: &[u8; 64]) -> Digest {
         let t = &self.text;
         let mut seq_buf = itoa::Buffer::new();
         let mut hasher = self.head.clone();
@@ -552,9 +556,53 @@ impl Unsealed {
         Digest(hasher.finalize().into())
     }
 
-    /// The text, to write the line from once hashed.
-    pub fn into_text(self) -> Holed {
-        self.text
+    /// Appends the record's line (without the newline) to `out` with its
+    /// `seq`, leaving the values of `hash` and `prev` as holes for
+    /// [`Holes::fill`] once the record before it is hashed: lines are
+    /// written out in any order, and only the chain is finished in file
+    /// order. Gives back the text's memory.
+    pub fn write_with_holes(self, seq: u64, out: &mut Vec<u8>) -> (Holes, String) {
+        const HOLE: [u8; 64] = [b'0'; 64];
+        let t = &self.text;
+        let start = out.len();
+        t.write_line(seq, &HOLE, &HOLE, out);
+        // `,"hash":"` then the hash's value and `"` go in before prev's part.
+        let hash_at = start + t.hash_at + HASH_MEMBER_HEAD.len();
+        let holes = Holes {
+            head: self.head,
+            hash_at,
+            prev_at: hash_at + 65 + (t.prev_at - t.hash_at),
+            end: out.len(),
+        };
+        (holes, self.text.text)
+    }
+}
+
+/// Where a line written by [`Unsealed::write_with_holes`] lacks its `hash`
+/// and `prev` values, with the hash over its text up to `prev`'s value.
+#[derive(Debug, Clone)]
+pub struct Holes {
+    head: Sha256,
+    /// Offsets in the lines' buffer: the two values' first bytes, and the
+    /// line's end.
+    hash_at: usize,
+    prev_at: usize,
+    end: usize,
+}
+
+impl Holes {
+    /// Fills the line's holes in `lines` (the buffer it was written into)
+    /// given the hash, as hex, of the record before it; returns its own.
+    pub fn fill(self, prev_hex: &[u8; 64], lines: &mut [u8]) -> [u8; 64] {
+        // What follows prev's value to the line's end is what Unsealed::hash
+        // continues with: the text between prev and seq, seq, the rest.
+        let mut hasher = self.head;
+        hasher.update(prev_hex);
+        hasher.update(&lines[self.prev_at + 64..self.end]);
+        let hex = Digest(hasher.finalize().into()).hex_bytes();
+        lines[self.prev_at..self.prev_at + 64].copy_from_slice(prev_hex);
+        lines[self.hash_at..self.hash_at + 64].copy_from_slice(&hex);
+        hex
     }
 }
 
@@ -564,21 +612,10 @@ impl Holed {
         self.text.len()
     }
 
-    /// The text's memory, for [`prepare_in`].
-    pub fn into_buffer(self) -> String {
-        self.text
-    }
-
     /// Appends the record's line (without the newline) to `out`, given its
     /// chain fields' values: `hash_hex` must be what [`Unsealed::hash`]
     /// gave for `seq` and `prev_hex`.
-    pub fn write_line(
-        &self,
-        seq: u64,
-        prev_hex: &[u8; 64],
-        hash_hex: &[u8; 64],
-        out: &mut Vec<u8>,
-    ) {
+    fn write_line(&self, seq: u64, prev_hex: &[u8; 64], hash_hex: &[u8; 64], out: &mut Vec<u8>) {
         let text = self.text.as_bytes();
         let (upto_hash, upto_prev) = (&text[..self.hash_at], &text[self.hash_at..self.prev_at]);
         let (upto_seq, rest) = (&text[self.prev_at..self.seq_at], &text[self.seq_at..]);
@@ -586,7 +623,7 @@ impl Holed {
         let seq_text = seq_buf.format(seq).as_bytes();
         out.reserve(text.len() + 160);
         out.extend_from_slice(upto_hash);
-        out.extend_from_slice(b",\"hash\":\"");
+        out.extend_from_slice(HASH_MEMBER_HEAD);
         out.extend_from_slice(hash_hex);
         out.push(b'"');
         for part in [upto_prev, prev_hex, upto_seq, seq_text, rest] {
@@ -962,6 +999,38 @@ mod tests {
             line.contains("\"tokens_in\":18446744073709552000,"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn lines_written_with_holes_and_filled_in_order_are_the_sealed_lines() {
+        // Every kind of body, one after the other in one buffer, as a batch
+        // is written: filled in order, each line and hash is what sealing
+        // it after the one before gives.
+        let first_prev = Digest::of_bytes(b"prev");
+        for seq_from in [1, 999_999_999_990] {
+            let bodies = every_kind_of_body();
+            let mut lines = Vec::new();
+            let mut holes = Vec::new();
+            for (i, body) in bodies.iter().enumerate() {
+                let (h, _) = prepare(body)
+                    .unwrap()
+                    .write_with_holes(seq_from + i as u64, &mut lines);
+                lines.push(b'\n');
+                holes.push(h);
+            }
+            let mut prev = first_prev.hex_bytes();
+            for h in holes {
+                prev = h.fill(&prev, &mut lines);
+            }
+            let mut prev = first_prev;
+            let written = String::from_utf8(lines).unwrap();
+            for (i, (line, body)) in written.lines().zip(&bodies).enumerate() {
+                let (sealed, hash) = seal(seq_from + i as u64, &prev, body).unwrap();
+                assert_eq!(line, sealed, "body {i}");
+                prev = hash;
+            }
+            assert_eq!(written.lines().count(), bodies.len());
+        }
     }
 
     #[test]

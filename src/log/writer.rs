@@ -1,13 +1,16 @@
 //! Durable appends with group commit.
 //!
 //! An appender encodes its record and hashes most of it outside the lock,
-//! then seals it under one mutex (so `seq` and `prev` follow the file
-//! order): finishes its hash and queues it, not into the file. Whoever finds
-//! no write in flight (a deferred appender: and at least WRITE_BATCH_BYTES
-//! queued) takes the whole queue, writes its lines out into one buffer and
-//! that with one `write`, both outside the lock, again and again while more
-//! is queued, while others seal behind it: concurrent appends share one
-//! write, and sealing neither copies the line nor waits for the kernel.
+//! then seals it under one mutex: gives it the next `seq` and queues it, not
+//! into the file. Whoever finds room for a batch (a deferred appender: and
+//! at least WRITE_BATCH_BYTES queued) takes the whole queue and, outside
+//! the lock, writes its lines out into one buffer with their `prev` and
+//! `hash` left as holes; then, after the batch taken before it, finishes
+//! the chain (each record's hash needs the one before it) and fills the
+//! holes; then, after that batch is in the file, writes its own with one
+//! `write`. Concurrent appends share one write; sealing neither hashes
+//! nor copies the line nor waits for the kernel, and a second batch's lines
+//! are written out while the first is hashed or written.
 //!
 //! A durable append then waits until a sync covers it. Whoever finds no sync
 //! in flight becomes the leader: it lets appenders on their way join its
@@ -19,7 +22,7 @@
 //! retry can lie.
 
 use super::read::parse_log;
-use super::record::{prepare_in, Body, Holed};
+use super::record::{prepare_in, Body, Holes, Unsealed};
 use super::LogError;
 use crate::canon::Digest;
 use crate::fsx::{self, IoError};
@@ -44,13 +47,6 @@ pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 /// (given a text pool as large as either needs) and faster than 256 KiB or
 /// 64 MiB; the smaller cap keeps the pool of recycled texts small.
 const MAX_PENDING_BYTES: usize = 1024 * 1024;
-
-/// Where an append landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    pub seq: u64,
-    pub hash: Digest,
-}
 
 /// What opening the log found.
 #[derive(Debug, Clone, Default)]
@@ -106,11 +102,8 @@ impl Drop for WriteInFlight<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let mut inner = self.writer.lock();
-            inner
-                .poisoned
-                .get_or_insert_with(|| "a write panicked".to_string());
-            self.writer.wrote.notify_all();
-            self.writer.synced.notify_all();
+            self.writer
+                .poison(&mut inner, "a write panicked".to_string());
         }
     }
 }
@@ -119,21 +112,21 @@ impl Drop for WriteInFlight<'_> {
 #[derive(Default)]
 struct Buffers {
     /// An empty queue to swap with `Inner::pending`.
-    queue: Vec<Sealed>,
+    queue: Vec<Queued>,
     /// The batch's lines, written out for the file.
     lines: Vec<u8>,
     /// The batch's texts, on their way back to `Inner::recycled`.
     returned: Vec<String>,
+    /// Where the batch's lines lack their chain fields' values.
+    holes: Vec<Holes>,
 }
 
-/// A record sealed and queued for a write. A cache line's multiple (two):
-/// the records two cores seal one after the other share no line.
+/// A record sealed and queued for a write. A cache line's multiple: the
+/// records two cores seal one after the other share no line.
 #[repr(C, align(64))]
-struct Sealed {
-    text: Holed,
+struct Queued {
+    record: Unsealed,
     seq: u64,
-    /// Its hash as hex.
-    hash: [u8; 64],
 }
 
 /// In declaration order (`repr(C)`), what every seal touches first: the
@@ -145,24 +138,25 @@ struct Inner {
     /// Bytes of `pending`'s texts.
     pending_bytes: usize,
     /// Sealed records not yet handed to a write, in seq order.
-    pending: Vec<Sealed>,
+    pending: Vec<Queued>,
     /// Texts of written records, to encode the next ones into.
     recycled: Vec<String>,
-    /// The last record's hash as hex: the next record's `prev`.
-    last_hex: [u8; 64],
     poisoned: Option<String>,
     /// The record a sync leader waits to see sealed before it syncs.
     group_end: u64,
     /// A sync leader is waiting on `joined` for its group (a notify costs a
     /// system call, so appenders notify only then).
     gathering: bool,
-    /// Batches taken from `pending`, and of those, the ones ended: written
-    /// into the file in the order taken, each after the ones before it.
+    /// Batches taken from `pending`, of those the ones hashed, and of
+    /// those the ones ended: hashed, and written into the file, in the
+    /// order taken, each after the ones before it.
     batches_taken: u64,
+    batches_hashed: u64,
     batches_ended: u64,
+    /// The hash, as hex, of the last record of the last batch hashed: the
+    /// next batch's first `prev`.
+    last_hex: [u8; 64],
     syncing: bool,
-    /// The hash, as hex, of the record before `pending`'s first: its `prev`.
-    pending_prev: [u8; 64],
     /// The buffers of ended batches.
     buffers: Vec<Buffers>,
     /// Highest seq written to the file.
@@ -195,6 +189,8 @@ pub struct LogWriter {
     joined: Condvar,
     /// Wakes threads waiting for a batch write to end.
     wrote: Condvar,
+    /// Wakes a batch waiting for the one before it to be hashed.
+    hashed: Condvar,
     /// The open file; written only by the thread whose batch's turn it is.
     file: File,
     /// Durable appenders between entering `append` and sealing their line
@@ -247,10 +243,10 @@ impl LogWriter {
                 last_hex: head_hash.hex_bytes(),
                 pending: Vec::new(),
                 pending_bytes: 0,
-                pending_prev: head_hash.hex_bytes(),
                 buffers: Vec::new(),
                 recycled: Vec::new(),
                 batches_taken: 0,
+                batches_hashed: 0,
                 batches_ended: 0,
                 written: head_seq,
                 durable: head_seq,
@@ -263,6 +259,7 @@ impl LogWriter {
             synced: Condvar::new(),
             joined: Condvar::new(),
             wrote: Condvar::new(),
+            hashed: Condvar::new(),
             file,
             arriving: AtomicUsize::new(0),
         };
@@ -273,12 +270,10 @@ impl LogWriter {
         &self.path
     }
 
-    /// The last record appended: `(seq, hash)`.
-    pub fn head(&self) -> (u64, Digest) {
-        let inner = self.lock();
-        let hex = std::str::from_utf8(&inner.last_hex).expect("hex is ASCII");
-        let hash = Digest::from_hex(hex).expect("the writer's own hex");
-        (inner.sealed(), hash)
+    /// The seq of the last record appended (its hash is known once it is
+    /// written: read it from the file).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().sealed()
     }
 
     /// `parking_lot`'s mutex: with 16 appenders on 2 cores it left fewer
@@ -296,6 +291,15 @@ impl LogWriter {
         }
     }
 
+    /// Poisons the writer (the first reason stays) and wakes every waiter
+    /// to see it.
+    fn poison(&self, inner: &mut Inner, reason: String) {
+        inner.poisoned.get_or_insert(reason);
+        self.wrote.notify_all();
+        self.synced.notify_all();
+        self.hashed.notify_all();
+    }
+
     /// Appends one record WITHOUT waiting for it to be durable: it becomes
     /// durable with the next [`append`](Self::append) or
     /// [`sync_through`](Self::sync_through) that returns. It may not be in
@@ -306,17 +310,18 @@ impl LogWriter {
     /// means redoing work that has no effect yet: a job's acceptance, a
     /// model call, a rejection. A write that fails poisons the writer, and
     /// the next durable append or sync reports it.
-    pub fn append_deferred(&self, body: &Body) -> Result<Appended, LogError> {
-        let (inner, appended) = self.seal(body, false)?;
+    /// Returns the record's seq.
+    pub fn append_deferred(&self, body: &Body) -> Result<u64, LogError> {
+        let (inner, seq) = self.seal(body, false)?;
         drop(self.write_pending(inner, WRITE_BATCH_BYTES));
-        Ok(appended)
+        Ok(seq)
     }
 
-    /// Appends one record and returns once it is durable.
-    pub fn append(&self, body: &Body) -> Result<Appended, LogError> {
-        let (inner, appended) = self.seal(body, true)?;
-        self.durable_through(inner, appended.seq)?;
-        Ok(appended)
+    /// Appends one record and returns its seq once it is durable.
+    pub fn append(&self, body: &Body) -> Result<u64, LogError> {
+        let (inner, seq) = self.seal(body, true)?;
+        self.durable_through(inner, seq)?;
+        Ok(seq)
     }
 
     /// Returns once every record up to `seq` is durable: records appended
@@ -377,7 +382,7 @@ impl LogWriter {
                     inner.last_group = target - inner.durable;
                     inner.durable = inner.durable.max(target);
                 }
-                Err(e) => inner.poisoned = Some(format!("fdatasync failed: {e}")),
+                Err(e) => self.poison(&mut inner, format!("fdatasync failed: {e}")),
             }
             self.synced.notify_all();
         }
@@ -452,9 +457,10 @@ impl LogWriter {
         inner
     }
 
-    /// Takes the queue as a batch, writes its lines out outside the lock,
-    /// and writes them into the file once the batches taken before it have
-    /// ended (so the file stays in seq order).
+    /// Takes the queue as a batch and, outside the lock, writes its lines
+    /// out with holes for their chain fields; fills them in once the
+    /// batches taken before it are hashed, and writes the lines into the
+    /// file once those have ended (so the file stays in seq order).
     fn write_batch<'a>(&'a self, inner: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
         let mut inner = inner;
         let ticket = inner.batches_taken;
@@ -463,31 +469,45 @@ impl LogWriter {
             queue,
             mut lines,
             mut returned,
+            mut holes,
         } = inner.buffers.pop().unwrap_or_default();
         let mut batch = std::mem::replace(&mut inner.pending, queue);
-        let last_hex = inner.last_hex;
-        let mut prev = std::mem::replace(&mut inner.pending_prev, last_hex);
         inner.pending_bytes = 0;
         let through = inner.sealed();
         drop(inner);
         let unlocked = WriteInFlight { writer: self };
         // What the last batch returned past the pool's room.
         returned.clear();
-        for Sealed { text, seq, hash } in batch.drain(..) {
-            text.write_line(seq, &prev, &hash, &mut lines);
+        for Queued { record, seq } in batch.drain(..) {
+            let (at, buffer) = record.write_with_holes(seq, &mut lines);
             lines.push(b'\n');
-            prev = hash;
-            let buffer = text.into_buffer();
+            holes.push(at);
             if buffer.capacity() <= MAX_RECYCLED_CAPACITY {
                 returned.push(buffer);
             }
         }
         drop(unlocked);
         inner = self.lock();
-        while inner.batches_ended < ticket && inner.poisoned.is_none() {
-            self.wrote.wait(&mut inner);
+        while inner.batches_hashed < ticket && inner.poisoned.is_none() {
+            self.hashed.wait(&mut inner);
         }
         // Poisoned meanwhile: the lines stay out of the file.
+        if inner.poisoned.is_none() {
+            let mut prev = inner.last_hex;
+            drop(inner);
+            let unlocked = WriteInFlight { writer: self };
+            for at in holes.drain(..) {
+                prev = at.fill(&prev, &mut lines);
+            }
+            drop(unlocked);
+            inner = self.lock();
+            inner.last_hex = prev;
+            inner.batches_hashed += 1;
+            self.hashed.notify_all();
+            while inner.batches_ended < ticket && inner.poisoned.is_none() {
+                self.wrote.wait(&mut inner);
+            }
+        }
         if inner.poisoned.is_none() {
             drop(inner);
             let unlocked = WriteInFlight { writer: self };
@@ -497,14 +517,12 @@ impl LogWriter {
             match result {
                 Ok(()) => inner.written = through,
                 // A partial line may be on disk: a torn tail for the next open.
-                Err(e) => {
-                    inner.poisoned = Some(format!("write failed: {e}"));
-                    self.synced.notify_all();
-                }
+                Err(e) => self.poison(&mut inner, format!("write failed: {e}")),
             }
         }
         inner.batches_ended += 1;
         lines.clear();
+        holes.clear();
         let room = MAX_RECYCLED.saturating_sub(inner.recycled.len());
         inner
             .recycled
@@ -513,6 +531,7 @@ impl LogWriter {
             queue: batch,
             lines,
             returned,
+            holes,
         });
         self.wrote.notify_all();
         inner
@@ -522,15 +541,11 @@ impl LogWriter {
     /// Inlined: returning the guard and the result through memory stalled
     /// every append while it held the lock (profiled).
     #[inline(always)]
-    fn seal(
-        &self,
-        body: &Body,
-        durable: bool,
-    ) -> Result<(MutexGuard<'_, Inner>, Appended), LogError> {
-        // Encode outside the lock; inside, only fill in the chain and finish
-        // the hash. A durable append is counted from before encoding: a sync
-        // leader waits for appenders that are encoding too, so they join its
-        // group.
+    fn seal(&self, body: &Body, durable: bool) -> Result<(MutexGuard<'_, Inner>, u64), LogError> {
+        // Encode and hash outside the lock; inside, only take the next seq
+        // and queue. A durable append is counted from before encoding: a
+        // sync leader waits for appenders that are encoding too, so they
+        // join its group.
         if durable {
             self.arriving.fetch_add(1, Ordering::SeqCst);
         }
@@ -558,27 +573,23 @@ impl LogWriter {
             return Err(self.poisoned(reason));
         }
         let seq = inner.next_seq;
-        let hash = unsealed.hash(seq, &inner.last_hex);
-        let hex = hash.hex_bytes();
-        let text = unsealed.into_text();
-        inner.pending_bytes += text.encoded_len();
-        inner.pending.push(Sealed {
-            text,
+        inner.pending_bytes += unsealed.encoded_len();
+        inner.pending.push(Queued {
+            record: unsealed,
             seq,
-            hash: hex,
         });
         if let Some(buffer) = inner.recycled.pop() {
             TEXT_BUFFER.set(buffer);
         }
-        // The chain invariant: seq advances by one, prev is the last hash.
+        // Seq advances by one, in queue order: the order of the file and
+        // of the chain, which its batch finishes.
         inner.next_seq = seq + 1;
-        inner.last_hex = hex;
         // Wake a waiting leader only when its group is complete: woken per
         // record, it would take a context switch from every appender.
         if inner.gathering && still_arriving == 0 && seq >= inner.group_end {
             self.joined.notify_one();
         }
-        Ok((inner, Appended { seq, hash }))
+        Ok((inner, seq))
     }
 }
 
@@ -640,7 +651,7 @@ mod tests {
         let writer = Arc::new(writer);
         let seqs: Vec<u64> = on_16_threads(&writer, |w, t| {
             (0..50)
-                .map(|i| w.append(&body(t * 100 + i)).unwrap().seq)
+                .map(|i| w.append(&body(t * 100 + i)).unwrap())
                 .collect::<Vec<_>>()
         })
         .concat();
@@ -687,7 +698,7 @@ mod tests {
             (0..300)
                 .map(|i| {
                     (
-                        w.append_deferred(&sized(t * 1000 + i)).unwrap().seq,
+                        w.append_deferred(&sized(t * 1000 + i)).unwrap(),
                         t * 1000 + i,
                     )
                 })
@@ -735,14 +746,14 @@ mod tests {
     }
 
     /// Deferred appends of `body(from..)` until the queue holds at least
-    /// WRITE_BATCH_BYTES; the last one's result.
-    fn defer_a_batch(w: &LogWriter, from: u32) -> Appended {
+    /// WRITE_BATCH_BYTES; the last one's seq.
+    fn defer_a_batch(w: &LogWriter, from: u32) -> u64 {
         let mut n = from;
         loop {
-            let appended = w.append_deferred(&body(n)).unwrap();
+            let seq = w.append_deferred(&body(n)).unwrap();
             let inner = w.lock();
             if inner.pending.is_empty() || inner.pending_bytes >= WRITE_BATCH_BYTES {
-                return appended;
+                return seq;
             }
             n += 1;
         }
@@ -758,37 +769,67 @@ mod tests {
         assert_eq!(records(), 1);
         // Enough records for a batch: the append that fills it writes them.
         let last = defer_a_batch(&w, 2);
-        assert_eq!(records() as u64, last.seq, "a full batch is written");
+        assert_eq!(records() as u64, last, "a full batch is written");
         assert!(w.lock().pending.is_empty());
         // A durable append writes whatever is queued before it.
         w.append_deferred(&body(100_000)).unwrap();
         let durable = w.append(&body(100_001)).unwrap();
-        assert_eq!(records() as u64, durable.seq);
+        assert_eq!(records() as u64, durable);
         // Dropping the writer writes what is still queued.
         let queued = w.append_deferred(&body(100_002)).unwrap();
         drop(w);
         let log = read_log(&path).unwrap();
-        assert_eq!(log.head(), (queued.seq, queued.hash));
+        assert_eq!(log.head().0, queued);
+        assert_eq!(log.records.last().unwrap().body, body(100_002));
     }
 
     #[test]
-    fn a_batch_goes_into_the_file_only_after_the_batches_taken_before_it() {
+    fn a_batch_is_hashed_and_goes_into_the_file_only_after_the_batches_taken_before_it() {
         let (_dir, path, w) = new_log();
-        w.lock().batches_taken = 1; // as if another thread's batch were in flight
-        std::thread::scope(|s| {
+        w.append(&body(0)).unwrap();
+        // As if another thread's batch were in flight, its last record the
+        // one in the file.
+        w.lock().batches_taken += 1;
+        // What is seen is asserted only once the batch is let go: a failed
+        // assertion must not leave its thread waiting forever.
+        let (hashed_early, hashed, in_file, finished, last) = std::thread::scope(|s| {
             let second = s.spawn(|| defer_a_batch(&w, 1));
-            while w.lock().batches_taken < 2 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // Time to write its lines out and, were it not waiting, the file.
+            eventually(|| w.lock().batches_taken == 3);
+            // Time to write its lines out and, were it not waiting, to
+            // hash them and write the file.
             std::thread::sleep(Duration::from_millis(50));
-            assert_eq!(read_log(&path).unwrap().records.len(), 0);
-            assert!(!second.is_finished(), "it waits for its turn");
-            w.lock().batches_ended = 1; // the first batch ends
+            let hashed_early = w.lock().batches_hashed;
+            w.lock().batches_hashed = 2; // the first batch is hashed
+            w.hashed.notify_all();
+            let hashed = eventually(|| w.lock().batches_hashed == 3);
+            std::thread::sleep(Duration::from_millis(50));
+            let in_file = read_log(&path).unwrap().records.len();
+            let finished = second.is_finished();
+            w.lock().batches_ended = 2; // the first batch ends
             w.wrote.notify_all();
-            let last = second.join().unwrap();
-            assert_eq!(read_log(&path).unwrap().head(), (last.seq, last.hash));
+            (
+                hashed_early,
+                hashed,
+                in_file,
+                finished,
+                second.join().unwrap(),
+            )
         });
+        assert_eq!(hashed_early, 1, "it waits to hash");
+        assert!(hashed, "then it hashes");
+        assert_eq!(in_file, 1, "and waits to write");
+        assert!(!finished);
+        // One chain through the record before the batch and all of it.
+        assert_eq!(read_log(&path).unwrap().head().0, last);
+    }
+
+    /// Whether `done` holds within some ten seconds (no clock read here:
+    /// ten thousand naps of a millisecond or more).
+    fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        (0..10_000).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            done()
+        })
     }
 
     #[test]
@@ -803,19 +844,23 @@ mod tests {
         );
         assert!(w.lock().pending_bytes >= WRITE_BATCH_BYTES);
         // They end without taking it: flush does.
-        w.lock().batches_ended = MAX_BATCHES_IN_FLIGHT;
+        {
+            let mut inner = w.lock();
+            inner.batches_hashed = MAX_BATCHES_IN_FLIGHT;
+            inner.batches_ended = MAX_BATCHES_IN_FLIGHT;
+        }
         w.flush().unwrap();
         let log = read_log(&path).unwrap();
-        assert_eq!(log.head(), (last.seq, last.hash));
-        w.sync_through(last.seq).unwrap();
-        assert_eq!(w.lock().durable, last.seq);
+        assert_eq!(log.head().0, last);
+        w.sync_through(last).unwrap();
+        assert_eq!(w.lock().durable, last);
     }
 
     #[test]
     fn sync_through_makes_deferred_records_durable_and_never_waits_for_unwritten_ones() {
         let (_dir, _, w) = new_log();
         w.append_deferred(&body(1)).unwrap();
-        let last = w.append_deferred(&body(2)).unwrap().seq;
+        let last = w.append_deferred(&body(2)).unwrap();
         assert_eq!(w.lock().durable, 0);
         w.sync_through(last).unwrap();
         assert_eq!(w.lock().durable, last);
@@ -840,7 +885,7 @@ mod tests {
         }
         let (w, report) = LogWriter::open(&path).unwrap();
         assert_eq!(report.records, 1);
-        assert_eq!(w.append(&body(2)).unwrap().seq, 2);
+        assert_eq!(w.append(&body(2)).unwrap(), 2);
         assert_eq!(read_log(&path).unwrap().records.len(), 2);
     }
 }
