@@ -309,8 +309,7 @@ impl LogWriter {
     /// dropping the writer flushes). For records whose loss in a crash only
     /// means redoing work that has no effect yet: a job's acceptance, a
     /// model call, a rejection. A write that fails poisons the writer, and
-    /// the next durable append or sync reports it.
-    /// Returns the record's seq.
+    /// the next durable append or sync reports it. Returns the record's seq.
     pub fn append_deferred(&self, body: &Body) -> Result<u64, LogError> {
         let (inner, seq) = self.seal(body, false)?;
         drop(self.write_pending(inner, WRITE_BATCH_BYTES));
