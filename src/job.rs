@@ -406,6 +406,28 @@ impl Runner<'_> {
         self.record(job, cursor, body, !self.recomputed(decision))
     }
 
+    /// Whether `decision`'s record must be durable before its effect
+    /// starts. The rule follows the effect, not the proposer: a decision
+    /// whose effect reaches outside the job (a file, a child job, a tool)
+    /// is, whoever proposed it; so is one whose effect replay reads back,
+    /// and one a model call made (a crash must not cost a second call).
+    /// The rest (`advance`, the read-only built-ins replay recomputes)
+    /// become durable with the job's next durable record: a crash before
+    /// that redoes decision and effect, to the same result, at no cost.
+    fn durable_before_effect(&self, state: &JobState, decision: &Decision) -> bool {
+        let outside = self
+            .plan
+            .types
+            .get(&decision.kind)
+            .is_none_or(|t| t.reaches_outside());
+        let by_model = self
+            .plan
+            .agents
+            .get(state.agent.as_str())
+            .is_some_and(|a| matches!(a.kind, crate::plan::AgentKind::Model { .. }));
+        outside || by_model || !self.recomputed(decision)
+    }
+
     /// Whether replay recomputes `decision`'s effect (a deterministic
     /// built-in) rather than reading it back.
     fn recomputed(&self, decision: &Decision) -> bool {
@@ -606,22 +628,13 @@ impl Runner<'_> {
                 self.audit_refusal(job, &decision, &rejection.to_string())?;
             }
             Ok(()) => {
-                // Durable before its effect when the effect reaches outside
-                // the job (replay reads it back) or a model call made the
-                // decision (a crash must not cost a second call). Otherwise
-                // it becomes durable with the job's next durable record, like
-                // its effect: a crash before that redoes both, to the same
-                // result, at no cost.
-                let by_model = plan
-                    .agents
-                    .get(state.agent.as_str())
-                    .is_some_and(|a| matches!(a.kind, crate::plan::AgentKind::Model { .. }));
                 let body = Body::Decision {
                     job: job.clone(),
                     at: cursor.at,
                     decision: decision.clone(),
                 };
-                self.record(job, cursor, body, by_model || !self.recomputed(&decision))?;
+                let durable = self.durable_before_effect(state, &decision);
+                self.record(job, cursor, body, durable)?;
                 let effect = self
                     .executor
                     .execute(plan, state, &decision, None, Some(self.live));

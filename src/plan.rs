@@ -87,7 +87,25 @@ impl TypeSpec {
     pub fn reexecuted_on_replay(&self) -> bool {
         self.deterministic && matches!(self.handler, HandlerSpec::Builtin { .. })
     }
+
+    /// Whether this type's effect reaches outside its job: a file, a child
+    /// job, a process. Such a decision is durable before its effect starts,
+    /// whoever proposed it (the prime rule follows the effect). Executable
+    /// tools always do; of the built-ins, those named in
+    /// [`BUILTINS_REACHING_OUTSIDE`].
+    pub fn reaches_outside(&self) -> bool {
+        match &self.handler {
+            HandlerSpec::Exec { .. } => true,
+            HandlerSpec::Builtin { name } => BUILTINS_REACHING_OUTSIDE.contains(&name.as_str()),
+        }
+    }
 }
+
+/// The built-in handlers whose effect reaches outside the job (a child job
+/// in the inbox, a file in the hive). The others only compute a result:
+/// `advance` moves the job's own state machine, and the read-only ones
+/// (`fs.read`, `fs.stat`, …) change nothing outside.
+pub const BUILTINS_REACHING_OUTSIDE: [&str; 2] = ["handoff", "fs.write"];
 
 /// Per-job limits a role sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,12 +328,18 @@ fn builtin(
     }
 }
 
+/// A payload naming a `path`, plus `extra` properties, all of them
+/// required: a write without its content is the gate's to refuse.
 fn path_payload(extra: Value) -> Value {
     let mut props = json!({"path": {"type": "string", "minLength": 1, "maxLength": 4096}});
     if let (Value::Object(p), Value::Object(e)) = (&mut props, extra) {
         p.extend(e);
     }
-    json!({"type": "object", "properties": props, "required": ["path"], "additionalProperties": false})
+    let required: Vec<&String> = props
+        .as_object()
+        .map(|p| p.keys().collect())
+        .unwrap_or_default();
+    json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
 }
 
 fn scope(pointer: &str, kind: ScopeKind) -> Vec<Scope> {
