@@ -318,18 +318,17 @@ pub struct JobEnd {
     pub seq: u64,
 }
 
-/// Why a job could not be driven to its end (the job itself did not fail:
-/// the node must not record more for it).
+/// Why a job could not be driven to its end, and no `end` was recorded
+/// for it: the node publishes no result and leaves the job claimed (the
+/// job itself did not fail). Whatever fails a job (a history that does not
+/// replay, a blob that cannot be stored or read) ends it with a recorded
+/// `end` instead, so a result file always has its `end`.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("lost the lease on job {0}; another node owns it now")]
     Fenced(JobId),
-    #[error("the recorded history of job {job} does not replay: {what}")]
-    History { job: JobId, what: String },
-    #[error("cannot store blob: {0}")]
-    Blob(String),
 }
 
 /// Drives jobs live under one plan, recording into one log.
@@ -461,10 +460,10 @@ impl Runner<'_> {
             Folded::new(ticket.job.clone(), ticket.agent.clone())
         } else {
             let refs: Vec<&Body> = history.iter().collect();
-            replay::fold(plan, self.executor, &refs).map_err(|d| RunError::History {
-                job: ticket.job.clone(),
-                what: d.what,
-            })?
+            match replay::fold(plan, self.executor, &refs) {
+                Ok(folded) => folded,
+                Err(d) => return self.end_unreplayable(ticket, history, &d.what),
+            }
         };
         cursor.at = folded.next_at;
         if let Some(end) = folded.ended.take() {
@@ -503,11 +502,15 @@ impl Runner<'_> {
             let resuming = resume_turn == Some(turn);
             let recorded_response = folded.last_response.filter(|_| resuming);
             let text = if let Some(digest) = recorded_response {
-                let bytes = self
-                    .blobs
-                    .get(&digest)
-                    .map_err(|e| RunError::Blob(e.to_string()))?;
-                String::from_utf8_lossy(&bytes).into_owned()
+                match self.blobs.get(&digest) {
+                    Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Err(e) => {
+                        let reason = format!(
+                            "the recorded model response of turn {turn} cannot be read: {e}"
+                        );
+                        return self.end(&mut folded.state, &mut cursor, Some(reason));
+                    }
+                }
             } else {
                 if matches!(spec.kind, crate::plan::AgentKind::Model { .. }) {
                     if let Some(reason) = budget_exhausted(&grant.budget, &folded.state, started) {
@@ -528,7 +531,14 @@ impl Runner<'_> {
                     Err(reason) => return self.end(&mut folded.state, &mut cursor, Some(reason)),
                 };
                 if let Some(call) = &proposed.call {
-                    let body = self.model_body(job, cursor.at, turn, call)?;
+                    let body = match self.model_body(job, cursor.at, turn, call) {
+                        Ok(body) => body,
+                        Err(e) => {
+                            let reason =
+                                format!("the model call of turn {turn} cannot be recorded: {e}");
+                            return self.end(&mut folded.state, &mut cursor, Some(reason));
+                        }
+                    };
                     self.append(job, &mut cursor, body)?;
                     folded.state.model_calls += 1;
                     folded.state.tokens += call.tokens_in + call.tokens_out;
@@ -589,6 +599,28 @@ impl Runner<'_> {
         let mut cursor = Cursor { at: folded.next_at };
         self.end(&mut folded.state, &mut cursor, Some(reason))
             .map(Some)
+    }
+
+    /// Ends a job whose recorded history does not replay (a record the
+    /// gate or executor now disagrees with): FAILED, with the divergence as
+    /// the reason, recorded after the records it has (through the fence,
+    /// like every record), so its result file and its log agree. `jaros
+    /// replay` names the divergence.
+    fn end_unreplayable(
+        &self,
+        ticket: &Ticket,
+        history: &[Body],
+        what: &str,
+    ) -> Result<JobEnd, RunError> {
+        let mut state = JobState::new(ticket.job.clone(), ticket.agent.clone());
+        state.state = State::Failed;
+        state.error = Some(format!(
+            "the recorded history of job {} does not replay: {what}",
+            ticket.job
+        ));
+        let at = u32::try_from(history.len()).unwrap_or(u32::MAX);
+        let mut cursor = Cursor { at };
+        self.end(&mut state, &mut cursor, None)
     }
 
     fn step(
@@ -697,17 +729,19 @@ impl Runner<'_> {
         })
     }
 
+    /// The `model` record of `call`, its prompt and response stored as
+    /// blobs first. The error says which blob could not be stored.
     fn model_body(
         &self,
         job: &JobId,
         at: u32,
         turn: u32,
         call: &ModelCall,
-    ) -> Result<Body, RunError> {
+    ) -> Result<Body, String> {
         let put = |text: &str| {
             self.blobs
                 .put(text.as_bytes())
-                .map_err(|e| RunError::Blob(e.to_string()))
+                .map_err(|e| format!("cannot store blob: {e}"))
         };
         Ok(Body::Model {
             job: job.clone(),

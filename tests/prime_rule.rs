@@ -194,3 +194,193 @@ fn fs_write_without_content_is_refused_by_the_gate() {
     assert_eq!(end.result["decisions"], 0, "no effect ran: {end:?}");
     assert!(!hive.path().join("notes/a.md").exists());
 }
+
+/// Takes the job's lease away (as a node that took the next epoch would),
+/// waits for the heartbeat to see it, then panics.
+struct PanicsAfterLosingTheLease {
+    data: PathBuf,
+    panicked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proposer for PanicsAfterLosingTheLease {
+    fn propose(&self, request: &TurnRequest<'_>) -> Result<ProposedTurn, String> {
+        let job = request.state.job.as_str();
+        std::fs::write(self.data.join(format!("claimed/{job}.lease.2")), "").unwrap();
+        // Heartbeats come every 20 ms: this lets several see the new epoch.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        self.panicked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        panic!("a proposer bug");
+    }
+}
+
+#[test]
+fn a_job_whose_run_panics_after_its_lease_is_lost_records_no_end_and_no_result() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let hive = Hive::empty();
+    let data = DataDir::new(hive.data());
+    data.create().unwrap();
+    let plan = plan_with("scribe", &["advance"], &[], 1);
+    std::fs::write(
+        data.inbox().join("p1.json"),
+        json!({"id": "p1", "agent": "scribe", "input": {}}).to_string(),
+    )
+    .unwrap();
+    let panicked = Arc::new(AtomicBool::new(false));
+    let proposer = PanicsAfterLosingTheLease {
+        data: hive.data(),
+        panicked: panicked.clone(),
+    };
+    let mut cfg = jaros::node::NodeConfig::new("n1".into());
+    cfg.pool_size = 1;
+    cfg.heartbeat_ms = 20;
+    cfg.scan_ms = 20;
+    cfg.lease_ms = 60_000;
+    cfg.grace_ms = 1_000;
+    cfg.notify = false;
+    let stop = Arc::new(AtomicBool::new(false));
+    let node = {
+        let (hive_path, data, stop) = (hive.path().to_path_buf(), data.clone(), stop.clone());
+        std::thread::spawn(move || {
+            jaros::node::serve(
+                cfg,
+                &hive_path,
+                data,
+                Box::new(move || {
+                    Ok(jaros::node::HiveLoad {
+                        plan: plan.clone(),
+                        schedules: vec![],
+                    })
+                }),
+                executor(),
+                Arc::new(proposer),
+                stop,
+            )
+        })
+    };
+    common::wait_until(std::time::Duration::from_secs(20), "the panic", || {
+        panicked.load(Ordering::SeqCst)
+    });
+    stop.store(true, Ordering::SeqCst);
+    let exit = node.join().unwrap().unwrap();
+    assert_eq!(exit.fatal, None);
+    let ends: Vec<_> = read_log(&data.log_path("n1"))
+        .unwrap()
+        .records
+        .into_iter()
+        .filter(|r| matches!(r.body, Body::End { .. }))
+        .collect();
+    assert!(
+        ends.is_empty(),
+        "a node that lost the lease recorded an end: {ends:?}"
+    );
+    assert!(!data.failed().join("p1.json").exists());
+    assert!(!data.done().join("p1.json").exists());
+}
+
+/// Proposes with a model call (recorded as a `model` record, whose prompt
+/// and response are blobs).
+struct ModelLike;
+
+impl Proposer for ModelLike {
+    fn propose(&self, _: &TurnRequest<'_>) -> Result<ProposedTurn, String> {
+        let text = decisions(&[json!({"type": "advance", "payload": {"events": ["start"]}})]);
+        Ok(ProposedTurn {
+            text: text.clone(),
+            call: Some(jaros::job::ModelCall {
+                provider: "p".into(),
+                model: "m".into(),
+                params: json!({}),
+                template: jaros::canon::Digest::ZERO,
+                inputs: jaros::canon::Digest::ZERO,
+                prompt: "the prompt".into(),
+                response: text,
+                tokens_in: 1,
+                tokens_out: 1,
+                duration_ms: 1,
+                error: None,
+            }),
+        })
+    }
+}
+
+/// The `end` records of job `job` in the hive's log.
+fn ends_of(hive: &Hive, job: &str) -> Vec<Body> {
+    read_log(&hive.log_file())
+        .unwrap()
+        .records
+        .into_iter()
+        .map(|r| r.body)
+        .filter(|b| matches!(b, Body::End { job: j, .. } if j.as_str() == job))
+        .collect()
+}
+
+#[test]
+fn a_blob_that_cannot_be_stored_fails_the_job_with_a_recorded_end() {
+    let hive = Hive::empty();
+    let plan = plan_with("scribe", &["advance"], &[], 1);
+    let data = DataDir::new(hive.data());
+    data.create().unwrap();
+    let rt = Runtime::open(hive.path(), data, "n1".into(), plan).unwrap();
+    // A file where the blob directory goes: every blob write fails.
+    std::fs::remove_dir_all(hive.data().join("blobs/sha256")).unwrap();
+    std::fs::write(hive.data().join("blobs/sha256"), "").unwrap();
+    let live = rt.live_io();
+    let executor = executor();
+    let runner = rt.runner(&executor, &ModelLike, &live, &|| true);
+    let end = runner.run(&ticket("b1", "scribe"), &[]).unwrap();
+    assert_eq!(end.state, State::Failed);
+    let reason = end.reason.clone().unwrap();
+    assert!(reason.contains("cannot be recorded"), "{reason}");
+    drop(runner);
+    drop(rt);
+    let ends = ends_of(&hive, "b1");
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert!(
+        matches!(&ends[0], Body::End { state: State::Failed, reason: Some(r), .. } if *r == reason)
+    );
+}
+
+#[test]
+fn a_history_that_does_not_replay_fails_the_job_with_a_recorded_end() {
+    let hive = Hive::empty();
+    let plan = plan_with("scribe", &["advance"], &[], 1);
+    let rt = Runtime::open(hive.path(), DataDir::new(hive.data()), "n1".into(), plan).unwrap();
+    let live = rt.live_io();
+    let executor = executor();
+    let proposer = Fixed(decisions(&[]));
+    let runner = rt.runner(&executor, &proposer, &live, &|| true);
+    // A history whose decision the gate refuses now (the role grants no
+    // fs.write).
+    let t = ticket("h1", "scribe");
+    let history = vec![
+        Body::Job {
+            job: t.job.clone(),
+            at: 0,
+            agent: t.agent.clone(),
+            input: json!({}),
+            plan: rt.plan_digest(),
+            parent: None,
+            via: None,
+        },
+        Body::Decision {
+            job: t.job.clone(),
+            at: 1,
+            decision: jaros::decision::Decision {
+                id: jaros::decision::DecisionId::new(&t.job, 1, 0),
+                source: t.agent.clone(),
+                kind: "fs.write".into(),
+                payload: json!({"path": "notes/x", "content": "x"}),
+            },
+        },
+    ];
+    let end = runner.run(&t, &history).unwrap();
+    assert_eq!(end.state, State::Failed);
+    let reason = end.reason.clone().unwrap();
+    assert!(reason.contains("does not replay"), "{reason}");
+    drop(runner);
+    drop(rt);
+    let ends = ends_of(&hive, "h1");
+    assert_eq!(ends.len(), 1, "{ends:?}");
+}

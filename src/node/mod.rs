@@ -592,24 +592,35 @@ fn fail_claimed_file(shared: &Arc<Shared>, path: &Path, reason: &str) {
 }
 
 /// A job fails only itself: a panic outside the handlers is recorded as the
-/// job's failure and its result written.
+/// job's failure (through the fence, as every record) and its result
+/// written. When no `end` can be recorded (the lease is lost, the history
+/// cannot be read or ends in a decision without its effect), no result is
+/// written either: the job stays claimed, to be resumed.
 fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
-    let history = job_history(shared, &job.id).unwrap_or_default();
-    let live = shared.rt.live_io();
-    let end = {
-        let runner = runner_for(shared, &live, &job.id);
-        runner.abort(&history, reason.clone()).ok().flatten()
+    let node = &shared.cfg.node_id;
+    let history = match job_history(shared, &job.id) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("jaros: node {node}: {reason}; its history cannot be read ({e}); left claimed to be resumed");
+            return;
+        }
     };
-    let end = end.unwrap_or(JobEnd {
-        job: job.id.clone(),
-        agent: job.agent.clone(),
-        state: crate::state::State::Failed,
-        result: serde_json::Value::Null,
-        reason: Some(reason),
-        blame: None,
-        seq: 0,
-    });
-    finish::finish(shared, job, &end);
+    let live = shared.rt.live_io();
+    let id = job.id.to_string();
+    let fence = || holds_lease(shared, &id);
+    let runner = Runner {
+        fence: &fence,
+        ..runner_for(shared, &live, &job.id)
+    };
+    match runner.abort(&history, reason.clone()) {
+        Ok(Some(end)) => finish::finish(shared, job, &end),
+        Ok(None) => eprintln!(
+            "jaros: node {node}: {} {reason}; its last decision has no effect yet: left claimed to be resumed",
+            job.id
+        ),
+        Err(RunError::Log(e)) => *shared.fatal.lock().expect("fatal lock") = Some(e.to_string()),
+        Err(e) => eprintln!("jaros: node {node}: {} {reason}; {e}", job.id),
+    }
 }
 
 /// A job's history from every node's log. This node's own records may still
@@ -620,13 +631,32 @@ fn job_history(shared: &Shared, id: &JobId) -> Result<Vec<crate::log::Body>, Str
     crate::replay::job_history(&shared.rt.data, id).map_err(|e| e.to_string())
 }
 
+/// A runner for `_job` with no fence yet: the caller sets its fence
+/// ([`holds_lease`]) before it records anything.
 fn runner_for<'a>(shared: &'a Shared, live: &'a runtime::HiveIo, _job: &JobId) -> Runner<'a> {
     shared
         .rt
         .runner(&shared.executor, &*shared.proposer, live, &NO_FENCE)
 }
 
-static NO_FENCE: fn() -> bool = || true;
+static NO_FENCE: fn() -> bool = || false;
+
+/// The fence of every record this node writes for job `id`: whether it
+/// still holds the job's lease. Another node takes a job over only once its
+/// lease has expired, so a lease with time left is ours. A record may land
+/// a moment after its fence check; the margin keeps that moment inside the
+/// lease. A higher epoch (a clock that disagrees, an operator) is seen by
+/// the heartbeat.
+fn holds_lease(shared: &Shared, id: &str) -> bool {
+    let margin = shared.cfg.lease_ms / 3;
+    if shared.releasing.load(Ordering::SeqCst)
+        || lease::now_ms() + margin >= shared.beat.expires_ms()
+    {
+        return false;
+    }
+    let running = shared.running.lock().expect("running lock");
+    running.get(id).is_some_and(|r| !r.lost)
+}
 
 /// Runs a job to its end; the end, when there is one, is for the finisher
 /// (its record not yet durable). Every other outcome is dealt with here.
@@ -647,20 +677,7 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
         Vec::new()
     };
     let live = shared.rt.live_io();
-    // Another node takes a job over only once its lease has expired, so a
-    // lease with time left is ours. A record may land a moment after its
-    // fence check; the margin keeps that moment inside the lease. A higher
-    // epoch (a clock that disagrees, an operator) is seen by the heartbeat.
-    let margin = shared.cfg.lease_ms / 3;
-    let fence = || {
-        if shared.releasing.load(Ordering::SeqCst)
-            || lease::now_ms() + margin >= shared.beat.expires_ms()
-        {
-            return false;
-        }
-        let running = shared.running.lock().expect("running lock");
-        running.get(&id).is_some_and(|r| !r.lost)
-    };
+    let fence = || holds_lease(shared, &id);
     let runner = Runner {
         fence: &fence,
         defer_end: true,
@@ -692,18 +709,6 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
         }
         Err(RunError::Log(e)) => {
             *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
-        }
-        Err(e) => {
-            let end = JobEnd {
-                job: job.id.clone(),
-                agent: job.agent.clone(),
-                state: crate::state::State::Failed,
-                result: serde_json::Value::Null,
-                reason: Some(e.to_string()),
-                blame: None,
-                seq: 0,
-            };
-            finish::finish(shared, job, &end);
         }
     }
     None
