@@ -19,7 +19,16 @@ pub const DEFAULT_MAX_MODEL_CALLS: u32 = 16;
 pub const DEFAULT_MAX_TOKENS: u64 = 200_000;
 pub const DEFAULT_MAX_WALL_MS: u64 = 300_000;
 /// The hive's own machinery: never readable or writable through a grant.
-pub const PROTECTED_PATHS: [&str; 4] = ["manifests", "agents", "tools", ".jaros-data"];
+/// `evals/` holds the scripted responses a provider reads at call time and
+/// `.git/` the hooks git runs: either, written, would act outside any grant.
+pub const PROTECTED_PATHS: [&str; 6] = [
+    "manifests",
+    "agents",
+    "tools",
+    "evals",
+    ".git",
+    ".jaros-data",
+];
 /// Most turns any agent may take in one job.
 pub const MAX_STEPS_LIMIT: u32 = 32;
 

@@ -32,7 +32,7 @@ const FS_TYPES: [&str; 6] = [
 ];
 /// The test tools under tests/fixtures/tools/, each registered as a decision
 /// type named by its file stem.
-const TOOLS: [&str; 10] = [
+const TOOLS: [&str; 13] = [
     "echo.sh",
     "fail.sh",
     "forever.sh",
@@ -43,6 +43,9 @@ const TOOLS: [&str; 10] = [
     "greet.sh",
     "landlock_probe.py",
     "daemon.py",
+    "net_probe.py",
+    "privs.sh",
+    "fd_probe.py",
 ];
 const TOOL_TIMEOUT_MS: u64 = 800;
 const TOOL_OUTPUT_CAP_BYTES: u64 = 64 * 1024;
@@ -326,6 +329,8 @@ fn fs_write_into_the_hives_machinery_is_refused_even_under_a_double_star_grant()
         "tools/evil.sh",
         ".jaros-data/inbox/evil.json",
         "./tools//x.sh",
+        "evals/responses.json",
+        ".git/hooks/pre-commit",
     ];
     let proposals: Vec<Value> = targets
         .iter()
@@ -348,6 +353,8 @@ fn fs_write_into_the_hives_machinery_is_refused_even_under_a_double_star_grant()
         "tools/evil.sh",
         ".jaros-data/inbox/evil.json",
         "tools/x.sh",
+        "evals/responses.json",
+        ".git/hooks/pre-commit",
     ] {
         assert!(!hive.path().join(p).exists(), "{p} was written");
     }
@@ -631,14 +638,17 @@ fn an_executable_tool_gets_its_payload_and_context_in_a_cleared_environment_and_
         "everything else cleared: {env}"
     );
     let cwd = PathBuf::from(r["cwd"].as_str().unwrap());
+    let scratch = cwd.parent().unwrap();
     assert!(
-        cwd.file_name()
+        scratch
+            .file_name()
             .unwrap()
             .to_string_lossy()
-            .starts_with("jaros-tool-"),
+            .starts_with("jaros-tool-")
+            && cwd.ends_with("work"),
         "{cwd:?}"
     );
-    assert!(!cwd.exists(), "the scratch directory is removed");
+    assert!(!scratch.exists(), "the scratch directory is removed");
     println!(
         "one tool job (open, log, run, record): {} ms",
         elapsed.as_millis()
@@ -785,20 +795,21 @@ fn a_child_a_tool_leaves_behind_is_killed_with_it() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
-/// The runner's confinement when tools run confined and python3 (which the
-/// Python test tools need) is on the tools' PATH; else `None`, saying which
-/// is missing.
-fn confinement_for_python_tools() -> Option<harness::ConfinementStatus> {
+/// The runner's confinement, for the tests run by
+/// scripts/confinement-tests.sh: they fail (never skip) when tools do not
+/// run confined here or python3 (the Python test tools need it) is missing.
+fn require_confinement() -> harness::ConfinementStatus {
     let status = ToolRunner::new(Some(launcher())).status();
-    if !status.active {
-        println!("skipped: Landlock not available ({})", status.reason);
-        return None;
-    }
-    if !Path::new("/usr/bin/python3").exists() && !Path::new("/bin/python3").exists() {
-        println!("skipped: no python3 in /usr/bin or /bin for the Python test tool");
-        return None;
-    }
-    Some(status)
+    assert!(
+        status.active,
+        "tools do not run confined here: {}",
+        status.reason
+    );
+    assert!(
+        Path::new("/usr/bin/python3").exists() || Path::new("/bin/python3").exists(),
+        "no python3 in /usr/bin or /bin for the Python test tools"
+    );
+    status
 }
 
 /// Whether process `pid` is gone (or a zombie) within two seconds.
@@ -811,10 +822,9 @@ fn ends_soon(pid: u64) -> bool {
 }
 
 #[test]
+#[ignore = "needs Landlock, python3 and root: run by scripts/confinement-tests.sh"]
 fn a_child_that_tries_to_leave_the_process_group_is_killed_with_the_tool_when_confined() {
-    if confinement_for_python_tools().is_none() {
-        return;
-    }
+    require_confinement();
     let hive = hive();
     let plan = plan(&hive);
     let end = run(
@@ -854,6 +864,11 @@ fn a_tool_changed_since_the_plan_was_compiled_is_refused() {
     let e = error_of(&steps(&end)[0]);
     assert!(
         e.starts_with("tool 'echo' (tools/echo.sh) changed since the plan was compiled"),
+        "{e}"
+    );
+    // The node recompiles its plan by itself: no restart to ask for.
+    assert!(
+        !e.contains("restart") && e.contains("jaros validate"),
         "{e}"
     );
     let lines = audit_lines(&hive);
@@ -896,12 +911,17 @@ fn replay_never_runs_a_tool_even_when_the_executable_now_fails() {
 }
 
 #[test]
+#[ignore = "needs Landlock, python3 and root: run by scripts/confinement-tests.sh"]
 fn a_tool_is_confined_by_the_kernel_where_landlock_is_present() {
-    let Some(status) = confinement_for_python_tools() else {
-        return;
-    };
+    let status = require_confinement();
     let hive = hive();
     let plan = plan(&hive);
+    // A root node's tool runs as nobody: the granted directory is its to write.
+    std::fs::set_permissions(
+        hive.path().join("notes"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let outside_tmp = std::env::temp_dir().join(format!("jaros-escape-{}", std::process::id()));
@@ -1016,14 +1036,222 @@ fn jaros_audit_prints_refusals_by_agent_and_verify_covers_the_audit_chain() {
 }
 
 #[test]
-fn confinement_status_reports_the_kernels_landlock() {
-    let status = harness::confinement_status();
-    let lsm_has_landlock =
-        std::fs::read_to_string("/sys/kernel/security/lsm").map(|l| l.contains("landlock"));
-    if let Ok(true) = lsm_has_landlock {
-        assert!(status.landlock_abi.is_some(), "{status:?}");
+#[ignore = "needs Landlock, python3 and root: run by scripts/confinement-tests.sh"]
+fn confinement_status_names_every_layer_in_place() {
+    let status = require_confinement();
+    let Some(Ok(layers)) = &status.layers else {
+        panic!("{status:?}");
+    };
+    assert!(
+        status.landlock_abi.is_some_and(|abi| abi >= 1),
+        "{status:?}"
+    );
+    assert!(
+        layers.netns.is_ok() && layers.seccomp && layers.caps_dropped && layers.no_new_privs,
+        "{status:?}"
+    );
+    assert_eq!(layers.uid, 65534, "a root node's tools run as nobody");
+    for words in [
+        "Landlock ABI",
+        "a network namespace of its own",
+        "seccomp",
+        "capabilities dropped",
+        "runs as uid 65534",
+    ] {
+        assert!(status.reason.contains(words), "{words}: {}", status.reason);
     }
-    assert_eq!(status.active, status.landlock_abi.is_some(), "{status:?}");
-    assert!(!status.reason.is_empty());
-    println!("{status:?}");
+    println!("{}", status.reason);
+}
+
+/// Runs `tool` for `agent` with `payload` and returns its result (the job
+/// must end DONE).
+fn tool_result(
+    hive: &Hive,
+    plan: &Plan,
+    agent: &str,
+    job: &str,
+    tool: &str,
+    payload: Value,
+) -> Value {
+    let end = run(hive, plan, agent, job, json!([decision(tool, payload)]));
+    assert_eq!(end.state, State::Done, "{:#?}", end.result);
+    steps(&end)[0]["result"].clone()
+}
+
+#[test]
+#[ignore = "needs Landlock, python3 and root: run by scripts/confinement-tests.sh"]
+fn a_tool_whose_role_grants_no_host_sends_no_udp_no_dns_and_reaches_no_unix_socket() {
+    require_confinement();
+    let hive = hive();
+    let mut plan = plan(&hive);
+    let mut net = plan.roles["notes"].clone();
+    net.hosts = ["example.com".to_string()].into();
+    plan.roles.insert("net".into(), net);
+    agent(&mut plan, "fetcher", "net");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let sock = hive.path().join("secret/s.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    unix.set_nonblocking(true).unwrap();
+    let payload = json!({"udp_port": udp.local_addr().unwrap().port(), "unix_path": sock});
+
+    let r = tool_result(&hive, &plan, "writer", "net1", "net_probe", payload.clone());
+    println!("no host granted: {r:#}");
+    for denied in [
+        "udp", "udp6", "dns", "raw_icmp", "netlink", "packet", "unix",
+    ] {
+        assert!(
+            r[denied].as_str().unwrap().starts_with("denied: "),
+            "{denied}: {r:#}"
+        );
+    }
+    assert_eq!(r["socketpair"], "allowed", "{r:#}");
+    // A namespace of its own (root, or a user namespace, can make one).
+    assert_eq!(r["interfaces"], json!(["lo"]), "{r:#}");
+    let mut buf = [0u8; 64];
+    assert!(udp.recv_from(&mut buf).is_err(), "a datagram arrived");
+    assert!(unix.accept().is_err(), "the UNIX socket was reached");
+
+    // With a host granted, IPv4 and IPv6 sockets open; nothing else does.
+    let r = tool_result(&hive, &plan, "fetcher", "net2", "net_probe", payload);
+    println!("a host granted: {r:#}");
+    assert_eq!(r["udp"], "allowed", "{r:#}");
+    for denied in ["raw_icmp", "netlink", "packet", "unix"] {
+        assert!(
+            r[denied].as_str().unwrap().starts_with("denied: "),
+            "{denied}: {r:#}"
+        );
+    }
+    assert!(unix.accept().is_err(), "the UNIX socket was reached");
+}
+
+#[test]
+#[ignore = "needs Landlock, python3 and root: run by scripts/confinement-tests.sh"]
+fn a_tool_of_a_root_node_runs_as_nobody_without_any_capability() {
+    require_confinement();
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs a node running as root"
+    );
+    let hive = hive();
+    let plan = plan(&hive);
+    let r = tool_result(&hive, &plan, "writer", "priv1", "privs", json!({}));
+    println!("{r:#}");
+    let none = "0000000000000000";
+    assert_eq!(
+        r,
+        json!({
+            "Uid": "65534 65534 65534 65534",
+            "Gid": "65534 65534 65534 65534",
+            "Groups": "",
+            "CapInh": none,
+            "CapPrm": none,
+            "CapEff": none,
+            "CapBnd": none,
+            "CapAmb": none,
+            "NoNewPrivs": "1",
+        })
+    );
+    // Another user, where the node says so.
+    let rt_plan = plan.clone();
+    let runner = ToolRunner::new(Some(launcher())).run_as(Some(harness::launcher::RunAs {
+        uid: 4242,
+        gid: 4343,
+    }));
+    let rt = Runtime::open(
+        hive.path(),
+        DataDir::new(hive.data()),
+        "n1".into(),
+        rt_plan.clone(),
+    )
+    .unwrap();
+    let live = rt.live_io();
+    let executor = harness::register(Executor::core(), runner);
+    let proposer = Fixed(json!([decision("privs", json!({}))]).to_string());
+    let end = rt
+        .runner(&executor, &proposer, &live, &|| true)
+        .run(
+            &Ticket {
+                job: JobId::new("priv2").unwrap(),
+                agent: AgentName::new("writer").unwrap(),
+                input: json!({}),
+                parent: None,
+                via: None,
+            },
+            &[],
+        )
+        .unwrap();
+    assert_eq!(end.state, State::Done, "{:#?}", end.result);
+    let r = &steps(&end)[0]["result"];
+    assert_eq!(
+        (r["Uid"].as_str(), r["Gid"].as_str(), r["CapBnd"].as_str()),
+        (
+            Some("4242 4242 4242 4242"),
+            Some("4343 4343 4343 4343"),
+            Some(none)
+        )
+    );
+}
+
+#[test]
+#[ignore = "needs Landlock, python3 and root: run by scripts/confinement-tests.sh"]
+fn a_descriptor_the_node_holds_without_close_on_exec_is_closed_before_the_tool_runs() {
+    require_confinement();
+    let hive = hive();
+    let plan = plan(&hive);
+    let outside = hive.path().join("secret/s.txt");
+    // As a careless parent would hand it to the node: open across exec.
+    let file = std::fs::File::open(&outside).unwrap();
+    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty()).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let r = tool_result(&hive, &plan, "writer", "fd1", "fd_probe", json!({"fd": fd}));
+    drop(file);
+    assert!(
+        r["closed"]
+            .as_str()
+            .is_some_and(|e| e.contains("Bad file descriptor")),
+        "descriptor {fd}: {r:#}"
+    );
+}
+
+#[test]
+fn the_launcher_refuses_a_descriptor_left_open_across_exec() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "outside secret\n").unwrap();
+    // The shell opens descriptor 5 without close-on-exec, as a careless
+    // parent of a node would, and the launcher is asked to run a tool that
+    // reads it.
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec 5<"$1"; shift; exec "$@""#)
+        .arg("sh")
+        .arg(&outside)
+        .arg(launcher())
+        .args([
+            "__sandbox-exec",
+            "--ro",
+            "/usr",
+            "--ro",
+            "/bin",
+            "--ro",
+            "/lib",
+            "--",
+        ])
+        .args(["/bin/sh", "-c", "cat <&5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains("outside secret"),
+        "the tool read it: {stdout}"
+    );
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("jaros sandbox: cannot confine the tool: descriptor")
+            && stderr.contains(" 5")
+            && stderr.contains("open without close-on-exec and would reach the tool"),
+        "{stderr}"
+    );
 }

@@ -18,15 +18,16 @@
 //! built-in tools' handles check the exact globs. The hive's machinery and
 //! the data dir are never opened, even under a `**` grant.
 
+pub use super::launcher::{Layers, RunAs};
 use crate::gate::glob_match;
 use crate::plan::Plan;
 use landlock::{
     Access, AccessFs, AccessNet, CompatLevel, Compatible, LandlockStatus, PathBeneath, PathFd,
     RestrictSelf, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -68,13 +69,17 @@ const FS_ABI: ABI = ABI::V9;
 const NET_ABI: ABI = ABI::V10;
 const SCOPE_ABI: ABI = ABI::V6;
 
-/// Whether executable tools run confined, for `jaros status`.
+/// Whether executable tools run confined, and by which layers, for `jaros
+/// status` and the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfinementStatus {
     /// The kernel's Landlock ABI version, if it has Landlock.
     pub landlock_abi: Option<u32>,
-    /// Executable tools run confined by the kernel.
+    /// Executable tools run through the launcher, confined by the kernel.
     pub active: bool,
+    /// What the launcher put in place when probed (a tool whose role grants
+    /// no host), or why the probe failed; `None` when not active.
+    pub layers: Option<Result<Layers, String>>,
     /// Why, in words.
     pub reason: String,
 }
@@ -104,29 +109,100 @@ pub fn kernel_abi() -> Result<u32, String> {
 /// Whether this process can confine tools: the kernel has Landlock and the
 /// `jaros` binary can act as the launcher.
 pub fn confinement_status() -> ConfinementStatus {
-    status_with(std::env::current_exe().ok().as_deref())
+    status_with(
+        std::env::current_exe().ok().as_deref(),
+        super::launcher::default_run_as(),
+    )
 }
 
-/// [`confinement_status`] with the launcher given explicitly.
-pub fn status_with(launcher: Option<&Path>) -> ConfinementStatus {
+/// What the launcher at `launcher` puts in place for a tool run as
+/// `run_as` with no host granted: run once per launcher and user, in probe
+/// mode (it confines itself, reports, and exits).
+fn probe(launcher: &Path, run_as: Option<RunAs>) -> Result<Layers, String> {
+    type Probes = Vec<((PathBuf, Option<RunAs>), Result<Layers, String>)>;
+    static PROBES: Mutex<Probes> = Mutex::new(Vec::new());
+    let key = (launcher.to_path_buf(), run_as);
+    if let Some((_, known)) = PROBES.lock().iter().find(|(k, _)| *k == key) {
+        return known.clone();
+    }
+    let c = Confinement {
+        deny_net: true,
+        run_as,
+        ..Confinement::default()
+    };
+    let mut args: Vec<OsString> = vec![SANDBOX_SUBCOMMAND.into(), "--probe".into()];
+    args.extend(c.to_args());
+    let result = super::launcher::command(launcher)
+        .args(args)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("the launcher could not be started: {e}"))
+        .and_then(|out| {
+            if out.status.success() {
+                serde_json::from_slice(&out.stdout)
+                    .map_err(|e| format!("the launcher's report is not understood: {e}"))
+            } else {
+                let said = String::from_utf8_lossy(&out.stderr);
+                let said = said.trim().trim_start_matches(LAUNCHER_PREFIX);
+                Err(format!("the launcher refused ({}): {said}", out.status))
+            }
+        });
+    PROBES.lock().push((key, result.clone()));
+    result
+}
+
+/// The layers in words, for `jaros status` and the audit log.
+pub fn describe_layers(layers: &Layers) -> String {
+    let netns = match &layers.netns {
+        Ok(how) => format!("a network namespace of its own when no host is granted ({how})"),
+        Err(why) => format!("no network namespace of its own: {why}"),
+    };
+    let seccomp = if layers.seccomp {
+        "seccomp: no socket unless hosts are granted (then only TCP/UDP over IPv4/IPv6), no setsid, no io_uring"
+    } else {
+        "no seccomp filter (the filter compiler does not know this architecture)"
+    };
+    format!(
+        "{netns}; {seccomp}; capabilities dropped (bounding set too), no_new_privs; runs as uid {}",
+        layers.uid
+    )
+}
+
+/// [`confinement_status`] with the launcher and `run_as` given explicitly.
+pub fn status_with(launcher: Option<&Path>, run_as: Option<RunAs>) -> ConfinementStatus {
     match (kernel_abi(), launcher) {
-        (Ok(abi), Some(_)) => ConfinementStatus {
-            landlock_abi: Some(abi),
-            active: true,
-            reason: format!(
-                "Landlock ABI {abi}: executable tools are confined by the kernel to their agent's granted paths{}",
-                if abi >= 4 { "; TCP bind and connect are denied unless the role grants hosts" } else { "; the network is not restricted (it needs ABI 4)" }
-            ),
-        },
+        (Ok(abi), Some(launcher)) => {
+            let layers = probe(launcher, run_as);
+            let net = if abi >= 4 {
+                "TCP bind and connect are denied unless the role grants hosts"
+            } else {
+                "TCP is not restricted by Landlock (it needs ABI 4)"
+            };
+            let more = match &layers {
+                Ok(l) => describe_layers(l),
+                Err(why) => format!("a tool cannot start: {why}"),
+            };
+            ConfinementStatus {
+                landlock_abi: Some(abi),
+                active: layers.is_ok(),
+                reason: format!(
+                    "Landlock ABI {abi}: executable tools are confined by the kernel to their agent's granted paths; {net}; {more}"
+                ),
+                layers: Some(layers),
+            }
+        }
         (Ok(abi), None) => ConfinementStatus {
             landlock_abi: Some(abi),
             active: false,
+            layers: None,
             reason: "the kernel has Landlock but the jaros binary cannot be found to launch tools confined".into(),
         },
         (Err(why), _) => ConfinementStatus {
             landlock_abi: None,
             active: false,
-            reason: format!("Landlock not available: {why}; executable tools run with a cleared environment, a scratch directory, a time-out and an output cap, but unconfined"),
+            layers: None,
+            reason: format!("Landlock not available: {why}; executable tools run with a cleared environment, a scratch directory, a time-out and an output cap, but unconfined (no network namespace, seccomp filter or dropped privileges either)"),
         },
     }
 }
@@ -138,8 +214,11 @@ pub struct Confinement {
     pub read: Vec<PathBuf>,
     /// Read, write, create and remove, beneath each.
     pub write: Vec<PathBuf>,
-    /// Deny TCP bind and connect (and UDP where the kernel can).
+    /// No host granted: deny TCP bind and connect, and (in the launcher) a
+    /// network namespace of its own and no sockets.
     pub deny_net: bool,
+    /// The user and group the tool becomes (a root node's tools).
+    pub run_as: Option<RunAs>,
 }
 
 impl Confinement {
@@ -156,6 +235,10 @@ impl Confinement {
         }
         if self.deny_net {
             args.push("--deny-net".into());
+        }
+        if let Some(RunAs { uid, gid }) = self.run_as {
+            args.extend(["--uid".into(), uid.to_string().into()]);
+            args.extend(["--gid".into(), gid.to_string().into()]);
         }
         args
     }
@@ -287,6 +370,7 @@ pub fn confinement_for(
         read,
         write,
         deny_net: grant.hosts.is_empty(),
+        run_as: None,
     }
 }
 
@@ -315,9 +399,13 @@ pub fn restrict_self(c: &Confinement) -> Result<(), String> {
     }
     ruleset = ruleset.scope(Scope::from_all(SCOPE_ABI)).map_err(err)?;
     let mut created = ruleset.create().map_err(err)?;
+    // The tool's own /proc entry (the launcher's pid is the tool's after
+    // exec): its status, limits and maps, nothing of another process.
+    let own_proc = std::fs::canonicalize("/proc/self").ok();
     let rules = c
         .read
         .iter()
+        .chain(own_proc.iter())
         .map(|p| (p, AccessFs::from_read(FS_ABI)))
         .chain(c.write.iter().map(|p| (p, writable())));
     for (path, access) in rules {
@@ -339,52 +427,6 @@ pub fn restrict_self(c: &Confinement) -> Result<(), String> {
         return Err("the kernel enforced none of the rules".into());
     }
     Ok(())
-}
-
-/// Makes `setsid` and `setpgid` fail (EPERM) for this process and all it
-/// starts, by a seccomp filter inherited across `fork` and `exec`: nothing a
-/// tool starts can leave the process group the node kills as a whole (a
-/// daemonizing child would otherwise outlive the tool's time-out). On an
-/// architecture the filter compiler does not know, nothing is filtered and
-/// the group kill stays best effort.
-fn pin_process_group() -> Result<(), String> {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
-    let Ok(arch) = TargetArch::try_from(std::env::consts::ARCH) else {
-        return Ok(());
-    };
-    let err = |e: seccompiler::BackendError| format!("cannot build the seccomp filter: {e}");
-    let rules = [libc::SYS_setsid, libc::SYS_setpgid]
-        .into_iter()
-        .map(|call| (call, Vec::new()))
-        .collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(err)?;
-    let program: BpfProgram = filter.try_into().map_err(err)?;
-    seccompiler::apply_filter(&program).map_err(|e| format!("cannot apply the seccomp filter: {e}"))
-}
-
-/// The launcher: confine this process to `c`, then become `command`.
-/// Returns only on failure, with the exit code to use.
-pub fn exec_confined(c: &Confinement, command: &[OsString]) -> i32 {
-    let Some((program, args)) = command.split_first() else {
-        eprintln!("{LAUNCHER_PREFIX}no command to run after --");
-        return EXIT_NOT_EXECUTED;
-    };
-    if let Err(e) = restrict_self(c).and_then(|()| pin_process_group()) {
-        eprintln!("{LAUNCHER_PREFIX}cannot confine the tool: {e}");
-        return EXIT_NOT_CONFINED;
-    }
-    let error = std::process::Command::new(program).args(args).exec();
-    eprintln!(
-        "{LAUNCHER_PREFIX}cannot execute {}: {error}",
-        Path::new(program).display()
-    );
-    EXIT_NOT_EXECUTED
 }
 
 #[cfg(test)]
@@ -409,6 +451,8 @@ mod tests {
             "manifests",
             "agents",
             "tools",
+            "evals",
+            ".git/hooks",
             ".jaros-data",
             "elsewhere",
         ] {
@@ -430,7 +474,15 @@ mod tests {
         );
         let hive = std::fs::canonicalize(hive).unwrap();
         assert!(c.write.contains(&hive.join("notes")));
-        for forbidden in ["manifests", "agents", "tools", ".jaros-data", "elsewhere"] {
+        for forbidden in [
+            "manifests",
+            "agents",
+            "tools",
+            "evals",
+            ".git",
+            ".jaros-data",
+            "elsewhere",
+        ] {
             assert!(
                 !c.write.contains(&hive.join(forbidden)),
                 "{forbidden} opened: {c:?}"

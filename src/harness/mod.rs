@@ -4,7 +4,8 @@
 //! Owns the built-in tools that touch the host (`fs.read`, `fs.write`,
 //! `fs.stat`, `fs.disk_usage`, `text.count` in [`fs`]; `sys.info` in
 //! [`sys`]), the capability [`fs::Handle`] they go through, the runner of
-//! executable tools ([`tools`]) and their kernel confinement ([`landlock`]),
+//! executable tools ([`tools`]) and their kernel confinement ([`landlock`]
+//! for paths, [`launcher`] for the layers put in place before a tool runs),
 //! and the node's audit log ([`audit`]). It does not decide whether a
 //! decision runs (the gate did) and never acts while replaying: handlers see
 //! no [`LiveIo`] then, and read their recorded outcome back instead (except
@@ -16,6 +17,7 @@
 pub mod audit;
 pub mod fs;
 pub mod landlock;
+pub mod launcher;
 pub mod sys;
 pub mod tools;
 

@@ -18,6 +18,7 @@
 //! abandoned after [`DRAIN_GRACE_MS`].
 
 use super::landlock::{self, ConfinementStatus, LAUNCHER_PREFIX, SANDBOX_SUBCOMMAND};
+use super::launcher::{self, RunAs};
 use super::{read_back, refuse};
 use crate::canon::Digest;
 use crate::decision::Decision;
@@ -28,7 +29,7 @@ use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOpt
 use serde_json::{json, Value};
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -55,45 +56,91 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub struct ToolRunner {
     /// The `jaros` binary, re-executed as the confining launcher.
     launcher: Option<PathBuf>,
+    /// Who confined tools run as.
+    run_as: Option<RunAs>,
 }
 
 impl ToolRunner {
     /// `launcher` is the `jaros` binary (`std::env::current_exe()` in the
-    /// CLI); without one, tools run unconfined.
+    /// CLI); without one, tools run unconfined. Confined tools of a root
+    /// node run as [`launcher::NOBODY`] unless [`ToolRunner::run_as`] says
+    /// otherwise.
     pub fn new(launcher: Option<PathBuf>) -> ToolRunner {
-        ToolRunner { launcher }
+        ToolRunner {
+            launcher,
+            run_as: launcher::default_run_as(),
+        }
     }
 
-    /// Whether this runner confines the tools it starts.
+    /// Confined tools run as `run_as` (only a root node can change user;
+    /// `None` keeps the node's own).
+    pub fn run_as(mut self, run_as: Option<RunAs>) -> ToolRunner {
+        self.run_as = run_as;
+        self
+    }
+
+    /// Whether this runner confines the tools it starts, and how.
     pub fn status(&self) -> ConfinementStatus {
-        landlock::status_with(self.launcher.as_deref())
+        landlock::status_with(self.launcher.as_deref(), self.run_as)
     }
 }
 
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
+/// A tool run's scratch directory, removed when dropped: `work/`, the
+/// tool's working directory (owned by the user it runs as), and `bin/`,
+/// holding the copy of the tool it runs: the very bytes whose digest was
+/// checked, reachable by that user wherever the hive lies.
+struct Scratch {
+    root: PathBuf,
+    work: PathBuf,
+    tool: PathBuf,
+}
 
 impl Scratch {
-    fn create() -> Result<Scratch, String> {
-        let path = std::env::temp_dir().join(format!("jaros-tool-{}", crate::ids::random_hex(12)));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| format!("cannot create a scratch directory {}: {e}", path.display()))?;
-        Ok(Scratch(path))
+    fn create(tool_name: &str, bytes: &[u8], run_as: Option<RunAs>) -> Result<Scratch, String> {
+        let root = std::env::temp_dir().join(format!("jaros-tool-{}", crate::ids::random_hex(12)));
+        let dir = |path: &Path, mode: u32| {
+            std::fs::DirBuilder::new()
+                .mode(mode)
+                .create(path)
+                .map_err(|e| format!("cannot create a scratch directory {}: {e}", path.display()))
+        };
+        dir(&root, 0o755)?;
+        let scratch = Scratch {
+            work: root.join("work"),
+            tool: root.join("bin").join(tool_name),
+            root,
+        };
+        dir(&scratch.work, 0o700)?;
+        dir(&scratch.root.join("bin"), 0o755)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&scratch.tool)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(|e| format!("cannot copy the tool into {}: {e}", scratch.tool.display()))?;
+        if let Some(RunAs { uid, gid }) = run_as {
+            rustix::fs::chown(
+                &scratch.work,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| format!("cannot give {} to uid {uid}: {e}", scratch.work.display()))?;
+        }
+        Ok(scratch)
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
         // Best effort: a leftover directory in the temp dir harms nothing.
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
 /// Finds the tool's executable and checks it is the one the plan was
-/// compiled with.
-fn locate(hive: &Path, command: &str, expected: &Digest) -> Result<PathBuf, String> {
+/// compiled with: its bytes.
+fn locate(hive: &Path, command: &str, expected: &Digest) -> Result<Vec<u8>, String> {
     let rel = normalize_path(command).map_err(|why| format!("names an invalid path: {why}"))?;
     if !rel.starts_with("tools/") {
         return Err("is not under tools/".into());
@@ -103,18 +150,18 @@ fn locate(hive: &Path, command: &str, expected: &Digest) -> Result<PathBuf, Stri
     let path =
         std::fs::canonicalize(hive.join(&rel)).map_err(|e| format!("cannot be found: {e}"))?;
     if !path.starts_with(&tools) {
-        return Err(format!("resolves to {}, outside tools/", path.display()));
+        return Err("resolves outside tools/ (through a symlink)".into());
     }
     let bytes = crate::fsx::read(&path).map_err(|e| e.to_string())?;
     let actual = Digest::of_bytes(&bytes);
     if actual != *expected {
         return Err(format!(
-            "changed since the plan was compiled (its sha256 is {}, the plan has {}); recompile the plan (restart the node) to run the new version",
+            "changed since the plan was compiled (its sha256 is {}, the plan has {}); a running node recompiles its plan when a manifest changes and then runs the new version; run `jaros validate` to check it",
             actual.short(),
             expected.short()
         ));
     }
-    Ok(path)
+    Ok(bytes)
 }
 
 /// What a finished (or stopped) process left.
@@ -282,39 +329,57 @@ impl ExecRunner for ToolRunner {
         let name = format!("tool '{}' ({command})", decision.kind);
         let action = format!("tool {} ({command})", decision.kind);
         let hive = live.hive();
-        let tool = match locate(&hive, command, sha256) {
-            Ok(path) => path,
+        let bytes = match locate(&hive, command, sha256) {
+            Ok(bytes) => bytes,
             Err(why) => return Err(refuse(live, cx, decision, &action, format!("{name} {why}"))),
         };
-        let scratch = Scratch::create()?;
         let status = self.status();
-        let (mut cmd, how) = match (&self.launcher, status.active) {
-            (Some(launcher), true) => {
-                let c = landlock::confinement_for(
+        // Where the kernel has Landlock every tool goes through the
+        // launcher, even when its probe failed: the launcher then refuses
+        // this run with the reason, rather than it running unconfined.
+        let launcher = self
+            .launcher
+            .as_ref()
+            .filter(|_| status.landlock_abi.is_some());
+        let run_as = launcher.and(self.run_as);
+        let file_name = Path::new(command)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("tool");
+        let scratch = Scratch::create(file_name, &bytes, run_as)?;
+        let (mut cmd, how) = match launcher {
+            Some(launcher) => {
+                let mut c = landlock::confinement_for(
                     &hive,
                     live.data_dir().as_deref(),
                     cx.plan,
                     cx.job.agent.as_str(),
-                    &tool,
-                    &scratch.0,
+                    &scratch.tool,
+                    &scratch.work,
                 );
-                let mut cmd = Command::new(launcher);
-                cmd.args(launcher_args(&c, &tool));
+                c.run_as = run_as;
+                let mut cmd = launcher::command(launcher);
+                cmd.args(launcher_args(&c, &scratch.tool));
                 let abi = status.landlock_abi.unwrap_or_default();
+                let layers = match &status.layers {
+                    Some(Ok(layers)) => landlock::describe_layers(layers),
+                    Some(Err(why)) => format!("the launcher's probe failed: {why}"),
+                    None => String::new(),
+                };
                 (
                     cmd,
                     format!(
-                        "confined by Landlock ABI {abi}: {}",
+                        "confined by Landlock ABI {abi}: {}; {layers}",
                         c.describe(&std::fs::canonicalize(&hive).unwrap_or(hive.clone()))
                     ),
                 )
             }
-            _ => (
-                Command::new(&tool),
+            None => (
+                Command::new(&scratch.tool),
                 format!("not confined: {}", status.reason),
             ),
         };
-        cmd.env_clear().current_dir(&scratch.0);
+        cmd.env_clear().current_dir(&scratch.work);
         for var in env {
             if let Some(value) = std::env::var_os(var) {
                 cmd.env(var, value);
