@@ -428,4 +428,85 @@ mod tests {
         assert!(claim_age(&claimed).unwrap() < Duration::from_secs(600));
         assert!(claim(&data, "old.json").unwrap().is_none());
     }
+
+    #[test]
+    fn a_claim_never_replaces_a_claimed_file_of_the_same_name() {
+        let (_dir, data) = crate::datadir::temp();
+        std::fs::write(data.claimed().join("j.json"), b"the claim in progress").unwrap();
+        std::fs::write(data.inbox().join("j.json"), b"a second file, same id").unwrap();
+        assert!(claim(&data, "j.json").unwrap().is_none());
+        assert_eq!(
+            std::fs::read(data.claimed().join("j.json")).unwrap(),
+            b"the claim in progress"
+        );
+        // It waits in the inbox until the claim is gone.
+        std::fs::remove_file(data.claimed().join("j.json")).unwrap();
+        assert!(claim(&data, "j.json").unwrap().is_some());
+    }
+
+    #[test]
+    fn special_files_are_named_for_what_they_are_and_never_read_through() {
+        let (dir, data) = crate::datadir::temp();
+        let claimed = data.claimed();
+        let fifo = claimed.join("fifo.json");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        std::fs::create_dir(claimed.join("dir.json")).unwrap();
+        let outside = dir.path().join("outside.json");
+        std::fs::write(&outside, br#"{"agent": "advance"}"#).unwrap();
+        std::os::unix::fs::symlink(&outside, claimed.join("link.json")).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(claimed.join("sock.json")).unwrap();
+        let big = std::fs::File::create(claimed.join("big.json")).unwrap();
+        big.set_len(MAX_JOB_FILE_BYTES + 1).unwrap();
+        for (name, what) in [
+            ("fifo", "it is a FIFO (named pipe), not a regular file"),
+            ("dir", "it is a directory, not a regular file"),
+            ("link", "it is a symbolic link, not a regular file"),
+            ("sock", "it is a socket, not a regular file"),
+            (
+                "big",
+                "job file is 1048577 bytes, over the limit of 1048576",
+            ),
+        ] {
+            match read_bytes(&claimed.join(format!("{name}.json"))) {
+                Err(Unread::Bad(reason)) => assert!(reason.starts_with(what), "{name}: {reason}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert_eq!(read_bytes(&claimed.join("gone.json")), Err(Unread::Gone));
+        std::fs::write(claimed.join("ok.json"), b"{}").unwrap();
+        assert_eq!(read_bytes(&claimed.join("ok.json")).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_job_with_a_result_is_never_failed_beside_it() {
+        let (_dir, data) = crate::datadir::temp();
+        let id = JobId::new("j").unwrap();
+        let claimed = data.claimed().join("j.json");
+        std::fs::write(&claimed, b"{not json").unwrap();
+        std::fs::write(data.done().join("j.json"), b"{}").unwrap();
+        let refused = fail_bad_file(&data, &claimed, &id, "not valid JSON").unwrap();
+        let Failed::Refused(written) = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(!data.failed().join("j.json").exists());
+        assert!(!claimed.exists());
+        let text = std::fs::read_to_string(written).unwrap();
+        assert!(
+            text.contains("job 'j' has run already (done/j.json)"),
+            "{text}"
+        );
+        // Without a result it fails under its id, once.
+        let id = JobId::new("k").unwrap();
+        let claimed = data.claimed().join("k.json");
+        std::fs::write(&claimed, b"{not json").unwrap();
+        let failed = fail_bad_file(&data, &claimed, &id, "not valid JSON").unwrap();
+        assert_eq!(failed, Failed::Failed(data.failed().join("k.json")));
+        std::fs::write(&claimed, b"{again").unwrap();
+        let again = fail_bad_file(&data, &claimed, &id, "not valid JSON").unwrap();
+        assert!(matches!(again, Failed::Refused(_)), "{again:?}");
+    }
 }
