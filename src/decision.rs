@@ -18,20 +18,29 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub enum NameError {
     #[error("{what} is empty")]
     Empty { what: &'static str },
-    #[error("{what} '{name}' is longer than {MAX_NAME_BYTES} bytes")]
-    TooLong { what: &'static str, name: String },
+    #[error("{what} '{name}' is longer than {max} bytes")]
+    TooLong {
+        what: &'static str,
+        name: String,
+        max: usize,
+    },
     #[error("{what} '{name}' may hold only letters, digits, '.', '_' and '-' and must start with a letter or digit")]
     BadChar { what: &'static str, name: String },
 }
 
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    check_name_within(what, name, MAX_NAME_BYTES)
+}
+
+fn check_name_within(what: &'static str, name: &str, max: usize) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { what });
     }
-    if name.len() > MAX_NAME_BYTES {
+    if name.len() > max {
         return Err(NameError::TooLong {
             what,
             name: name.chars().take(40).collect::<String>() + "…",
+            max,
         });
     }
     let ok_first = name.as_bytes()[0].is_ascii_alphanumeric();
@@ -49,6 +58,9 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), NameError
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $ty:ident, $what:literal) => {
+        name_type!($(#[$doc])* $ty, $what, MAX_NAME_BYTES);
+    };
+    ($(#[$doc:meta])* $ty:ident, $what:literal, $max:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
@@ -57,7 +69,7 @@ macro_rules! name_type {
         impl $ty {
             pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
                 let name = name.into();
-                check_name($what, &name)?;
+                check_name_within($what, &name, $max)?;
                 Ok($ty(name))
             }
             pub fn as_str(&self) -> &str {
@@ -88,9 +100,11 @@ macro_rules! name_type {
 }
 
 name_type!(
-    /// A job's id; also the stem of its inbox and result files.
+    /// A job's id; also the stem of its inbox and result files, so at most
+    /// [`crate::ids::MAX_JOB_ID_BYTES`] long.
     JobId,
-    "job id"
+    "job id",
+    crate::ids::MAX_JOB_ID_BYTES
 );
 name_type!(
     /// An agent's name, as in its manifest.

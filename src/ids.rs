@@ -1,8 +1,32 @@
-//! Fresh ids for jobs and nodes. This is the edge where time and randomness
-//! enter; the ids are then recorded and never recomputed.
+//! Fresh ids for jobs and nodes, and how long a job id may be. This is the
+//! edge where time and randomness enter; the ids are then recorded and never
+//! recomputed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The longest file name the data dir's file systems take, in bytes
+/// (`NAME_MAX` on Linux, for ext4, xfs, btrfs, tmpfs, NFS and sshfs alike).
+pub const NAME_MAX_BYTES: usize = 255;
+
+/// The most a file name made from a job id adds to the id, in bytes. The
+/// longest such name is the temp file written beside a job's file or result
+/// (`fsx::write_durable`): `.<id>.json.<pid>.<n>.tmp`, at most 1 + 5 + 1 +
+/// 10 (a u32 pid) + 1 + 20 (a u64 counter) + 4 = 42 bytes more than the id.
+/// The others are shorter: `<id>.json` (5), a lease `<id>.lease.<epoch>`
+/// (7 + at most 20 digits).
+pub const LONGEST_ID_SUFFIX_BYTES: usize = 42;
+
+/// The longest job id, in bytes: every file name derived from a job id
+/// fits in [`NAME_MAX_BYTES`]. A hand-off child's id `<id>-<turn>.<position>`
+/// that would pass it is replaced by a hash (`exec::child_job_id`), and a
+/// schedule's slot ids are built to fit (`schedule::fire::slot_job_id`), so
+/// no id the runtime makes is longer either. The inbox and `jaros submit`
+/// refuse a longer one; the node fails such a file under a name of its own
+/// (see `node::inbox::reject`).
+pub const MAX_JOB_ID_BYTES: usize = 128;
+
+const _: () = assert!(MAX_JOB_ID_BYTES + LONGEST_ID_SUFFIX_BYTES <= NAME_MAX_BYTES);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 

@@ -155,6 +155,19 @@ impl Beat {
         }
     }
 
+    /// Whether `lease` is still this node's, as the disk says: its epoch's
+    /// file is a link to this beat file (not a lease another node took
+    /// afresh after the job was finished and submitted again) and nobody
+    /// took the next epoch.
+    pub fn holds(&self, data: &DataDir, lease: &Lease) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let path = path(data, &lease.job, lease.epoch);
+        let (Ok(link), Ok(beat)) = (std::fs::metadata(&path), self.file.metadata()) else {
+            return false;
+        };
+        (link.dev(), link.ino()) == (beat.dev(), beat.ino()) && still_held(data, lease)
+    }
+
     /// Removes this run's beat file name (leases still linked keep it).
     pub fn retire(&self) {
         let _ = std::fs::remove_file(&self.path);

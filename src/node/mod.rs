@@ -6,10 +6,12 @@
 //! hive's schedules ([`schedules`]), and a clean shutdown. Work enters only
 //! as files; a node never opens a socket.
 
+mod admit;
 mod finish;
 pub mod inbox;
 pub mod lease;
 pub mod schedules;
+mod seen;
 mod spares;
 pub mod status;
 
@@ -123,6 +125,8 @@ struct Shared {
     beat: lease::Beat,
     /// Finished claims, reused for results.
     spares: spares::Spares,
+    /// What the logs hold of job ids, for what the inbox may run.
+    seen: seen::Seen,
     executor: Executor,
     proposer: Arc<dyn Proposer>,
     running: Mutex<HashMap<String, Running>>,
@@ -190,6 +194,7 @@ pub fn serve(
         rt,
         beat,
         spares: spares::Spares::new(&data, &cfg.node_id),
+        seen: seen::Seen::default(),
         executor,
         proposer,
         running: Mutex::new(HashMap::new()),
@@ -405,6 +410,12 @@ fn claim_batch(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, names: &[String
         let Some(id) = inbox::id_of(&path) else {
             continue;
         };
+        // A name that is no job id (one too long for its lease's name) is
+        // refused now, unleased: no other node takes it over meanwhile.
+        if let Err(reason) = inbox::job_id_of(&path) {
+            admit::refuse(shared, &path, &reason);
+            continue;
+        }
         // Only the first epoch: a lease here means another node took this
         // claim over in the moment before ours (or a crash left one); that
         // node runs it, or its lease expires and the job is reclaimed.
@@ -504,23 +515,52 @@ fn reclaim_expired(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
 
 fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: &str, epoch: u64) {
     let data = &shared.rt.data;
+    let Ok(job_id) = JobId::new(id) else {
+        // No lease can be named for it: left by a crash between its claim
+        // and its refusal.
+        admit::refuse(
+            shared,
+            path,
+            &inbox::job_id_of(path).err().unwrap_or_default(),
+        );
+        return;
+    };
     let lease = match shared.beat.take(data, id, epoch) {
         Ok(Some(lease)) => lease,
         _ => return,
     };
-    if !path.exists() {
-        // Its holder finished it between our look and our lease.
-        lease::remove(data, &lease);
-        return;
-    }
     let job = match inbox::read_job(path, &shared.rt.plan()) {
         Ok(job) => job,
-        Err(reason) => {
-            let _ = inbox::fail_bad_file(data, path, &reason);
+        Err(inbox::Unread::Gone) => {
+            // Its holder finished it between our look and our lease.
+            lease::remove(data, &lease);
+            return;
+        }
+        Err(inbox::Unread::Bad(reason)) => {
+            admit::fail(shared, path, &job_id, &reason);
             lease::remove_all(data, id, lease.epoch);
             return;
         }
     };
+    // A claim whose job has no record yet is as fresh as one from the inbox.
+    match admit::history(shared, &job.id) {
+        Ok((seen::Known::New, handoff)) => {
+            if let Err(reason) = admit::lineage_recorded(&job, handoff.as_ref()) {
+                admit::fail(shared, path, &job_id, &reason);
+                lease::remove_all(data, id, lease.epoch);
+                return;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!(
+                "jaros: node {}: cannot take {id} over: {e}",
+                shared.cfg.node_id
+            );
+            lease::remove(data, &lease);
+            return;
+        }
+    }
     shared.counters.resumed.fetch_add(1, Ordering::SeqCst);
     start(shared, tasks, job, lease, true);
 }
@@ -535,15 +575,12 @@ fn worker(
         let (job, resume) = match task {
             Err(_) => return,
             Ok(Task::Run { job, resume }) => (job, resume),
-            Ok(Task::Claimed { path }) => match inbox::read_job(&path, &shared.rt.plan()) {
-                Ok(job) => {
+            Ok(Task::Claimed { path }) => match admit::claimed(shared, &path) {
+                Some(job) => {
                     let resume = job.resume;
                     (job, resume)
                 }
-                Err(reason) => {
-                    fail_claimed_file(shared, &path, &reason);
-                    continue;
-                }
+                None => continue,
             },
         };
         let id = job.id.to_string();
@@ -572,23 +609,6 @@ fn worker(
         }
         finish::free_slot(shared, &id);
     }
-}
-
-/// Fails a claimed job file that cannot run, with its reason, and frees
-/// its slot.
-fn fail_claimed_file(shared: &Arc<Shared>, path: &Path, reason: &str) {
-    let node = &shared.cfg.node_id;
-    shared.counters.bad_files.fetch_add(1, Ordering::SeqCst);
-    match inbox::fail_bad_file(&shared.rt.data, path, reason) {
-        Ok(failed) => eprintln!(
-            "jaros: node {node}: {} failed: {reason} ({})",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            failed.display()
-        ),
-        Err(e) => eprintln!("jaros: node {node}: {e}"),
-    }
-    // Freeing the slot drops the lease too.
-    finish::free_slot(shared, &inbox::id_of(path).unwrap_or_default());
 }
 
 /// A job fails only itself: a panic outside the handlers is recorded as the

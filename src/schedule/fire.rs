@@ -55,8 +55,7 @@ pub const RECOVER_GRACE_SECS: i64 = 30;
 /// an old slot helps no one.
 pub const RECOVER_MAX_AGE_SECS: i64 = 86_400;
 
-/// The longest job id, in bytes.
-pub const MAX_JOB_ID_BYTES: usize = 128;
+pub use crate::ids::MAX_JOB_ID_BYTES;
 
 const SLOT_STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 const SLOT_STAMP_LEN: usize = 16;
