@@ -9,6 +9,7 @@
 mod finish;
 pub mod inbox;
 pub mod lease;
+mod retry;
 pub mod schedules;
 mod spares;
 pub mod status;
@@ -138,6 +139,8 @@ struct Shared {
     /// The last job finished took under [`QUICK_JOB_MS`] from its claim.
     quick: AtomicBool,
     counters: Counters,
+    /// Jobs held for retry after their environment failed.
+    held: retry::Held,
     /// A fatal error (a poisoned log): the node must exit non-zero.
     fatal: Mutex<Option<String>>,
     /// Wakes the dispatcher (a worker finished, a claim fell through).
@@ -167,13 +170,18 @@ pub fn serve(
     })?;
     let rt =
         Runtime::open(hive, data.clone(), cfg.node_id.clone(), plan).map_err(|e| e.to_string())?;
-    if rt.open_report.truncated_bytes > 0 {
-        eprintln!(
-            "jaros: node {}: cut a torn last record ({} bytes) from {} left by a crash",
-            cfg.node_id,
-            rt.open_report.truncated_bytes,
-            rt.log.path().display()
-        );
+    for (report, path) in [
+        (&rt.open_report, rt.log.path()),
+        (&rt.audit.open_report, rt.audit.path()),
+    ] {
+        if report.truncated_bytes > 0 {
+            eprintln!(
+                "jaros: node {}: cut a torn last record ({} bytes) from {} left by a crash",
+                cfg.node_id,
+                report.truncated_bytes,
+                path.display()
+            );
+        }
     }
     eprintln!(
         "jaros: node {} serving {} (data {}), pool {}, plan {}",
@@ -200,6 +208,7 @@ pub fn serve(
         finishing: AtomicUsize::new(0),
         quick: AtomicBool::new(false),
         counters: Counters::default(),
+        held: retry::Held::default(),
         fatal: Mutex::new(None),
         wake: wake_tx.clone(),
     });
@@ -548,7 +557,7 @@ fn worker(
         };
         let id = job.id.to_string();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_job(shared, &job, resume)
+            retry::run_held(shared, &job, resume, run_job)
         }));
         match outcome {
             // The finisher writes its result; the slot is free now.
@@ -646,14 +655,21 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
     } else {
         Vec::new()
     };
-    let live = shared.rt.live_io();
+    let live = runtime::HiveIo {
+        epoch: held_epoch(shared, &id),
+        ..shared.rt.live_io()
+    };
     // Another node takes a job over only once its lease has expired, so a
     // lease with time left is ours. A record may land a moment after its
     // fence check; the margin keeps that moment inside the lease. A higher
     // epoch (a clock that disagrees, an operator) is seen by the heartbeat.
     let margin = shared.cfg.lease_ms / 3;
     let fence = || {
-        if shared.releasing.load(Ordering::SeqCst)
+        // Giving jobs back at shutdown stops them at their next record,
+        // unless that record is of an effect that has already run (a tool
+        // that outlived the grace): thrown away, it would run again.
+        let effect_ran = live.take_effect_ran();
+        if (shared.releasing.load(Ordering::SeqCst) && !effect_ran)
             || lease::now_ms() + margin >= shared.beat.expires_ms()
         {
             return false;
@@ -689,6 +705,13 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
                     shared.cfg.node_id
                 );
             }
+        }
+        Err(RunError::Held { reason, .. }) => {
+            eprintln!(
+                "jaros: node {}: holding {id} for retry: {reason}",
+                shared.cfg.node_id
+            );
+            shared.held.hold(&id, &reason);
         }
         Err(RunError::Log(e)) => {
             *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
@@ -818,6 +841,7 @@ fn shared_status(shared: &Shared, started_ms: u64, stopped: bool) -> status::Nod
             .iter()
             .cloned()
             .collect(),
+        held: shared.held.snapshot(),
     }
 }
 
