@@ -30,5 +30,6 @@ tests=(
     a_hand_off_that_meets_a_full_disk_is_held_and_completes_once_space_is_freed
     a_file_write_that_meets_a_full_disk_is_held_and_completes_once_space_is_freed
     a_result_that_meets_a_full_disk_is_written_once_space_is_freed
+    jaros_run_holds_a_file_write_on_a_full_disk_and_finishes_it_once_space_is_freed
 )
 cargo test --test disk_full -- --ignored --exact "${tests[@]}"

@@ -255,3 +255,27 @@ fn a_result_that_meets_a_full_disk_is_written_once_space_is_freed() {
     assert_eq!(code, 0, "{stderr}");
     all_done_once(&hive, 1);
 }
+
+#[test]
+#[ignore = "needs root for a tmpfs: run by scripts/fault-tests.sh"]
+fn jaros_run_holds_a_file_write_on_a_full_disk_and_finishes_it_once_space_is_freed() {
+    let hive = hive_with(
+        "scribe",
+        "fs.write",
+        "  write: [\"out/**\"]\n",
+        r#"{"type": "fs.write", "payload": {"path": "out/a.txt", "content": "written once space was freed\n"}}"#,
+    );
+    let fs = Tmpfs::mount(&hive.path().join("out"));
+    fs.fill();
+    let filler = fs.0.join("filler");
+    let freer = std::thread::spawn(move || {
+        // After the wait tool's two seconds and a held attempt or two.
+        std::thread::sleep(Duration::from_secs(3));
+        std::fs::remove_file(filler).unwrap();
+    });
+    let run = hive.jaros(&["run", "scribe"]).expect(0);
+    freer.join().unwrap();
+    assert!(run.stderr().contains("held for retry"), "{}", run.context());
+    assert_eq!(run.json()["state"], "DONE");
+    all_done_once(&hive, 1);
+}

@@ -9,7 +9,7 @@
 mod finish;
 pub mod inbox;
 pub mod lease;
-mod retry;
+pub mod retry;
 pub mod schedules;
 mod spares;
 pub mod status;
