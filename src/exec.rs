@@ -80,6 +80,15 @@ pub struct AuditEntry {
 /// The effects a live run may have on the world. Replay passes none, so a
 /// handler cannot touch anything while replaying.
 pub trait LiveIo: Send + Sync {
+    /// The epoch of the lease this run holds its job under (0: no lease, as
+    /// in `jaros run`). Part of every effect's [`idempotency_key`].
+    fn epoch(&self) -> u64 {
+        0
+    }
+    /// Told when a live effect has run (or was attempted), so the job's next
+    /// record is that effect's: a node that is giving its jobs back at
+    /// shutdown still records an effect that ran rather than throw it away.
+    fn effect_ran(&self) {}
     /// The hive's root directory (file tools resolve paths under it).
     fn hive(&self) -> PathBuf;
     /// Enqueues a child job; must be idempotent for the same job id.
@@ -96,6 +105,64 @@ pub trait LiveIo: Send + Sync {
     }
 }
 
+/// The idempotency key of `decision` run under lease `epoch`:
+/// `<decision id>@<epoch>`, such as `j1#2.0@3`. The decision id names the
+/// effect (it is the same on every run of the decision, resumed or taken
+/// over); the epoch names the attempt and grows with every takeover. A tool
+/// makes its outside effect exactly-once by keeping a ledger keyed by the
+/// decision id, and refuses an attempt whose epoch is below the ledger's (a
+/// node paused past its lease). See `docs/harness.md`.
+pub fn idempotency_key(decision: &DecisionId, epoch: u64) -> String {
+    format!("{decision}@{epoch}")
+}
+
+/// The OS errors that say the node's environment failed, whatever the
+/// decision asked: storage full or broken, descriptors or memory run out.
+/// A live effect that fails with one of them is held and retried, not
+/// recorded as the decision's failure (see [`environment_cause`]).
+pub const ENVIRONMENT_ERRNOS: [(rustix::io::Errno, &str); 7] = [
+    (rustix::io::Errno::NOSPC, "ENOSPC (no space left on device)"),
+    (rustix::io::Errno::DQUOT, "EDQUOT (disk quota exceeded)"),
+    (rustix::io::Errno::IO, "EIO (input/output error)"),
+    (rustix::io::Errno::ROFS, "EROFS (read-only file system)"),
+    (
+        rustix::io::Errno::MFILE,
+        "EMFILE (too many open files in this process)",
+    ),
+    (
+        rustix::io::Errno::NFILE,
+        "ENFILE (too many open files in the system)",
+    ),
+    (rustix::io::Errno::NOMEM, "ENOMEM (out of memory)"),
+];
+
+/// Where a failing tool's stderr begins in its error.
+pub const TOOL_STDERR_MARK: &str = "; stderr: ";
+/// Where the start of a tool's unreadable stdout begins in its error.
+pub const TOOL_STDOUT_MARK: &str = "; it began: ";
+/// What follows one of these in an error is the tool's own to say, never
+/// taken as the node's environment failing.
+const TOOL_OUTPUT_MARKS: [&str; 2] = [TOOL_STDERR_MARK, TOOL_STDOUT_MARK];
+
+/// The environment failure behind a handler's error, if it is one: the
+/// first `(os error N)` (how Rust shows an OS error) of an
+/// [`ENVIRONMENT_ERRNOS`] code, before any tool output in the text.
+pub fn environment_cause(error: &str) -> Option<&'static str> {
+    let own = TOOL_OUTPUT_MARKS
+        .iter()
+        .filter_map(|mark| error.find(mark))
+        .min()
+        .map_or(error, |end| &error[..end]);
+    own.match_indices("(os error ").find_map(|(at, mark)| {
+        let rest = &own[at + mark.len()..];
+        let code: i32 = rest[..rest.find(')')?].parse().ok()?;
+        ENVIRONMENT_ERRNOS
+            .iter()
+            .find(|(errno, _)| errno.raw_os_error() == code)
+            .map(|(_, name)| *name)
+    })
+}
+
 /// What a handler sees.
 pub struct Cx<'a> {
     pub plan: &'a Plan,
@@ -107,6 +174,14 @@ pub struct Cx<'a> {
     /// handler whose live run failed for a reason outside the decision (the
     /// file system refused) reads that failure back from here.
     pub recorded: Option<(&'a JsonText, Option<&'a str>)>,
+}
+
+impl Cx<'_> {
+    /// The idempotency key of `decision` in this run (see
+    /// [`idempotency_key`]); the lease epoch is 0 while replaying.
+    pub fn idempotency_key(&self, decision: &Decision) -> String {
+        idempotency_key(&decision.id, self.live.map_or(0, |l| l.epoch()))
+    }
 }
 
 /// A decision handler.
@@ -133,6 +208,11 @@ pub struct Effect {
     pub result: Value,
     pub error: Option<String>,
     pub state: Digest,
+    /// Set when a live effect failed for its node's environment (see
+    /// [`environment_cause`]): the cause and the error. Nothing was applied
+    /// to the job's state and nothing is to be recorded; the job is held and
+    /// the decision executed again later.
+    pub held: Option<String>,
 }
 
 impl Executor {
@@ -190,10 +270,12 @@ impl Executor {
             .get(&decision.kind)
             .is_some_and(|t| t.reexecuted_on_replay());
         let outcome = match recorded {
-            Some((result, error)) if !deterministic => match error {
-                Some(e) => Err(e.to_string()),
-                None => read_back(result),
-            },
+            // A recorded failure is read back for every kind of effect, as
+            // for any result replay cannot recompute: it may have come from
+            // the world (a full disk under a hand-off), which a re-execution
+            // without it would not meet.
+            Some((_, Some(error))) => Err(error.to_string()),
+            Some((result, None)) if !deterministic => read_back(result),
             _ => {
                 let cx = Cx {
                     plan,
@@ -202,12 +284,28 @@ impl Executor {
                     recorded,
                 };
                 // A panicking handler fails its decision, not the process.
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.dispatch(&cx, decision)
                 })) {
                     Ok(outcome) => outcome,
                     Err(panic) => Err(format!("handler panicked: {}", panic_text(&panic))),
+                };
+                if let Some(live) = live {
+                    live.effect_ran();
+                    // The node's environment failed, not the decision: hold
+                    // it, state untouched, for the node to retry.
+                    if let Err(e) = &outcome {
+                        if let Some(cause) = environment_cause(e) {
+                            return Effect {
+                                result: Value::Null,
+                                error: Some(e.clone()),
+                                state: state.digest(),
+                                held: Some(format!("{cause}: {e}")),
+                            };
+                        }
+                    }
                 }
+                outcome
             }
         };
         let (result, error) = match outcome {
@@ -253,6 +351,7 @@ impl Executor {
             result,
             error,
             state: state.digest(),
+            held: None,
         }
     }
 }
@@ -329,5 +428,109 @@ impl Handler for Handoff {
         Ok(Outcome::result(
             json!({"job": spawn.job, "agent": spawn.agent}),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handoff_decision(job: &JobId) -> Decision {
+        Decision {
+            id: DecisionId::new(job, 1, 0),
+            source: AgentName::new("a").unwrap(),
+            kind: "handoff".into(),
+            payload: json!({"agent": "b", "input": {}}),
+        }
+    }
+
+    #[test]
+    fn the_failures_of_the_environment_are_told_from_the_decisions() {
+        let full = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let error = format!("cannot write /d/inbox/.c.json.tmp: {full}");
+        assert_eq!(
+            environment_cause(&error),
+            Some("ENOSPC (no space left on device)")
+        );
+        for errno in [
+            rustix::io::Errno::IO,
+            rustix::io::Errno::MFILE,
+            rustix::io::Errno::NFILE,
+            rustix::io::Errno::DQUOT,
+            rustix::io::Errno::ROFS,
+        ] {
+            let e = std::io::Error::from_raw_os_error(errno.raw_os_error());
+            assert!(environment_cause(&format!("x: {e}")).is_some(), "{e}");
+        }
+        // The decision's own failures are not the environment's.
+        let missing = std::io::Error::from_raw_os_error(rustix::io::Errno::NOENT.raw_os_error());
+        assert_eq!(
+            environment_cause(&format!("cannot read a: {missing}")),
+            None
+        );
+        assert_eq!(environment_cause("payload/path must be a string"), None);
+        // What a tool printed is the tool's: its own full disk fails it.
+        let tool = format!("tool 't' exited with status 1{TOOL_STDERR_MARK}{full}");
+        assert_eq!(environment_cause(&tool), None);
+        let tool = format!("tool 't' printed invalid JSON{TOOL_STDOUT_MARK}\"{full}\"");
+        assert_eq!(environment_cause(&tool), None);
+    }
+
+    /// A live hand-off whose spawn meets a full disk.
+    struct FullDisk;
+
+    impl LiveIo for FullDisk {
+        fn hive(&self) -> PathBuf {
+            PathBuf::from("/nonexistent")
+        }
+        fn spawn(&self, _: &Spawn) -> Result<(), String> {
+            let e = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+            Err(format!("cannot write /d/inbox/.c.json.tmp: {e}"))
+        }
+    }
+
+    #[test]
+    fn a_live_effect_that_meets_a_full_disk_is_held_and_leaves_the_state_alone() {
+        let plan = Plan::builtin();
+        let job = JobId::new("j1").unwrap();
+        let mut state = JobState::new(job.clone(), AgentName::new("a").unwrap());
+        let before = state.clone();
+        let effect = Executor::core().execute(
+            &plan,
+            &mut state,
+            &handoff_decision(&job),
+            None,
+            Some(&FullDisk),
+        );
+        assert!(effect
+            .held
+            .as_deref()
+            .is_some_and(|h| h.starts_with("ENOSPC")));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn a_recorded_failure_is_read_back_for_a_recomputed_effect_too() {
+        let plan = Plan::builtin();
+        let job = JobId::new("j1").unwrap();
+        let mut state = JobState::new(job.clone(), AgentName::new("a").unwrap());
+        let recorded_error = "cannot write inbox: No space left on device (os error 28)";
+        let null = JsonText::from_value(&Value::Null).unwrap();
+        let effect = Executor::core().execute(
+            &plan,
+            &mut state,
+            &handoff_decision(&job),
+            Some((&null, Some(recorded_error))),
+            None,
+        );
+        assert_eq!(effect.error.as_deref(), Some(recorded_error));
+        assert_eq!(effect.held, None);
+        assert_eq!(state.state, crate::state::State::Failed);
+    }
+
+    #[test]
+    fn the_idempotency_key_is_the_decision_and_the_epoch() {
+        let job = JobId::new("j1").unwrap();
+        assert_eq!(idempotency_key(&DecisionId::new(&job, 2, 0), 3), "j1#2.0@3");
     }
 }

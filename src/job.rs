@@ -329,6 +329,31 @@ pub enum RunError {
     Log(#[from] LogError),
     #[error("lost the lease on job {0}; another node owns it now")]
     Fenced(JobId),
+    /// A live effect failed for the node's environment (see
+    /// [`crate::exec::environment_cause`]); its decision is recorded, its
+    /// effect is not, and a resumed run executes it again.
+    #[error("decision {decision} of job {job} is held for retry: {reason}")]
+    Held {
+        job: JobId,
+        decision: DecisionId,
+        reason: String,
+    },
+}
+
+/// A held effect is not recorded: the job stops here, to be retried.
+fn unless_held(
+    job: &JobId,
+    decision: &Decision,
+    effect: &crate::exec::Effect,
+) -> Result<(), RunError> {
+    match &effect.held {
+        Some(reason) => Err(RunError::Held {
+            job: job.clone(),
+            decision: decision.id.clone(),
+            reason: reason.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Drives jobs live under one plan, recording into one log.
@@ -490,6 +515,7 @@ impl Runner<'_> {
             let effect =
                 self.executor
                     .execute(plan, &mut folded.state, &pending, None, Some(self.live));
+            unless_held(job, &pending, &effect)?;
             self.append_effect(job, &mut cursor, &pending, &effect)?;
         }
 
@@ -670,6 +696,7 @@ impl Runner<'_> {
                 let effect = self
                     .executor
                     .execute(plan, state, &decision, None, Some(self.live));
+                unless_held(job, &decision, &effect)?;
                 self.append_effect(job, cursor, &decision, &effect)?;
             }
         }

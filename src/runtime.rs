@@ -13,6 +13,7 @@ use crate::log::{Blobs, Body, LogError, LogWriter, OpenReport};
 use crate::plan::Plan;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The identity of this executor, recorded in every `plan` record.
@@ -156,6 +157,8 @@ impl Runtime {
             hive: self.hive.clone(),
             data: self.data.clone(),
             audit: Some(self.audit.clone()),
+            epoch: 0,
+            effect_ran: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -185,9 +188,19 @@ pub struct HiveIo {
     pub data: DataDir,
     /// Where mediated actions and refusals are recorded (`None`: nowhere).
     pub audit: Option<Arc<AuditLog>>,
+    /// The epoch of the lease the job is run under (0: none).
+    pub epoch: u64,
+    /// Set when a live effect ran, until [`take_effect_ran`](Self::take_effect_ran).
+    pub effect_ran: Arc<AtomicBool>,
 }
 
 impl HiveIo {
+    /// Whether a live effect ran since the last call: if so, the job's next
+    /// record is that effect's.
+    pub fn take_effect_ran(&self) -> bool {
+        self.effect_ran.swap(false, Ordering::SeqCst)
+    }
+
     /// Whether a job id is already anywhere in the pipeline.
     pub fn job_exists(&self, id: &str) -> bool {
         let name = format!("{id}.json");
@@ -210,6 +223,14 @@ impl LiveIo for HiveIo {
 
     fn data_dir(&self) -> Option<PathBuf> {
         Some(self.data.root().to_path_buf())
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn effect_ran(&self) {
+        self.effect_ran.store(true, Ordering::SeqCst);
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), LogError> {

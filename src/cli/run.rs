@@ -7,6 +7,10 @@ use crate::job::Ticket;
 use crate::runtime::{self, Runtime};
 use crate::state::State;
 
+/// How often `jaros run` tries a job held for a failure of its environment
+/// before it gives up (the job stays unfinished in the log).
+pub const RUN_HELD_ATTEMPTS: u32 = 8;
+
 /// Run one job in the foreground through the same gate, log and executor as
 /// a node, and print its result. For scripts, debugging and CI.
 ///
@@ -68,9 +72,26 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         parent: None,
         via: None,
     };
-    let end = runner
-        .run(&ticket, &[])
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    let mut end = runner.run(&ticket, &[]);
+    // A job held for a failure of the environment (a full disk) is tried
+    // again after a backoff, as a node does, a bounded number of times here.
+    let mut attempts = 0;
+    while let Err(crate::job::RunError::Held { reason, .. }) = &end {
+        attempts += 1;
+        if attempts > RUN_HELD_ATTEMPTS {
+            break;
+        }
+        let wait = crate::node::retry::backoff_ms(attempts);
+        eprintln!("jaros: held for retry (attempt {attempts} of {RUN_HELD_ATTEMPTS}, next in {wait} ms): {reason}");
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        rt.log
+            .flush()
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        let history = crate::replay::job_history(&rt.data, &ticket.job)
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        end = runner.run(&ticket, &history);
+    }
+    let end = end.map_err(|e| CliError::failed(e.to_string()))?;
     let result = crate::runtime::result_file(&end, &rt.node_id);
     crate::runtime::write_result(&rt.data, &end, &result)
         .map_err(|e| CliError::failed(e.to_string()))?;

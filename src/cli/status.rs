@@ -85,6 +85,15 @@ fn human(o: &Overview) -> String {
             n.age_ms as f64 / 1000.0,
             &st.plan[..12.min(st.plan.len())]
         );
+        for h in &st.held {
+            s += &format!(
+                "    {} held for retry (attempt {}, next in {:.1}s): {}\n",
+                h.job,
+                h.attempts,
+                h.retry_at_ms.saturating_sub(st.beat_ms) as f64 / 1000.0,
+                h.reason
+            );
+        }
         for r in st.recent.iter().rev().take(5) {
             s += &format!("    {} {} {} ({} ms)\n", r.job, r.agent, r.state, r.took_ms);
         }

@@ -6,13 +6,16 @@
 //! not replayed: they say what the harness allowed and refused, and when.
 
 use crate::exec::{AuditEntry, Verdict};
-use crate::log::{read_log, Body, LogError, LogWriter};
+use crate::log::{read_log, Body, LogError, LogWriter, OpenReport};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// One node's open audit log.
 pub struct AuditLog {
     writer: LogWriter,
+    /// What opening found: a torn last record cut (`truncated_bytes`) is
+    /// reported by the node as the decision log's is.
+    pub open_report: OpenReport,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -27,8 +30,11 @@ impl AuditLog {
     /// Opens (or creates) the audit log at `path`, as the decision log is
     /// opened: locked, a torn tail cut, the chain verified.
     pub fn open(path: &Path) -> Result<AuditLog, LogError> {
-        let (writer, _) = LogWriter::open(path)?;
-        Ok(AuditLog { writer })
+        let (writer, open_report) = LogWriter::open(path)?;
+        Ok(AuditLog {
+            writer,
+            open_report,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -144,5 +150,36 @@ mod tests {
             ("n1", "j1#1.1")
         );
         assert!(crate::log::verify_chain(&path, None).error.is_none());
+    }
+
+    #[test]
+    fn a_torn_tail_of_the_audit_log_is_cut_and_reported_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit/n1.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.open_report.truncated_bytes, 0);
+        let job = JobId::new("j1").unwrap();
+        let entry = AuditEntry {
+            job: job.clone(),
+            agent: AgentName::new("a").unwrap(),
+            decision: DecisionId::new(&job, 1, 0),
+            action: "fs.read notes/a.md".into(),
+            verdict: Verdict::Allowed,
+            reason: "granted".into(),
+        };
+        log.append(&entry).unwrap();
+        drop(log);
+        let torn = br#"{"kind":"audit","seq":2,"job":"j1","#;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, torn).unwrap();
+        drop(file);
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.open_report.truncated_bytes, torn.len());
+        assert_eq!(log.append(&entry).unwrap(), 2);
+        drop(log);
+        assert_eq!(read(&path).unwrap().len(), 2);
     }
 }

@@ -1,7 +1,10 @@
 //! Executable tools: a program under the hive's `tools/` that a tool
 //! manifest names. It gets `{"payload": ..., "context": {job, agent,
-//! decision, type}}` as JSON on stdin and answers one JSON value on stdout,
-//! which must match the type's result schema.
+//! decision, type, epoch, idempotency_key}}` as JSON on stdin and answers
+//! one JSON value on stdout, which must match the type's result schema.
+//! A tool may run more than once for one decision (at-least-once: see
+//! [`crate::exec::idempotency_key`] for how it makes its effect
+//! exactly-once).
 //!
 //! Each run: the executable's sha256 checked against the plan's (a tool
 //! swapped under a running plan is refused), a cleared environment plus the
@@ -303,7 +306,7 @@ fn stderr_tail(stderr: &[u8]) -> String {
     if text.is_empty() {
         String::new()
     } else {
-        format!("; stderr: {text}")
+        format!("{}{text}", crate::exec::TOOL_STDERR_MARK)
     }
 }
 
@@ -392,7 +395,14 @@ impl ExecRunner for ToolRunner {
 
         let input = json!({
             "payload": decision.payload,
-            "context": {"job": cx.job.job, "agent": cx.job.agent, "decision": decision.id, "type": decision.kind},
+            "context": {
+                "job": cx.job.job,
+                "agent": cx.job.agent,
+                "decision": decision.id,
+                "type": decision.kind,
+                "epoch": live.epoch(),
+                "idempotency_key": cx.idempotency_key(decision),
+            },
         });
         let cap = (*max_output_bytes).min(HARD_MAX_OUTPUT_BYTES);
         let done = run_process(
@@ -468,7 +478,10 @@ fn interpret(
     }
     let result: Value = serde_json::from_str(text.trim()).map_err(|e| {
         let shown: String = text.trim().chars().take(STDOUT_SHOWN_CHARS).collect();
-        format!("{name} printed invalid JSON on stdout ({e}); it began: {shown:?}")
+        format!(
+            "{name} printed invalid JSON on stdout ({e}){}{shown:?}",
+            crate::exec::TOOL_STDOUT_MARK
+        )
     })?;
     crate::decision::check_payload(&result)
         .map_err(|e| format!("{name} returned a result that cannot be recorded: {e}"))?;

@@ -10,6 +10,7 @@ mod admit;
 mod finish;
 pub mod inbox;
 pub mod lease;
+pub mod retry;
 pub mod schedules;
 mod seen;
 mod spares;
@@ -142,6 +143,8 @@ struct Shared {
     /// The last job finished took under [`QUICK_JOB_MS`] from its claim.
     quick: AtomicBool,
     counters: Counters,
+    /// Jobs held for retry after their environment failed.
+    held: retry::Held,
     /// A fatal error (a poisoned log): the node must exit non-zero.
     fatal: Mutex<Option<String>>,
     /// Wakes the dispatcher (a worker finished, a claim fell through).
@@ -171,13 +174,18 @@ pub fn serve(
     })?;
     let rt =
         Runtime::open(hive, data.clone(), cfg.node_id.clone(), plan).map_err(|e| e.to_string())?;
-    if rt.open_report.truncated_bytes > 0 {
-        eprintln!(
-            "jaros: node {}: cut a torn last record ({} bytes) from {} left by a crash",
-            cfg.node_id,
-            rt.open_report.truncated_bytes,
-            rt.log.path().display()
-        );
+    for (report, path) in [
+        (&rt.open_report, rt.log.path()),
+        (&rt.audit.open_report, rt.audit.path()),
+    ] {
+        if report.truncated_bytes > 0 {
+            eprintln!(
+                "jaros: node {}: cut a torn last record ({} bytes) from {} left by a crash",
+                cfg.node_id,
+                report.truncated_bytes,
+                path.display()
+            );
+        }
     }
     eprintln!(
         "jaros: node {} serving {} (data {}), pool {}, plan {}",
@@ -205,6 +213,7 @@ pub fn serve(
         finishing: AtomicUsize::new(0),
         quick: AtomicBool::new(false),
         counters: Counters::default(),
+        held: retry::Held::default(),
         fatal: Mutex::new(None),
         wake: wake_tx.clone(),
     });
@@ -585,7 +594,7 @@ fn worker(
         };
         let id = job.id.to_string();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_job(shared, &job, resume)
+            retry::run_held(shared, &job, resume, run_job)
         }));
         match outcome {
             // The finisher writes its result; the slot is free now.
@@ -627,7 +636,7 @@ fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
     };
     let live = shared.rt.live_io();
     let id = job.id.to_string();
-    let fence = || holds_lease(shared, &id);
+    let fence = || holds_lease(shared, &id, false);
     let runner = Runner {
         fence: &fence,
         ..runner_for(shared, &live, &job.id)
@@ -667,9 +676,9 @@ static NO_FENCE: fn() -> bool = || false;
 /// a moment after its fence check; the margin keeps that moment inside the
 /// lease. A higher epoch (a clock that disagrees, an operator) is seen by
 /// the heartbeat.
-fn holds_lease(shared: &Shared, id: &str) -> bool {
+fn holds_lease(shared: &Shared, id: &str, effect_ran: bool) -> bool {
     let margin = shared.cfg.lease_ms / 3;
-    if shared.releasing.load(Ordering::SeqCst)
+    if (shared.releasing.load(Ordering::SeqCst) && !effect_ran)
         || lease::now_ms() + margin >= shared.beat.expires_ms()
     {
         return false;
@@ -696,8 +705,14 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
     } else {
         Vec::new()
     };
-    let live = shared.rt.live_io();
-    let fence = || holds_lease(shared, &id);
+    let live = runtime::HiveIo {
+        epoch: held_epoch(shared, &id),
+        ..shared.rt.live_io()
+    };
+    // Giving jobs back at shutdown stops them at their next record, unless
+    // that record is of an effect that has already run (a tool that
+    // outlived the grace): thrown away, it would run again.
+    let fence = || holds_lease(shared, &id, live.take_effect_ran());
     let runner = Runner {
         fence: &fence,
         defer_end: true,
@@ -726,6 +741,13 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
                     shared.cfg.node_id
                 );
             }
+        }
+        Err(RunError::Held { reason, .. }) => {
+            eprintln!(
+                "jaros: node {}: holding {id} for retry: {reason}",
+                shared.cfg.node_id
+            );
+            shared.held.hold(&id, &reason);
         }
         Err(RunError::Log(e)) => {
             *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
@@ -843,6 +865,7 @@ fn shared_status(shared: &Shared, started_ms: u64, stopped: bool) -> status::Nod
             .iter()
             .cloned()
             .collect(),
+        held: shared.held.snapshot(),
     }
 }
 

@@ -17,6 +17,20 @@ pub struct RecentJob {
     pub took_ms: u64,
 }
 
+/// A job a node holds for retry after its environment failed (see
+/// [`super::retry`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldJob {
+    pub job: String,
+    /// The failure of the last attempt: its cause (`ENOSPC …`) and error.
+    pub reason: String,
+    pub attempts: u32,
+    /// When the first held attempt ended, in wall-clock ms.
+    pub since_ms: u64,
+    /// When the job is tried again, in wall-clock ms.
+    pub retry_at_ms: u64,
+}
+
 /// A node's own account of itself, rewritten every heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -36,6 +50,9 @@ pub struct NodeStatus {
     pub bad_files: u64,
     /// The last few finished jobs (bounded).
     pub recent: Vec<RecentJob>,
+    /// Jobs held for retry after a failure of the node's environment.
+    #[serde(default)]
+    pub held: Vec<HeldJob>,
 }
 
 pub fn nodes_dir(data: &DataDir) -> std::path::PathBuf {

@@ -1,0 +1,168 @@
+//! Holding a job whose effect met a failure of the node's environment (a
+//! full disk, an I/O error, no file descriptors left): the job is not the
+//! agent's to fail. Its decision is recorded, its effect is not; the worker
+//! keeps the claim and its lease, waits a backoff that doubles from
+//! [`HELD_FIRST_MS`] up to [`HELD_MAX_MS`], and resumes the job, which
+//! executes the decision again. A stopping node gives a held job back to
+//! the inbox instead of waiting. While held, the job and the reason are in
+//! the node's status (`jaros status`, `--json` as `held`).
+//!
+//! Not bounded in count on purpose: an environment failure lasts until an
+//! operator frees space or descriptors, and failing the job then would put
+//! the machine's fault on the agent. The wait is bounded, so a job resumes
+//! within [`HELD_MAX_MS`] of the environment recovering.
+
+use super::inbox::JobFile;
+use super::status::HeldJob;
+use super::{inbox, lease, Shared};
+use crate::job::JobEnd;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The first wait before a held job is tried again.
+pub const HELD_FIRST_MS: u64 = 100;
+/// The longest wait between two tries of a held job.
+pub const HELD_MAX_MS: u64 = 10_000;
+/// How often a waiting worker looks whether its node is stopping.
+const HELD_POLL_MS: u64 = 10;
+
+/// The jobs this node holds for retry.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    jobs: Mutex<BTreeMap<String, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    shown: HeldJob,
+    /// Set by the attempt that was held, taken by the loop that retries.
+    due: bool,
+}
+
+/// The wait before try number `attempts + 1` of a held job.
+pub fn backoff_ms(attempts: u32) -> u64 {
+    HELD_FIRST_MS
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(32))
+        .min(HELD_MAX_MS)
+}
+
+impl Held {
+    /// Notes that an attempt at `job` was held for `reason`.
+    pub(super) fn hold(&self, job: &str, reason: &str) {
+        let now = lease::now_ms();
+        let mut jobs = self.jobs.lock().expect("held lock");
+        let entry = jobs.entry(job.to_string()).or_insert_with(|| Entry {
+            shown: HeldJob {
+                job: job.to_string(),
+                reason: String::new(),
+                attempts: 0,
+                since_ms: now,
+                retry_at_ms: now,
+            },
+            due: false,
+        });
+        entry.shown.attempts += 1;
+        entry.shown.reason = reason.to_string();
+        entry.shown.retry_at_ms = now + backoff_ms(entry.shown.attempts);
+        entry.due = true;
+    }
+
+    /// When to try `job` again, if its last attempt was held; forgets a job
+    /// whose last attempt was not.
+    fn take_due(&self, job: &str) -> Option<u64> {
+        let mut jobs = self.jobs.lock().expect("held lock");
+        match jobs.get_mut(job) {
+            Some(entry) if entry.due => {
+                entry.due = false;
+                Some(entry.shown.retry_at_ms)
+            }
+            _ => {
+                jobs.remove(job);
+                None
+            }
+        }
+    }
+
+    fn forget(&self, job: &str) {
+        self.jobs.lock().expect("held lock").remove(job);
+    }
+
+    /// What the node's status shows.
+    pub(super) fn snapshot(&self) -> Vec<HeldJob> {
+        let jobs = self.jobs.lock().expect("held lock");
+        jobs.values().map(|e| e.shown.clone()).collect()
+    }
+}
+
+/// Runs `job` with `run`, and again after each backoff for as long as its
+/// attempts are held; gives it back to the inbox when the node stops or
+/// loses the lease meanwhile.
+pub(super) fn run_held(
+    shared: &Arc<Shared>,
+    job: &JobFile,
+    resume: bool,
+    run: impl Fn(&Arc<Shared>, &JobFile, bool) -> Option<JobEnd>,
+) -> Option<JobEnd> {
+    let id = job.id.as_str();
+    let mut end = run(shared, job, resume);
+    while let Some(retry_at) = shared.held.take_due(id) {
+        while lease::now_ms() < retry_at {
+            if shared.stopping.load(Ordering::SeqCst) || !super::fence_would_hold(shared, id) {
+                shared.held.forget(id);
+                give_back(shared, job);
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(HELD_POLL_MS));
+        }
+        end = run(shared, job, true);
+    }
+    end
+}
+
+/// A held job this node will not try again: back to the inbox if the lease
+/// is still ours (another node or this one after a restart resumes it),
+/// otherwise left to whoever holds it now.
+fn give_back(shared: &Shared, job: &JobFile) {
+    let id = job.id.as_str();
+    let node = &shared.cfg.node_id;
+    if !super::fence_would_hold(shared, id) {
+        return;
+    }
+    match inbox::release(&shared.rt.data, job, super::held_epoch(shared, id)) {
+        Ok(()) => eprintln!("jaros: node {node}: gave held job {id} back to the inbox"),
+        Err(e) => eprintln!("jaros: node {node}: cannot give held job {id} back: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_from_its_first_wait_to_its_bound() {
+        assert_eq!(backoff_ms(1), HELD_FIRST_MS);
+        assert_eq!(backoff_ms(2), 2 * HELD_FIRST_MS);
+        assert_eq!(backoff_ms(3), 4 * HELD_FIRST_MS);
+        assert_eq!(backoff_ms(60), HELD_MAX_MS);
+        assert_eq!(backoff_ms(u32::MAX), HELD_MAX_MS);
+    }
+
+    #[test]
+    fn a_held_job_is_due_once_per_hold_and_forgotten_when_it_runs_through() {
+        let held = Held::default();
+        held.hold("j1", "ENOSPC (no space left on device): x");
+        held.hold("j1", "ENOSPC (no space left on device): y");
+        let shown = held.snapshot();
+        assert_eq!((shown.len(), shown[0].attempts), (1, 2));
+        assert!(shown[0].reason.ends_with(": y"));
+        assert!(held.take_due("j1").is_some());
+        assert!(
+            held.snapshot().len() == 1,
+            "shown until its next attempt ends"
+        );
+        assert!(held.take_due("j1").is_none());
+        assert!(held.snapshot().is_empty());
+    }
+}
