@@ -240,6 +240,26 @@ fn decisions_schema() -> Value {
 // ---- retries and bad answers ------------------------------------------------
 
 #[test]
+fn token_counts_past_2_pow_53_are_clamped_to_what_the_log_records_exactly() {
+    // A count near 2^64 once made a model record the log could not read back.
+    let server = FakeServer::start(vec![json_reply(
+        200,
+        &json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}}],
+            "usage": {"prompt_tokens": u64::MAX, "completion_tokens": (1u64 << 53) + 1}
+        }),
+    )]);
+    let out = openai(&server.url, 0).chat(&request()).unwrap();
+    assert_eq!(
+        (out.tokens_in, out.tokens_out),
+        (
+            crate::canon::MAX_EXACT_INTEGER,
+            crate::canon::MAX_EXACT_INTEGER
+        )
+    );
+}
+
+#[test]
 fn five_hundred_three_times_then_ok_succeeds_on_the_fourth_attempt() {
     let server = FakeServer::start(vec![
         reply(500, &[], b"boom"),
