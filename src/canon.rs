@@ -20,6 +20,8 @@ pub enum CanonError {
     NonFinite(String),
     #[error("value is {actual} bytes once canonical, over the limit of {limit} bytes")]
     TooLarge { actual: usize, limit: usize },
+    #[error("{field} is {value}, past 2^53: canonical JSON cannot write it exactly, so it would not read back as written")]
+    Inexact { field: &'static str, value: u64 },
 }
 
 /// Encodes `value` as RFC 8785 canonical JSON.
@@ -148,10 +150,14 @@ fn write_number(out: &mut String, n: &serde_json::Number) -> Result<(), CanonErr
     Ok(())
 }
 
+/// Largest integer canonical JSON writes exactly (2^53): past it, a number
+/// is written as the double it rounds to.
+pub const MAX_EXACT_INTEGER: u64 = 1 << 53;
+
 /// Appends `n` as a canonical JSON number: its digits up to 2^53, through
 /// the double above (what `write_value` does, without building a `Value`).
 pub fn write_u64(out: &mut String, n: u64) {
-    if n <= (1u64 << 53) {
+    if n <= MAX_EXACT_INTEGER {
         push_digits(out, n);
     } else {
         out.push_str(ryu_js::Buffer::new().format_finite(n as f64));

@@ -1,7 +1,10 @@
 //! Against a real model server (llama.cpp with SmolLM2-135M, started by
 //! `scripts/model-server.sh start`; `.ci/run` starts it). Assert shapes and
-//! reproduction, never the model's wording or judgement. Each test prints why
-//! it skips when no server is running.
+//! reproduction, never the model's wording or judgement.
+//!
+//! Every test here is `#[ignore]`d: plain `cargo test` lists it as ignored,
+//! and `scripts/real-model-tests.sh` (called by `.ci/run`) starts the server
+//! and runs each by name. Run without a server, a test fails and says so.
 
 mod common;
 
@@ -16,27 +19,36 @@ fn model_dir() -> PathBuf {
         })
 }
 
-/// The server's base URL from the environment or the file the script writes.
-fn url(var: &str, file: &str) -> Option<String> {
+/// The server's base URL from the environment or the file the script
+/// writes. Panics, saying what to run, when neither names a listening server:
+/// these tests are run on purpose, and one that cannot reach its server fails.
+fn url(var: &str, file: &str) -> String {
     if let Ok(u) = std::env::var(var) {
-        return Some(u);
+        return u;
     }
-    let u = std::fs::read_to_string(model_dir().join(file))
-        .ok()?
+    let path = model_dir().join(file);
+    let u = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| {
+            panic!(
+                "no real model server: {var} is unset and {} cannot be read ({e}); run scripts/model-server.sh start",
+                path.display()
+            )
+        })
         .trim()
         .to_string();
     // The file may be stale: check something listens there.
     let addr = u
         .trim_start_matches("http://")
         .split('/')
-        .next()?
-        .to_string();
-    std::net::TcpStream::connect(addr).ok()?;
-    Some(u)
-}
-
-fn skip(what: &str) {
-    println!("skipped: no real model server ({what} not found); run scripts/model-server.sh start");
+        .next()
+        .unwrap_or("");
+    if let Err(e) = std::net::TcpStream::connect(addr) {
+        panic!(
+            "no real model server: {} names {u}, where nothing listens ({e}); run scripts/model-server.sh start",
+            path.display()
+        );
+    }
+    u
 }
 
 /// Points the example hive's swarm agents at `provider` (kind, base URL).
@@ -102,26 +114,21 @@ fn the_planner_on_a_real_model(kind: &str, base_url: &str) {
 }
 
 #[test]
+#[ignore = "needs a model server: scripts/model-server.sh start"]
 fn the_planner_runs_on_a_real_model_through_the_openai_adapter_and_replays() {
-    match url("JAROS_MODEL_URL", "url") {
-        Some(u) => the_planner_on_a_real_model("openai", &u),
-        None => skip("JAROS_MODEL_URL or the url file"),
-    }
+    the_planner_on_a_real_model("openai", &url("JAROS_MODEL_URL", "url"));
 }
 
 #[test]
+#[ignore = "needs a model server: scripts/model-server.sh start"]
 fn the_planner_runs_on_a_real_model_through_the_ollama_adapter_and_replays() {
-    match url("JAROS_OLLAMA_URL", "ollama_url") {
-        Some(u) => the_planner_on_a_real_model("ollama", &u),
-        None => skip("JAROS_OLLAMA_URL or the ollama_url file"),
-    }
+    the_planner_on_a_real_model("ollama", &url("JAROS_OLLAMA_URL", "ollama_url"));
 }
 
 #[test]
+#[ignore = "needs a model server: scripts/model-server.sh start"]
 fn answers_that_follow_the_schema_pass_the_gate() {
-    let Some(u) = url("JAROS_MODEL_URL", "url") else {
-        return skip("JAROS_MODEL_URL or the url file");
-    };
+    let u = url("JAROS_MODEL_URL", "url");
     let hive = example_hive();
     use_provider(&hive, "openai", &u);
     let result = planner_run(&hive, "g1", "Please reset my password, I am locked out.");

@@ -375,11 +375,19 @@ impl Encoder {
         }
     }
 
-    /// Through the canonical number rules (integers past 2^53 print as
-    /// doubles), without allocating.
+    /// Through the canonical number rules, without allocating. Past 2^53 an
+    /// integer would be written as the double it rounds to, which reads back
+    /// as another number or (near 2^64) as no `u64` at all, so the record is
+    /// refused instead: every line the writer seals reads back as written.
     #[inline(always)]
     fn int(&mut self, key: &'static str, n: u64) {
         self.key(key);
+        if n > canon::MAX_EXACT_INTEGER {
+            self.error.get_or_insert(canon::CanonError::Inexact {
+                field: key,
+                value: n,
+            });
+        }
         canon::write_u64(&mut self.out, n);
     }
 
@@ -984,21 +992,53 @@ mod tests {
                 assert_eq!(&record.body, body);
             }
         }
-        // Past 2^53 an integer is written as the double it rounds to, the
-        // same way on both paths (it does not read back as itself).
-        let Body::Model { .. } = &bodies[3] else {
-            panic!("body 3 is a model call")
-        };
-        let mut big = bodies[3].clone();
-        if let Body::Model { tokens_in, .. } = &mut big {
-            *tokens_in = u64::MAX;
+    }
+
+    #[test]
+    fn a_count_past_2_pow_53_is_refused_when_sealing_not_written_to_a_line_that_does_not_read_back()
+    {
+        // Found by tests/fuzz_stable.rs: a model record with tokens_in near
+        // 2^64 was sealed as `18446744073709552000`, which no reader takes for
+        // a u64, so the node's log no longer opened. Past 2^53 the number
+        // cannot be written exactly; the record is refused, naming the field.
+        let prev = Digest::of_bytes(b"prev");
+        let model = every_kind_of_body()
+            .into_iter()
+            .find(|b| b.kind() == "model")
+            .unwrap();
+        for (field, value) in [
+            ("tokens_in", u64::MAX),
+            ("tokens_out", (1 << 53) + 1),
+            ("duration_ms", u64::MAX - 1024),
+        ] {
+            let mut big = model.clone();
+            let Body::Model {
+                tokens_in,
+                tokens_out,
+                duration_ms,
+                ..
+            } = &mut big
+            else {
+                unreachable!("found by kind")
+            };
+            *match field {
+                "tokens_in" => tokens_in,
+                "tokens_out" => tokens_out,
+                _ => duration_ms,
+            } = value;
+            let error = seal(5, &prev, &big).unwrap_err().to_string();
+            assert!(
+                error.contains(field) && error.contains("2^53"),
+                "{field}: {error}"
+            );
         }
-        let (line, _) = seal(5, &prev, &big).unwrap();
-        assert_eq!(line, reference_line(5, &prev, &big));
-        assert!(
-            line.contains("\"tokens_in\":18446744073709552000,"),
-            "{line}"
-        );
+        // 2^53 itself is exact, and reads back as itself.
+        let mut edge = model;
+        if let Body::Model { duration_ms, .. } = &mut edge {
+            *duration_ms = 1 << 53;
+        }
+        let (line, _) = seal(5, &prev, &edge).unwrap();
+        assert_eq!(parse_line(&line).unwrap().body, edge);
     }
 
     #[test]

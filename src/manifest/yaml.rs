@@ -165,7 +165,9 @@ fn parse_text(text: &str) -> Result<Vec<Doc>, YamlError> {
         if message.contains("tab") {
             message.push_str("; indent YAML with spaces");
         }
-        YamlError::at(Pos::of(e.marker()), message)
+        // The parser may place an error at the end of input one line past
+        // the file's last line; no editor can show that line.
+        YamlError::at(Pos::of(e.marker()).min(end_pos(text)), message)
     })?;
     let mut out = Vec::with_capacity(docs.len());
     let mut result = Ok(());
@@ -383,6 +385,16 @@ mod tests {
         assert_eq!(docs[0].pos("/b/1/c"), Pos { line: 4, col: 9 });
         assert_eq!(docs[0].pos("/b/1/missing"), Pos { line: 4, col: 5 });
         assert_eq!(docs[1].pos("/d"), Pos { line: 6, col: 4 });
+    }
+
+    #[test]
+    fn a_syntax_error_at_the_end_of_the_file_is_placed_inside_it() {
+        // The parser reports this one on line 3 of a two-line file (found by
+        // tests/fuzz_stable.rs); the error names the end of the file instead.
+        let error = parse(b"- # a comment\na").unwrap_err();
+        assert_eq!(error.pos, Pos { line: 2, col: 2 }, "{}", error.message);
+        let error = parse(b"a: [1, 2\n").unwrap_err();
+        assert!(error.pos <= Pos { line: 2, col: 1 }, "{error:?}");
     }
 
     #[test]

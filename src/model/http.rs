@@ -179,14 +179,22 @@ impl HttpClient {
         parse: fn(&Value) -> Result<ChatResponse, String>,
     ) -> Result<ChatResponse, ModelError> {
         let answer = self.post_json(url, &req.model, body)?;
-        parse(&answer).map_err(|reason| ModelError::BadResponse {
-            provider: self.provider().to_string(),
-            model: req.model.clone(),
-            reason: match self.api_key() {
-                Some(key) => key.scrub(&reason),
-                None => reason,
-            },
-        })
+        parse(&answer)
+            .map(|mut r| {
+                // A server may report any count; the log records a count
+                // exactly only up to 2^53, and a larger one is no count.
+                r.tokens_in = r.tokens_in.min(crate::canon::MAX_EXACT_INTEGER);
+                r.tokens_out = r.tokens_out.min(crate::canon::MAX_EXACT_INTEGER);
+                r
+            })
+            .map_err(|reason| ModelError::BadResponse {
+                provider: self.provider().to_string(),
+                model: req.model.clone(),
+                reason: match self.api_key() {
+                    Some(key) => key.scrub(&reason),
+                    None => reason,
+                },
+            })
     }
 
     /// POSTs `body` as JSON to `url` and returns the parsed JSON answer, retrying
