@@ -1,0 +1,227 @@
+//! The first hour of a new user, command by command: the global flags work
+//! or are refused with a reason everywhere, a new hive's `$schema`
+//! modelines point at files it has, the demo runs twice in one directory,
+//! and `--input` reads a file or stdin.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+mod common;
+use common::run_in;
+
+/// A fresh `jaros init` hive at `<tempdir>/hive`.
+fn init(dir: &Path) -> std::path::PathBuf {
+    run_in(dir, &["init", "hive"]).expect(0);
+    dir.join("hive")
+}
+
+// ------------------------------------------------------------ global flags
+
+#[test]
+fn validate_takes_the_global_hive_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let run = run_in(dir.path(), &["validate", "--hive", "hive"]).expect(0);
+    assert!(run.stdout().starts_with("ok: "), "{}", run.context());
+    run_in(dir.path(), &["--hive", "hive", "validate"]).expect(0);
+    // The positional HIVE and --hive agree, or the command says which two.
+    run_in(dir.path(), &["validate", "hive", "--hive", "hive"]).expect(0);
+    std::fs::create_dir_all(dir.path().join("other/manifests")).unwrap();
+    let run = run_in(dir.path(), &["validate", "other", "--hive", "hive"]).expect(2);
+    assert!(
+        run.stderr().contains("two hives given"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn init_writes_where_hive_points_and_refuses_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    run_in(dir.path(), &["--hive", "h", "init"]).expect(0);
+    assert!(dir.path().join("h/manifests/node.yaml").is_file());
+    let run = run_in(dir.path(), &["init", "h2", "--data-dir", "d"]).expect(2);
+    assert!(
+        run.stderr().contains("drop --data-dir"),
+        "{}",
+        run.context()
+    );
+    assert!(!dir.path().join("h2").exists() && !dir.path().join("d").exists());
+    let run = run_in(dir.path(), &["init", "h3", "--hive", "h4"]).expect(2);
+    assert!(
+        run.stderr().contains("two directories given"),
+        "{}",
+        run.context()
+    );
+    let run = run_in(dir.path(), &["init"]).expect(2);
+    assert!(run.stderr().contains("jaros init DIR"), "{}", run.context());
+}
+
+#[test]
+fn init_ignores_the_environment_hive_it_was_not_told_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::bin())
+        .arg("init")
+        .current_dir(dir.path())
+        .env("JAROS_HIVE", dir.path().join("from-env"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join("from-env").exists());
+}
+
+// ------------------------------------------------------------------ schemas
+
+#[test]
+fn every_modeline_of_a_new_hive_points_at_a_schema_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let hive = init(dir.path());
+    let mut checked = 0;
+    for rel in common::walk(&hive.join("manifests")) {
+        let path = hive.join("manifests").join(&rel);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Some(target) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# yaml-language-server: $schema="))
+        else {
+            continue;
+        };
+        let schema = path.parent().unwrap().join(target.trim());
+        assert!(
+            schema.is_file(),
+            "manifests/{rel} points at {target}, which does not exist"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&schema).unwrap()).unwrap();
+        assert!(v.is_object(), "{}", schema.display());
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} manifests had a modeline");
+    run_in(&hive, &["schema", "--check"]).expect(0);
+}
+
+#[test]
+fn schema_writes_into_the_hive_from_any_directory_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hive = init(dir.path());
+    std::fs::remove_dir_all(hive.join("schemas")).unwrap();
+    std::fs::create_dir_all(hive.join("manifests/agents")).unwrap();
+    run_in(&hive.join("manifests/agents"), &["schema"]).expect(0);
+    assert!(hive.join("schemas/agent.json").is_file());
+    assert!(!hive.join("manifests/agents/schemas").exists());
+    run_in(&hive.join("manifests"), &["schema", "--check"]).expect(0);
+    run_in(dir.path(), &["--hive", "hive", "schema", "--check"]).expect(0);
+}
+
+// --------------------------------------------------------------------- demo
+
+#[test]
+fn the_demo_runs_again_in_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    run_in(dir.path(), &["demo", "--dir", "d"]).expect(0);
+    let run = run_in(dir.path(), &["demo", "--dir", "d"]).expect(0);
+    assert!(
+        run.stderr().contains("earlier run's data dir is kept at"),
+        "{}",
+        run.context()
+    );
+    assert!(dir.path().join("d/.jaros-data.1/done").is_dir());
+    assert!(
+        run.stdout().contains("jaros blame T3-1.0"),
+        "{}",
+        run.context()
+    );
+    // --hive names the demo's directory, --data-dir its data dir.
+    run_in(dir.path(), &["--hive", "e", "--data-dir", "ed", "demo"]).expect(0);
+    assert!(dir.path().join("ed/done/T1.json").is_file());
+    let run = run_in(dir.path(), &["--hive", "e", "--data-dir", "ed", "demo"]).expect(2);
+    assert!(
+        run.stderr().contains("holds an earlier run"),
+        "{}",
+        run.context()
+    );
+}
+
+/// On a terminal the progress bar redraws one line; the node's banner must
+/// not land on it. Runs the demo under `script(1)` for a terminal.
+#[test]
+fn the_demo_banner_and_progress_bar_have_lines_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!("{} demo --dir d", common::bin());
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) from util-linux runs (apt-get install -y bsdutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let banner = text
+        .split(['\r', '\n'])
+        .find(|l| l.contains(" serving "))
+        .unwrap_or_else(|| panic!("no banner in\n{text}"));
+    assert!(
+        banner.starts_with("jaros: node ") && !banner.contains("jobs finished"),
+        "banner shares a line: {banner:?}"
+    );
+}
+
+// -------------------------------------------------------------------- input
+
+/// Every log of the hive's data dir, as text: a job's input is in its
+/// `job` record.
+fn log_text(hive: &Path) -> String {
+    let logs = hive.join(".jaros-data/log");
+    common::walk(&logs)
+        .iter()
+        .filter(|rel| rel.ends_with(".jsonl"))
+        .map(|rel| std::fs::read_to_string(logs.join(rel)).unwrap())
+        .collect()
+}
+
+#[test]
+fn input_is_read_from_a_file_or_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let hive = init(dir.path());
+    std::fs::write(hive.join("in.json"), r#"{"note": "from a file"}"#).unwrap();
+    run_in(&hive, &["run", "advance", "--input", "@in.json"]).expect(0);
+    assert!(log_text(&hive).contains("from a file"));
+    let run = run_in(&hive, &["run", "advance", "--input", "@missing.json"]).expect(2);
+    assert!(run.stderr().contains("missing.json"), "{}", run.context());
+
+    for command in ["run", "submit"] {
+        let mut child = Command::new(common::bin())
+            .args([command, "advance", "--input", "-"])
+            .current_dir(&hive)
+            .env_remove("JAROS_HIVE")
+            .env_remove("JAROS_DATA_DIR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!(r#"{{"note": "{command} from stdin"}}"#).as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if command == "run" {
+            assert!(log_text(&hive).contains("run from stdin"));
+        }
+    }
+    // The submitted job waits in the inbox with the input read from stdin.
+    let inbox = common::walk(&hive.join(".jaros-data/inbox"));
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let job = std::fs::read_to_string(hive.join(".jaros-data/inbox").join(&inbox[0])).unwrap();
+    assert!(job.contains("submit from stdin"), "{job}");
+}
