@@ -225,3 +225,67 @@ fn input_is_read_from_a_file_or_from_stdin() {
     let job = std::fs::read_to_string(hive.join(".jaros-data/inbox").join(&inbox[0])).unwrap();
     assert!(job.contains("submit from stdin"), "{job}");
 }
+
+// ------------------------------------------------------------- deployments
+
+/// A pod's probe runs `jaros status` with JAROS_NODE_ID set to its own
+/// node: another live node on the shared data dir must not make it pass.
+#[test]
+fn status_checks_one_node_when_told_which() {
+    let hive = common::example_hive();
+    let node = common::Node::start(hive.path(), &["--node-id", "pod-a"]);
+    common::wait_until(
+        std::time::Duration::from_secs(30),
+        "node pod-a to be live",
+        || hive.jaros(&["status", "--node", "pod-a"]).code() == 0,
+    );
+    hive.jaros(&["status"]).expect(0);
+    let run = hive.jaros(&["status", "--node", "pod-b"]).expect(1);
+    assert!(
+        run.stderr().contains("no node 'pod-b'"),
+        "{}",
+        run.context()
+    );
+    assert!(run.stderr().contains("pod-a"), "{}", run.context());
+    // The same through the environment, as the probes and health checks do.
+    let out = Command::new(common::bin())
+        .arg("status")
+        .current_dir(hive.path())
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .env("JAROS_NODE_ID", "pod-b")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (code, _) = node.stop();
+    assert_eq!(code, 0);
+    let run = hive.jaros(&["status", "--node", "pod-a"]).expect(1);
+    assert!(run.stderr().contains("not live"), "{}", run.context());
+}
+
+/// The deployment files say what the probes, the CronJob and the unit need.
+#[test]
+fn the_deployments_probe_their_own_node_and_mount_what_they_read() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap();
+    let deployment = read("k8s/deployment.yaml");
+    assert!(
+        deployment.contains("- name: JAROS_NODE_ID\n              valueFrom:\n                fieldRef:\n                  fieldPath: metadata.name"),
+        "{deployment}"
+    );
+    assert!(deployment.contains(r#"args: ["--node-id", "$(JAROS_NODE_ID)"]"#));
+    let cronjob = read("k8s/cronjob.yaml");
+    assert!(cronjob.contains("JAROS_HIVE") && cronjob.contains("mountPath: /hive/manifests"));
+    assert!(cronjob.contains("configMap:\n                name: jaros-manifests"));
+    let compose = read("compose.yaml");
+    for n in 1..=3 {
+        assert!(
+            compose.contains(&format!("JAROS_NODE_ID: node-{n}")),
+            "{compose}"
+        );
+    }
+    let unit = read("systemd/jaros.service");
+    assert!(unit.contains("\nUMask=0007\n") && unit.contains("\nStateDirectoryMode=0770\n"));
+    let license = std::fs::read_to_string(root.parent().unwrap().join("LICENSE")).unwrap();
+    assert!(license.contains("Apache License") && license.contains("Version 2.0, January 2004"));
+}

@@ -235,8 +235,30 @@ pub fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// Checks that this process can draw random bytes, as the manifest
+/// validator's hash maps do (ahash, through `getrandom`) the first time
+/// they are built. A static binary finds the `getrandom` call only when built
+/// with `--cfg getrandom_backend="linux_getrandom"` (deploy/Dockerfile does);
+/// otherwise it reads `/dev/urandom`, which a bare chroot lacks, and the
+/// hash map would panic. This says what to do instead.
+fn check_random_source() -> Result<(), CliError> {
+    let mut probe = [0u8; 16];
+    getrandom::fill(&mut probe).map_err(|e| {
+        CliError::failed(format!(
+            "no source of random bytes: {e}. The kernel's getrandom call is not reachable from this binary \
+             and /dev/urandom cannot be read (a bare chroot or an image without /dev?). \
+             Mount /dev (or bind /dev/urandom) into the root, or build the static binary with \
+             RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"'"
+        ))
+    })
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    if let Err(e) = check_random_source() {
+        eprintln!("jaros: {}", e.message);
+        return exit::code(e.outcome);
+    }
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
