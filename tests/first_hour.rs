@@ -289,3 +289,75 @@ fn the_deployments_probe_their_own_node_and_mount_what_they_read() {
     let license = std::fs::read_to_string(root.parent().unwrap().join("LICENSE")).unwrap();
     assert!(license.contains("Apache License") && license.contains("Version 2.0, January 2004"));
 }
+
+// ------------------------------------------------------------ shell and man
+
+/// The subcommands `jaros --help` lists.
+fn subcommands() -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let help = run_in(dir.path(), &["--help"]).expect(0).stdout();
+    let list = help
+        .split("\nCommands:\n")
+        .nth(1)
+        .expect("--help lists the commands");
+    let names: Vec<String> = list
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 18, "{names:?}");
+    names
+}
+
+#[test]
+fn completions_name_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = subcommands();
+    assert!(names.iter().any(|n| n == "completions") && names.iter().any(|n| n == "man"));
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run_in(dir.path(), &["completions", shell])
+            .expect(0)
+            .stdout();
+        for name in &names {
+            assert!(
+                script.contains(name.as_str()),
+                "the {shell} completions miss `{name}`"
+            );
+        }
+        assert!(
+            !script.contains("__sandbox-exec"),
+            "{shell}: a hidden command"
+        );
+    }
+    run_in(dir.path(), &["completions", "tcsh"]).expect(2);
+    let run = run_in(dir.path(), &["--hive", "h", "completions", "bash"]).expect(2);
+    assert!(
+        run.stderr().contains("does not use --hive"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn man_pages_list_every_subcommand_and_one_page_each() {
+    let dir = tempfile::tempdir().unwrap();
+    run_in(dir.path(), &["man", "--out", "man1"]).expect(0);
+    let page = std::fs::read_to_string(dir.path().join("man1/jaros.1")).unwrap();
+    assert!(
+        page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH jaros"),
+        "{page}"
+    );
+    for name in subcommands() {
+        assert!(
+            page.contains(&format!("jaros\\-{name}(1)")),
+            "jaros.1 does not list `{name}`"
+        );
+        let sub = dir.path().join(format!("man1/jaros-{name}.1"));
+        assert!(sub.is_file(), "no page {}", sub.display());
+    }
+    let printed = run_in(dir.path(), &["man"]).expect(0).stdout();
+    assert_eq!(printed, page);
+}

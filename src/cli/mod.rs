@@ -3,10 +3,12 @@
 
 mod audit;
 mod blame;
+mod completions;
 mod demo;
 mod eval;
 mod init;
 mod logs;
+mod man;
 mod plan;
 mod replay;
 mod run;
@@ -71,6 +73,8 @@ enum Command {
     #[command(name = "__sandbox-exec", hide = true)]
     SandboxExec(sandbox_exec::Args),
     Eval(eval::Args),
+    Completions(completions::Args),
+    Man(man::Args),
 }
 
 /// A failure a command reports: a message for stderr and how to exit.
@@ -114,6 +118,26 @@ impl Ctx {
     /// --hive as typed on the command line (never from $JAROS_HIVE).
     pub fn typed_hive(&self) -> Option<&Path> {
         self.hive.as_deref().filter(|_| self.hive_typed)
+    }
+
+    /// Refuses --hive / --data-dir typed for a command that reads neither,
+    /// so a flag that would do nothing says so instead.
+    pub fn refuse_typed(&self, command: &str, hive: bool, data_dir: bool) -> Result<(), CliError> {
+        let typed: Vec<&str> = [
+            (hive && self.typed_hive().is_some(), "--hive"),
+            (data_dir && self.typed_data_dir().is_some(), "--data-dir"),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect();
+        if typed.is_empty() {
+            return Ok(());
+        }
+        Err(CliError::bad_input(format!(
+            "`jaros {command}` does not use {}: drop {}",
+            typed.join(" or "),
+            if typed.len() == 1 { "it" } else { "them" }
+        )))
     }
 
     /// --data-dir as typed on the command line (never from $JAROS_DATA_DIR).
@@ -308,6 +332,12 @@ pub fn main() -> i32 {
         Command::Audit(args) => audit::main(&ctx, args),
         Command::SandboxExec(args) => return sandbox_exec::main(args),
         Command::Eval(args) => eval::main(&ctx, args),
+        Command::Completions(args) => ctx
+            .refuse_typed("completions", true, true)
+            .and_then(|()| completions::main(args)),
+        Command::Man(args) => ctx
+            .refuse_typed("man", true, true)
+            .and_then(|()| man::main(args)),
     };
     match result {
         Ok(outcome) => exit::code(outcome),

@@ -29,6 +29,9 @@ pub fn schema_text(kind: Kind) -> String {
 }
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    // The schemas depend on this binary alone: a data dir means nothing here,
+    // and --hive only says where schemas/ is when --out does not.
+    ctx.refuse_typed("schema", args.out.is_some(), true)?;
     let dir = match &args.out {
         Some(dir) => dir.clone(),
         None => ctx
