@@ -9,6 +9,7 @@ mod eval;
 mod init;
 mod logs;
 mod man;
+mod new;
 mod plan;
 mod replay;
 mod run;
@@ -73,6 +74,7 @@ enum Command {
     #[command(name = "__sandbox-exec", hide = true)]
     SandboxExec(sandbox_exec::Args),
     Eval(eval::Args),
+    New(new::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -332,6 +334,7 @@ pub fn main() -> i32 {
         Command::Audit(args) => audit::main(&ctx, args),
         Command::SandboxExec(args) => return sandbox_exec::main(args),
         Command::Eval(args) => eval::main(&ctx, args),
+        Command::New(args) => new::main(&ctx, args),
         Command::Completions(args) => ctx
             .refuse_typed("completions", true, true)
             .and_then(|()| completions::main(args)),
