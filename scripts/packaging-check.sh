@@ -137,8 +137,10 @@ skip() { echo "skip: $*"; return "$SKIP"; }
 check_static_binary() {
     if [ -z "$binary" ]; then
         have cargo || skip "cargo is not installed" || return
-        echo "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --locked --target $TARGET"
-        RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TARGET" -q || return 1
+        # As deploy/Dockerfile builds it: getrandom(2) linked, not found by dlsym.
+        local flags='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"'
+        echo "RUSTFLAGS='$flags' cargo build --release --locked --target $TARGET"
+        RUSTFLAGS="$flags" cargo build --release --locked --target "$TARGET" -q || return 1
         binary="$repo_root/target/$TARGET/release/jaros"
     fi
     [ -x "$binary" ] || { echo "no binary at $binary"; return 1; }
@@ -164,6 +166,22 @@ check_static_binary() {
         [ "$binary_given" = 1 ] && [[ "$version_line" =~ $format ]] || return 1
         echo "(--binary given: built from another commit; format checked only)"
     fi
+}
+
+# The static binary in a bare chroot (no /dev, no /proc, no /etc): it must
+# initialise a hive and validate it (the validator's hash maps draw random
+# bytes) without a panic.
+check_bare_chroot() {
+    [ -n "$binary" ] && [ -x "$binary" ] || skip "no static binary (the static-binary check did not build one)" || return
+    [ "$(id -u)" = 0 ] || skip "chroot needs root" || return
+    have chroot || skip "chroot is not installed" || return
+    local root="$work/chroot" out
+    mkdir -p "$root/bin"
+    cp "$binary" "$root/bin/jaros"
+    out=$(chroot "$root" /bin/jaros init /hive 2>&1) || { echo "$out"; return 1; }
+    out=$(chroot "$root" /bin/jaros validate --hive /hive 2>&1) || { echo "$out"; return 1; }
+    echo "$out" | head -n1
+    if echo "$out" | grep -q panicked; then echo "$out"; return 1; fi
 }
 
 check_release_profile() {
@@ -385,6 +403,7 @@ started=$SECONDS
 install_tools
 check release-profile check_release_profile
 check static-binary check_static_binary
+check bare-chroot check_bare_chroot
 check nix-flake check_nix_flake
 check oci-image check_oci_image
 check image-parity check_image_parity

@@ -8,18 +8,24 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 const JAROS: &str = env!("CARGO_BIN_EXE_jaros");
 
 /// A hive in a temp dir.
+/// A hive in a temp dir: the hive is `hive/` inside the test's own temp
+/// dir, so a test may run jaros from the hive's parent without leaving it.
 struct Hive {
     dir: tempfile::TempDir,
+    root: PathBuf,
 }
 
 impl Hive {
     fn empty() -> Hive {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
-        Hive { dir }
+        let root = dir.path().join("hive");
+        std::fs::create_dir_all(root.join("manifests")).unwrap();
+        Hive { dir, root }
     }
 
     /// A hive with role `worker` (grants `advance`) and template agent
@@ -36,6 +42,11 @@ impl Hive {
     }
 
     fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The test's own temp dir, the hive's parent.
+    fn parent(&self) -> &Path {
         self.dir.path()
     }
 
@@ -60,7 +71,11 @@ impl Hive {
 
 struct Run {
     out: Output,
+    /// The command and where it ran.
     context: String,
+    /// The test's own temp dir, listed when the run is not what was
+    /// expected (`None` for runs in the repository itself).
+    listed: Option<PathBuf>,
 }
 
 impl Run {
@@ -75,14 +90,16 @@ impl Run {
     }
     /// Asserts the exit code, printing everything useful when it is not.
     fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code(),
-            code,
-            "{}\n--- stdout\n{}\n--- stderr\n{}",
-            self.context,
-            self.stdout(),
-            self.stderr()
-        );
+        if self.code() != code {
+            let files = self.listed.as_deref().map(listing).unwrap_or_default();
+            panic!(
+                "exit code {} where {code} was expected\n{}\n--- stdout\n{}\n--- stderr\n{}\n--- files\n{files}",
+                self.code(),
+                self.context,
+                self.stdout(),
+                self.stderr()
+            );
+        }
         self
     }
     fn json(&self) -> Value {
@@ -91,26 +108,26 @@ impl Run {
     }
 }
 
+/// The files of a test's own directory, for a failure report: never follows
+/// a symbolic link out of it (see `common::walk`).
 fn listing(dir: &Path) -> String {
-    let mut out = Vec::new();
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, root, out);
-            } else {
-                out.push(path.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    walk(dir, dir, &mut out);
-    out.retain(|p| !p.starts_with("target") && !p.starts_with(".git"));
-    out.truncate(200);
-    out.sort();
-    out.join("\n")
+    common::walk(dir).join("\n")
 }
 
+/// Runs jaros in `cwd`, a directory inside the test's own temp dir (listed
+/// when the run fails).
 fn jaros_in(cwd: &Path, args: &[&str]) -> Run {
+    let mut run = jaros_at(cwd, args);
+    run.listed = Some(cwd.to_path_buf());
+    run
+}
+
+/// Runs jaros in the repository itself, the example hive: nothing is listed.
+fn jaros_repo(args: &[&str]) -> Run {
+    jaros_at(Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
+fn jaros_at(cwd: &Path, args: &[&str]) -> Run {
     let data: PathBuf = cwd.join(".jaros-data");
     let out = Command::new(JAROS)
         .args(args)
@@ -119,13 +136,12 @@ fn jaros_in(cwd: &Path, args: &[&str]) -> Run {
         .env("JAROS_DATA_DIR", &data)
         .output()
         .unwrap();
-    let context = format!(
-        "$ jaros {}\n(in {})\n--- files\n{}",
-        args.join(" "),
-        cwd.display(),
-        listing(cwd)
-    );
-    Run { out, context }
+    let context = format!("$ jaros {}\n(in {})", args.join(" "), cwd.display());
+    Run {
+        out,
+        context,
+        listed: None,
+    }
 }
 
 const ROLE: &str = "\
@@ -150,6 +166,23 @@ spec:
 /// Runs `jaros validate` on a hive that must fail, and returns its report.
 fn errors_of(hive: &Hive) -> String {
     hive.jaros(&["validate"]).expect(1).stdout()
+}
+
+// ------------------------------------------------------- the test helpers
+
+#[test]
+#[cfg(unix)]
+fn a_failure_listing_never_follows_a_link_out_of_the_test_dir() {
+    let hive = Hive::minimal();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "outside").unwrap();
+    std::os::unix::fs::symlink(outside.path(), hive.path().join("away")).unwrap();
+    std::os::unix::fs::symlink("/", hive.path().join("root")).unwrap();
+    let files = listing(hive.path());
+    assert!(!files.contains("secret.txt"), "{files}");
+    assert!(files.contains("away -> "), "{files}");
+    assert!(files.contains("root -> /"), "{files}");
+    assert!(files.contains("manifests/role.yaml"), "{files}");
 }
 
 // ------------------------------------------------------------ broken hives
@@ -317,9 +350,8 @@ fn validate_json_lists_errors_with_positions() {
 fn validate_names_files_from_the_current_directory() {
     let hive = Hive::minimal();
     hive.edit("manifests/agent.yaml", "  role: worker", "  role: nobody");
-    let parent = hive.path().parent().unwrap();
     let name = hive.path().file_name().unwrap().to_str().unwrap();
-    let run = jaros_in(parent, &["validate", name]).expect(1);
+    let run = jaros_in(hive.parent(), &["validate", name]).expect(1);
     assert!(
         run.stdout()
             .starts_with(&format!("{name}/manifests/agent.yaml:6:9: role 'nobody'")),
@@ -357,10 +389,9 @@ manifests/tool.yaml:15:12: executable path '../outside.sh' refused: '..' is not 
 
 #[test]
 fn the_example_hive_validates_and_its_plan_has_every_part() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let run = jaros_in(root, &["validate"]).expect(0);
+    let run = jaros_repo(&["validate"]).expect(0);
     assert!(run.stdout().starts_with("ok: "), "{}", run.stdout());
-    let plan = jaros_in(root, &["plan", "--json"]).expect(0).json();
+    let plan = jaros_repo(&["plan", "--json"]).expect(0).json();
     let digest = plan["digest"].as_str().unwrap();
     assert!(run.stdout().contains(&format!("plan sha256:{digest}")));
     let p = &plan["plan"];
@@ -379,7 +410,7 @@ fn the_example_hive_validates_and_its_plan_has_every_part() {
     assert_eq!(p["types"]["greet"]["handler"]["command"], "tools/greet.sh");
     assert_eq!(p["agents"]["echo"]["kind"]["kind"], "model");
     assert!(p["templates"]["agents/greeter.j2"]["source"].is_string());
-    let table = jaros_in(root, &["plan"]).expect(0).stdout();
+    let table = jaros_repo(&["plan"]).expect(0).stdout();
     assert!(
         table.contains("greeter        template agents/greeter.j2"),
         "{table}"
@@ -626,8 +657,7 @@ fn init_writes_a_hive_that_validates_and_refuses_to_clobber_changes() {
 
 #[test]
 fn the_committed_schemas_are_the_generated_ones() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    jaros_in(root, &["schema", "--check"]).expect(0);
+    jaros_repo(&["schema", "--check"]).expect(0);
 }
 
 #[test]

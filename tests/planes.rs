@@ -22,9 +22,11 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             let p = e.path();
-            if p.is_dir() {
+            // file_type() does not follow symbolic links out of src/.
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
+            } else if kind.is_file() && p.extension().is_some_and(|x| x == "rs") {
                 out.push(p);
             }
         }

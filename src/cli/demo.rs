@@ -95,18 +95,50 @@ pub fn demo_jobs() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
-pub fn main(_ctx: &Ctx, args: Args) -> CliResult {
-    let dir = match args.dir {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("jaros-demo-{}", crate::ids::random_hex(8))),
+/// The file that marks a directory as a demo's hive, so a later demo may
+/// restore its files (a `--model-url` run edits them) without --force.
+const DEMO_MARKER: &str = ".jaros-demo";
+
+pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    let dir = match (args.dir.as_deref(), ctx.typed_hive()) {
+        (None, None) => {
+            std::env::temp_dir().join(format!("jaros-demo-{}", crate::ids::random_hex(8)))
+        }
+        (arg, _) => super::init::target_dir(ctx, arg, "jaros demo --dir DIR")?,
     };
-    super::init::write_hive(&dir, false)?;
+    let earlier_demo = dir.join(DEMO_MARKER).is_file();
+    super::init::write_hive(&dir, earlier_demo)?;
+    crate::fsx::write_durable(
+        &dir.join(DEMO_MARKER),
+        b"written by `jaros demo`: a later demo here restores the example hive's files\n",
+    )
+    .map_err(|e| CliError::failed(e.to_string()))?;
     let hive = dir.clone();
     if let Some(url) = &args.model_url {
         use_real_model(&hive, url)?;
     }
     let loaded = super::load_hive(&hive)?;
-    let data = DataDir::new(hive.join(crate::datadir::DEFAULT_DATA_DIR));
+    let data = match ctx.typed_data_dir() {
+        Some(d) => {
+            if holds_a_run(d) {
+                return Err(CliError::bad_input(format!(
+                    "--data-dir {} holds an earlier run; the demo's job ids would collide: give an empty or new directory",
+                    d.display()
+                )));
+            }
+            DataDir::new(d)
+        }
+        None => {
+            let default = hive.join(crate::datadir::DEFAULT_DATA_DIR);
+            if let Some(kept) = set_aside(&default)? {
+                eprintln!(
+                    "jaros demo: the earlier run's data dir is kept at {}",
+                    kept.display()
+                );
+            }
+            DataDir::new(default)
+        }
+    };
     data.create().map_err(|e| CliError::failed(e.to_string()))?;
     let jobs = demo_jobs();
     for (id, agent, input) in &jobs {
@@ -170,7 +202,7 @@ pub fn main(_ctx: &Ctx, args: Args) -> CliResult {
         super::out_json(&report);
     } else {
         out(&super::replay::human(&report));
-        out(&next_steps(&hive));
+        out(&next_steps(&hive, ctx.typed_data_dir(), &data));
     }
     Ok(if report.reproducible() {
         Outcome::Success
@@ -179,9 +211,79 @@ pub fn main(_ctx: &Ctx, args: Args) -> CliResult {
     })
 }
 
-fn next_steps(hive: &Path) -> String {
+/// Whether `dir` holds anything a run leaves (a log, a result, a job).
+fn holds_a_run(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// Moves an earlier run's data dir aside (to `<dir>.1`, `<dir>.2`, …) so
+/// the demo's jobs start fresh and keep their ids; returns where it went.
+fn set_aside(dir: &Path) -> Result<Option<PathBuf>, CliError> {
+    if !holds_a_run(dir) {
+        return Ok(None);
+    }
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let free = (1..=MAX_KEPT_RUNS)
+        .map(|n| dir.with_file_name(format!("{name}.{n}")))
+        .find(|p| !p.exists())
+        .ok_or_else(|| {
+            CliError::bad_input(format!(
+                "{} already keeps {MAX_KEPT_RUNS} earlier runs; remove some of {}.* or pass another --dir",
+                dir.parent().unwrap_or(dir).display(),
+                dir.display()
+            ))
+        })?;
+    std::fs::rename(dir, &free).map_err(|e| {
+        CliError::failed(format!(
+            "cannot move the earlier run {} aside to {}: {e}",
+            dir.display(),
+            free.display()
+        ))
+    })?;
+    Ok(Some(free))
+}
+
+/// How many earlier runs' data dirs a demo hive keeps beside its own.
+const MAX_KEPT_RUNS: usize = 100;
+
+/// The refund ticket's worker job, which the seeded bad hand-off fails on
+/// the scripted model.
+const BLAME_HINT_JOB: &str = "T3-1.0";
+
+/// What to try next, naming only jobs this run has: on a real model the
+/// refund ticket may take another path, so the blame hint names a failed job
+/// that exists, or is left out.
+fn next_steps(hive: &Path, typed_data: Option<&Path>, data: &DataDir) -> String {
     let h = hive.display();
-    format!("\nthe hive is at {h}; try:\n  cd {h}\n  jaros replay            # again, from the log alone\n  jaros blame T3-1.0      # who failed the refund ticket, and the counterfactual\n  jaros logs              # every record\n  jaros status            # counts from the files\n  jaros run advance --input '{{\"note\": \"more\"}}'\n")
+    let data_flag = match typed_data {
+        // Absolute: the hints start with a `cd`.
+        Some(d) => format!(
+            " --data-dir {}",
+            std::fs::canonicalize(d)
+                .unwrap_or_else(|_| d.to_path_buf())
+                .display()
+        ),
+        None => String::new(),
+    };
+    let failed: Vec<String> = std::fs::read_dir(data.failed())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    let blame = if failed.iter().any(|j| j == BLAME_HINT_JOB) {
+        format!("  jaros{data_flag} blame {BLAME_HINT_JOB}      # who failed the refund ticket, and the counterfactual\n")
+    } else if let Some(job) = failed.iter().min() {
+        format!(
+            "  jaros{data_flag} blame {job}      # who failed this job, and the counterfactual\n"
+        )
+    } else {
+        String::new()
+    };
+    format!("\nthe hive is at {h}; try:\n  cd {h}\n  jaros{data_flag} replay            # again, from the log alone\n{blame}  jaros{data_flag} logs              # every record\n  jaros{data_flag} status            # counts from the files\n  jaros{data_flag} run advance --input '{{\"note\": \"more\"}}'\n(`jaros` not on your PATH? from the source tree: cargo install --path .)\n")
 }
 
 /// A progress bar on stderr while the node works.
@@ -190,9 +292,17 @@ fn spawn_progress(data: DataDir, stop: Arc<AtomicBool>) -> std::thread::JoinHand
         let submitted = demo_jobs().len();
         let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let mut last = usize::MAX;
+        // The node prints its banner before it claims anything: the bar
+        // starts after it, so the two never share a line.
+        let mut begun = false;
         loop {
             let jobs = node::status::overview(&data).jobs;
             let n = jobs.done + jobs.failed;
+            begun = begun || n + jobs.claimed > 0;
+            if !begun && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             // Hand-offs add jobs as the swarm works.
             let total = submitted.max(n + jobs.inbox + jobs.claimed);
             if n != last && (interactive || n == total || stop.load(Ordering::SeqCst)) {

@@ -1,57 +1,102 @@
 //! `jaros init`: write the example hive, embedded in the binary.
 
-use super::{out, CliError, CliResult};
+use super::{out, CliError, CliResult, Ctx};
 use crate::exit::Outcome;
 use crate::fsx;
 use crate::manifest::embedded;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Write a ready hive into DIR: the example manifests, templates, tool and
 /// eval fixtures this binary embeds (no network). Files that exist with the
 /// same content are left alone; files that differ are refused unless --force.
 ///
 /// Example: jaros init my-hive && cd my-hive && jaros validate
+///
+/// `jaros --hive DIR init` is the same as `jaros init DIR`; --data-dir is
+/// refused (a hive's data dir is made by the first command that needs it).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Where to write the hive (created if missing).
+    /// Where to write the hive (created if missing; default: --hive).
     #[arg(value_name = "DIR")]
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     /// Overwrite files whose content differs from the example's.
     #[arg(long)]
     force: bool,
 }
 
-pub fn main(args: Args) -> CliResult {
-    let (written, unchanged, overwritten) = write_hive(&args.dir, args.force)?;
-    let dir = args.dir.display();
+pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    if let Some(data) = ctx.typed_data_dir() {
+        return Err(CliError::bad_input(format!(
+            "`jaros init` writes a hive, not a data dir: drop --data-dir {} (pass it to `jaros serve` or `jaros run`, which create it)",
+            data.display()
+        )));
+    }
+    let target = target_dir(ctx, args.dir.as_deref(), "jaros init DIR")?;
+    let (written, unchanged, overwritten) = write_hive(&target, args.force)?;
+    let dir = target.display();
     out(&format!(
         "wrote {written} files to {dir} ({unchanged} unchanged, {overwritten} overwritten)\nnext: cd {dir} && jaros validate && jaros plan && jaros run advance --input '{{\"note\": \"hello\"}}'\n",
     ));
     Ok(Outcome::Success)
 }
 
+/// Every file of a new hive: the embedded example, and the JSON Schemas its
+/// manifests' `$schema` modelines point at (generated from this binary's
+/// types, so they always match what it accepts).
+fn hive_files() -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = embedded::FILES
+        .iter()
+        .map(|(rel, bytes)| (rel.to_string(), bytes.to_vec()))
+        .collect();
+    for kind in crate::manifest::Kind::ALL {
+        files.push((
+            format!("schemas/{}", kind.schema_file()),
+            super::schema::schema_text(kind).into_bytes(),
+        ));
+    }
+    files
+}
+
+/// The directory a command that creates a hive writes to: its own DIR
+/// argument or a typed --hive, which must agree when both are given.
+pub fn target_dir(ctx: &Ctx, arg: Option<&Path>, usage: &str) -> Result<PathBuf, CliError> {
+    match (arg, ctx.typed_hive()) {
+        (Some(dir), Some(flag)) if !super::same_dir(dir, flag) => {
+            Err(CliError::bad_input(format!(
+                "two directories given: {} and --hive {}; give one",
+                dir.display(),
+                flag.display()
+            )))
+        }
+        (Some(dir), _) | (None, Some(dir)) => Ok(dir.to_path_buf()),
+        (None, None) => Err(CliError::bad_input(format!(
+            "where should the hive go? usage: {usage} (or --hive DIR)"
+        ))),
+    }
+}
+
 /// Writes the embedded example hive into `dir`: returns (written, unchanged,
 /// overwritten). Refuses to replace changed files unless `force`.
-pub fn write_hive(dir: &std::path::Path, force: bool) -> Result<(usize, usize, usize), CliError> {
-    let args = Args {
-        dir: dir.to_path_buf(),
-        force,
-    };
+pub fn write_hive(dir: &Path, force: bool) -> Result<(usize, usize, usize), CliError> {
     let mut changed = Vec::new();
     let mut unchanged = 0usize;
     let mut to_write = Vec::new();
-    for (rel, bytes) in embedded::FILES {
-        let path = args.dir.join(rel);
+    for (rel, bytes) in hive_files() {
+        let rel = rel.as_str();
+        let bytes = bytes.as_slice();
+        let path = dir.join(rel);
         match std::fs::read(&path) {
-            Ok(current) if current == *bytes => {
+            Ok(current) if current == bytes => {
                 unchanged += 1;
                 set_mode(&path, rel)?;
             }
             Ok(_) => {
                 changed.push(rel.to_string());
-                to_write.push((path, rel, bytes));
+                to_write.push((path, rel.to_string(), bytes.to_vec()));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => to_write.push((path, rel, bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                to_write.push((path, rel.to_string(), bytes.to_vec()))
+            }
             Err(e) => {
                 return Err(CliError::bad_input(format!(
                     "cannot read {}: {e}",
@@ -60,10 +105,10 @@ pub fn write_hive(dir: &std::path::Path, force: bool) -> Result<(usize, usize, u
             }
         }
     }
-    if !changed.is_empty() && !args.force {
+    if !changed.is_empty() && !force {
         return Err(CliError::bad_input(format!(
             "{} has files that differ from the example hive: {}; nothing was written (pass --force to overwrite them)",
-            args.dir.display(),
+            dir.display(),
             changed.join(", ")
         )));
     }
@@ -77,7 +122,7 @@ pub fn write_hive(dir: &std::path::Path, force: bool) -> Result<(usize, usize, u
     Ok((
         to_write.len(),
         unchanged,
-        if args.force { changed.len() } else { 0 },
+        if force { changed.len() } else { 0 },
     ))
 }
 

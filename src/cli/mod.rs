@@ -3,10 +3,13 @@
 
 mod audit;
 mod blame;
+mod completions;
 mod demo;
 mod eval;
 mod init;
 mod logs;
+mod man;
+mod new;
 mod plan;
 mod replay;
 mod run;
@@ -21,7 +24,7 @@ mod verify;
 
 use crate::datadir::{self, DataDir};
 use crate::exit::{self, Outcome};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -71,6 +74,9 @@ enum Command {
     #[command(name = "__sandbox-exec", hide = true)]
     SandboxExec(sandbox_exec::Args),
     Eval(eval::Args),
+    New(new::Args),
+    Completions(completions::Args),
+    Man(man::Args),
 }
 
 /// A failure a command reports: a message for stderr and how to exit.
@@ -103,9 +109,44 @@ pub struct Ctx {
     hive: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     cwd: PathBuf,
+    /// Whether --hive / --data-dir were typed on the command line (not taken
+    /// from $JAROS_HIVE / $JAROS_DATA_DIR): commands that create a hive or
+    /// a data dir act only on what was typed.
+    hive_typed: bool,
+    data_dir_typed: bool,
 }
 
 impl Ctx {
+    /// --hive as typed on the command line (never from $JAROS_HIVE).
+    pub fn typed_hive(&self) -> Option<&Path> {
+        self.hive.as_deref().filter(|_| self.hive_typed)
+    }
+
+    /// Refuses --hive / --data-dir typed for a command that reads neither,
+    /// so a flag that would do nothing says so instead.
+    pub fn refuse_typed(&self, command: &str, hive: bool, data_dir: bool) -> Result<(), CliError> {
+        let typed: Vec<&str> = [
+            (hive && self.typed_hive().is_some(), "--hive"),
+            (data_dir && self.typed_data_dir().is_some(), "--data-dir"),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect();
+        if typed.is_empty() {
+            return Ok(());
+        }
+        Err(CliError::bad_input(format!(
+            "`jaros {command}` does not use {}: drop {}",
+            typed.join(" or "),
+            if typed.len() == 1 { "it" } else { "them" }
+        )))
+    }
+
+    /// --data-dir as typed on the command line (never from $JAROS_DATA_DIR).
+    pub fn typed_data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref().filter(|_| self.data_dir_typed)
+    }
+
     pub fn hive(&self) -> Result<PathBuf, CliError> {
         datadir::find_hive(self.hive.as_deref(), &self.cwd).map_err(CliError::bad_input)
     }
@@ -167,19 +208,88 @@ pub fn out_json(value: &impl serde::Serialize) {
     out(&format!("{text}\n"));
 }
 
-/// Parses `text` as JSON for `--input`, with an error that says what to do.
-pub fn parse_input(text: &str) -> Result<serde_json::Value, CliError> {
-    crate::decision::parse_json_arg(text).map_err(|e| CliError::bad_input(format!("--input: {e}")))
+/// The most `--input @FILE` or `--input -` reads: a job's input must fit in
+/// one job file anyway.
+pub const MAX_INPUT_BYTES: u64 = crate::node::inbox::MAX_JOB_FILE_BYTES;
+
+/// What `--input` says, as `jaros run` and `jaros submit` document it.
+pub const INPUT_HELP: &str =
+    "The job's input: JSON, `@FILE` to read it from a file, or `-` to read it from stdin";
+
+/// Parses `--input`: JSON text, `@FILE` (the JSON in a file) or `-` (the
+/// JSON on stdin), with an error that says which and what to do.
+pub fn parse_input(arg: &str) -> Result<serde_json::Value, CliError> {
+    use std::io::Read;
+    let (text, from) = if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_INPUT_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::bad_input(format!("--input -: cannot read stdin: {e}")))?;
+        (text, "stdin".to_string())
+    } else if let Some(file) = arg.strip_prefix('@') {
+        let mut text = String::new();
+        std::fs::File::open(file)
+            .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| {
+                CliError::bad_input(format!("--input @{file}: cannot read {file}: {e}"))
+            })?;
+        (text, file.to_string())
+    } else {
+        return crate::decision::parse_json_arg(arg)
+            .map_err(|e| CliError::bad_input(format!("--input: {e}")));
+    };
+    if text.len() as u64 > MAX_INPUT_BYTES {
+        return Err(CliError::bad_input(format!(
+            "--input: {from} holds more than {MAX_INPUT_BYTES} bytes, the most a job's input may be"
+        )));
+    }
+    crate::decision::parse_json_arg(&text)
+        .map_err(|e| CliError::bad_input(format!("--input: {from}: {e}")))
+}
+
+/// Whether two existing paths name the same directory.
+pub fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 pub fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// Checks that this process can draw random bytes, as the manifest
+/// validator's hash maps do (ahash, through `getrandom`) the first time
+/// they are built. A static binary finds the `getrandom` call only when built
+/// with `--cfg getrandom_backend="linux_getrandom"` (deploy/Dockerfile does);
+/// otherwise it reads `/dev/urandom`, which a bare chroot lacks, and the
+/// hash map would panic. This says what to do instead.
+fn check_random_source() -> Result<(), CliError> {
+    let mut probe = [0u8; 16];
+    getrandom::fill(&mut probe).map_err(|e| {
+        CliError::failed(format!(
+            "no source of random bytes: {e}. The kernel's getrandom call is not reachable from this binary \
+             and /dev/urandom cannot be read (a bare chroot or an image without /dev?). \
+             Mount /dev (or bind /dev/urandom) into the root, or build the static binary with \
+             RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"'"
+        ))
+    })
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    if let Err(e) = check_random_source() {
+        eprintln!("jaros: {}", e.message);
+        return exit::code(e.outcome);
+    }
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let code = if e.use_stderr() {
                 exit::USAGE
@@ -190,16 +300,25 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    let typed = |id: &str| {
+        let source = matches
+            .subcommand()
+            .and_then(|(_, sub)| sub.value_source(id))
+            .or_else(|| matches.value_source(id));
+        source == Some(clap::parser::ValueSource::CommandLine)
+    };
     let ctx = Ctx {
+        hive_typed: typed("hive"),
+        data_dir_typed: typed("data_dir"),
         hive: cli.hive,
         data_dir: cli.data_dir,
         cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
     let result = match cli.command {
-        Command::Init(args) => init::main(args),
+        Command::Init(args) => init::main(&ctx, args),
         Command::Validate(args) => validate::main(&ctx, args),
         Command::Plan(args) => plan::main(&ctx, args),
-        Command::Schema(args) => schema::main(args),
+        Command::Schema(args) => schema::main(&ctx, args),
         Command::Demo(args) => demo::main(&ctx, args),
         Command::Run(args) => run::main(&ctx, args),
         Command::Serve(args) => serve::main(&ctx, args),
@@ -215,6 +334,13 @@ pub fn main() -> i32 {
         Command::Audit(args) => audit::main(&ctx, args),
         Command::SandboxExec(args) => return sandbox_exec::main(args),
         Command::Eval(args) => eval::main(&ctx, args),
+        Command::New(args) => new::main(&ctx, args),
+        Command::Completions(args) => ctx
+            .refuse_typed("completions", true, true)
+            .and_then(|()| completions::main(args)),
+        Command::Man(args) => ctx
+            .refuse_typed("man", true, true)
+            .and_then(|()| man::main(args)),
     };
     match result {
         Ok(outcome) => exit::code(outcome),

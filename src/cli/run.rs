@@ -19,8 +19,7 @@ pub const RUN_HELD_ATTEMPTS: u32 = 8;
 pub struct Args {
     /// The agent to run (see `jaros plan` for the hive's agents).
     agent: String,
-    /// The job's input, as JSON.
-    #[arg(long, default_value = "{}", value_name = "JSON")]
+    #[arg(long, default_value = "{}", value_name = "JSON", help = super::INPUT_HELP)]
     input: String,
     /// The job's id (default: a fresh one).
     #[arg(long, value_name = "ID")]

@@ -1,6 +1,6 @@
 //! `jaros schema`: write or check the JSON Schemas of the manifest kinds.
 
-use super::{out, CliError, CliResult};
+use super::{out, CliError, CliResult, Ctx};
 use crate::exit::Outcome;
 use crate::fsx;
 use crate::manifest::Kind;
@@ -14,9 +14,10 @@ use std::path::PathBuf;
 /// Example (CI): jaros schema --check
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The directory the schemas live in.
-    #[arg(long, default_value = "schemas", value_name = "DIR")]
-    out: PathBuf,
+    /// The directory the schemas live in (default: the hive's schemas/,
+    /// where its manifests' `$schema` modelines point).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Write nothing; exit 1 naming every schema file that is missing or stale.
     #[arg(long)]
     check: bool,
@@ -27,11 +28,26 @@ pub fn schema_text(kind: Kind) -> String {
     serde_json::to_string_pretty(&kind.schema()).expect("schemas serialize") + "\n"
 }
 
-pub fn main(args: Args) -> CliResult {
+pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    // The schemas depend on this binary alone: a data dir means nothing here,
+    // and --hive only says where schemas/ is when --out does not.
+    ctx.refuse_typed("schema", args.out.is_some(), true)?;
+    let dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => ctx
+            .hive()
+            .map_err(|e| {
+                CliError::bad_input(format!(
+                    "{}; or name the directory with --out DIR",
+                    e.message
+                ))
+            })?
+            .join("schemas"),
+    };
     let mut stale = Vec::new();
     let mut report = String::new();
     for kind in Kind::ALL {
-        let path = args.out.join(kind.schema_file());
+        let path = dir.join(kind.schema_file());
         let text = schema_text(kind);
         let current = std::fs::read(&path).ok();
         let fresh = current.as_deref() == Some(text.as_bytes());
@@ -44,7 +60,7 @@ pub fn main(args: Args) -> CliResult {
         if fresh {
             report.push_str(&format!("unchanged {}\n", path.display()));
         } else {
-            fsx::create_dir_all(&args.out).map_err(|e| CliError::bad_input(e.to_string()))?;
+            fsx::create_dir_all(&dir).map_err(|e| CliError::bad_input(e.to_string()))?;
             fsx::write_durable(&path, text.as_bytes())
                 .map_err(|e| CliError::failed(e.to_string()))?;
             report.push_str(&format!("wrote {}\n", path.display()));
@@ -55,14 +71,14 @@ pub fn main(args: Args) -> CliResult {
             out(&format!(
                 "{} schemas in {} are current\n",
                 Kind::ALL.len(),
-                args.out.display()
+                dir.display()
             ));
             return Ok(Outcome::Success);
         }
         return Err(CliError::failed(format!(
             "stale or missing schema files: {}; regenerate them with `jaros schema --out {}`",
             stale.join(", "),
-            args.out.display()
+            dir.display()
         )));
     }
     out(&report);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// This node's id, naming its log (default: the data dir's stable id).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, env = "JAROS_NODE_ID", value_name = "ID")]
     node_id: Option<String>,
     /// Worker threads (default: the node manifest's pool_size).
     #[arg(long, value_name = "N")]

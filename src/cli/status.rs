@@ -1,6 +1,6 @@
 //! `jaros status` and `jaros watch`: the node, the jobs and the pool.
 
-use super::{out, out_json, CliResult, Ctx};
+use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::exit::Outcome;
 use crate::node::status::{overview, Overview};
 use std::time::Duration;
@@ -8,12 +8,19 @@ use std::time::Duration;
 /// Show the nodes (live or not, pool, running jobs, last heartbeat), job
 /// counts from the data dir's files, so they are right across restarts and
 /// nodes, and the hive's schedules (as `jaros schedules` does). Exit 0 when at least one node is live (a container health check),
-/// 1 otherwise.
+/// 1 otherwise; with --node, exit 0 only when that node is live.
+///
+/// Example (a pod's probe, on a volume shared by several nodes; the pod
+/// sets JAROS_NODE_ID to its own name): jaros status
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Exit 0 only when this node (its --node-id) is live: a health check
+    /// for one node among several sharing a data dir.
+    #[arg(long, env = "JAROS_NODE_ID", value_name = "ID")]
+    node: Option<String>,
 }
 
 /// Refresh a one-line summary every second until interrupted.
@@ -53,6 +60,26 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
                 schedules["error"].as_str().unwrap_or("?")
             )),
         }
+    }
+    if let Some(id) = &args.node {
+        return match o.nodes.iter().find(|n| &n.status.node == id) {
+            Some(n) if n.live => Ok(Outcome::Success),
+            Some(_) => Err(CliError::failed(format!(
+                "node '{id}' is not live: its last heartbeat is too old or it stopped"
+            ))),
+            None => {
+                let known: Vec<&str> = o.nodes.iter().map(|n| n.status.node.as_str()).collect();
+                Err(CliError::failed(format!(
+                    "no node '{id}' in {}; nodes here: {}",
+                    o.data_dir,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )))
+            }
+        };
     }
     Ok(if o.live_nodes > 0 {
         Outcome::Success

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 pub struct SubmitArgs {
     /// The agent to run.
     agent: String,
-    /// The job's input, as JSON.
-    #[arg(long, default_value = "{}", value_name = "JSON")]
+    #[arg(long, default_value = "{}", value_name = "JSON", help = super::INPUT_HELP)]
     input: String,
     /// The job's id (default: a fresh one).
     #[arg(long, value_name = "ID")]

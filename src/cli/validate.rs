@@ -1,6 +1,6 @@
 //! `jaros validate`: check a hive's manifests, every error at once.
 
-use super::{out, out_json, CliResult, Ctx};
+use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::exit::Outcome;
 use crate::manifest::{self, Diagnostic};
 use serde_json::json;
@@ -17,17 +17,25 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The hive to check (default: --hive, $JAROS_HIVE, or the nearest one upward).
+    // Not named `hive`: that id is the global --hive's, which it would hide.
     #[arg(value_name = "HIVE")]
-    hive: Option<PathBuf>,
+    dir: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
 }
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
-    let hive = match &args.hive {
-        Some(dir) => ctx.hive_at(dir)?,
-        None => ctx.hive()?,
+    let hive = match (&args.dir, ctx.typed_hive()) {
+        (Some(dir), Some(flag)) if !super::same_dir(&ctx.hive_at(dir)?, &ctx.hive_at(flag)?) => {
+            return Err(CliError::bad_input(format!(
+                "two hives given: {} and --hive {}; give one",
+                dir.display(),
+                flag.display()
+            )))
+        }
+        (Some(dir), _) => ctx.hive_at(dir)?,
+        (None, _) => ctx.hive()?,
     };
     let prefix = ctx.display_prefix(&hive);
     match manifest::validate_hive(&hive, chrono::Utc::now()) {

@@ -124,7 +124,14 @@ pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
     }
 }
 
-/// Every file below `dir`, relative, sorted.
+/// At most this many entries are listed, so a failing test's report stays
+/// readable and a huge directory cannot stall it.
+pub const MAX_LISTED_ENTRIES: usize = 500;
+
+/// Every file below `dir`, relative, sorted: symbolic links are listed as
+/// `name -> target` and never followed, so a link out of a test's temp dir
+/// (to `/`, to `$TMPDIR`) cannot make a test read the rest of the machine;
+/// `target/` and `.git/` are skipped; at most [`MAX_LISTED_ENTRIES`].
 pub fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -133,11 +140,23 @@ pub fn walk(dir: &Path) -> Vec<String> {
             continue;
         };
         for e in entries.flatten() {
+            if out.len() >= MAX_LISTED_ENTRIES {
+                out.sort();
+                return out;
+            }
             let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
+            let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+            // file_type() does not follow symbolic links.
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_symlink() {
+                let target = std::fs::read_link(&p).unwrap_or_default();
+                out.push(format!("{rel} -> {}", target.display()));
+            } else if kind.is_dir() {
+                if rel != "target" && rel != ".git" {
+                    stack.push(p);
+                }
             } else {
-                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+                out.push(rel);
             }
         }
     }
