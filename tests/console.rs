@@ -527,3 +527,26 @@ fn the_console_never_writes_manifests_agents_or_tools() {
         .collect();
     assert_eq!(before, after);
 }
+
+#[test]
+#[ignore = "needs chromium: run by scripts/browser-tests.sh"]
+fn the_console_works_in_a_real_browser() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/browser_tests.py");
+    let screens = std::env::var("JAROS_SCREENS").unwrap_or_else(|_| {
+        std::env::temp_dir()
+            .join(format!("jaros-console-screens-{}", std::process::id()))
+            .display()
+            .to_string()
+    });
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(common::bin())
+        .arg(&screens)
+        .status()
+        .expect("python3 runs");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the browser tests failed (exit 2: Chromium cannot run); see the output above"
+    );
+}

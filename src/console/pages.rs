@@ -808,6 +808,8 @@ fn handoff_svg(plan: &crate::plan::Plan) -> String {
             let ((x1, y1), (x2, y2)) = (pos(i), pos(j));
             let len = ((x2 - x1).powi(2) + (y2 - y1).powi(2)).sqrt().max(1.0);
             let (ux, uy) = ((x2 - x1) / len, (y2 - y1) / len);
+            // Shifted sideways, so a hand-off each way shows as two arrows.
+            let (x1, y1, x2, y2) = (x1 - uy * 4.0, y1 + ux * 4.0, x2 - uy * 4.0, y2 + ux * 4.0);
             svg += &format!(
                 "<line class=\"edge\" x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#555\" marker-end=\"url(#arrow)\"><title>{} → {}</title></line>",
                 x1 + ux * 14.0,
@@ -994,19 +996,45 @@ pub fn evals(shared: &Arc<Shared>) -> Response {
         "<p>Runs the hive's eval suite (<code>manifests/evals</code>) as <code>jaros eval</code> does: offline, scripted \
 model responses, the real gate and executor, each case in a temporary data dir. The verdict below is the command's own.</p>",
     );
-    if let Ok(loaded) = shared.hive_load() {
-        let cases: usize = loaded
-            .manifests
-            .evals
-            .iter()
-            .map(|e| e.m.spec.cases.len())
-            .sum();
-        b += &format!(
-            "<p>{cases} case(s) in {} eval manifest(s).</p>",
-            loaded.manifests.evals.len()
-        );
-    }
     b += "<button id=\"run-evals\" type=\"button\">Run the eval suite</button><div id=\"eval-result\" role=\"status\"></div>";
+    match shared.hive_load() {
+        Ok(loaded) => {
+            b += "<table id=\"eval-cases\"><tr><th>case</th><th>agent</th><th>checks</th><th>verdict</th></tr>";
+            for e in &loaded.manifests.evals {
+                for case in &e.m.spec.cases {
+                    let expect = serde_json::to_value(&case.expect).unwrap_or(Value::Null);
+                    let checks: Vec<String> = expect
+                        .as_object()
+                        .map(|o| {
+                            o.iter()
+                                .map(|(k, v)| {
+                                    format!(
+                                        "<li>{} = <code>{}</code></li>",
+                                        esc(k),
+                                        esc(&v.to_string())
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    b += &format!(
+                        "<tr data-case=\"{0}/{1}\"><td>{0}/{1}</td><td>{2}</td><td><ul class=\"checks\">{3}</ul></td><td class=\"verdict muted\">not run</td></tr>",
+                        esc(&e.m.metadata.name),
+                        esc(&case.name),
+                        esc(&case.agent),
+                        checks.concat()
+                    );
+                }
+            }
+            b += "</table>";
+        }
+        Err(errors) => {
+            b += &format!(
+            "<p class=\"bad\">The manifests do not validate, so no case can run:</p><pre>{}</pre>",
+            esc(&errors.join("\n"))
+        )
+        }
+    }
     page("Evals", "/evals", &b)
 }
 

@@ -181,22 +181,22 @@ function setupEvals() {
     const all = d.passed === d.total;
     out.appendChild(el("p", { id: "eval-verdict", class: all ? "good" : "bad" },
       `${d.passed}/${d.total} eval cases passed (exit code ${d.exit_code})`));
-    const t = el("table", { id: "eval-cases" });
-    t.appendChild(el("tr")).append(el("th", {}, "case"), el("th", {}, "verdict"), el("th", {}, "checks"));
+    const table = document.getElementById("eval-cases") || out.appendChild(el("table", { id: "eval-cases" }));
     for (const c of d.cases) {
-      const tr = t.appendChild(el("tr"));
-      tr.appendChild(el("td", {}, c.suite + "/" + c.name));
-      const v = el("td");
-      v.appendChild(el("span", { class: "badge " + (c.passed ? "pass" : "fail") }, c.passed ? "PASS" : "FAIL"));
-      tr.appendChild(v);
-      const checks = el("td");
-      if (!c.failures.length) checks.textContent = "every check held";
-      for (const f of c.failures) {
-        checks.appendChild(el("div", { class: "bad" }, `${f.check}: expected ${f.expected}, got ${f.actual}`));
+      let row = table.querySelector('tr[data-case="' + CSS.escape(c.suite + "/" + c.name) + '"]');
+      if (!row) {
+        row = table.appendChild(el("tr", { "data-case": c.suite + "/" + c.name }));
+        row.append(el("td", {}, c.suite + "/" + c.name), el("td"), el("td"), el("td", { class: "verdict" }));
       }
-      tr.appendChild(checks);
+      const v = row.querySelector(".verdict");
+      v.className = "verdict";
+      v.textContent = "";
+      v.appendChild(el("span", { class: "badge " + (c.passed ? "pass" : "fail") }, c.passed ? "PASS" : "FAIL"));
+      if (!c.failures.length) v.appendChild(el("div", { class: "muted" }, "every check held"));
+      for (const f of c.failures) {
+        v.appendChild(el("div", { class: "bad" }, `${f.check}: expected ${f.expected}, got ${f.actual}`));
+      }
     }
-    out.appendChild(t);
   });
 }
 
