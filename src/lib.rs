@@ -46,4 +46,7 @@ pub mod schedule;
 // Evals: agents run offline against expectations.
 pub mod eval;
 
+// The console: the web UI, and the only listening socket.
+pub mod console;
+
 pub mod cli;

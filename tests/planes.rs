@@ -82,6 +82,36 @@ fn the_deterministic_plane_does_not_import_model_or_console_code() {
 }
 
 #[test]
+fn the_node_and_the_console_know_each_other_only_through_the_cli() {
+    // `jaros serve --console` starts both from the CLI; neither imports the
+    // other, so the node runs the same with or without its console.
+    let mut offenders = Vec::new();
+    for (dir, forbidden) in [
+        ("node", ["crate::console", "super::console"]),
+        ("console", ["crate::cli", "super::cli"]),
+    ] {
+        for file in rust_files(&src().join(dir)) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if forbidden.iter().any(|f| code.contains(f)) {
+                    offenders.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        src().join("console").is_dir(),
+        "the console moved: update this test"
+    );
+    assert!(
+        offenders.is_empty(),
+        "the node and the console import each other:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
 fn nothing_but_the_console_opens_a_listening_socket() {
     let mut offenders = Vec::new();
     for file in rust_files(&src()) {

@@ -4,6 +4,7 @@
 mod audit;
 mod blame;
 mod completions;
+mod console;
 mod demo;
 mod eval;
 mod init;
@@ -61,6 +62,7 @@ enum Command {
     Schema(schema::Args),
     Run(run::Args),
     Serve(serve::Args),
+    Console(console::Args),
     Submit(submit::SubmitArgs),
     Result(submit::ResultArgs),
     Status(status::Args),
@@ -322,6 +324,7 @@ pub fn main() -> i32 {
         Command::Demo(args) => demo::main(&ctx, args),
         Command::Run(args) => run::main(&ctx, args),
         Command::Serve(args) => serve::main(&ctx, args),
+        Command::Console(args) => console::main(&ctx, args),
         Command::Submit(args) => submit::submit(&ctx, args),
         Command::Result(args) => submit::result(&ctx, args),
         Command::Status(args) => status::main(&ctx, args),

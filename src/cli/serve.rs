@@ -42,6 +42,13 @@ pub struct Args {
     /// Print a line for every finished job.
     #[arg(short, long)]
     verbose: bool,
+    /// Also serve the web console on a thread of this node, at ADDR
+    /// (default 127.0.0.1:5500); a console that fails never stops the node.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::console::DEFAULT_ADDR)]
+    console: Option<std::net::SocketAddr>,
+    /// With --console: allow an address other than loopback.
+    #[arg(long, requires = "console")]
+    allow_remote: bool,
 }
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
@@ -87,6 +94,17 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
                     .join("\n")
             })
     });
+    if let Some(addr) = args.console {
+        // The console is the CLI's, started beside the node: the node's
+        // code never sees it, and its failure is only printed.
+        let started = super::console::config(ctx, addr, args.allow_remote)
+            .map_err(|e| e.message)
+            .and_then(|cfg| crate::console::spawn(cfg, stop.clone()));
+        match started {
+            Ok(url) => super::out(&format!("console: {url}\n")),
+            Err(e) => eprintln!("jaros: the console did not start, the node runs without it: {e}"),
+        }
+    }
     let proposer = super::proposer(&hive, &loaded);
     let exit = node::serve(cfg, &hive, data, source, super::executor(), proposer, stop)
         .map_err(CliError::failed)?;

@@ -39,33 +39,21 @@ pub struct ResultArgs {
 
 pub fn submit(ctx: &Ctx, args: SubmitArgs) -> CliResult {
     let input = parse_input(&args.input)?;
-    let agent = AgentName::new(args.agent).map_err(|e| CliError::bad_input(e.to_string()))?;
     // With a hive at hand, refuse an unknown agent now rather than in failed/.
     // With invalid manifests the node keeps its old plan: warn, and submit.
-    if let Ok(hive) = ctx.hive() {
-        match super::load_plan(&hive) {
-            Err(_) => eprintln!("jaros: warning: the hive's manifests do not validate (`jaros validate`); submitting anyway"),
-            Ok(plan) if !plan.agents.contains_key(agent.as_str()) => {
-                let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
-                return Err(CliError::bad_input(format!("unknown agent '{agent}'; this hive's agents are: {}", known.join(", "))));
+    let plan = match ctx.hive() {
+        Ok(hive) => match super::load_plan(&hive) {
+            Err(_) => {
+                eprintln!("jaros: warning: the hive's manifests do not validate (`jaros validate`); submitting anyway");
+                None
             }
-            Ok(_) => {}
-        }
-    }
-    let id = match args.id {
-        Some(id) => JobId::new(id).map_err(|e| CliError::bad_input(e.to_string()))?,
-        None => JobId::new(crate::ids::new_job_id()).expect("generated ids are valid"),
+            Ok(plan) => Some(plan),
+        },
+        Err(_) => None,
     };
     let data = ctx.data_dir()?;
-    let job = JobFile {
-        id: id.clone(),
-        agent,
-        input,
-        parent: None,
-        via: None,
-        resume: false,
-    };
-    inbox::submit(&data, &job).map_err(CliError::bad_input)?;
+    let id = write_job(&data, plan.as_ref(), &args.agent, input, args.id)
+        .map_err(CliError::bad_input)?;
     match args.wait {
         None => {
             super::out(&format!("{id}\n"));
@@ -79,6 +67,52 @@ pub fn result(ctx: &Ctx, args: ResultArgs) -> CliResult {
     let id = JobId::new(args.id).map_err(|e| CliError::bad_input(e.to_string()))?;
     let data = ctx.existing_data_dir()?;
     wait_and_print(&data, &id, args.wait.unwrap_or(0.0))
+}
+
+/// The one path a job takes into the inbox, from `jaros submit` and from the
+/// console: the agent's name checked (and, with a plan, known to it), then
+/// `inbox/<id>.json` written atomically and durably. Returns the job's id.
+pub fn write_job(
+    data: &DataDir,
+    plan: Option<&crate::plan::Plan>,
+    agent: &str,
+    input: serde_json::Value,
+    id: Option<String>,
+) -> Result<JobId, String> {
+    let agent = AgentName::new(agent).map_err(|e| e.to_string())?;
+    if let Some(plan) = plan {
+        if !plan.agents.contains_key(agent.as_str()) {
+            let known: Vec<&str> = plan.agents.keys().map(String::as_str).collect();
+            return Err(format!(
+                "unknown agent '{agent}'; this hive's agents are: {}",
+                known.join(", ")
+            ));
+        }
+    }
+    let id = match id {
+        Some(id) => JobId::new(id).map_err(|e| e.to_string())?,
+        None => JobId::new(crate::ids::new_job_id()).expect("generated ids are valid"),
+    };
+    let job = JobFile {
+        id: id.clone(),
+        agent,
+        input,
+        parent: None,
+        via: None,
+        resume: false,
+    };
+    inbox::submit(data, &job)?;
+    Ok(id)
+}
+
+/// [`write_job`] with a fresh id, for the console.
+pub fn submit_job(
+    data: &DataDir,
+    plan: Option<&crate::plan::Plan>,
+    agent: &str,
+    input: serde_json::Value,
+) -> Result<String, String> {
+    write_job(data, plan, agent, input, None).map(|id| id.to_string())
 }
 
 /// Where a job's result file is, if it exists.

@@ -117,8 +117,8 @@ pub struct LogHead {
     pub bytes: u64,
 }
 
-/// Gathers the overview from the data dir's files.
-pub fn overview(data: &DataDir) -> Overview {
+/// Every node that wrote a heartbeat file, live or not.
+pub fn nodes(data: &DataDir) -> Vec<NodeView> {
     let now = super::lease::now_ms();
     let mut nodes = Vec::new();
     for path in fsx::list_dir(&nodes_dir(data)).unwrap_or_default() {
@@ -137,6 +137,12 @@ pub fn overview(data: &DataDir) -> Overview {
             age_ms,
         });
     }
+    nodes
+}
+
+/// Gathers the overview from the data dir's files.
+pub fn overview(data: &DataDir) -> Overview {
+    let nodes = nodes(data);
     let logs = data
         .log_files()
         .unwrap_or_default()
