@@ -384,6 +384,9 @@ pub struct RoleSpec {
     /// Hosts its agents' tools may reach.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Whether its agents may read files with more than one hard link (whose other names may lie outside `read`). Default false: such files are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_hard_links: bool,
     /// Limits per job; each one left out takes its default.
     #[serde(default)]
     pub budget: BudgetSpec,
