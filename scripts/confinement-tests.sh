@@ -43,6 +43,7 @@ tests=(
     a_tool_whose_role_grants_no_host_sends_no_udp_no_dns_and_reaches_no_unix_socket
     a_tool_of_a_root_node_runs_as_nobody_without_any_capability
     a_descriptor_the_node_holds_without_close_on_exec_is_closed_before_the_tool_runs
+    the_node_manifest_names_the_user_a_root_nodes_tools_run_as
 )
 # One test at a time: one of them opens a descriptor across exec in the
 # test process itself, which a test running beside it would also hand on.

@@ -1315,6 +1315,47 @@ fn a_descriptor_the_node_holds_without_close_on_exec_is_closed_before_the_tool_r
 }
 
 #[test]
+#[ignore = "needs Landlock, python3 and root: run by scripts/confinement-tests.sh"]
+fn the_node_manifest_names_the_user_a_root_nodes_tools_run_as() {
+    require_confinement();
+    let hive = common::example_hive();
+    hive.write(
+        "tools/greet.sh",
+        "#!/bin/sh\ncat >/dev/null\nprintf '{\"greeting\": \"%s\"}\\n' \"$(id -u):$(id -g)\"\n",
+    );
+    let greet = hive.path().join("tools/greet.sh");
+    std::fs::set_permissions(&greet, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let node = hive.path().join("manifests/node.yaml");
+    let text = std::fs::read_to_string(&node).unwrap();
+    let greeting = |hive: &Hive, job: &str| {
+        let run = hive
+            .jaros(&["run", "greeter", "--id", job, "--input", r#"{"name": "x"}"#])
+            .expect(0)
+            .json();
+        run["result"]["results"][0]["result"]["greeting"].clone()
+    };
+    assert_eq!(greeting(&hive, "u1"), "65534:65534", "the default: nobody");
+    std::fs::write(
+        &node,
+        format!("{text}  tools:\n    run_as: \"4242:4343\"\n"),
+    )
+    .unwrap();
+    assert_eq!(greeting(&hive, "u2"), "4242:4343");
+    std::fs::write(&node, format!("{text}  tools:\n    run_as: no-such-user\n")).unwrap();
+    let refused = hive
+        .jaros(&["run", "greeter", "--id", "u3", "--input", "{}"])
+        .expect(2);
+    assert!(
+        refused.stderr().contains("manifests/node.yaml:")
+            && refused
+                .stderr()
+                .contains("no user 'no-such-user' in /etc/passwd"),
+        "{}",
+        refused.stderr()
+    );
+}
+
+#[test]
 fn the_launcher_refuses_a_descriptor_left_open_across_exec() {
     let dir = tempfile::tempdir().unwrap();
     let outside = dir.path().join("outside.txt");
