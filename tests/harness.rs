@@ -1396,3 +1396,28 @@ fn the_launcher_refuses_a_descriptor_left_open_across_exec() {
         "{stderr}"
     );
 }
+
+#[test]
+#[ignore = "needs Landlock, python3 and root: run by scripts/confinement-tests.sh"]
+fn an_unprivileged_node_gets_its_tools_a_network_namespace_through_a_user_namespace() {
+    require_confinement();
+    // The launcher as an unprivileged node would run it: as nobody, from a
+    // directory nobody can reach.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("jaros");
+    std::fs::copy(launcher(), &bin).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["__sandbox-exec", "--probe", "--deny-net"])
+        .output()
+        .expect("setpriv (util-linux) runs a command as another user");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let layers: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        layers,
+        json!({"netns": {"Ok": "user namespace"}, "seccomp": true, "caps_dropped": true, "uid": 65534, "no_new_privs": true})
+    );
+}
