@@ -6,8 +6,10 @@
 # when what they need is missing here.
 #
 # Needs: Linux with Landlock enabled (5.13+, `landlock` in the lsm= list),
-# root (the tools of a root node run as nobody; the test checks it), and
-# python3 in /usr/bin or /bin (installed with apt-get when missing).
+# root (the tools of a root node run as nobody; the test checks it),
+# python3 in /usr/bin or /bin and setpriv (util-linux), installed with
+# apt-get when missing, and unprivileged user namespaces (one test runs the
+# launcher as nobody, as an unprivileged node would).
 #
 #   scripts/confinement-tests.sh     (CI runs it from .ci/run, as root)
 set -euo pipefail
@@ -18,9 +20,12 @@ fail() { echo "confinement-tests: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "must run as root (a root node's tools must run as nobody, without capabilities)"
 [ "$(uname -s)" = Linux ] || fail "needs Linux (Landlock, namespaces, seccomp)"
 
-if [ ! -x /usr/bin/python3 ] && [ ! -x /bin/python3 ]; then
-    apt-get update -qq && apt-get install -y -qq python3 >/dev/null \
-        || fail "python3 is missing and could not be installed with apt-get"
+missing=()
+if [ ! -x /usr/bin/python3 ] && [ ! -x /bin/python3 ]; then missing+=(python3); fi
+command -v setpriv >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null \
+        || fail "${missing[*]} missing and could not be installed with apt-get"
 fi
 
 # Descriptors whatever started this script left open across exec would
@@ -43,6 +48,8 @@ tests=(
     a_tool_whose_role_grants_no_host_sends_no_udp_no_dns_and_reaches_no_unix_socket
     a_tool_of_a_root_node_runs_as_nobody_without_any_capability
     a_descriptor_the_node_holds_without_close_on_exec_is_closed_before_the_tool_runs
+    the_node_manifest_names_the_user_a_root_nodes_tools_run_as
+    an_unprivileged_node_gets_its_tools_a_network_namespace_through_a_user_namespace
 )
 # One test at a time: one of them opens a descriptor across exec in the
 # test process itself, which a test running beside it would also hand on.

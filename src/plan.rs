@@ -148,6 +148,10 @@ pub struct Grant {
     pub handoff: BTreeSet<String>,
     pub hosts: BTreeSet<String>,
     pub budget: Budget,
+    /// Files with more than one hard link may be read (their other names
+    /// may lie outside the read globs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_hard_links: bool,
 }
 
 /// How an agent proposes decisions.

@@ -448,9 +448,26 @@ pub fn proposer(
     })
 }
 
-/// Whether executable tools are confined by the kernel here.
-pub fn confinement() -> String {
-    let status = crate::harness::confinement_status();
+/// Whether executable tools are confined by the kernel here, and by which
+/// layers, for tools run as the hive's node manifest says (where the hive
+/// loads).
+pub fn confinement(ctx: &Ctx) -> String {
+    let configured = ctx
+        .hive()
+        .ok()
+        .and_then(|hive| crate::manifest::load_hive(&hive).ok())
+        .and_then(|loaded| {
+            let node = loaded.manifests.nodes.into_iter().next()?;
+            node.m.spec.tools.run_as
+        });
+    let status = match crate::harness::launcher::run_as_for(configured.as_deref()) {
+        Ok(run_as) => {
+            crate::harness::landlock::status_with(std::env::current_exe().ok().as_deref(), run_as)
+        }
+        Err(why) => {
+            return format!("not active (the node manifest's tools.run_as: {why})");
+        }
+    };
     let state = if status.active {
         "active"
     } else {
@@ -462,6 +479,22 @@ pub fn confinement() -> String {
 /// The hive's schedules with their last and next runs, as JSON.
 pub fn schedules_status(ctx: &Ctx) -> serde_json::Value {
     schedules::status_json(ctx)
+}
+
+/// The executor of a node started on `loaded`: its tools run as the node
+/// manifest's `tools.run_as` (a root node's).
+pub fn executor_for(loaded: &crate::manifest::Loaded) -> Result<crate::exec::Executor, CliError> {
+    let node = loaded.manifests.nodes.first();
+    let configured = node.and_then(|n| n.m.spec.tools.run_as.as_deref());
+    let run_as = crate::harness::launcher::run_as_for(configured).map_err(|e| match node {
+        Some(n) => CliError::bad_input(n.error("/spec/tools/run_as", e).to_string()),
+        None => CliError::bad_input(e),
+    })?;
+    let tools = crate::harness::ToolRunner::new(std::env::current_exe().ok()).run_as(run_as);
+    Ok(crate::harness::register(
+        crate::exec::Executor::core(),
+        tools,
+    ))
 }
 
 /// The executor with every handler this binary has.

@@ -61,7 +61,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             rt.data.root().display()
         )));
     }
-    let executor = super::executor();
+    let executor = super::executor_for(&loaded)?;
     let proposer = super::proposer(&hive, &loaded);
     let runner = rt.runner(&executor, &*proposer, &live, &|| true);
     let ticket = Ticket {

@@ -106,8 +106,16 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         }
     }
     let proposer = super::proposer(&hive, &loaded);
-    let exit = node::serve(cfg, &hive, data, source, super::executor(), proposer, stop)
-        .map_err(CliError::failed)?;
+    let exit = node::serve(
+        cfg,
+        &hive,
+        data,
+        source,
+        super::executor_for(&loaded)?,
+        proposer,
+        stop,
+    )
+    .map_err(CliError::failed)?;
     match exit.fatal {
         Some(fatal) => Err(CliError::failed(format!("the node stopped: {fatal}"))),
         None => {

@@ -37,7 +37,7 @@ pub struct WatchArgs {
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let data = ctx.existing_data_dir()?;
     let o = overview(&data);
-    let confinement = super::confinement();
+    let confinement = super::confinement(ctx);
     let schedules = super::schedules_status(ctx);
     if args.json {
         let mut v = serde_json::to_value(&o).expect("serializes");

@@ -3,9 +3,10 @@
 //! Confinement needs a process to restrict itself between `fork` and
 //! `exec`, which in Rust takes `unsafe` (`pre_exec`). Jaros forbids `unsafe`,
 //! so it re-executes its own binary as a tiny launcher instead:
-//! `jaros __sandbox-exec --ro P --rw P [--deny-net] -- TOOL`, which restricts
-//! itself with Landlock and then `exec`s the tool, which inherits the
-//! restriction (and `no_new_privs`) for good.
+//! `jaros __sandbox-exec --ro P --rw P [--deny-net] [--uid U --gid G] --
+//! TOOL` ([`super::launcher`]), which restricts itself with these rules
+//! (among its other layers) and then `exec`s the tool, which inherits the
+//! restriction for good. This module owns the path rules and the status.
 //!
 //! What a tool may reach: read (and execute) the base directories of its
 //! agent's `read` globs, read and write (but not create symlinks in) those of
@@ -243,36 +244,28 @@ impl Confinement {
         args
     }
 
-    /// The paths, relative to `hive` where inside it, for the audit log; the
-    /// system's run-time files are summarized.
+    /// The paths, relative to `hive`, for the audit log; the system's
+    /// run-time files and the run's own scratch directory (the only paths
+    /// outside the hive) are named, not shown.
     pub fn describe(&self, hive: &Path) -> String {
-        let system = |p: &PathBuf| {
-            SYSTEM_READ_PATHS
-                .iter()
-                .chain(SYSTEM_WRITE_PATHS)
-                .any(|s| p == Path::new(s))
-        };
         let show = |ps: &[PathBuf]| -> Vec<String> {
             ps.iter()
-                .filter(|p| !system(p))
-                .map(|p| match p.strip_prefix(hive) {
-                    Ok(rel) if p.is_dir() => format!("{}/", rel.display()),
-                    Ok(rel) => rel.display().to_string(),
-                    Err(_) => p.display().to_string(),
+                .filter_map(|p| match p.strip_prefix(hive) {
+                    Ok(rel) if p.is_dir() => Some(format!("{}/", rel.display())),
+                    Ok(rel) => Some(rel.display().to_string()),
+                    Err(_) => None,
                 })
                 .collect()
         };
         let mut read = show(&self.read);
+        read.push("its own copy".into());
         read.push("the system's run-time files".into());
-        let write = show(&self.write);
+        let mut write = show(&self.write);
+        write.push("its scratch directory".into());
         format!(
             "read-only {}; read-write {}; network {}",
             read.join(", "),
-            if write.is_empty() {
-                "nothing".into()
-            } else {
-                write.join(", ")
-            },
+            write.join(", "),
             if self.deny_net {
                 "denied"
             } else {

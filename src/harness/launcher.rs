@@ -45,7 +45,8 @@ pub struct RunAs {
 }
 
 /// The user (and group) of last resort on Linux, `nobody`/`nogroup`: the
-/// default `run_as` of a node started as root.
+/// default `run_as` of a node started as root (the number, not a name
+/// looked up, so it holds where `/etc/passwd` lacks it).
 pub const NOBODY: RunAs = RunAs {
     uid: 65534,
     gid: 65534,
@@ -333,9 +334,80 @@ pub fn exec_confined(c: &Confinement, command: &[OsString], probe: bool) -> i32 
     EXIT_NOT_EXECUTED
 }
 
+/// The user a node manifest's `tools.run_as` names: `UID[:GID]` (the
+/// group defaults to the user id), or a user name looked up in
+/// `/etc/passwd` (with its primary group).
+pub fn parse_run_as(text: &str) -> Result<RunAs, String> {
+    if let Some((uid, gid)) = text.split_once(':') {
+        let number = |n: &str| {
+            n.parse::<u32>()
+                .map_err(|_| format!("'{text}' is neither a user name nor UID[:GID]"))
+        };
+        return Ok(RunAs {
+            uid: number(uid)?,
+            gid: number(gid)?,
+        });
+    }
+    if let Ok(uid) = text.parse::<u32>() {
+        return Ok(RunAs { uid, gid: uid });
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| format!("cannot read /etc/passwd to find user '{text}': {e}"))?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() >= 4 && fields[0] == text).then(|| {
+                Some(RunAs {
+                    uid: fields[2].parse().ok()?,
+                    gid: fields[3].parse().ok()?,
+                })
+            })?
+        })
+        .ok_or_else(|| format!("no user '{text}' in /etc/passwd; name another, or give UID:GID"))
+}
+
+/// The `run_as` of a root node: the manifest's `tools.run_as`, else
+/// [`NOBODY`]; `None` for a node not running as root.
+pub fn run_as_for(configured: Option<&str>) -> Result<Option<RunAs>, String> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    configured
+        .map(parse_run_as)
+        .transpose()
+        .map(|r| Some(r.unwrap_or(NOBODY)))
+}
+
 /// The `run_as` of a node that names none: [`NOBODY`] when the node is
 /// root, else `None` (its tools run as the node's own user, which is
 /// unprivileged already).
 pub fn default_run_as() -> Option<RunAs> {
     rustix::process::geteuid().is_root().then_some(NOBODY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_as_takes_numbers_or_a_user_name() {
+        assert_eq!(
+            parse_run_as("4242").unwrap(),
+            RunAs {
+                uid: 4242,
+                gid: 4242
+            }
+        );
+        assert_eq!(parse_run_as("10:20").unwrap(), RunAs { uid: 10, gid: 20 });
+        assert_eq!(parse_run_as("root").unwrap(), RunAs { uid: 0, gid: 0 });
+        let e = parse_run_as("no-such-user-here").unwrap_err();
+        assert!(
+            e.contains("no user 'no-such-user-here' in /etc/passwd"),
+            "{e}"
+        );
+        assert!(parse_run_as("1:x")
+            .unwrap_err()
+            .contains("neither a user name nor UID[:GID]"));
+    }
 }

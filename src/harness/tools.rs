@@ -7,14 +7,17 @@
 //! exactly-once).
 //!
 //! Each run: the executable's sha256 checked against the plan's (a tool
-//! swapped under a running plan is refused), a cleared environment plus the
-//! manifest's allow-list, a fresh scratch working directory (removed after),
-//! its own process group (killed as a whole at the time-out, when the output
-//! cap is passed, and after the tool exits, so forked children do not
-//! outlive it), and where the kernel has Landlock, confinement to its agent's
-//! grant (see [`super::landlock`]), where nothing it starts can leave that
-//! group (`setsid` and `setpgid` fail). Replay never runs a tool: it reads
-//! the recorded result back.
+//! swapped under a running plan is refused) and those very bytes run, from a
+//! copy in the run's scratch directory (reachable by the user the tool runs
+//! as, wherever the hive lies); a cleared environment plus the manifest's
+//! allow-list; a fresh working directory (removed after); its own process
+//! group (killed as a whole at the time-out, when the output cap is passed,
+//! and after the tool exits, so forked children do not outlive it); and
+//! where the kernel has Landlock, the launcher's layers (see
+//! [`super::launcher`]): its agent's grant, no network unless hosts are
+//! granted, no capabilities, an unprivileged user under a root node, no
+//! inherited descriptors, and nothing it starts can leave that group.
+//! Replay never runs a tool: it reads the recorded result back.
 //!
 //! Not covered: without Landlock (tools unconfined), a child that leaves the
 //! process group (`setsid`) escapes the group kill; its held-open output is

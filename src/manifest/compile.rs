@@ -69,6 +69,7 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
             write: s.write.clone(),
             handoff: s.handoff.iter().cloned().collect(),
             hosts: s.hosts.iter().cloned().collect(),
+            allow_hard_links: s.allow_hard_links,
             budget: Budget {
                 decisions: s.budget.decisions.unwrap_or(defaults.decisions),
                 model_calls: s.budget.model_calls.unwrap_or(defaults.model_calls),

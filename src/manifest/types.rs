@@ -319,6 +319,25 @@ pub struct NodeSpec {
     /// Model providers by name; agents name one in `model.provider`.
     #[serde(default)]
     pub providers: BTreeMap<String, Provider>,
+    /// How the node starts executable tools.
+    #[serde(default, skip_serializing_if = "ToolsSpec::is_default")]
+    pub tools: ToolsSpec,
+}
+
+/// How a node starts executable tools.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsSpec {
+    /// The user a root node's tools run as: a name from `/etc/passwd` (with its primary group) or `UID[:GID]`. Default `nobody` (65534:65534). A node not running as root runs its tools as its own user and ignores this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^([a-z_][a-z0-9_-]*[$]?|[0-9]+(:[0-9]+)?)$"))]
+    pub run_as: Option<String>,
+}
+
+impl ToolsSpec {
+    fn is_default(&self) -> bool {
+        *self == ToolsSpec::default()
+    }
 }
 
 /// A kind of model provider.
@@ -384,6 +403,9 @@ pub struct RoleSpec {
     /// Hosts its agents' tools may reach.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Whether its agents may read files with more than one hard link (whose other names may lie outside `read`). Default false: such files are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_hard_links: bool,
     /// Limits per job; each one left out takes its default.
     #[serde(default)]
     pub budget: BudgetSpec,
