@@ -79,7 +79,7 @@ pub(super) fn claimed(shared: &Shared, path: &Path) -> Option<JobFile> {
     };
     let verdict = match inbox::parse_job(id.clone(), &bytes, &shared.rt.plan()) {
         Err(reason) => Err(Verdict::Fail(reason)),
-        Ok(job) => match history(shared, &id) {
+        Ok(job) => match history_for(shared, &job) {
             Ok((known, handoff)) => admissible(shared, &job, known, handoff.as_ref()).map(|()| job),
             Err(e) => {
                 // Given up, not failed: the claim is taken over (and asked
@@ -148,14 +148,30 @@ pub(super) fn lineage_recorded(job: &JobFile, handoff: Option<&Handoff>) -> Resu
     ))
 }
 
-/// What the logs hold of job `id`, this node's own records included (they
-/// may still be on their way to its file: flushed first).
+/// What the logs hold of job `id`.
 pub(super) fn history(shared: &Shared, id: &JobId) -> Result<(Known, Option<Handoff>), String> {
-    shared.rt.log.flush().map_err(|e| e.to_string())?;
     shared
         .seen
         .job(&shared.rt.data, id)
         .map_err(|e| e.to_string())
+}
+
+/// What the logs hold of `job`'s id, and of the hand-off it says made it.
+/// A hand-off's decision is durable before its child's file exists, so it
+/// is in its log's file; only when it is not found is this node's own log
+/// flushed (records appended without a sync wait in its buffer) and looked
+/// at again, so no claim pays for a flush it does not need.
+pub(super) fn history_for(
+    shared: &Shared,
+    job: &JobFile,
+) -> Result<(Known, Option<Handoff>), String> {
+    let seen = history(shared, &job.id)?;
+    let claims_lineage = job.parent.is_some() || job.via.is_some();
+    if seen.0 != Known::New || seen.1.is_some() || !claims_lineage {
+        return Ok(seen);
+    }
+    shared.rt.log.flush().map_err(|e| e.to_string())?;
+    history(shared, &job.id)
 }
 
 /// A claim that is no longer this node's to run or fail: its slot is freed

@@ -552,7 +552,7 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
         }
     };
     // A claim whose job has no record yet is as fresh as one from the inbox.
-    match admit::history(shared, &job.id) {
+    match admit::history_for(shared, &job) {
         Ok((seen::Known::New, handoff)) => {
             if let Err(reason) = admit::lineage_recorded(&job, handoff.as_ref()) {
                 admit::fail(shared, path, &job_id, &reason);

@@ -29,6 +29,13 @@ use std::sync::Mutex;
 /// Most bytes read from a log in one go; a longer stretch is read in parts.
 const READ_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// How the records this reads say their kind.
+const WANTED_KINDS: [&[u8]; 3] = [
+    br#""kind":"job""#,
+    br#""kind":"end""#,
+    br#""kind":"decision""#,
+];
+
 /// What the logs hold of a job id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Known {
@@ -148,6 +155,16 @@ impl State {
     }
 
     fn note(&mut self, line: &[u8]) {
+        // Records are canonical JSON (no spaces), so a line of a kind this
+        // reads holds one of these; the others (model calls, effects: the
+        // long lines) are skipped unparsed. A nested value that happens to
+        // hold one only costs a parse.
+        if !WANTED_KINDS
+            .iter()
+            .any(|kind| memchr::memmem::find(line, kind).is_some())
+        {
+            return;
+        }
         // A line that does not parse is no record this needs (verify and
         // replay report a bad log; this only answers questions about ids).
         let Ok(line) = serde_json::from_slice::<Line>(line) else {
