@@ -117,6 +117,7 @@ pub fn main(_ctx: &Ctx, args: Args) -> CliResult {
             parent: None,
             via: None,
             resume: false,
+            tree: Default::default(),
         };
         inbox::submit(&data, &job).map_err(CliError::failed)?;
     }

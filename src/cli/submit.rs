@@ -65,6 +65,7 @@ pub fn submit(ctx: &Ctx, args: SubmitArgs) -> CliResult {
         parent: None,
         via: None,
         resume: false,
+        tree: Default::default(),
     };
     inbox::submit(&data, &job).map_err(CliError::bad_input)?;
     match args.wait {
