@@ -906,7 +906,7 @@ fn budget_exhausted(
 ) -> Option<String> {
     if model && state.model_calls >= budget.model_calls {
         return Some(format!(
-            "budget: the job has used its {} model calls; turn {turn} would need another",
+            "budget: the job has used its {} model calls",
             budget.model_calls
         ));
     }

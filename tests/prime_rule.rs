@@ -558,7 +558,7 @@ fn a_model_agent_gets_no_call_past_its_model_call_budget() {
     assert_eq!(end.state, State::Failed, "{end:?}");
     let reason = end.reason.clone().unwrap_or_default();
     assert!(
-        reason.contains("used its 1 model calls; turn 2 would need another"),
+        reason == "budget: the job has used its 1 model calls",
         "{reason}"
     );
     assert_eq!(end.result["decisions"], 1);
