@@ -794,3 +794,28 @@ fn a_tool_runs_no_longer_than_the_wall_time_budget_has_left() {
         "killed at the budget, not at its own 5 s time-out: {reason}"
     );
 }
+
+#[test]
+fn the_node_manifest_sets_the_hand_off_limits_of_the_plan() {
+    let hive = Hive::empty();
+    let node = "apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  handoff:\n    max_depth: 3\n    max_jobs: 10\n";
+    hive.write("manifests/node.yaml", node);
+    let plan = hive.jaros(&["plan", "--json"]).expect(0).json();
+    assert_eq!(
+        plan["plan"]["handoff"],
+        json!({"max_depth": 3, "max_jobs": 10})
+    );
+    // The defaults are left out of the plan, so its digest stays.
+    hive.write(
+        "manifests/node.yaml",
+        "apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  handoff:\n    max_depth: 8\n",
+    );
+    let plan = hive.jaros(&["plan", "--json"]).expect(0).json();
+    assert!(plan["plan"].get("handoff").is_none(), "{plan}");
+    hive.write(
+        "manifests/node.yaml",
+        "apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  handoff:\n    max_hops: 3\n",
+    );
+    let refused = hive.jaros(&["validate"]).expect(1).stdout();
+    assert!(refused.contains("max_hops"), "{refused}");
+}
