@@ -34,6 +34,9 @@ fn body(n: u64) -> Body {
         plan: Digest::ZERO,
         parent: None,
         via: None,
+        started_ms: None,
+        depth: None,
+        tree_jobs: None,
     }
 }
 

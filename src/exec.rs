@@ -46,6 +46,9 @@ pub struct Spawn {
     pub input: Value,
     pub parent: JobId,
     pub via: DecisionId,
+    /// The child's place in the hand-off tree: one deeper, with the share
+    /// of the tree the gate left room for.
+    pub tree: crate::job::Tree,
 }
 
 /// Whether a mediated action was allowed to run or refused.
@@ -421,6 +424,10 @@ impl Handler for Handoff {
                 .unwrap_or(Value::Null),
             parent: cx.job.job.clone(),
             via: decision.id.clone(),
+            tree: crate::job::Tree {
+                depth: cx.job.tree.depth.saturating_add(1),
+                jobs: Some(cx.job.child_share(cx.plan)),
+            },
         };
         if let Some(live) = cx.live {
             live.spawn(&spawn)?;

@@ -164,6 +164,16 @@ pub fn check(
                 }
             }
             ScopeKind::Handoff => {
+                let limit = plan.handoff.max_depth;
+                if job.tree.depth >= limit {
+                    return reject(
+                        Check::Scope,
+                        format!(
+                            "hand-off to '{text}' refused: this job is at depth {} of its hand-off tree, and no tree goes deeper than {limit} (node manifest: handoff.max_depth)",
+                            job.tree.depth
+                        ),
+                    );
+                }
                 if !grant.handoff.contains(text) {
                     return reject(
                         Check::Scope,
@@ -187,12 +197,54 @@ pub fn check(
             }
         }
     }
-    if job.accepted >= grant.budget.decisions {
+    check_budget(plan, job, decision, &grant.budget)
+}
+
+/// Budgets, checked for every decision of every agent kind just before it
+/// would run: the job's decisions, tokens and wall time (against the clock
+/// reading recorded with the decision), and the room left in its hand-off
+/// tree. The rejection is recorded with the decision, and the job's end
+/// names it ("decision J#1.2 (fs.write) was rejected: budget: …").
+fn check_budget(
+    plan: &Plan,
+    job: &JobState,
+    decision: &Decision,
+    budget: &crate::plan::Budget,
+) -> Result<(), Rejection> {
+    if job.accepted >= budget.decisions {
         return reject(
             Check::Budget,
             format!(
                 "the job has used its budget of {} decisions",
-                grant.budget.decisions
+                budget.decisions
+            ),
+        );
+    }
+    if job.tokens > budget.tokens {
+        return reject(
+            Check::Budget,
+            format!(
+                "the job has used {} tokens, over its budget of {}",
+                job.tokens, budget.tokens
+            ),
+        );
+    }
+    if let Some(clock_ms) = job.clock_ms.filter(|ms| *ms >= budget.wall_ms) {
+        return reject(
+            Check::Budget,
+            format!(
+                "the job has run {clock_ms} ms, past its wall-time budget of {} ms",
+                budget.wall_ms
+            ),
+        );
+    }
+    if plan.is_handoff(&decision.kind) && job.tree_room(plan) == 0 {
+        return reject(
+            Check::Budget,
+            format!(
+                "the hand-off tree has no room left for this job to hand off: its part of the tree holds at most {} jobs, itself and those it handed off already (node manifest: handoff.max_jobs, {} per tree)",
+                job.tree.share(plan),
+                plan.handoff.max_jobs
             ),
         );
     }

@@ -52,6 +52,37 @@ pub struct JobState {
     pub results: Vec<StepResult>,
     pub error: Option<String>,
     pub blame: Option<DecisionId>,
+    /// Where the job sits in its hand-off tree: from its `job` record, not
+    /// state (the digest leaves it out, as it leaves out the input).
+    #[serde(skip)]
+    pub tree: Tree,
+    /// The job's wall time (ms since its recorded start) at the clock
+    /// reading recorded with the decision being gated: the only time the
+    /// gate sees. `None` where no reading was recorded (an older log).
+    #[serde(skip)]
+    pub clock_ms: Option<u64>,
+}
+
+/// Where a job sits in its hand-off tree (a job, the jobs it hands off to,
+/// theirs, …). Set by the runtime only: a root's from the plan, a child's by
+/// the hand-off that created it (its job file and `job` record carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tree {
+    /// Hand-offs between the tree's first job and this one.
+    pub depth: u32,
+    /// How many jobs this job's part of the tree may hold, itself included;
+    /// `None` for a root, whose part is the whole tree.
+    pub jobs: Option<u32>,
+}
+
+impl Tree {
+    /// The jobs this job's part of the tree may hold, itself included:
+    /// never more than the plan's `handoff.max_jobs`, whatever a job file
+    /// says.
+    pub fn share(&self, plan: &Plan) -> u32 {
+        self.jobs
+            .map_or(plan.handoff.max_jobs, |j| j.min(plan.handoff.max_jobs))
+    }
 }
 
 impl JobState {
@@ -68,7 +99,41 @@ impl JobState {
             results: Vec::new(),
             error: None,
             blame: None,
+            tree: Tree::default(),
+            clock_ms: None,
         }
+    }
+
+    /// How many more jobs this job's part of its hand-off tree has room
+    /// for, below it. Each hand-off that ran gave its child half of the room
+    /// (rounded up) and kept the rest, so a tree never holds more than its
+    /// first job's share, a chain of hand-offs halves as it goes, and a job
+    /// can still hand off to several.
+    pub fn tree_room(&self, plan: &Plan) -> u32 {
+        let given = self
+            .results
+            .iter()
+            .filter(|r| r.ok && plan.is_handoff(&r.kind))
+            .count();
+        let room = self.tree.share(plan).saturating_sub(1);
+        u32::try_from(given)
+            .ok()
+            .and_then(|g| room.checked_shr(g))
+            .unwrap_or(0)
+    }
+
+    /// What the job's wall-time budget has left at the clock reading the
+    /// gate checked the current decision against (`None` without one): an
+    /// effect that can run long (a tool) runs no longer than this.
+    pub fn wall_left_ms(&self, plan: &Plan) -> Option<u64> {
+        let budget = plan.grant_of(self.agent.as_str())?.budget.wall_ms;
+        self.clock_ms.map(|ms| budget.saturating_sub(ms))
+    }
+
+    /// The share of the tree the next hand-off gives its child.
+    pub fn child_share(&self, plan: &Plan) -> u32 {
+        let room = self.tree_room(plan);
+        room - room / 2
     }
 
     /// sha256 of the state's canonical JSON. Written field by field (keys in
@@ -377,6 +442,27 @@ struct Cursor {
     at: u32,
 }
 
+/// What became of one proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Executed, or refused for a reason another turn may mend.
+    Done,
+    /// Refused by a budget: the job ends.
+    OverBudget,
+}
+
+/// The wall clock, Unix ms: a job's recorded start, and the readings
+/// recorded with its decisions.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the wall-time budget: the start is recorded in the job record and each reading in the decision or rejection it was checked for; replay reads them"
+)]
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Runner<'_> {
     /// Appends a job's record. Durable before returning: decisions (before
     /// their effect), effects that replay reads back (before the job moves
@@ -465,9 +551,23 @@ impl Runner<'_> {
     /// log in order when the job is resumed; decisions already recorded are
     /// not asked for again and effects already recorded are not redone.
     pub fn run(&self, ticket: &Ticket, history: &[Body]) -> Result<JobEnd, RunError> {
+        self.run_in_tree(ticket, Tree::default(), history)
+    }
+
+    /// [`run`](Self::run) for a job at `tree` in its hand-off tree (a job a
+    /// hand-off created; `run` runs a root). On resume the tree and the
+    /// start are those the job's `job` record holds.
+    pub fn run_in_tree(
+        &self,
+        ticket: &Ticket,
+        tree: Tree,
+        history: &[Body],
+    ) -> Result<JobEnd, RunError> {
         let plan = &*self.plan;
         let mut cursor = Cursor { at: 0 };
+        let started_ms;
         let mut folded = if history.is_empty() {
+            started_ms = now_unix_ms();
             let body = Body::Job {
                 job: ticket.job.clone(),
                 at: 0,
@@ -476,14 +576,28 @@ impl Runner<'_> {
                 plan: self.plan_digest,
                 parent: ticket.parent.clone(),
                 via: ticket.via.clone(),
+                started_ms: Some(started_ms),
+                depth: (tree.depth > 0).then_some(tree.depth),
+                tree_jobs: tree.jobs,
             };
             if !(self.fence)() {
                 return Err(RunError::Fenced(ticket.job.clone()));
             }
             // Deferred: durable with the job's first decision or its end.
             self.log.append_deferred(&body)?;
-            Folded::new(ticket.job.clone(), ticket.agent.clone())
+            let mut folded = Folded::new(ticket.job.clone(), ticket.agent.clone());
+            folded.state.tree = tree;
+            folded
         } else {
+            // The wall clock counts from the recorded start, across resumes
+            // (a log written before starts were recorded: from now).
+            started_ms = match history.first() {
+                Some(Body::Job {
+                    started_ms: Some(ms),
+                    ..
+                }) => *ms,
+                _ => now_unix_ms(),
+            };
             let refs: Vec<&Body> = history.iter().collect();
             match replay::fold(plan, self.executor, &refs) {
                 Ok(folded) => folded,
@@ -503,11 +617,7 @@ impl Runner<'_> {
             .grant_of(ticket.agent.as_str())
             .cloned()
             .unwrap_or_default();
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the wall budget; a job it stops ends with a recorded reason, which replay reads"
-        )]
-        let started = std::time::Instant::now();
+        let clock = || now_unix_ms().saturating_sub(started_ms);
 
         // A decision recorded without its effect: the crash came between the
         // two. Execute it now (handlers' live effects are idempotent).
@@ -538,10 +648,11 @@ impl Runner<'_> {
                     }
                 }
             } else {
-                if matches!(spec.kind, crate::plan::AgentKind::Model { .. }) {
-                    if let Some(reason) = budget_exhausted(&grant.budget, &folded.state, started) {
-                        return self.end(&mut folded.state, &mut cursor, Some(reason));
-                    }
+                let model = matches!(spec.kind, crate::plan::AgentKind::Model { .. });
+                if let Some(reason) =
+                    budget_exhausted(&grant.budget, &folded.state, model, clock(), turn)
+                {
+                    return self.end(&mut folded.state, &mut cursor, Some(reason));
                 }
                 folded.state.turn = turn;
                 let request = TurnRequest {
@@ -586,8 +697,14 @@ impl Runner<'_> {
                         folded
                             .state
                             .note_rejection(&d, &format!("structure: {reason}"));
-                        let body =
-                            rejected_body(job, cursor.at, &d, gate::Check::Structure, &reason);
+                        let body = rejected_body(
+                            job,
+                            cursor.at,
+                            &d,
+                            gate::Check::Structure,
+                            &reason,
+                            Some(clock()),
+                        );
                         self.append(job, &mut cursor, body)?;
                         self.audit_refusal(job, &d, &format!("structure: {reason}"))?;
                     }
@@ -598,7 +715,8 @@ impl Runner<'_> {
                 break; // the agent has nothing more to do
             }
             for (position, proposal) in proposals.into_iter().enumerate().skip(skip as usize) {
-                self.step(
+                folded.state.clock_ms = Some(clock());
+                let outcome = self.step(
                     job,
                     &mut cursor,
                     &mut folded.state,
@@ -606,6 +724,11 @@ impl Runner<'_> {
                     position as u32,
                     proposal,
                 )?;
+                if outcome == Step::OverBudget {
+                    // A budget spent stays spent: the job ends here, its
+                    // failure blamed on the decision the gate refused.
+                    return self.end(&mut folded.state, &mut cursor, None);
+                }
             }
         }
         self.end(&mut folded.state, &mut cursor, None)
@@ -649,6 +772,9 @@ impl Runner<'_> {
         self.end(&mut state, &mut cursor, None)
     }
 
+    /// Gates one proposal, and records and executes it if accepted. The
+    /// clock reading the gate checks the wall time against is
+    /// `state.clock_ms`, recorded with the decision.
     fn step(
         &self,
         job: &JobId,
@@ -657,7 +783,7 @@ impl Runner<'_> {
         turn: u32,
         position: u32,
         proposal: Proposal,
-    ) -> Result<(), RunError> {
+    ) -> Result<Step, RunError> {
         let plan = &*self.plan;
         let decision = Decision::from_proposal(job, turn, position, &state.agent, proposal);
         match gate::check(plan, state, &decision, turn, position) {
@@ -681,15 +807,20 @@ impl Runner<'_> {
                         &decision,
                         rejection.check,
                         &rejection.reason,
+                        state.clock_ms,
                     ),
                 )?;
                 self.audit_refusal(job, &decision, &rejection.to_string())?;
+                if rejection.check == gate::Check::Budget {
+                    return Ok(Step::OverBudget);
+                }
             }
             Ok(()) => {
                 let body = Body::Decision {
                     job: job.clone(),
                     at: cursor.at,
                     decision: decision.clone(),
+                    clock_ms: state.clock_ms,
                 };
                 let durable = self.durable_before_effect(state, &decision);
                 self.record(job, cursor, body, durable)?;
@@ -700,7 +831,7 @@ impl Runner<'_> {
                 self.append_effect(job, cursor, &decision, &effect)?;
             }
         }
-        Ok(())
+        Ok(Step::Done)
     }
 
     /// Every gate refusal also goes to the node's audit log.
@@ -789,12 +920,18 @@ impl Runner<'_> {
     }
 }
 
+/// Whether a budget is spent before turn `turn` starts (for a `model`
+/// agent, before its model call): every agent kind's wall time and
+/// tokens, a model agent's model calls. The reason becomes the job's
+/// recorded end, which replay reads back.
 fn budget_exhausted(
     budget: &crate::plan::Budget,
     state: &JobState,
-    started: std::time::Instant,
+    model: bool,
+    clock_ms: u64,
+    turn: u32,
 ) -> Option<String> {
-    if state.model_calls >= budget.model_calls {
+    if model && state.model_calls >= budget.model_calls {
         return Some(format!(
             "budget: the job has used its {} model calls",
             budget.model_calls
@@ -802,14 +939,13 @@ fn budget_exhausted(
     }
     if state.tokens >= budget.tokens {
         return Some(format!(
-            "budget: the job has used its {} tokens",
-            budget.tokens
+            "budget: the job has used {} of its {} tokens before turn {turn}",
+            state.tokens, budget.tokens
         ));
     }
-    let elapsed = started.elapsed().as_millis() as u64;
-    if elapsed >= budget.wall_ms {
+    if clock_ms >= budget.wall_ms {
         return Some(format!(
-            "budget: the job has run {elapsed} ms of its {} ms",
+            "budget: the job has run {clock_ms} ms of its {} ms wall time before turn {turn}",
             budget.wall_ms
         ));
     }
@@ -849,6 +985,7 @@ pub fn rejected_body(
     decision: &Decision,
     check: gate::Check,
     reason: &str,
+    clock_ms: Option<u64>,
 ) -> Body {
     Body::Rejected {
         job: job.clone(),
@@ -856,6 +993,7 @@ pub fn rejected_body(
         decision: decision.clone(),
         check: check.as_str().into(),
         reason: reason.into(),
+        clock_ms,
     }
 }
 

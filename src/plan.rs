@@ -31,6 +31,34 @@ pub const PROTECTED_PATHS: [&str; 6] = [
 ];
 /// Most turns any agent may take in one job.
 pub const MAX_STEPS_LIMIT: u32 = 32;
+/// Default most hand-offs between a hand-off tree's first job and any job in it.
+pub const DEFAULT_MAX_HANDOFF_DEPTH: u32 = 8;
+/// Default most jobs one hand-off tree may hold, its first job included.
+pub const DEFAULT_MAX_TREE_JOBS: u32 = 64;
+
+/// Limits of a hand-off tree (from the node manifest's `handoff`): the
+/// gate refuses a hand-off past them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffLimits {
+    pub max_depth: u32,
+    pub max_jobs: u32,
+}
+
+impl Default for HandoffLimits {
+    fn default() -> Self {
+        HandoffLimits {
+            max_depth: DEFAULT_MAX_HANDOFF_DEPTH,
+            max_jobs: DEFAULT_MAX_TREE_JOBS,
+        }
+    }
+}
+
+impl HandoffLimits {
+    fn is_default(&self) -> bool {
+        *self == HandoffLimits::default()
+    }
+}
 
 /// How a decision type is carried out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +232,10 @@ pub struct Plan {
     pub templates: BTreeMap<String, TemplateSpec>,
     /// Hive paths no grant reaches, whatever its globs say.
     pub protected: Vec<String>,
+    /// Limits of every hand-off tree. Left out of the plan's JSON when they
+    /// are the defaults, so a plan without them keeps its digest.
+    #[serde(default, skip_serializing_if = "HandoffLimits::is_default")]
+    pub handoff: HandoffLimits,
     #[serde(skip)]
     validators: Arc<OnceLock<HashMap<String, Arc<jsonschema::Validator>>>>,
 }
@@ -215,6 +247,7 @@ impl PartialEq for Plan {
             && self.agents == other.agents
             && self.templates == other.templates
             && self.protected == other.protected
+            && self.handoff == other.handoff
     }
 }
 
@@ -231,6 +264,7 @@ impl Plan {
             agents,
             templates,
             protected: PROTECTED_PATHS.iter().map(|p| p.to_string()).collect(),
+            handoff: HandoffLimits::default(),
             validators: Arc::default(),
         }
     }
@@ -280,6 +314,14 @@ impl Plan {
     /// The grant of an agent's role.
     pub fn grant_of(&self, agent: &str) -> Option<&Grant> {
         self.agents.get(agent).and_then(|a| self.roles.get(&a.role))
+    }
+
+    /// Whether decision type `kind` hands off (its handler is the built-in
+    /// `handoff`): what a hand-off tree's limits apply to.
+    pub fn is_handoff(&self, kind: &str) -> bool {
+        self.types.get(kind).is_some_and(
+            |t| matches!(&t.handler, HandlerSpec::Builtin { name } if name == "handoff"),
+        )
     }
 
     /// The compiled payload validator of a decision type.

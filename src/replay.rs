@@ -93,7 +93,14 @@ fn fold_records(
         decision: decision.cloned(),
         what,
     };
-    let Some(Body::Job { job, agent, .. }) = records.first() else {
+    let Some(Body::Job {
+        job,
+        agent,
+        depth,
+        tree_jobs,
+        ..
+    }) = records.first()
+    else {
         return Err(diverge(
             0,
             None,
@@ -101,6 +108,10 @@ fn fold_records(
         ));
     };
     let mut f = Folded::new(job.clone(), agent.clone());
+    f.state.tree = crate::job::Tree {
+        depth: depth.unwrap_or(0),
+        jobs: *tree_jobs,
+    };
     // The decision awaiting its effect, borrowed until the fold ends.
     let mut pending: Option<&Decision> = None;
     for (index, body) in records.iter().enumerate().skip(1) {
@@ -144,9 +155,14 @@ fn fold_records(
                 f.last_response = Some(*response);
                 f.counts.model_records += 1;
             }
-            Body::Decision { decision, .. } => {
+            Body::Decision {
+                decision, clock_ms, ..
+            } => {
                 let (turn, position) = turn_position(index, decision)?;
                 enter_turn(&mut f, turn);
+                // The gate checks the wall time against the reading the
+                // live run recorded.
+                f.state.clock_ms = *clock_ms;
                 if let Err(rejection) = gate::check(plan, &f.state, decision, turn, position) {
                     return Err(diverge(
                         index,
@@ -226,10 +242,12 @@ fn fold_records(
                 decision,
                 check,
                 reason,
+                clock_ms,
                 ..
             } => {
                 let (turn, position) = turn_position(index, decision)?;
                 enter_turn(&mut f, turn);
+                f.state.clock_ms = *clock_ms;
                 if decision.kind != UNPARSED {
                     match gate::check(plan, &f.state, decision, turn, position) {
                         Ok(()) => {
@@ -1113,10 +1131,21 @@ fn set_at(body: &mut Body, new_at: u32) {
 /// Folds records into a job state like [`fold`], but without comparing state
 /// digests (the records were edited on purpose).
 fn refold_lenient(plan: &Plan, executor: &Executor, records: &[&Body]) -> Option<JobState> {
-    let Some(Body::Job { job, agent, .. }) = records.first() else {
+    let Some(Body::Job {
+        job,
+        agent,
+        depth,
+        tree_jobs,
+        ..
+    }) = records.first()
+    else {
         return None;
     };
     let mut state = JobState::new(job.clone(), agent.clone());
+    state.tree = crate::job::Tree {
+        depth: depth.unwrap_or(0),
+        jobs: *tree_jobs,
+    };
     let mut pending: Option<Decision> = None;
     for body in &records[1..] {
         match body {

@@ -181,6 +181,17 @@ pub fn job_file(
     v
 }
 
+/// Adds a child job's place in its hand-off tree to its job file (set by
+/// the runtime only; a root's file has none).
+pub fn set_tree(file: &mut Value, tree: crate::job::Tree) {
+    if tree.depth > 0 {
+        file["depth"] = json!(tree.depth);
+    }
+    if let Some(jobs) = tree.jobs {
+        file["tree_jobs"] = json!(jobs);
+    }
+}
+
 /// Live effects on the hive and data dir.
 #[derive(Debug, Clone)]
 pub struct HiveIo {
@@ -244,13 +255,14 @@ impl LiveIo for HiveIo {
         if self.job_exists(spawn.job.as_str()) {
             return Ok(()); // a resumed hand-off: the child exists already
         }
-        let body = job_file(
+        let mut body = job_file(
             spawn.job.as_str(),
             spawn.agent.as_str(),
             &spawn.input,
             Some(spawn.parent.as_str()),
             Some(spawn.via.as_str()),
         );
+        set_tree(&mut body, spawn.tree);
         let path = self.data.inbox().join(format!("{}.json", spawn.job));
         fsx::create_dir_all(&self.data.inbox()).map_err(|e| e.to_string())?;
         fsx::create_durable_exclusive(&path, body.to_string().as_bytes())

@@ -19,6 +19,9 @@ fn body(n: u32) -> Body {
         plan: Digest::ZERO,
         parent: None,
         via: None,
+        started_ms: None,
+        depth: None,
+        tree_jobs: None,
     }
 }
 

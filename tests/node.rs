@@ -220,6 +220,7 @@ fn three_nodes_share_a_data_dir_and_a_killed_node_loses_no_job() {
             parent: None,
             via: None,
             resume: false,
+            tree: Default::default(),
         };
         jaros::node::inbox::submit(&data, &job).unwrap();
     }

@@ -363,6 +363,9 @@ fn a_history_that_does_not_replay_fails_the_job_with_a_recorded_end() {
             plan: rt.plan_digest(),
             parent: None,
             via: None,
+            started_ms: None,
+            depth: None,
+            tree_jobs: None,
         },
         Body::Decision {
             job: t.job.clone(),
@@ -373,6 +376,7 @@ fn a_history_that_does_not_replay_fails_the_job_with_a_recorded_end() {
                 kind: "fs.write".into(),
                 payload: json!({"path": "notes/x", "content": "x"}),
             },
+            clock_ms: None,
         },
     ];
     let end = runner.run(&t, &history).unwrap();
@@ -383,4 +387,435 @@ fn a_history_that_does_not_replay_fails_the_job_with_a_recorded_end() {
     drop(rt);
     let ends = ends_of(&hive, "h1");
     assert_eq!(ends.len(), 1, "{ends:?}");
+}
+
+// ---- Budgets: every one, for every agent kind, between decisions, across resumes.
+
+/// `plan_with`, its role's budget set by `set`.
+fn plan_budget(
+    agent: &str,
+    types: &[&str],
+    max_steps: u32,
+    set: impl Fn(&mut jaros::plan::Budget),
+) -> Plan {
+    let mut plan = plan_with(agent, types, &[], max_steps);
+    set(&mut plan.roles.get_mut("r").unwrap().budget);
+    plan
+}
+
+/// Runs one job of `agent` to its end in a fresh hive; returns the end and
+/// the hive (replayed and found reproducible).
+fn run_one(plan: Plan, executor: Executor, proposer: &dyn Proposer, agent: &str) -> (JobEnd, Hive) {
+    let hive = Hive::empty();
+    let rt = Runtime::open(hive.path(), DataDir::new(hive.data()), "n1".into(), plan).unwrap();
+    let live = rt.live_io();
+    let end = rt
+        .runner(&executor, proposer, &live, &|| true)
+        .run(&ticket("j1", agent), &[])
+        .unwrap();
+    drop(rt);
+    reproducible(hive.data());
+    (end, hive)
+}
+
+/// A built-in handler that takes `ms` to run (an effect that takes time).
+struct Slow(u64);
+
+impl jaros::exec::Handler for Slow {
+    fn run(
+        &self,
+        _: &jaros::exec::Cx<'_>,
+        _: &jaros::decision::Decision,
+    ) -> Result<jaros::exec::Outcome, String> {
+        std::thread::sleep(std::time::Duration::from_millis(self.0));
+        Ok(jaros::exec::Outcome::result(json!({"slept": self.0})))
+    }
+}
+
+fn with_slow(mut plan: Plan) -> Plan {
+    let mut spec = plan.types["fs.read"].clone();
+    spec.handler = jaros::plan::HandlerSpec::Builtin {
+        name: "slow".into(),
+    };
+    spec.payload_schema = json!({"type": "object"});
+    spec.scopes = vec![];
+    plan.types.insert("slow".into(), spec);
+    plan
+}
+
+fn blame_and_reason(end: &JobEnd) -> (String, String) {
+    (
+        end.blame
+            .as_ref()
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
+        end.reason.clone().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn a_wall_time_budget_stops_an_agent_without_a_model_between_its_decisions() {
+    let plan = with_slow(plan_budget("scribe", &["slow", "advance"], 1, |b| {
+        b.wall_ms = 200
+    }));
+    let proposer = Fixed(decisions(&[
+        json!({"type": "slow", "payload": {}}),
+        json!({"type": "advance", "payload": {"events": ["start"]}}),
+    ]));
+    let (end, _hive) = run_one(
+        plan,
+        executor().with("slow", std::sync::Arc::new(Slow(400))),
+        &proposer,
+        "scribe",
+    );
+    assert_eq!(end.state, State::Failed, "{end:?}");
+    let (blame, reason) = blame_and_reason(&end);
+    assert_eq!(blame, "j1#1.1", "{reason}");
+    assert!(
+        reason.contains("decision j1#1.1 (advance) was rejected: budget: the job has run")
+            && reason.contains("past its wall-time budget of 200 ms"),
+        "{reason}"
+    );
+    assert_eq!(
+        end.result["decisions"], 1,
+        "the slow decision ran, the next did not"
+    );
+}
+
+/// A model agent whose call takes `sleep_ms` and uses `tokens` tokens.
+struct SlowModel {
+    sleep_ms: u64,
+    tokens: u64,
+}
+
+impl Proposer for SlowModel {
+    fn propose(&self, request: &TurnRequest<'_>) -> Result<ProposedTurn, String> {
+        std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
+        let mut turn = ModelLike.propose(request)?;
+        if let Some(call) = &mut turn.call {
+            call.tokens_in = self.tokens / 2;
+            call.tokens_out = self.tokens - self.tokens / 2;
+        }
+        Ok(turn)
+    }
+}
+
+fn model_plan(set: impl Fn(&mut jaros::plan::Budget), max_steps: u32) -> Plan {
+    let mut plan = plan_budget("thinker", &["advance"], max_steps, set);
+    plan.agents.get_mut("thinker").unwrap().kind = AgentKind::Model {
+        provider: "p".into(),
+        model: "m".into(),
+        template: "t".into(),
+        temperature: None,
+        seed: None,
+        max_tokens: None,
+    };
+    plan
+}
+
+#[test]
+fn a_model_call_that_outlasts_the_wall_time_budget_has_its_decisions_refused() {
+    let plan = model_plan(|b| b.wall_ms = 200, 1);
+    let proposer = SlowModel {
+        sleep_ms: 400,
+        tokens: 2,
+    };
+    let (end, _hive) = run_one(plan, executor(), &proposer, "thinker");
+    assert_eq!(end.state, State::Failed, "{end:?}");
+    let (blame, reason) = blame_and_reason(&end);
+    assert_eq!(blame, "j1#1.0", "{reason}");
+    assert!(reason.contains("wall-time budget of 200 ms"), "{reason}");
+    assert_eq!(end.result["decisions"], 0);
+}
+
+#[test]
+fn a_model_call_that_overshoots_the_token_budget_has_its_decisions_refused() {
+    let plan = model_plan(|b| b.tokens = 100, 1);
+    let proposer = SlowModel {
+        sleep_ms: 0,
+        tokens: 150,
+    };
+    let (end, _hive) = run_one(plan, executor(), &proposer, "thinker");
+    assert_eq!(end.state, State::Failed, "{end:?}");
+    let (blame, reason) = blame_and_reason(&end);
+    assert_eq!(blame, "j1#1.0", "{reason}");
+    assert!(
+        reason.contains(
+            "(advance) was rejected: budget: the job has used 150 tokens, over its budget of 100"
+        ),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_model_agent_gets_no_call_past_its_model_call_budget() {
+    let plan = model_plan(|b| b.model_calls = 1, 3);
+    let proposer = SlowModel {
+        sleep_ms: 0,
+        tokens: 2,
+    };
+    let (end, _hive) = run_one(plan, executor(), &proposer, "thinker");
+    assert_eq!(end.state, State::Failed, "{end:?}");
+    let reason = end.reason.clone().unwrap_or_default();
+    assert!(
+        reason == "budget: the job has used its 1 model calls",
+        "{reason}"
+    );
+    assert_eq!(end.result["decisions"], 1);
+}
+
+#[test]
+fn a_decision_budget_ends_the_job_at_the_decision_that_hit_it() {
+    let plan = plan_budget("scribe", &["fs.write"], 3, |b| b.decisions = 2);
+    let write = |n: u32| json!({"type": "fs.write", "payload": {"path": format!("notes/{n}.md"), "content": "x"}});
+    let proposer = Fixed(decisions(&[write(1), write(2), write(3)]));
+    let (end, hive) = run_one(plan, executor(), &proposer, "scribe");
+    assert_eq!(end.state, State::Failed, "{end:?}");
+    let (blame, reason) = blame_and_reason(&end);
+    assert_eq!(blame, "j1#1.2", "the turns left are not used: {reason}");
+    assert!(
+        reason.contains(
+            "decision j1#1.2 (fs.write) was rejected: budget: the job has used its budget of 2 decisions"
+        ),
+        "{reason}"
+    );
+    assert!(!hive.path().join("notes/3.md").exists());
+}
+
+#[test]
+fn the_wall_clock_counts_from_the_recorded_start_across_a_resume() {
+    let hive = Hive::empty();
+    let plan = plan_budget("scribe", &["advance"], 1, |b| b.wall_ms = 2_000);
+    let rt = Runtime::open(hive.path(), DataDir::new(hive.data()), "n1".into(), plan).unwrap();
+    let live = rt.live_io();
+    let executor = executor();
+    let proposer = Fixed(decisions(&[
+        json!({"type": "advance", "payload": {"events": ["start"]}}),
+    ]));
+    let runner = rt.runner(&executor, &proposer, &live, &|| true);
+    let t = ticket("r1", "scribe");
+    let ten_seconds_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 10_000;
+    // The job was accepted ten seconds ago and its node died: resumed now.
+    let accepted = Body::Job {
+        job: t.job.clone(),
+        at: 0,
+        agent: t.agent.clone(),
+        input: json!({}),
+        plan: rt.plan_digest(),
+        parent: None,
+        via: None,
+        started_ms: Some(ten_seconds_ago),
+        depth: None,
+        tree_jobs: None,
+    };
+    rt.log.append(&accepted).unwrap();
+    let end = runner.run(&t, &[accepted]).unwrap();
+    assert_eq!(end.state, State::Failed, "{end:?}");
+    let reason = end.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("of its 2000 ms wall time before turn 1"),
+        "{reason}"
+    );
+    drop(runner);
+    drop(rt);
+    reproducible(hive.data());
+}
+
+// ---- Hand-off trees: bounded in depth and in jobs, whoever hands off to whom.
+
+/// Runs `root` and then, as a node would, every job the inbox receives,
+/// in its place in its hand-off tree, until none is left (or `cap` jobs
+/// ran). Returns the ends in the order run.
+fn run_tree(
+    hive: &Hive,
+    plan: Plan,
+    proposer: &dyn Proposer,
+    root: &str,
+    cap: usize,
+) -> Vec<JobEnd> {
+    let data = DataDir::new(hive.data());
+    let rt = Runtime::open(hive.path(), data.clone(), "n1".into(), plan.clone()).unwrap();
+    let live = rt.live_io();
+    let executor = executor();
+    let runner = rt.runner(&executor, proposer, &live, &|| true);
+    let mut ends = vec![runner.run(&ticket("t0", root), &[]).unwrap()];
+    while ends.len() < cap {
+        let Some(path) = jaros::fsx::list_dir(&data.inbox())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+        else {
+            break;
+        };
+        let job = jaros::node::inbox::read_job(&path, &plan).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let t = Ticket {
+            job: job.id.clone(),
+            agent: job.agent.clone(),
+            input: job.input.clone(),
+            parent: job.parent.clone(),
+            via: job.via.clone(),
+        };
+        ends.push(runner.run_in_tree(&t, job.tree, &[]).unwrap());
+    }
+    ends
+}
+
+fn looper_plan() -> Plan {
+    plan_with("looper", &["handoff"], &["looper"], 1)
+}
+
+fn hand_off_to_itself() -> Fixed {
+    Fixed(decisions(&[
+        json!({"type": "handoff", "payload": {"agent": "looper", "input": "again"}}),
+    ]))
+}
+
+#[test]
+fn an_agent_that_hands_off_to_itself_stops_at_the_trees_job_budget() {
+    let hive = Hive::empty();
+    let ends = run_tree(&hive, looper_plan(), &hand_off_to_itself(), "looper", 200);
+    // Shares 64, 32, 16, 8, 4, 2, 1: the seventh job has no room left.
+    assert_eq!(ends.len(), 7, "{:#?}", ends.last());
+    let last = ends.last().unwrap();
+    assert_eq!(last.state, State::Failed);
+    let reason = last.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("(handoff) was rejected: budget: the hand-off tree has no room left")
+            && reason.contains("handoff.max_jobs, 64 per tree"),
+        "{reason}"
+    );
+    assert!(ends[..6].iter().all(|e| e.state == State::Done));
+    reproducible(hive.data());
+}
+
+#[test]
+fn a_hand_off_past_the_depth_limit_is_refused_by_the_gate() {
+    let hive = Hive::empty();
+    let mut plan = looper_plan();
+    plan.handoff = jaros::plan::HandoffLimits {
+        max_depth: 2,
+        max_jobs: 1000,
+    };
+    let ends = run_tree(&hive, plan, &hand_off_to_itself(), "looper", 200);
+    assert_eq!(ends.len(), 3, "depths 0, 1, 2: {:#?}", ends.last());
+    let reason = ends[2].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("scope: hand-off to 'looper' refused: this job is at depth 2 of its hand-off tree, and no tree goes deeper than 2"),
+        "{reason}"
+    );
+    reproducible(hive.data());
+}
+
+#[test]
+fn a_job_may_hand_off_to_several_within_its_share_of_the_tree() {
+    let hive = Hive::empty();
+    let mut plan = plan_with("planner", &["handoff"], &["advance"], 1);
+    plan.handoff.max_jobs = 8;
+    let to = json!({"type": "handoff", "payload": {"agent": "advance", "input": "x"}});
+    let proposer = Fixed(decisions(&[to.clone(), to.clone(), to.clone(), to]));
+    let ends = run_tree(&hive, plan, &proposer, "planner", 50);
+    let root = &ends[0];
+    // Room 7: children of 4, 2 and 1 jobs; the fourth finds none left.
+    assert_eq!(root.result["decisions"], 3, "{root:?}");
+    assert_eq!(root.blame.as_ref().unwrap().as_str(), "t0#1.3");
+    let shares: Vec<(String, Option<u32>, Option<u32>)> = read_log(&hive.log_file())
+        .unwrap()
+        .records
+        .into_iter()
+        .filter_map(|r| match r.body {
+            Body::Job {
+                job,
+                depth,
+                tree_jobs,
+                ..
+            } => Some((job.to_string(), depth, tree_jobs)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        shares,
+        vec![
+            ("t0".to_string(), None, None),
+            ("t0-1.0".to_string(), Some(1), Some(4)),
+            ("t0-1.1".to_string(), Some(1), Some(2)),
+            ("t0-1.2".to_string(), Some(1), Some(1)),
+        ]
+    );
+    assert_eq!(ends.len(), 4);
+}
+
+#[test]
+fn a_tool_runs_no_longer_than_the_wall_time_budget_has_left() {
+    use std::os::unix::fs::PermissionsExt;
+    let hive = Hive::empty();
+    let tool = hive.path().join("tools/forever.sh");
+    std::fs::create_dir_all(tool.parent().unwrap()).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tools/forever.sh"),
+        &tool,
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut plan = plan_budget("scribe", &["forever"], 1, |b| b.wall_ms = 500);
+    plan.types.insert(
+        "forever".into(),
+        jaros::plan::TypeSpec {
+            handler: jaros::plan::HandlerSpec::Exec {
+                command: "tools/forever.sh".into(),
+                sha256: jaros::canon::Digest::of_bytes(&std::fs::read(&tool).unwrap()),
+                timeout_ms: 5_000,
+                max_output_bytes: 1024,
+                env: vec![],
+            },
+            payload_schema: json!({"type": "object"}),
+            result_schema: json!({}),
+            deterministic: false,
+            scopes: vec![],
+            description: "forever: never exits".into(),
+        },
+    );
+    let rt = Runtime::open(hive.path(), DataDir::new(hive.data()), "n1".into(), plan).unwrap();
+    let live = rt.live_io();
+    let executor = executor();
+    let proposer = Fixed(decisions(&[json!({"type": "forever", "payload": {}})]));
+    let end = rt
+        .runner(&executor, &proposer, &live, &|| true)
+        .run(&ticket("j1", "scribe"), &[])
+        .unwrap();
+    assert_eq!(end.state, State::Failed, "{end:?}");
+    let reason = end.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("what was left of the job's wall-time budget"),
+        "killed at the budget, not at its own 5 s time-out: {reason}"
+    );
+}
+
+#[test]
+fn the_node_manifest_sets_the_hand_off_limits_of_the_plan() {
+    let hive = Hive::empty();
+    let node = "apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  handoff:\n    max_depth: 3\n    max_jobs: 10\n";
+    hive.write("manifests/node.yaml", node);
+    let plan = hive.jaros(&["plan", "--json"]).expect(0).json();
+    assert_eq!(
+        plan["plan"]["handoff"],
+        json!({"max_depth": 3, "max_jobs": 10})
+    );
+    // The defaults are left out of the plan, so its digest stays.
+    hive.write(
+        "manifests/node.yaml",
+        "apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  handoff:\n    max_depth: 8\n",
+    );
+    let plan = hive.jaros(&["plan", "--json"]).expect(0).json();
+    assert!(plan["plan"].get("handoff").is_none(), "{plan}");
+    hive.write(
+        "manifests/node.yaml",
+        "apiVersion: jaros/v1\nkind: Node\nmetadata:\n  name: n\nspec:\n  handoff:\n    max_hops: 3\n",
+    );
+    let refused = hive.jaros(&["validate"]).expect(1).stdout();
+    assert!(refused.contains("max_hops"), "{refused}");
 }

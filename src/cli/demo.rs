@@ -149,6 +149,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             parent: None,
             via: None,
             resume: false,
+            tree: Default::default(),
         };
         inbox::submit(&data, &job).map_err(CliError::failed)?;
     }

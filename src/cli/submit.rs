@@ -100,6 +100,7 @@ pub fn write_job(
         parent: None,
         via: None,
         resume: false,
+        tree: Default::default(),
     };
     inbox::submit(data, &job)?;
     Ok(id)

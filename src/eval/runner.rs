@@ -301,11 +301,15 @@ pub fn observe(bodies: &[Body]) -> Observed {
 }
 
 /// A record body as JSON with what depends on timing zeroed (a model call's
-/// `duration_ms`): two runs of a deterministic case record the same bodies.
+/// `duration_ms`, a job's `started_ms`, the clock reading of a decision):
+/// two runs of a deterministic case record the same bodies.
 fn timeless(body: &Body) -> Value {
     let mut body = body.clone();
-    if let Body::Model { duration_ms, .. } = &mut body {
-        *duration_ms = 0;
+    match &mut body {
+        Body::Model { duration_ms, .. } => *duration_ms = 0,
+        Body::Job { started_ms, .. } => *started_ms = None,
+        Body::Decision { clock_ms, .. } | Body::Rejected { clock_ms, .. } => *clock_ms = None,
+        _ => {}
     }
     serde_json::to_value(&body).expect("record bodies serialize")
 }

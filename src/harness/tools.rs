@@ -408,6 +408,12 @@ impl ExecRunner for ToolRunner {
             },
         });
         let cap = (*max_output_bytes).min(HARD_MAX_OUTPUT_BYTES);
+        // A tool runs no longer than the job's wall-time budget has left.
+        let left = cx
+            .job
+            .wall_left_ms(cx.plan)
+            .filter(|left| left < timeout_ms);
+        let timeout_ms = &left.unwrap_or(*timeout_ms);
         let done = run_process(
             cmd,
             input.to_string().into_bytes(),
@@ -415,6 +421,7 @@ impl ExecRunner for ToolRunner {
             cap,
         )
         .map_err(|e| format!("{name} {e}"))?;
+        let done_timed_out = done.timed_out;
         drop(scratch);
         interpret(
             &name,
@@ -423,6 +430,12 @@ impl ExecRunner for ToolRunner {
             &done,
             cx.plan.types.get(&decision.kind).map(|t| &t.result_schema),
         )
+        .map_err(|e| match left {
+            Some(_) if done_timed_out => {
+                format!("{e} (what was left of the job's wall-time budget)")
+            }
+            _ => e,
+        })
     }
 }
 

@@ -52,6 +52,10 @@ enum Field {
     Digest,
     Blob,
     Executor,
+    StartedMs,
+    Depth,
+    TreeJobs,
+    ClockMs,
     #[serde(other)]
     Other,
 }
@@ -162,6 +166,10 @@ struct Slots {
     digest: Option<Digest>,
     blob: Option<Digest>,
     executor: Option<String>,
+    started_ms: Option<u64>,
+    depth: Option<u32>,
+    tree_jobs: Option<u32>,
+    clock_ms: Option<u64>,
 }
 
 impl Slots {
@@ -186,6 +194,9 @@ impl Slots {
                 plan: req!(plan),
                 parent: self.parent,
                 via: self.via,
+                started_ms: self.started_ms,
+                depth: self.depth,
+                tree_jobs: self.tree_jobs,
             },
             Kind::Model => Body::Model {
                 job: req!(job),
@@ -207,6 +218,7 @@ impl Slots {
                 job: req!(job),
                 at: req!(at),
                 decision: full_decision(req!(decision))?,
+                clock_ms: self.clock_ms,
             },
             Kind::Rejected => Body::Rejected {
                 job: req!(job),
@@ -214,6 +226,7 @@ impl Slots {
                 decision: full_decision(req!(decision))?,
                 check: req!(check),
                 reason: req!(reason),
+                clock_ms: self.clock_ms,
             },
             Kind::Effect => Body::Effect {
                 job: req!(job),
@@ -335,6 +348,10 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 Field::Digest => set!(digest, "digest"),
                 Field::Blob => set!(blob, "blob"),
                 Field::Executor => set!(executor, "executor"),
+                Field::StartedMs => set!(started_ms, "started_ms"),
+                Field::Depth => set!(depth, "depth"),
+                Field::TreeJobs => set!(tree_jobs, "tree_jobs"),
+                Field::ClockMs => set!(clock_ms, "clock_ms"),
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -381,6 +398,9 @@ mod tests {
                 plan: d,
                 parent: None,
                 via: None,
+                started_ms: None,
+                depth: None,
+                tree_jobs: None,
             },
             Body::Job {
                 job: job.clone(),
@@ -390,6 +410,9 @@ mod tests {
                 plan: d,
                 parent: Some(JobId::new("p").unwrap()),
                 via: Some(id.clone()),
+                started_ms: Some(1_700_000_000_123),
+                depth: Some(3),
+                tree_jobs: Some(7),
             },
             Body::Model {
                 job: job.clone(),
@@ -411,6 +434,7 @@ mod tests {
                 job: job.clone(),
                 at: 2,
                 decision: decision.clone(),
+                clock_ms: Some(12),
             },
             Body::Rejected {
                 job: job.clone(),
@@ -418,6 +442,7 @@ mod tests {
                 decision,
                 check: "grant".into(),
                 reason: "no".into(),
+                clock_ms: None,
             },
             Body::Effect {
                 job: job.clone(),

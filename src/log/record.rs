@@ -39,6 +39,18 @@ pub enum Body {
         /// The parent's decision that created this job.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         via: Option<DecisionId>,
+        /// When the job was accepted (Unix ms): the start its wall-time
+        /// budget counts from, across resumes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_ms: Option<u64>,
+        /// Hand-offs between the root of the job's hand-off tree and it
+        /// (absent: 0, a root).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depth: Option<u32>,
+        /// How many jobs the job's part of its hand-off tree may hold, itself
+        /// included (absent: a root's, the plan's `handoff.max_jobs`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tree_jobs: Option<u32>,
     },
     /// A model call: prompt and response are blobs.
     Model {
@@ -63,6 +75,11 @@ pub enum Body {
         job: JobId,
         at: u32,
         decision: Decision,
+        /// The job's wall time (ms since its `started_ms`) when the gate
+        /// checked it: the clock reading its wall-time budget was checked
+        /// against, read back by replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock_ms: Option<u64>,
     },
     /// A decision the gate refused, with the check and the reason.
     Rejected {
@@ -71,6 +88,9 @@ pub enum Body {
         decision: Decision,
         check: String,
         reason: String,
+        /// As a `decision` record's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock_ms: Option<u64>,
     },
     /// The outcome of executing a decision and the job state after it.
     Effect {
@@ -223,14 +243,20 @@ fn members(body: &Body, m: &mut Encoder) {
             plan,
             parent,
             via,
+            started_ms,
+            depth,
+            tree_jobs,
         } => {
             m.str("agent", agent.as_str());
             m.int("at", u64::from(*at));
+            m.opt_int("depth", depth.map(u64::from));
             m.json("input", input);
             m.str("job", job.as_str());
             m.str("kind", kind);
             m.opt_str("parent", parent.as_ref().map(JobId::as_str));
             m.digest("plan", plan);
+            m.opt_int("started_ms", *started_ms);
+            m.opt_int("tree_jobs", tree_jobs.map(u64::from));
             m.opt_str("via", via.as_ref().map(DecisionId::as_str));
         }
         Body::Model {
@@ -265,8 +291,14 @@ fn members(body: &Body, m: &mut Encoder) {
             m.int("tokens_out", *tokens_out);
             m.int("turn", u64::from(*turn));
         }
-        Body::Decision { job, at, decision } => {
+        Body::Decision {
+            job,
+            at,
+            decision,
+            clock_ms,
+        } => {
             m.int("at", u64::from(*at));
+            m.opt_int("clock_ms", *clock_ms);
             m.decision("decision", decision);
             m.str("job", job.as_str());
             m.str("kind", kind);
@@ -277,9 +309,11 @@ fn members(body: &Body, m: &mut Encoder) {
             decision,
             check,
             reason,
+            clock_ms,
         } => {
             m.int("at", u64::from(*at));
             m.str("check", check);
+            m.opt_int("clock_ms", *clock_ms);
             m.decision("decision", decision);
             m.str("job", job.as_str());
             m.str("kind", kind);
@@ -389,6 +423,13 @@ impl Encoder {
             });
         }
         canon::write_u64(&mut self.out, n);
+    }
+
+    #[inline(always)]
+    fn opt_int(&mut self, key: &'static str, n: Option<u64>) {
+        if let Some(n) = n {
+            self.int(key, n);
+        }
     }
 
     /// Text that is already JSON, as it is.
@@ -814,6 +855,9 @@ mod tests {
             plan: Digest::ZERO,
             parent: None,
             via: None,
+            started_ms: None,
+            depth: None,
+            tree_jobs: None,
         }
     }
 
@@ -863,6 +907,9 @@ mod tests {
             plan: Digest::ZERO,
             parent: None,
             via: None,
+            started_ms: None,
+            depth: None,
+            tree_jobs: None,
         };
         let (line, hash) = seal(1, &Digest::ZERO, &body).unwrap();
         assert_eq!(parse_line(&line).unwrap().hash, hash);
@@ -908,6 +955,9 @@ mod tests {
                 plan: Digest::of_bytes(b"plan"),
                 parent: Some(JobId::new("parent").unwrap()),
                 via: Some(decision.id.clone()),
+                started_ms: Some(1_700_000_000_123),
+                depth: Some(1),
+                tree_jobs: Some(0),
             },
         ];
         for error in [None, Some("timed out \u{7}".to_string())] {
@@ -940,6 +990,7 @@ mod tests {
             job: job.clone(),
             at: 2,
             decision: decision.clone(),
+            clock_ms: Some(0),
         });
         bodies.push(Body::Rejected {
             job: job.clone(),
@@ -947,6 +998,7 @@ mod tests {
             decision: decision.clone(),
             check: "schema".into(),
             reason: "payload.x: expected string".into(),
+            clock_ms: Some(u64::from(u32::MAX) + 1),
         });
         for (reason, blame) in [
             (None, None),

@@ -624,6 +624,9 @@ mod tests {
             plan: Digest::ZERO,
             parent: None,
             via: None,
+            started_ms: None,
+            depth: None,
+            tree_jobs: None,
         }
     }
 

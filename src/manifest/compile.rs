@@ -60,6 +60,14 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
         }
     }
 
+    if let Some(limits) = m.nodes.first().and_then(|n| n.m.spec.handoff) {
+        let defaults = crate::plan::HandoffLimits::default();
+        plan.handoff = crate::plan::HandoffLimits {
+            max_depth: limits.max_depth.unwrap_or(defaults.max_depth),
+            max_jobs: limits.max_jobs.unwrap_or(defaults.max_jobs),
+        };
+    }
+
     for r in &m.roles {
         let s = &r.m.spec;
         let defaults = Budget::default();

@@ -319,6 +319,9 @@ pub struct NodeSpec {
     /// Model providers by name; agents name one in `model.provider`.
     #[serde(default)]
     pub providers: BTreeMap<String, Provider>,
+    /// Limits of a hand-off tree (a job, the jobs it hands off to, theirs, …): how deep it may go and how many jobs it may hold. Defaults: depth 8, 64 jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<HandoffLimitsSpec>,
     /// How the node starts executable tools.
     #[serde(default, skip_serializing_if = "ToolsSpec::is_default")]
     pub tools: ToolsSpec,
@@ -338,6 +341,20 @@ impl ToolsSpec {
     fn is_default(&self) -> bool {
         *self == ToolsSpec::default()
     }
+}
+
+/// Limits of a hand-off tree, enforced by the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffLimitsSpec {
+    /// Most hand-offs between a tree's first job and any job in it. Default 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 64))]
+    pub max_depth: Option<u32>,
+    /// Most jobs one tree may hold, its first job included. Default 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_jobs: Option<u32>,
 }
 
 /// A kind of model provider.

@@ -91,6 +91,24 @@ pub fn decisions_schema(plan: &Plan, agent: &str) -> Value {
     })
 }
 
+/// Below this many tokens left in a job's budget, a call without a
+/// `max_tokens` of its own is sent the budget's remainder as its limit;
+/// above it none is sent (a server may refuse a limit past its model's).
+pub const CLAMP_UNLIMITED_BELOW_TOKENS: u64 = 4096;
+
+/// The `max_tokens` a model call is sent: the agent's own, never more than
+/// the job's token budget has `left`, so one call cannot overshoot the
+/// budget by its answer (the gate refuses the turn's decisions if the
+/// prompt did).
+pub fn output_limit(agent_max: Option<u32>, left: u64) -> Option<u32> {
+    let left = u32::try_from(left.max(1)).unwrap_or(u32::MAX);
+    match agent_max {
+        Some(max) => Some(max.min(left)),
+        None if u64::from(left) < CLAMP_UNLIMITED_BELOW_TOKENS => Some(left),
+        None => None,
+    }
+}
+
 impl Proposer for ModelProposer {
     fn propose(&self, request: &TurnRequest<'_>) -> Result<ProposedTurn, String> {
         let AgentKind::Model {
@@ -104,6 +122,13 @@ impl Proposer for ModelProposer {
         else {
             return Err(format!("agent '{}' is not a model agent", request.agent));
         };
+        let left = request
+            .plan
+            .grant_of(request.agent.as_str())
+            .map_or(u64::MAX, |g| {
+                g.budget.tokens.saturating_sub(request.state.tokens)
+            });
+        let max_tokens = &output_limit(*max_tokens, left);
         let context = agents::template_context(request);
         let prompt = agents::render(request.plan, template, &context)?;
         let schema = decisions_schema(request.plan, request.agent.as_str());
@@ -149,5 +174,24 @@ impl Proposer for ModelProposer {
                 error,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod clamp {
+    use super::*;
+
+    #[test]
+    fn a_call_never_asks_for_more_tokens_than_the_budget_has_left() {
+        assert_eq!(output_limit(Some(500), 120), Some(120));
+        assert_eq!(output_limit(Some(100), 120), Some(100));
+        assert_eq!(output_limit(None, 120), Some(120));
+        assert_eq!(
+            output_limit(None, 0),
+            Some(1),
+            "a call asks for one at least"
+        );
+        assert_eq!(output_limit(None, 1_000_000), None);
+        assert_eq!(output_limit(Some(64), u64::MAX), Some(64));
     }
 }

@@ -23,6 +23,9 @@ pub struct JobFile {
     pub via: Option<DecisionId>,
     /// Set when a node gave the job back mid-way: its records exist.
     pub resume: bool,
+    /// Its place in its hand-off tree (`depth`, `tree_jobs`), set by the
+    /// hand-off that created it; a root's is the default.
+    pub tree: crate::job::Tree,
 }
 
 impl JobFile {
@@ -34,6 +37,7 @@ impl JobFile {
             self.parent.as_ref().map(|p| p.as_str()),
             self.via.as_ref().map(|v| v.as_str()),
         );
+        crate::runtime::set_tree(&mut v, self.tree);
         if self.resume {
             v["resume"] = json!(true);
         }
@@ -153,7 +157,15 @@ pub fn parse_job(id: JobId, bytes: &[u8], plan: &Plan) -> Result<JobFile, String
     for key in map.keys() {
         if !matches!(
             key.as_str(),
-            "id" | "agent" | "input" | "parent" | "via" | "resume" | "schedule" | "slot"
+            "id" | "agent"
+                | "input"
+                | "parent"
+                | "via"
+                | "depth"
+                | "tree_jobs"
+                | "resume"
+                | "schedule"
+                | "slot"
         ) {
             return Err(format!(
                 "unknown field '{key}'; a job file has id, agent, input (and parent, via)"
@@ -193,6 +205,18 @@ pub fn parse_job(id: JobId, bytes: &[u8], plan: &Plan) -> Result<JobFile, String
         _ => None,
     };
     let resume = map.get("resume").and_then(Value::as_bool).unwrap_or(false);
+    let count = |key: &str| match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or(format!("{key} must be a whole number")),
+    };
+    let tree = crate::job::Tree {
+        depth: count("depth")?.unwrap_or(0),
+        jobs: count("tree_jobs")?,
+    };
     Ok(JobFile {
         id,
         agent,
@@ -200,6 +224,7 @@ pub fn parse_job(id: JobId, bytes: &[u8], plan: &Plan) -> Result<JobFile, String
         parent,
         via,
         resume,
+        tree,
     })
 }
 

@@ -725,7 +725,7 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
         parent: job.parent.clone(),
         via: job.via.clone(),
     };
-    match runner.run(&ticket, &history) {
+    match runner.run_in_tree(&ticket, job.tree, &history) {
         Ok(end) => return Some(end),
         Err(RunError::Fenced(_)) => {
             if shared.releasing.load(Ordering::SeqCst) && fence_would_hold(shared, &id) {
