@@ -619,7 +619,7 @@ fn an_executable_tool_gets_its_payload_and_context_in_a_cleared_environment_and_
     assert_eq!(r["input"]["payload"], json!({"n": 7}));
     assert_eq!(
         r["input"]["context"],
-        json!({"job": "t1", "agent": "writer", "decision": "t1#1.0", "type": "echo"})
+        json!({"job": "t1", "agent": "writer", "decision": "t1#1.0", "type": "echo", "epoch": 0, "idempotency_key": "t1#1.0@0"})
     );
     let env = r["env"].as_str().unwrap();
     assert!(
