@@ -189,6 +189,11 @@ fn a_hand_off_that_meets_a_full_disk_is_held_and_completes_once_space_is_freed()
         held(&hive).contains("ENOSPC")
     });
     assert_eq!(count_jobs(&hive.data(), "failed"), 0);
+    let human = hive.jaros(&["status"]).stdout();
+    assert!(
+        human.contains("r1 held for retry") && human.contains("ENOSPC"),
+        "{human}"
+    );
     fs.free();
     wait_until(WAIT, "both jobs to finish", || {
         count_jobs(&hive.data(), "done") == 2
