@@ -31,5 +31,6 @@ tests=(
     a_file_write_that_meets_a_full_disk_is_held_and_completes_once_space_is_freed
     a_result_that_meets_a_full_disk_is_written_once_space_is_freed
     jaros_run_holds_a_file_write_on_a_full_disk_and_finishes_it_once_space_is_freed
+    an_audit_log_on_a_full_disk_stops_the_node_and_a_restart_completes_the_job
 )
 cargo test --test disk_full -- --ignored --exact "${tests[@]}"

@@ -71,7 +71,7 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// The example hive plus a `wait` tool (sleeps two seconds, so a test can
-/// fill the disk while it runs) and an agent `name` that runs it and then
+/// fill the disk while it runs), a `mark` tool (answers at once) and an agent `name` that runs it and then
 /// proposes `then`.
 fn hive_with(name: &str, types: &str, extra_role: &str, then: &str) -> Hive {
     let hive = example_hive();
@@ -83,11 +83,18 @@ fn hive_with(name: &str, types: &str, extra_role: &str, then: &str) -> Hive {
         "tools/wait.sh",
         "#!/bin/sh\ncat >/dev/null\nsleep 2\necho '{\"waited\": 2}'\n",
     );
-    std::fs::set_permissions(
-        hive.path().join("tools/wait.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    hive.write(
+        "manifests/tools/mark.yaml",
+        "apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: mark\nspec:\n  type: mark\n  description: Answers at once.\n  command: tools/mark.sh\n  timeout: 20s\n  deterministic: false\n  payload_schema: {type: object}\n  result_schema: {type: object}\n",
+    );
+    hive.write("tools/mark.sh", "#!/bin/sh\ncat >/dev/null\necho '{}'\n");
+    for tool in ["tools/wait.sh", "tools/mark.sh"] {
+        std::fs::set_permissions(
+            hive.path().join(tool),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
     hive.write(
         &format!("manifests/roles/{name}.yaml"),
         &format!("apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: {name}\nspec:\n  types: [wait, {types}]\n{extra_role}"),
@@ -107,8 +114,14 @@ fn hive_with(name: &str, types: &str, extra_role: &str, then: &str) -> Hive {
 /// Mounts the tmpfs as the data dir, with the logs and node status files
 /// linked out to the hive's own disk.
 fn data_dir_on_tmpfs(hive: &Hive) -> Tmpfs {
+    data_dir_on_tmpfs_but(hive, &["log", "audit", "nodes"])
+}
+
+/// Mounts the tmpfs as the data dir, with `outside` linked out to the
+/// hive's own disk.
+fn data_dir_on_tmpfs_but(hive: &Hive, outside: &[&str]) -> Tmpfs {
     let fs = Tmpfs::mount(&hive.data());
-    for dir in ["log", "audit", "nodes"] {
+    for dir in outside {
         let outside = hive.path().join(format!("outside-{dir}"));
         std::fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, hive.data().join(dir)).unwrap();
@@ -176,6 +189,11 @@ fn a_hand_off_that_meets_a_full_disk_is_held_and_completes_once_space_is_freed()
         held(&hive).contains("ENOSPC")
     });
     assert_eq!(count_jobs(&hive.data(), "failed"), 0);
+    let human = hive.jaros(&["status"]).stdout();
+    assert!(
+        human.contains("r1 held for retry") && human.contains("ENOSPC"),
+        "{human}"
+    );
     fs.free();
     wait_until(WAIT, "both jobs to finish", || {
         count_jobs(&hive.data(), "done") == 2
@@ -277,5 +295,42 @@ fn jaros_run_holds_a_file_write_on_a_full_disk_and_finishes_it_once_space_is_fre
     freer.join().unwrap();
     assert!(run.stderr().contains("held for retry"), "{}", run.context());
     assert_eq!(run.json()["state"], "DONE");
+    all_done_once(&hive, 1);
+}
+
+#[test]
+#[ignore = "needs root for a tmpfs: run by scripts/fault-tests.sh"]
+fn an_audit_log_on_a_full_disk_stops_the_node_and_a_restart_completes_the_job() {
+    // Twenty quick tool runs after the first: their audit records outgrow
+    // the page the audit log has, whatever its slack.
+    let quick = vec![r#"{"type": "mark", "payload": {}}"#; 20].join(", ");
+    let hive = hive_with("marker", "mark", "  budget:\n    decisions: 64\n", &quick);
+    let fs = data_dir_on_tmpfs_but(&hive, &["log", "nodes"]);
+    let mut node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    hive.jaros(&["submit", "marker", "--id", "m1"]).expect(0);
+    wait_until(WAIT, "the wait tool to start", || {
+        std::fs::read_dir(hive.data().join("audit"))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .contains("tool wait (")
+                })
+            })
+            .unwrap_or(false)
+    });
+    fs.fill();
+    let code = common::wait_timeout(&mut node.child, WAIT);
+    let stderr = node.log();
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("the audit log"), "{stderr}");
+    assert_eq!(count_jobs(&hive.data(), "failed"), 0);
+    fs.free();
+    let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    wait_until(WAIT, "the job to finish", || {
+        count_jobs(&hive.data(), "done") == 1
+    });
+    let (code, stderr) = node.stop();
+    assert_eq!(code, 0, "{stderr}");
     all_done_once(&hive, 1);
 }

@@ -9,6 +9,7 @@ use crate::exec::{AuditEntry, Verdict};
 use crate::log::{read_log, Body, LogError, LogWriter, OpenReport};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One node's open audit log.
 pub struct AuditLog {
@@ -16,6 +17,9 @@ pub struct AuditLog {
     /// What opening found: a torn last record cut (`truncated_bytes`) is
     /// reported by the node as the decision log's is.
     pub open_report: OpenReport,
+    /// An append failed: the writer is poisoned and every later append
+    /// fails, so the node must restart (see [`AuditLog::broken`]).
+    broken: AtomicBool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -34,6 +38,7 @@ impl AuditLog {
         Ok(AuditLog {
             writer,
             open_report,
+            broken: AtomicBool::new(false),
         })
     }
 
@@ -52,7 +57,19 @@ impl AuditLog {
             reason: entry.reason.clone(),
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
-        self.writer.append(&body)
+        let appended = self.writer.append(&body);
+        if appended.is_err() {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        appended
+    }
+
+    /// Whether an append has failed. A failed write poisons a log for good
+    /// (as the decision log's does), so no action that must be audited can
+    /// run again until the node restarts and reopens it: retrying them is
+    /// pointless, and the node stops instead.
+    pub fn broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
     }
 }
 

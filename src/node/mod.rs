@@ -748,6 +748,14 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
                 shared.cfg.node_id
             );
             shared.held.hold(&id, &reason);
+            if shared.rt.audit.broken() {
+                // A poisoned audit log does not recover: stop, and let the
+                // job be resumed after a restart.
+                *shared.fatal.lock().expect("fatal lock") = Some(format!(
+                    "the audit log {} failed ({reason}); restart the node once the cause is fixed",
+                    shared.rt.audit.path().display()
+                ));
+            }
         }
         Err(RunError::Log(e)) => {
             *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
