@@ -131,3 +131,82 @@ fn verify_with_an_anchor_catches_truncation() {
         broken.stdout()
     );
 }
+
+#[test]
+fn verify_names_the_torn_record_and_that_its_node_cuts_it_at_open() {
+    let hive = Hive::empty();
+    hive.jaros(&["run", "advance", "--node-id", "n1"]).expect(0);
+    let log = hive.log_file();
+    let whole = std::fs::read(&log).unwrap();
+    let lines = whole.iter().filter(|&&b| b == b'\n').count();
+    let offset = whole[..whole.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let last: serde_json::Value = serde_json::from_slice(&whole[offset..]).unwrap();
+    let (kind, job) = (
+        last["kind"].as_str().unwrap(),
+        last["job"].as_str().unwrap(),
+    );
+    let place = format!("torn tail: line {lines} (from byte {offset}, ");
+    let cut = format!(
+        "which a crash cut short; it is outside the chain, and node 'n1' truncates \
+         log/n1.jsonl to {offset} bytes, cutting it, when it next opens the log"
+    );
+
+    // Cut 25 bytes into the last record, as a crash mid-write would: its
+    // kind is not there yet, so verify shows how it starts.
+    std::fs::write(&log, &whole[..offset + 25]).unwrap();
+    let out = hive.jaros(&["verify"]).expect(0).stdout();
+    let starts = String::from_utf8_lossy(&whole[offset..offset + 25]).into_owned();
+    for want in [
+        format!("{place}25 bytes, no newline) is the start of record {lines} (its kind cut off; it starts {starts:?}), "),
+        cut.clone(),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in:\n{out}");
+    }
+    // Cut 10 bytes before its end: its kind and job are whole.
+    let torn = whole.len() - offset - 10;
+    std::fs::write(&log, &whole[..whole.len() - 10]).unwrap();
+    let out = hive.jaros(&["verify"]).expect(0).stdout();
+    for want in [
+        format!("{place}{torn} bytes, no newline) is the start of record {lines} (kind '{kind}', job '{job}'), "),
+        cut,
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in:\n{out}");
+    }
+    let json = hive.jaros(&["verify", "--json"]).expect(0).json();
+    let chain = &json["chains"][0];
+    assert_eq!(chain["records"], lines as u64 - 1, "{json}");
+    assert_eq!(chain["torn_tail_bytes"], torn, "{json}");
+    let t = &chain["torn_tail"];
+    assert_eq!(
+        (
+            &t["line"],
+            &t["offset"],
+            &t["bytes"],
+            &t["seq"],
+            &t["kind"],
+            &t["job"]
+        ),
+        (
+            &lines.into(),
+            &offset.into(),
+            &torn.into(),
+            &lines.into(),
+            &kind.into(),
+            &job.into()
+        ),
+        "{json}"
+    );
+
+    // What it said happens: the next open cuts the file at that byte (had
+    // the torn bytes stayed, the next record would follow them on their line
+    // and the chain would be broken).
+    hive.jaros(&["run", "advance", "--node-id", "n1"]).expect(0);
+    let after = std::fs::read(&log).unwrap();
+    assert_eq!(after[..offset], whole[..offset]);
+    let out = hive.jaros(&["verify"]).expect(0).stdout();
+    assert!(!out.contains("torn tail"), "{out}");
+}

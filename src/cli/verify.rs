@@ -7,7 +7,9 @@ use crate::log::verify_chain;
 
 /// Check every node's hash-chained log under the data dir: edits, inserted,
 /// deleted or reordered records, and (with --anchor) truncation. Prints each
-/// chain's head.
+/// chain's head, and a torn tail where a crash cut the last record short:
+/// its line, byte offset, kind and job, which the node cuts when it next
+/// opens the log.
 ///
 /// Keep a head from an earlier run (`jaros verify --json`) and pass it as an
 /// anchor to prove nothing before it changed since.
@@ -114,11 +116,14 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
                 .to_string();
             match &r.error {
                 None => out(&format!(
-                    "ok      {name}: {} records, head {}:{}{}\n",
+                    "ok      {name}: {} records, head {}:{}\n{}",
                     r.records,
                     r.head_seq,
                     r.head_hash,
-                    torn(r.torn_tail_bytes)
+                    r.torn_tail
+                        .as_ref()
+                        .map(|t| torn(&name, &node_of(&r.path), t))
+                        .unwrap_or_default()
                 )),
                 Some(e) => out(&format!("BROKEN  {name}: {e}\n")),
             }
@@ -139,10 +144,18 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     })
 }
 
-fn torn(bytes: usize) -> String {
-    if bytes == 0 {
-        String::new()
-    } else {
-        format!(" (a torn last line of {bytes} bytes, cut when its node next opens the log)")
-    }
+/// The torn tail's line under its chain's `ok` line: which record a crash
+/// cut short, where, and that the node cuts it at its next open.
+fn torn(name: &str, node: &str, t: &crate::log::TornTail) -> String {
+    let what = match (&t.kind, &t.job) {
+        (Some(kind), Some(job)) => format!("kind '{kind}', job '{job}'"),
+        (Some(kind), None) => format!("kind '{kind}'"),
+        _ => format!("its kind cut off; it starts {:?}", t.starts),
+    };
+    format!(
+        "        torn tail: line {} (from byte {}, {} bytes, no newline) is the start of record {} \
+         ({what}), which a crash cut short; it is outside the chain, and node '{node}' \
+         truncates {name} to {} bytes, cutting it, when it next opens the log\n",
+        t.line, t.offset, t.bytes, t.seq, t.offset
+    )
 }

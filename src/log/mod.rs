@@ -14,7 +14,7 @@ pub mod record;
 pub mod writer;
 
 pub use blobs::Blobs;
-pub use read::{read_log, read_log_parts, verify_chain, ChainReport, LogFile};
+pub use read::{read_log, read_log_parts, verify_chain, ChainReport, LogFile, TornTail};
 pub use record::{Body, Record};
 pub use writer::{LogWriter, OpenReport};
 

@@ -174,12 +174,65 @@ fn scan<T: Send>(
 }
 
 /// Checks a log's chain without parsing record bodies (for `jaros verify`).
-fn read_chain(path: &Path) -> Result<(Vec<ChainFields>, usize), LogError> {
+fn read_chain(path: &Path) -> Result<(Vec<ChainFields>, Option<TornTail>), LogError> {
     let bytes = fsx::read(path)?;
-    let (parts, torn, _) = scan(path, &bytes, check_line, |f: &ChainFields| {
+    let (parts, torn, valid_len) = scan(path, &bytes, check_line, |f: &ChainFields| {
         (f.seq, f.prev, f.hash)
     })?;
-    Ok((concat(parts), torn))
+    let records = concat(parts);
+    let next = records.len() as u64 + 1;
+    let torn = (torn > 0).then(|| TornTail::of(&bytes, valid_len, next, next));
+    Ok((records, torn))
+}
+
+/// Characters of a torn tail shown to a reader, at most: enough to
+/// recognise the record (its first members), not a whole payload.
+const TORN_TAIL_SHOWN_CHARS: usize = 80;
+
+/// A torn tail as `jaros verify` reports it: the record a crash cut short,
+/// which the log's node cuts (truncating the file to `offset`) when it next
+/// opens the log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TornTail {
+    /// Its line number in the file (the line after the last complete one).
+    pub line: u64,
+    /// The byte offset it starts at, which is the length the file is cut to.
+    pub offset: u64,
+    pub bytes: usize,
+    /// The seq it would have had: the one after the head's.
+    pub seq: u64,
+    /// Its kind and job, when the cut left them whole.
+    pub kind: Option<String>,
+    pub job: Option<String>,
+    /// Its first characters (invalid UTF-8 replaced).
+    pub starts: String,
+}
+
+impl TornTail {
+    fn of(file: &[u8], offset: u64, line: u64, seq: u64) -> TornTail {
+        // `offset` is the length of the file's valid prefix, within `file`.
+        let tail = &file[offset as usize..];
+        let member = |name: &[u8]| {
+            super::record::members_before_a_cut(tail)
+                .into_iter()
+                .find(|(key, _)| *key == name)
+                .and_then(|(_, value)| serde_json::from_slice::<String>(value).ok())
+        };
+        // Four bytes per character at most: enough bytes for the characters shown.
+        let head = &tail[..tail.len().min(4 * TORN_TAIL_SHOWN_CHARS)];
+        TornTail {
+            line,
+            offset,
+            bytes: tail.len(),
+            seq,
+            kind: member(b"kind"),
+            job: member(b"job"),
+            starts: String::from_utf8_lossy(head)
+                .chars()
+                .take(TORN_TAIL_SHOWN_CHARS)
+                .collect(),
+        }
+    }
 }
 
 /// The verdict on one chain, for `jaros verify`.
@@ -190,6 +243,8 @@ pub struct ChainReport {
     pub head_seq: u64,
     pub head_hash: Digest,
     pub torn_tail_bytes: usize,
+    /// The torn tail, if there is one: where it is and how it starts.
+    pub torn_tail: Option<TornTail>,
     /// `None` when intact; otherwise what is wrong and where.
     pub error: Option<String>,
 }
@@ -222,7 +277,8 @@ pub fn verify_chain(path: &Path, anchor: Option<(u64, Digest)>) -> ChainReport {
                 records: records.len() as u64,
                 head_seq,
                 head_hash,
-                torn_tail_bytes: torn_tail,
+                torn_tail_bytes: torn_tail.as_ref().map_or(0, |t| t.bytes),
+                torn_tail,
                 error,
             }
         }
@@ -232,6 +288,7 @@ pub fn verify_chain(path: &Path, anchor: Option<(u64, Digest)>) -> ChainReport {
             head_seq: 0,
             head_hash: Digest::ZERO,
             torn_tail_bytes: 0,
+            torn_tail: None,
             error: Some(e.to_string()),
         },
     }

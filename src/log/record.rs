@@ -791,6 +791,34 @@ fn for_each_member(b: &[u8], mut each: impl FnMut(Member)) -> Option<()> {
     }
 }
 
+/// The members of a canonical record's line cut short (a torn tail) that
+/// are whole before the cut, as (key, value) byte spans' text, in order.
+pub(crate) fn members_before_a_cut(b: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut out = Vec::new();
+    if b.first() != Some(&b'{') {
+        return out;
+    }
+    let mut i = 1;
+    while let Some(key_end) = skip_string(b, i) {
+        if b.get(key_end) != Some(&b':') {
+            break;
+        }
+        let Some(value_end) = skip_value(b, key_end + 1) else {
+            break;
+        };
+        // A number cut short looks whole: a value counts once what follows it is there.
+        let Some(&next @ (b',' | b'}')) = b.get(value_end) else {
+            break;
+        };
+        out.push((&b[i + 1..key_end - 1], &b[key_end + 1..value_end]));
+        if next == b'}' {
+            break;
+        }
+        i = value_end + 1;
+    }
+    out
+}
+
 fn skip_string(b: &[u8], start: usize) -> Option<usize> {
     if b.get(start) != Some(&b'"') {
         return None;
@@ -1091,6 +1119,23 @@ mod tests {
         }
         let (line, _) = seal(5, &prev, &edge).unwrap();
         assert_eq!(parse_line(&line).unwrap().body, edge);
+    }
+
+    #[test]
+    fn the_members_before_a_cut_are_the_whole_top_level_ones() {
+        let line =
+            br#"{"agent":"a","at":12,"input":{"job":"inner"},"job":"outer","kind":"job","seq":5}"#;
+        let whole = members_before_a_cut(line);
+        let keys: Vec<&[u8]> = whole.iter().map(|(k, _)| *k).collect();
+        let want: [&[u8]; 6] = [b"agent", b"at", b"input", b"job", b"kind", b"seq"];
+        assert_eq!(keys, want);
+        assert_eq!(whole[3].1, b"\"outer\"");
+        for cut in 0..line.len() {
+            let some = members_before_a_cut(&line[..cut]);
+            assert_eq!(some, whole[..some.len()], "cut at {cut}");
+        }
+        // Cut inside a number: `"at":1` is not yet a whole member.
+        assert_eq!(members_before_a_cut(&line[..19]).len(), 1);
     }
 
     #[test]
