@@ -11,6 +11,7 @@ mod logs;
 mod man;
 mod new;
 mod plan;
+mod plan_diff;
 mod replay;
 mod run;
 mod sandbox_exec;
