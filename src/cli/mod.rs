@@ -5,8 +5,10 @@ mod audit;
 mod blame;
 mod completions;
 mod demo;
+mod docs;
 mod eval;
 mod init;
+mod kit;
 mod logs;
 mod man;
 mod new;
@@ -76,6 +78,7 @@ enum Command {
     SandboxExec(sandbox_exec::Args),
     Eval(eval::Args),
     New(new::Args),
+    Docs(docs::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -336,6 +339,7 @@ pub fn main() -> i32 {
         Command::SandboxExec(args) => return sandbox_exec::main(args),
         Command::Eval(args) => eval::main(&ctx, args),
         Command::New(args) => new::main(&ctx, args),
+        Command::Docs(args) => docs::main(&ctx, args),
         Command::Completions(args) => ctx
             .refuse_typed("completions", true, true)
             .and_then(|()| completions::main(args)),
