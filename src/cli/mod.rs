@@ -285,10 +285,6 @@ fn check_random_source() -> Result<(), CliError> {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    if let Err(e) = check_random_source() {
-        eprintln!("jaros: {}", e.message);
-        return exit::code(e.outcome);
-    }
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
@@ -304,6 +300,11 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // After parsing, so --help and --version work anywhere.
+    if let Err(e) = check_random_source() {
+        eprintln!("jaros: {}", e.message);
+        return exit::code(e.outcome);
+    }
     let typed = |id: &str| {
         let source = matches
             .subcommand()
