@@ -35,14 +35,15 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let (written, unchanged, overwritten) = write_hive(&target, args.force)?;
     let dir = target.display();
     out(&format!(
-        "wrote {written} files to {dir} ({unchanged} unchanged, {overwritten} overwritten)\nnext: cd {dir} && jaros validate && jaros plan && jaros run advance --input '{{\"note\": \"hello\"}}'\n",
+        "wrote {written} files to {dir} ({unchanged} unchanged, {overwritten} overwritten)\nnext: cd {dir} && jaros validate && jaros plan && jaros run advance --input '{{\"note\": \"hello\"}}'\ncoding agents: start with {dir}/AGENTS.md\n",
     ));
     Ok(Outcome::Success)
 }
 
-/// Every file of a new hive: the embedded example, and the JSON Schemas its
-/// manifests' `$schema` modelines point at (generated from this binary's
-/// types, so they always match what it accepts).
+/// Every file of a new hive: the embedded example, the JSON Schemas its
+/// manifests' `$schema` modelines point at, and the kit for coding agents
+/// (`AGENTS.md`, `agent-kit/`); the schemas and the kit's manifest reference
+/// are generated from this binary's types, so they match what it accepts.
 fn hive_files() -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = embedded::FILES
         .iter()
@@ -54,6 +55,13 @@ fn hive_files() -> Vec<(String, Vec<u8>)> {
             super::schema::schema_text(kind).into_bytes(),
         ));
     }
+    for (rel, bytes) in super::kit::FILES {
+        files.push((rel.to_string(), bytes.to_vec()));
+    }
+    files.push((
+        super::docs::REFERENCE_FILE.to_string(),
+        super::docs::reference().into_bytes(),
+    ));
     files
 }
 

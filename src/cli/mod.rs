@@ -6,12 +6,15 @@ mod blame;
 mod completions;
 mod console;
 mod demo;
+mod docs;
 mod eval;
 mod init;
+mod kit;
 mod logs;
 mod man;
 mod new;
 mod plan;
+mod plan_diff;
 mod replay;
 mod run;
 mod sandbox_exec;
@@ -77,6 +80,7 @@ enum Command {
     SandboxExec(sandbox_exec::Args),
     Eval(eval::Args),
     New(new::Args),
+    Docs(docs::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -283,10 +287,6 @@ fn check_random_source() -> Result<(), CliError> {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    if let Err(e) = check_random_source() {
-        eprintln!("jaros: {}", e.message);
-        return exit::code(e.outcome);
-    }
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
@@ -302,6 +302,11 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // After parsing, so --help and --version work anywhere.
+    if let Err(e) = check_random_source() {
+        eprintln!("jaros: {}", e.message);
+        return exit::code(e.outcome);
+    }
     let typed = |id: &str| {
         let source = matches
             .subcommand()
@@ -338,6 +343,7 @@ pub fn main() -> i32 {
         Command::SandboxExec(args) => return sandbox_exec::main(args),
         Command::Eval(args) => eval::main(&ctx, args),
         Command::New(args) => new::main(&ctx, args),
+        Command::Docs(args) => docs::main(&ctx, args),
         Command::Completions(args) => ctx
             .refuse_typed("completions", true, true)
             .and_then(|()| completions::main(args)),

@@ -14,10 +14,21 @@ pub struct Args {
     /// Print `{"digest": ..., "plan": ...}` instead of tables.
     #[arg(long)]
     json: bool,
+    /// Compare the plan of the working tree with the plan at a git revision
+    /// (default HEAD): types, grants, agents, templates, schedules, one line
+    /// per change (`+` added or widened, `-` removed or narrowed, `~` changed).
+    /// With --json, one object for bots.
+    ///
+    /// Example (pre-commit, CI): jaros plan --diff origin/main
+    #[arg(long, value_name = "GIT_REV", num_args = 0..=1, default_missing_value = "HEAD")]
+    diff: Option<String>,
 }
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let hive = ctx.hive()?;
+    if let Some(rev) = &args.diff {
+        return diff(&hive, rev, args.json);
+    }
     let plan = super::load_plan(&hive)?;
     let digest = plan.digest();
     if args.json {
@@ -26,6 +37,37 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         out_json(&json!({"digest": digest.to_hex(), "plan": value}));
     } else {
         out(&render(&plan));
+    }
+    Ok(Outcome::Success)
+}
+
+/// `jaros plan --diff REV`.
+fn diff(hive: &std::path::Path, rev: &str, as_json: bool) -> CliResult {
+    use super::plan_diff::{self, Side};
+    let now = super::load_hive(hive)?;
+    let (_dir, then) = plan_diff::load_at_rev(hive, rev)?;
+    let changes = plan_diff::diff(&Side::of(&then), &Side::of(&now));
+    let (from, to) = (then.plan.digest(), now.plan.digest());
+    if as_json {
+        out_json(&json!({
+            "rev": rev,
+            "from": from.to_hex(),
+            "to": to.to_hex(),
+            "changes": changes,
+        }));
+    } else {
+        let mut text = format!(
+            "plan {} ({rev}) → {} (working tree): {} change{}\n",
+            from.short(),
+            to.short(),
+            changes.len(),
+            if changes.len() == 1 { "" } else { "s" }
+        );
+        for c in &changes {
+            text.push_str(&c.text);
+            text.push('\n');
+        }
+        out(&text);
     }
     Ok(Outcome::Success)
 }

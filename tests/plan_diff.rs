@@ -1,0 +1,167 @@
+//! `jaros plan --diff [REV]` on a temp git repository: the hive (in a
+//! subdirectory, as in a monorepo) is committed, edited, and every kind of
+//! change shows as one line; `--json` says the same for bots.
+
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+use common::run_in;
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.email=test@example.com", "-c", "user.name=test"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} lacks {from:?}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn the_plan_diff_names_every_change_since_a_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    std::fs::create_dir_all(dir.path().join("ops")).unwrap();
+    run_in(&dir.path().join("ops"), &["init", "hive"]).expect(0);
+    let hive = dir.path().join("ops/hive");
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "the example hive"]);
+
+    // Nothing changed yet.
+    let run = run_in(&hive, &["plan", "--diff"]).expect(0);
+    assert!(run.stdout().contains(": 0 changes\n"), "{}", run.context());
+
+    let m = |rel: &str| hive.join(rel);
+    edit(
+        &m("manifests/roles/worker.yaml"),
+        "handoff: [reviewer]",
+        "handoff: [reviewer, planner]",
+    );
+    edit(
+        &m("manifests/roles/observer.yaml"),
+        "read: [\"**\"]",
+        "read: [\"evals/**\"]",
+    );
+    edit(
+        &m("manifests/roles/greeter.yaml"),
+        "decisions: 4",
+        "decisions: 8",
+    );
+    edit(
+        &m("manifests/roles/planner.yaml"),
+        "types: [advance, handoff]",
+        "types: [advance, handoff, fs.stat]",
+    );
+    edit(
+        &m("manifests/tools/greet.yaml"),
+        "timeout: 5s",
+        "timeout: 9s",
+    );
+    edit(
+        &m("manifests/schedules/system-health.yaml"),
+        "every: 5m",
+        "every: 10m",
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(m("agents/planner.j2"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"Be brief.\n"))
+        .unwrap();
+    edit(
+        &m("manifests/agents/echo.yaml"),
+        "max_tokens: 512",
+        "max_tokens: 256",
+    );
+    run_in(&hive, &["new", "agent", "triage"]).expect(0);
+
+    let run = run_in(&hive, &["plan", "--diff", "HEAD"]).expect(0);
+    let text = run.stdout();
+    for line in [
+        "+ role worker: may hand off to planner",
+        "+ role observer: may read evals/**",
+        "- role observer: may no longer read **",
+        "+ role greeter: budget decisions 4 → 8",
+        "+ role planner: may propose fs.stat",
+        "+ role triage: added, may propose advance",
+        "+ agent triage: added (role triage)",
+        "~ agent echo: kind.max_tokens 512 → 256",
+        "~ type greet: handler.timeout_ms 5000 → 9000",
+        "~ schedule system-health-every-5m: every 5m → 10m",
+        "+ template agents/triage.j2: added",
+    ] {
+        assert!(text.contains(line), "missing {line:?}\n{}", run.context());
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("~ template agents/planner.j2: content changed")),
+        "{}",
+        run.context()
+    );
+    assert!(text.starts_with("plan "), "{}", run.context());
+
+    let json = run_in(&hive, &["plan", "--diff", "--json"])
+        .expect(0)
+        .json();
+    let changes = json["changes"].as_array().unwrap();
+    let lines: Vec<&str> = changes.iter().filter_map(|c| c["text"].as_str()).collect();
+    assert_eq!(lines, text.lines().skip(1).collect::<Vec<_>>());
+    let handoff = changes
+        .iter()
+        .find(|c| c["kind"] == "role" && c["name"] == "worker")
+        .unwrap();
+    assert_eq!(handoff["op"], "+");
+    assert_eq!(handoff["what"], "handoff");
+    assert_eq!(handoff["to"], "planner");
+    assert_ne!(json["from"], json["to"]);
+
+    // After a commit the working tree equals HEAD again; HEAD~1 still differs.
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "edits"]);
+    let run = run_in(&hive, &["plan", "--diff"]).expect(0);
+    assert!(run.stdout().contains(": 0 changes\n"), "{}", run.context());
+    let run = run_in(&hive, &["plan", "--diff", "HEAD~1"]).expect(0);
+    assert!(run.stdout().contains("+ agent triage"), "{}", run.context());
+}
+
+#[test]
+fn the_plan_diff_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    run_in(dir.path(), &["init", "hive"]).expect(0);
+    let hive = dir.path().join("hive");
+    // No repository.
+    let run = run_in(&hive, &["plan", "--diff"]).expect(2);
+    assert!(
+        run.stderr().contains("not in a git repository"),
+        "{}",
+        run.context()
+    );
+    git(dir.path(), &["init", "-q"]);
+    std::fs::write(dir.path().join("README"), "x").unwrap();
+    git(dir.path(), &["add", "README"]);
+    git(dir.path(), &["commit", "-qm", "no hive yet"]);
+    let run = run_in(&hive, &["plan", "--diff", "nope"]).expect(2);
+    assert!(
+        run.stderr().contains("'nope' is not a git revision"),
+        "{}",
+        run.context()
+    );
+    let run = run_in(&hive, &["plan", "--diff"]).expect(2);
+    assert!(
+        run.stderr().contains("has no manifests/"),
+        "{}",
+        run.context()
+    );
+}
