@@ -393,6 +393,17 @@ impl Runner<'_> {
         Ok(seq)
     }
 
+    /// Checks the fence again just before an effect starts: a node paused
+    /// between its decision's record and the effect may have lost the job,
+    /// and its new owner runs the effect.
+    fn fence_before_effect(&self, job: &JobId) -> Result<(), RunError> {
+        if (self.fence)() {
+            Ok(())
+        } else {
+            Err(RunError::Fenced(job.clone()))
+        }
+    }
+
     /// Appends an effect: durable before the job moves on when replay reads
     /// it back; deferred when replay recomputes it (a deterministic built-in).
     fn append_effect(
@@ -466,6 +477,7 @@ impl Runner<'_> {
         // A decision recorded without its effect: the crash came between the
         // two. Execute it now (handlers' live effects are idempotent).
         if let Some(pending) = folded.pending.take() {
+            self.fence_before_effect(job)?;
             let effect =
                 self.executor
                     .execute(plan, &mut folded.state, &pending, None, Some(self.live));
@@ -622,6 +634,7 @@ impl Runner<'_> {
                     decision: decision.clone(),
                 };
                 self.record(job, cursor, body, by_model || !self.recomputed(&decision))?;
+                self.fence_before_effect(job)?;
                 let effect = self
                     .executor
                     .execute(plan, state, &decision, None, Some(self.live));
