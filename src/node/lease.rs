@@ -45,6 +45,11 @@ pub struct Lease {
 struct BeatFile {
     node: String,
     lease_ms: u64,
+    /// This run of the node (its beat file's name): a lease's content says
+    /// which run it links to, on file systems that show a hard link under
+    /// an inode number of its own (sshfs).
+    #[serde(default)]
+    run: String,
 }
 
 /// Wall-clock milliseconds: leases compare across hosts, so they use the wall
@@ -68,6 +73,8 @@ fn path(data: &DataDir, job: &str, epoch: u64) -> PathBuf {
 pub struct Beat {
     path: PathBuf,
     file: std::fs::File,
+    /// What the beat file holds (every lease linked to it reads the same).
+    bytes: Vec<u8>,
     node: String,
     lease_ms: u64,
     /// The modification time the file system gave the last beat, in ms
@@ -97,10 +104,12 @@ impl Beat {
                 let _ = std::fs::remove_file(&old);
             }
         }
-        let path = data.claimed().join(format!("{prefix}{}", now_ms()));
+        let name = format!("{prefix}{}", now_ms());
+        let path = data.claimed().join(&name);
         let bytes = serde_json::to_vec(&BeatFile {
             node: node.into(),
             lease_ms,
+            run: format!("{name}.{}", std::process::id()),
         })
         .expect("beat files serialize");
         let mut file = std::fs::File::options()
@@ -115,6 +124,7 @@ impl Beat {
         let beat = Beat {
             path,
             file,
+            bytes,
             node: node.into(),
             lease_ms,
             last_ms: AtomicU64::new(0),
@@ -185,15 +195,13 @@ impl Beat {
     /// superseded by a later epoch stays: epochs only grow, and the
     /// finisher of the job removes them all.
     pub fn drop_own(&self, data: &DataDir, lease: &Lease) {
-        use std::os::unix::fs::MetadataExt;
         if !still_held(data, lease) {
             return;
         }
+        // By content, not inode: sshfs shows a hard link under an inode
+        // number of its own.
         let path = path(data, &lease.job, lease.epoch);
-        let (Ok(link), Ok(beat)) = (std::fs::metadata(&path), self.file.metadata()) else {
-            return;
-        };
-        if (link.dev(), link.ino()) == (beat.dev(), beat.ino()) {
+        if std::fs::read(&path).is_ok_and(|b| b == self.bytes) {
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -246,6 +254,47 @@ impl Probe {
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Checks, at boot, that the data dir's file system has what leases need
+/// (docs/filesystems.md): a hard link made exclusively, that reads as its
+/// file, and a rename over an existing name. A node on a file system
+/// without them refuses to start, naming what is missing, instead of
+/// running jobs it cannot fence.
+pub fn check_file_system(data: &DataDir, beat: &Beat) -> Result<(), String> {
+    let dir = data.claimed();
+    let link = dir.join(format!(".probe-link.{}", beat.node));
+    let moved = dir.join(format!(".probe-move.{}", beat.node));
+    let _ = std::fs::remove_file(&link);
+    let missing = |what: &str, e: &dyn std::fmt::Display| {
+        format!(
+            "the file system of {} lacks {what} ({e}), which claim leases need; see docs/filesystems.md for the file systems a data dir may live on",
+            dir.display()
+        )
+    };
+    std::fs::hard_link(&beat.path, &link).map_err(|e| missing("hard links", &e))?;
+    let outcome = (|| {
+        match std::fs::hard_link(&beat.path, &link) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(missing("exclusive hard links", &e)),
+            Ok(()) => {
+                return Err(missing(
+                    "exclusive hard links",
+                    &"a second link under a taken name succeeded",
+                ))
+            }
+        }
+        let read = std::fs::read(&link).map_err(|e| missing("hard links", &e))?;
+        if read != beat.bytes {
+            return Err(missing("hard links", &"the link does not read as its file"));
+        }
+        std::fs::write(&moved, b"").map_err(|e| missing("file creation", &e))?;
+        std::fs::rename(&moved, &link).map_err(|e| missing("rename over a name", &e))?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_file(&moved);
+    outcome
 }
 
 /// Reads one epoch's lease; `None` when it is gone. One that does not parse
@@ -392,6 +441,24 @@ mod tests {
         let lease = current(&data, "j", 1).unwrap();
         assert_eq!(lease.node, "a");
         assert!(lease.expires_ms < now_ms(), "{lease:?}");
+    }
+
+    #[test]
+    fn a_local_file_system_has_what_leases_need_and_the_probe_reads_its_clock() {
+        let (_dir, data) = crate::datadir::temp();
+        let beat = Beat::start(&data, "a", 10_000).unwrap();
+        check_file_system(&data, &beat).unwrap();
+        let names: Vec<_> = crate::fsx::list_dir(&data.claimed()).unwrap();
+        assert_eq!(names.len(), 1, "the check leaves nothing behind: {names:?}");
+        let probe = Probe::open(&data, "a").unwrap();
+        let (before, fs_now) = (now_ms(), probe.now_ms().unwrap());
+        // The same clock here, up to the file system's timestamp grain.
+        assert!(fs_now + 1_000 >= before && fs_now <= now_ms() + 1_000);
+        // A beat takes the file system's time too, and so every lease.
+        crate::datadir::backdate_an_hour(&beat.path);
+        beat.beat().unwrap();
+        beat.take(&data, "j", 1).unwrap().unwrap();
+        assert!(current(&data, "j", 1).unwrap().expires_ms + 1_000 >= fs_now + 10_000);
     }
 
     #[test]

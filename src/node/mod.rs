@@ -188,6 +188,11 @@ pub fn serve(
     );
     let beat = lease::Beat::start(&data, &cfg.node_id, cfg.lease_ms).map_err(|e| e.to_string())?;
     let probe = lease::Probe::open(&data, &cfg.node_id).map_err(|e| e.to_string())?;
+    if let Err(e) = lease::check_file_system(&data, &beat) {
+        beat.retire();
+        probe.remove();
+        return Err(e);
+    }
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
@@ -537,6 +542,12 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
     }
     let job = match inbox::read_job(path, &shared.rt.plan()) {
         Ok(job) => job,
+        // Finished meanwhile, seen through a cached listing or cached
+        // attributes (a network file system): not a bad file.
+        Err(_) if !claim_present(path) => {
+            lease::remove(data, &lease);
+            return;
+        }
         Err(reason) => {
             let _ = inbox::fail_bad_file(data, path, &reason);
             lease::remove_all(data, id, lease.epoch);
@@ -545,6 +556,13 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
     };
     shared.counters.resumed.fetch_add(1, Ordering::SeqCst);
     start(shared, tasks, job, lease, true);
+}
+
+/// Whether a claim file is there, asked of the file server itself: an open
+/// is never answered from a cache, where a listing or a `stat` may be (an
+/// sshfs or NFS client caches both).
+fn claim_present(path: &Path) -> bool {
+    !matches!(std::fs::File::open(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn worker(
@@ -896,7 +914,7 @@ fn retake_after_stall(shared: &Shared) {
             shared.beat.take(data, id, next)
         };
         match taken {
-            Ok(Some(new)) if data.claimed().join(format!("{id}.json")).exists() => {
+            Ok(Some(new)) if claim_present(&data.claimed().join(format!("{id}.json"))) => {
                 r.lease = new;
                 kept.push(id.as_str());
             }
