@@ -100,8 +100,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // Quietly: the node may have exited already.
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();

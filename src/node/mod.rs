@@ -860,9 +860,13 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         // lost it. (A shorter stall only holds the fences up until the look
         // below: no lease can have expired.)
         let stalled = shared.beat.since_checked() >= lease - lease / STALL_MARGIN_PARTS;
-        if let Err(e) = shared.beat.beat() {
-            eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
-        }
+        let renewed = match shared.beat.beat() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+                false
+            }
+        };
         if stalled {
             retake_after_stall(shared);
         } else {
@@ -870,7 +874,10 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
                 r.lost = r.lost || !lease::still_held(data, &r.lease);
             }
         }
-        shared.beat.checked(looked);
+        // Unrenewed, the leases are as old as before: the fences wait on.
+        if renewed {
+            shared.beat.checked(looked);
+        }
         // Deferred records wait in memory for a batch or a sync; this puts
         // them in the file for readers in other processes (`jaros logs`,
         // another node) at most a beat late. A failure poisons the log, and
