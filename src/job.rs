@@ -503,6 +503,17 @@ impl Runner<'_> {
         Ok(seq)
     }
 
+    /// Checks the fence again just before an effect starts: a node paused
+    /// between its decision's record and the effect may have lost the job,
+    /// and its new owner runs the effect.
+    fn fence_before_effect(&self, job: &JobId) -> Result<(), RunError> {
+        if (self.fence)() {
+            Ok(())
+        } else {
+            Err(RunError::Fenced(job.clone()))
+        }
+    }
+
     /// Appends an effect: durable before the job moves on when replay reads
     /// it back; deferred when replay recomputes it (a deterministic built-in).
     fn append_effect(
@@ -622,6 +633,7 @@ impl Runner<'_> {
         // A decision recorded without its effect: the crash came between the
         // two. Execute it now (handlers' live effects are idempotent).
         if let Some(pending) = folded.pending.take() {
+            self.fence_before_effect(job)?;
             let effect =
                 self.executor
                     .execute(plan, &mut folded.state, &pending, None, Some(self.live));
@@ -824,6 +836,7 @@ impl Runner<'_> {
                 };
                 let durable = self.durable_before_effect(state, &decision);
                 self.record(job, cursor, body, durable)?;
+                self.fence_before_effect(job)?;
                 let effect = self
                     .executor
                     .execute(plan, state, &decision, None, Some(self.live));

@@ -17,6 +17,7 @@ pub mod log;
 pub mod plan;
 pub mod replay;
 pub mod state;
+pub mod takeover;
 
 // The harness: built-in tools, executable tools and their confinement, audit.
 pub mod harness;

@@ -457,6 +457,20 @@ pub struct Report {
     /// The two passes agreed on every job's final state digest.
     pub deterministic: bool,
     pub failures: Vec<Attribution>,
+    /// Records voided by a later epoch's takeover (see [`crate::takeover`]),
+    /// in all: neither folded nor counted.
+    pub voided_records: u64,
+    /// The same, per log and job.
+    pub voided: Vec<VoidedRecords>,
+}
+
+/// Records of one job in one log that a later epoch's takeover voided:
+/// written by a node that had lost the job (paused past its lease).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VoidedRecords {
+    pub log: String,
+    pub job: JobId,
+    pub records: u64,
 }
 
 impl Report {
@@ -497,6 +511,8 @@ struct Loaded {
     plans: HashMap<Digest, Result<Plan, String>>,
     records: u64,
     chain_errors: Vec<String>,
+    /// Records a later epoch's takeover voided, per log and job.
+    voided: BTreeMap<(Arc<str>, JobId), u64>,
 }
 
 /// A record's position in [`Loaded::parts`].
@@ -534,6 +550,7 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
         plans: HashMap::new(),
         records: 0,
         chain_errors: Vec::new(),
+        voided: BTreeMap::new(),
     };
     let mut highest = 0;
     // Grouped by hashing (a tree's string comparisons per record were a
@@ -601,11 +618,58 @@ fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
             return Err(ReplayError::UntilBeyondEnd { until, highest });
         }
     }
-    for places in jobs.values_mut() {
+    for (job, places) in jobs.iter_mut() {
         places.sort_by_key(|&p| position_in_job(loaded.body(p)));
+        drop_voided(&mut loaded.voided, &loaded.parts, job, places);
     }
     loaded.jobs = jobs.into_iter().collect();
     Ok(loaded)
+}
+
+/// Removes from `places` (one job's, in `at` order) the records a later
+/// epoch's takeover voids, counting them per log in `voided`.
+fn drop_voided(
+    voided: &mut BTreeMap<(Arc<str>, JobId), u64>,
+    parts: &[(Arc<str>, Vec<Record>)],
+    job: &JobId,
+    places: &mut Vec<Place>,
+) {
+    let record = |&(part, index): &Place| &parts[part as usize].1[index as usize];
+    let keys: Vec<(u64, u32)> = places
+        .iter()
+        .map(|p| (record(p).epoch, position_in_job(&record(p).body)))
+        .collect();
+    let void = crate::takeover::voided(&keys);
+    if !void.contains(&true) {
+        return;
+    }
+    let mut flags = void.into_iter();
+    places.retain(|p| {
+        let is_void = flags.next().unwrap_or(false);
+        if is_void {
+            let log = parts[p.0 as usize].0.clone();
+            *voided.entry((log, job.clone())).or_default() += 1;
+        }
+        !is_void
+    });
+}
+
+/// Records a later epoch's takeover voided, per log and job, across the
+/// data dir's logs (for `jaros verify`).
+pub fn voided_records(dir: &DataDir) -> Result<Vec<VoidedRecords>, ReplayError> {
+    Ok(voided_list(&load(dir, &Options::default())?))
+}
+
+fn voided_list(loaded: &Loaded) -> Vec<VoidedRecords> {
+    loaded
+        .voided
+        .iter()
+        .map(|((log, job), &records)| VoidedRecords {
+            log: log.to_string(),
+            job: job.clone(),
+            records,
+        })
+        .collect()
 }
 
 /// The plan in `blob`, checked against the digest its record names.
@@ -744,6 +808,8 @@ pub fn replay(
         chain_errors: loaded.chain_errors.clone(),
         deterministic: first.digests == second.digests,
         failures: Vec::new(),
+        voided_records: loaded.voided.values().sum(),
+        voided: voided_list(&loaded),
     };
     let agent_of = |job: &JobId| -> AgentName {
         match loaded.job(job).and_then(|mut r| r.next()) {
@@ -869,20 +935,30 @@ fn attribute(loaded: &Loaded, job: &JobId, end: &JobEnd) -> Attribution {
 /// Every record of one job in order, from all logs (for resuming it).
 pub fn job_history(dir: &DataDir, job: &JobId) -> Result<Vec<Body>, ReplayError> {
     // A log that cannot be read holds none of it, as for replay.
-    let mut bodies = Vec::new();
+    let mut records = Vec::new();
     for path in dir.log_files()? {
         let Ok(log) = read_log(&path) else {
             continue;
         };
-        bodies.extend(
+        records.extend(
             log.records
                 .into_iter()
-                .map(|r| r.body)
-                .filter(|b| b.job_at().is_some_and(|(j, _)| j == job)),
+                .filter(|r| r.body.job_at().is_some_and(|(j, _)| j == job)),
         );
     }
-    bodies.sort_by_key(position_in_job);
-    Ok(bodies)
+    records.sort_by_key(|r| position_in_job(&r.body));
+    // What a node wrote after losing the job is no part of its history.
+    let keys: Vec<(u64, u32)> = records
+        .iter()
+        .map(|r| (r.epoch, position_in_job(&r.body)))
+        .collect();
+    let void = crate::takeover::voided(&keys);
+    Ok(records
+        .into_iter()
+        .zip(void)
+        .filter(|(_, void)| !void)
+        .map(|(r, _)| r.body)
+        .collect())
 }
 
 /// One link of `jaros blame`'s chain, oldest first.

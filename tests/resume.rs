@@ -110,9 +110,10 @@ fn a_job_cut_after_its_first_effect_resumes_without_asking_the_model_again() {
         let rt =
             Runtime::open(hive.path(), DataDir::new(hive.data()), "n1".into(), plan()).unwrap();
         let live = rt.live_io();
-        // The lease is lost after four records: job, model, decision, effect.
+        // The lease is lost after four records: job, model, decision, effect
+        // (the fence is also asked just before the effect starts).
         let appends = AtomicUsize::new(0);
-        let fence = || appends.fetch_add(1, Ordering::SeqCst) < 4;
+        let fence = || appends.fetch_add(1, Ordering::SeqCst) < 5;
         let runner = rt.runner(&executor, &model, &live, &fence);
         assert!(matches!(runner.run(&ticket, &[]), Err(RunError::Fenced(_))));
     }

@@ -65,8 +65,9 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             }
             for r in records {
                 if args.json {
-                    let (line, _) = crate::log::record::seal(r.seq, &r.prev, &r.body)
-                        .map_err(|e| CliError::failed(e.to_string()))?;
+                    let (line, _) =
+                        crate::log::record::seal_in_epoch(r.seq, &r.prev, r.epoch, &r.body)
+                            .map_err(|e| CliError::failed(e.to_string()))?;
                     out(&format!("{line}\n"));
                 } else {
                     out(&format!("{node}#{:<6} {}\n", r.seq, describe(&r.body)));

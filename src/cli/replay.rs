@@ -118,6 +118,15 @@ pub fn human(r: &Report) -> String {
             d.what
         );
     }
+    if r.voided_records > 0 {
+        s += &format!(
+            "  voided by a later epoch's takeover (written after the job was lost; not counted): {} record(s)\n",
+            r.voided_records
+        );
+        for v in &r.voided {
+            s += &format!("    {} job {}: {}\n", v.log, v.job, v.records);
+        }
+    }
     s += &format!("  chain intact: {}\n", yes_no(r.chain_intact));
     for e in &r.chain_errors {
         s += &format!("    {e}\n");

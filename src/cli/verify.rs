@@ -104,8 +104,15 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         }
     }
     let intact = reports.iter().all(|r| r.error.is_none());
+    // Records a node wrote after losing their job: the chain holds them
+    // intact; readers leave them out.
+    let voided = if intact {
+        crate::replay::voided_records(&data).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     if args.json {
-        out_json(&serde_json::json!({"intact": intact, "chains": reports}));
+        out_json(&serde_json::json!({"intact": intact, "chains": reports, "voided": voided}));
     } else {
         for r in &reports {
             let name = r
@@ -127,6 +134,12 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
                 )),
                 Some(e) => out(&format!("BROKEN  {name}: {e}\n")),
             }
+        }
+        for v in &voided {
+            out(&format!(
+                "voided  log/{}.jsonl: {} record(s) of job {} written after a later epoch took it over (left out of replay)\n",
+                v.log, v.records, v.job
+            ));
         }
         out(&format!(
             "{}\n",

@@ -16,7 +16,7 @@ pub mod writer;
 pub use blobs::Blobs;
 pub use read::{read_log, read_log_parts, verify_chain, ChainReport, LogFile, TornTail};
 pub use record::{Body, Record};
-pub use writer::{LogWriter, OpenReport};
+pub use writer::{set_thread_epoch, LogWriter, OpenReport};
 
 use crate::fsx::IoError;
 use std::path::PathBuf;

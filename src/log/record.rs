@@ -170,6 +170,10 @@ pub struct Record {
     pub seq: u64,
     pub prev: Digest,
     pub hash: Digest,
+    /// The epoch of the lease its node held on the record's job when it
+    /// wrote it (the `epoch` member); 0 when none was held (a job run in the
+    /// foreground, a record outside any job, a log older than epochs).
+    pub epoch: u64,
     pub body: Body,
 }
 
@@ -375,6 +379,9 @@ fn members(body: &Body, m: &mut Encoder) {
 /// Writes a record's members as they come, cutting the text at the holes.
 struct Encoder {
     out: String,
+    /// The `epoch` member still to place (before the first key sorting
+    /// after it), if the record has one.
+    epoch: Option<u64>,
     /// Where the hash member goes, and where `prev`'s and `seq`'s values go.
     cuts: [usize; 3],
     /// How many of CHAIN_FIELDS have been placed.
@@ -382,6 +389,9 @@ struct Encoder {
     last_key: &'static str,
     error: Option<canon::CanonError>,
 }
+
+/// The member naming the lease epoch a job's record was written under.
+const EPOCH_MEMBER: &str = "epoch";
 
 /// The chain fields, in canonical order: holes the seal fills in.
 const CHAIN_FIELDS: [&str; 3] = ["hash", "prev", "seq"];
@@ -483,10 +493,21 @@ impl Encoder {
     fn key(&mut self, key: &'static str) {
         debug_assert!(self.last_key < key, "member {key} out of order");
         debug_assert!(!CHAIN_FIELDS.contains(&key), "{key} is a chain field");
+        if self.epoch.is_some() && sorts_before(EPOCH_MEMBER, key) {
+            self.place_epoch();
+        }
         while self.holes < CHAIN_FIELDS.len() && sorts_before(CHAIN_FIELDS[self.holes], key) {
             self.hole();
         }
         self.name(key);
+    }
+
+    /// Places the `epoch` member; it sorts before every chain field.
+    fn place_epoch(&mut self) {
+        if let Some(epoch) = self.epoch.take() {
+            self.name(EPOCH_MEMBER);
+            canon::write_u64(&mut self.out, epoch);
+        }
     }
 
     /// Places the next chain field's hole.
@@ -525,6 +546,7 @@ impl Encoder {
 
     /// The text with the holes still to place, and the object closed.
     fn finish(mut self) -> Result<(String, [usize; 3]), canon::CanonError> {
+        self.place_epoch();
         while self.holes < CHAIN_FIELDS.len() {
             self.hole();
         }
@@ -543,10 +565,22 @@ pub fn prepare(body: &Body) -> Result<Unsealed, canon::CanonError> {
 
 /// [`prepare`] into `buf`'s memory (its content is dropped): for a writer
 /// that recycles the texts of records it has written.
-pub fn prepare_in(body: &Body, mut buf: String) -> Result<Unsealed, canon::CanonError> {
+pub fn prepare_in(body: &Body, buf: String) -> Result<Unsealed, canon::CanonError> {
+    prepare_in_epoch(body, 0, buf)
+}
+
+/// [`prepare_in`] for a record written under lease epoch `epoch` (0: none,
+/// and no `epoch` member). Only a job's records carry one.
+pub fn prepare_in_epoch(
+    body: &Body,
+    epoch: u64,
+    mut buf: String,
+) -> Result<Unsealed, canon::CanonError> {
     buf.clear();
     buf.reserve(512);
+    let epoch = (epoch > 0 && body.job_at().is_some()).then_some(epoch);
     let mut encoder = Encoder {
+        epoch,
         out: buf,
         cuts: [0; 3],
         holes: 0,
@@ -683,7 +717,17 @@ impl Holed {
 
 /// Encodes a record's line (without the newline) and its hash.
 pub fn seal(seq: u64, prev: &Digest, body: &Body) -> Result<(String, Digest), canon::CanonError> {
-    Ok(prepare(body)?.seal(seq, prev))
+    seal_in_epoch(seq, prev, 0, body)
+}
+
+/// [`seal`] for a record written under lease epoch `epoch`.
+pub fn seal_in_epoch(
+    seq: u64,
+    prev: &Digest,
+    epoch: u64,
+    body: &Body,
+) -> Result<(String, Digest), canon::CanonError> {
+    Ok(prepare_in_epoch(body, epoch, String::with_capacity(512))?.seal(seq, prev))
 }
 
 /// The chain fields of a line, checked against the line's own bytes: the
@@ -694,15 +738,18 @@ pub struct ChainFields {
     pub seq: u64,
     pub prev: Digest,
     pub hash: Digest,
+    /// The lease epoch (0 when the record names none).
+    pub epoch: u64,
 }
 
 /// Checks one line's hash and reads its chain fields without parsing the body.
 pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
     let bytes = line.as_bytes();
     // One pass over the members; the first of a name counts.
-    let (mut hash_m, mut prev_m, mut seq_m) = (None, None, None);
+    let (mut hash_m, mut prev_m, mut seq_m, mut epoch_m) = (None, None, None, None);
     for_each_member(bytes, |m| {
         let slot = match &bytes[m.key.0..m.key.1] {
+            b"epoch" => &mut epoch_m,
             b"hash" => &mut hash_m,
             b"prev" => &mut prev_m,
             b"seq" => &mut seq_m,
@@ -726,6 +773,14 @@ pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
     let seq = seq_m
         .and_then(|m| line[m.value.0..m.value.1].parse::<u64>().ok())
         .ok_or(RecordError::Field("seq"))?;
+    let epoch = match epoch_m {
+        None => 0,
+        Some(m) => line[m.value.0..m.value.1]
+            .parse::<u64>()
+            .ok()
+            .filter(|&e| e > 0)
+            .ok_or(RecordError::Field("epoch"))?,
+    };
     // Remove `,"hash":"…"`: from the comma before the key to the value's end.
     let cut_from = hash_m.key.0 - 2;
     if bytes[cut_from] != b',' {
@@ -737,7 +792,12 @@ pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
     if Digest(hasher.finalize().into()) != hash {
         return Err(RecordError::HashMismatch);
     }
-    Ok(ChainFields { seq, prev, hash })
+    Ok(ChainFields {
+        seq,
+        prev,
+        hash,
+        epoch,
+    })
 }
 
 /// Parses one line and checks its own hash (not yet its place in the chain).
@@ -750,6 +810,7 @@ pub fn parse_line(line: &str) -> Result<Record, RecordError> {
         seq: fields.seq,
         prev: fields.prev,
         hash: fields.hash,
+        epoch: fields.epoch,
         body,
     })
 }
@@ -900,6 +961,30 @@ mod tests {
         assert_eq!(parse_line(&edited), Err(RecordError::HashMismatch));
         let reseq = line.replace("\"seq\":1", "\"seq\":2");
         assert_eq!(parse_line(&reseq), Err(RecordError::HashMismatch));
+    }
+
+    #[test]
+    fn a_jobs_record_carries_its_epoch_in_canonical_order_under_the_hash() {
+        for body in every_kind_of_body() {
+            let (line, hash) = seal_in_epoch(5, &Digest::ZERO, 3, &body).unwrap();
+            let record = parse_line(&line).unwrap();
+            assert_eq!(record.body, body);
+            // Only a job's records name an epoch; canonical, hashed.
+            let expected = if body.job_at().is_some() { 3 } else { 0 };
+            assert_eq!(record.epoch, expected, "{line}");
+            let mut value: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(crate::canon::to_string(&value).unwrap(), line, "canonical");
+            value.as_object_mut().unwrap().remove("hash");
+            assert_eq!(Digest::of_json(&value).unwrap(), hash, "{line}");
+            if expected > 0 {
+                let forged = line.replace("\"epoch\":3", "\"epoch\":4");
+                assert_eq!(parse_line(&forged), Err(RecordError::HashMismatch));
+            }
+        }
+        // Without an epoch, the line is what it always was.
+        let (plain, _) = seal(5, &Digest::ZERO, &job_body()).unwrap();
+        assert!(!plain.contains("epoch"));
+        assert_eq!(parse_line(&plain).unwrap().epoch, 0);
     }
 
     #[test]

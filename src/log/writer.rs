@@ -20,9 +20,16 @@
 //! A failed write or sync poisons the writer; it is never retried, because
 //! after a failed fsync the kernel may have dropped the dirty pages and a
 //! retry can lie.
+//!
+//! A job's record carries the lease epoch its node held on the job: the
+//! epoch the appending thread last set with [`set_thread_epoch`]. A node's
+//! fence sets it on the thread that is about to record, just after it found
+//! the lease held, so the record and its check cannot disagree; a thread
+//! that never sets one (a job run in the foreground, with no lease) writes
+//! records without an epoch.
 
 use super::read::parse_log;
-use super::record::{prepare_in, Body, Holes, Unsealed};
+use super::record::{prepare_in_epoch, Body, Holes, Unsealed};
 use super::LogError;
 use crate::canon::Digest;
 use crate::fsx::{self, IoError};
@@ -89,6 +96,14 @@ const MAX_RECYCLED_CAPACITY: usize = 1024;
 thread_local! {
     /// The buffer this thread's next append encodes into.
     static TEXT_BUFFER: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+    /// The lease epoch this thread's job records are written under (0: none).
+    static THREAD_EPOCH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Sets the lease epoch the calling thread's next job records carry (0:
+/// none). A node's fence calls it each time it finds the lease held.
+pub fn set_thread_epoch(epoch: u64) {
+    THREAD_EPOCH.set(epoch);
 }
 
 /// Held by a thread writing a batch while it is outside the lock: should
@@ -554,7 +569,7 @@ impl LogWriter {
         if durable {
             self.arriving.fetch_add(1, Ordering::SeqCst);
         }
-        let unsealed = match prepare_in(body, TEXT_BUFFER.take()) {
+        let unsealed = match prepare_in_epoch(body, THREAD_EPOCH.get(), TEXT_BUFFER.take()) {
             Ok(u) => u,
             Err(e) => {
                 if durable {

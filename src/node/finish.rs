@@ -6,7 +6,7 @@
 //! before it is visible, and visible before its claim goes, as when jobs
 //! are finished one by one; the syncs are shared instead of paid per job.
 
-use super::{held_epoch, inbox::JobFile, lease, status, Shared, RECENT_JOBS};
+use super::{fault, fence_holds, held_epoch, inbox::JobFile, lease, status, Shared, RECENT_JOBS};
 use crate::job::JobEnd;
 use crate::runtime;
 use std::sync::atomic::Ordering;
@@ -64,6 +64,22 @@ fn finish_round(shared: &Arc<Shared>, round: Vec<Ended>) {
             .for_each(|e| give_up(shared, e.job.id.as_str()));
         return;
     }
+    // A result is published only by the job's owner: one that lost the
+    // lease while its end was on its way (a pause) leaves the job to the
+    // node that took it over.
+    if let Some(first) = round.first() {
+        fault::reached(fault::Point::BeforePublish, first.job.id.as_str());
+    }
+    let (round, lost): (Vec<Ended>, Vec<Ended>) = round
+        .into_iter()
+        .partition(|e| still_owned(shared, e.job.id.as_str()));
+    for e in &lost {
+        eprintln!(
+            "jaros: node {node}: lost the lease on {} before publishing its result; another node resumes it",
+            e.job.id
+        );
+        give_up(shared, e.job.id.as_str());
+    }
     let mut staged = Vec::with_capacity(round.len());
     let mut ready = Vec::with_capacity(round.len());
     for e in round {
@@ -101,12 +117,31 @@ pub(super) fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
         *shared.fatal.lock().expect("fatal lock") = Some(e.to_string());
         return;
     }
+    if !still_owned(shared, job.id.as_str()) {
+        eprintln!(
+            "jaros: node {}: lost the lease on {} before publishing its result; another node resumes it",
+            shared.cfg.node_id, job.id
+        );
+        return;
+    }
     let result = runtime::result_file(end, &shared.cfg.node_id);
     if let Err(e) = runtime::write_result(&shared.rt.data, end, &result) {
         eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
         return;
     }
     settle(shared, job, end);
+}
+
+/// Whether this node still owns job `id` as a result is about to be
+/// published: the fence holds and no later epoch of its lease is on disk.
+fn still_owned(shared: &Shared, id: &str) -> bool {
+    fence_holds(shared, id, false)
+        && shared
+            .running
+            .lock()
+            .expect("running lock")
+            .get(id)
+            .is_some_and(|r| lease::still_held(&shared.rt.data, &r.lease))
 }
 
 /// After the result file: retires the claim and its leases, counts the job.

@@ -12,13 +12,21 @@
 //! inode (on ext4 without a journal, every inode allocation scans past the
 //! recently freed ones: that, not the syncs, bounded a node's throughput).
 //! A node dead or hung stops beating, and all its leases expire together.
+//!
+//! Times compared across nodes are the file system's, never a host's clock:
+//! a beat *writes* its file, so the file server stamps its modification
+//! time, and a node asking whether a lease expired compares that stamp
+//! with a [`Probe`]: a file of its own it has just written on the same file
+//! system. Hosts whose clocks disagree still agree on the server's. What a
+//! node's own fence trusts is the monotonic clock: since when it last
+//! checked its leases on disk ([`Beat::since_checked`]).
 
 use crate::datadir::DataDir;
 use crate::fsx::IoError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Most epochs probed for one job; a job reclaimed this often is failed.
 pub const MAX_EPOCHS: u64 = 64;
@@ -37,6 +45,11 @@ pub struct Lease {
 struct BeatFile {
     node: String,
     lease_ms: u64,
+    /// This run of the node (its beat file's name): a lease's content says
+    /// which run it links to, on file systems that show a hard link under
+    /// an inode number of its own (sshfs).
+    #[serde(default)]
+    run: String,
 }
 
 /// Wall-clock milliseconds: leases compare across hosts, so they use the wall
@@ -60,10 +73,18 @@ fn path(data: &DataDir, job: &str, epoch: u64) -> PathBuf {
 pub struct Beat {
     path: PathBuf,
     file: std::fs::File,
+    /// What the beat file holds (every lease linked to it reads the same).
+    bytes: Vec<u8>,
     node: String,
     lease_ms: u64,
-    /// The modification time last set, in wall-clock ms.
+    /// The modification time the file system gave the last beat, in ms
+    /// since the Unix epoch.
     last_ms: AtomicU64,
+    /// When this beat was started, on the monotonic clock.
+    born: Instant,
+    /// Monotonic ms after `born` at which the node last confirmed its
+    /// leases on disk (see [`Beat::since_checked`]).
+    checked_ms: AtomicU64,
 }
 
 impl Beat {
@@ -83,40 +104,67 @@ impl Beat {
                 let _ = std::fs::remove_file(&old);
             }
         }
-        let path = data.claimed().join(format!("{prefix}{}", now_ms()));
+        let name = format!("{prefix}{}", now_ms());
+        let path = data.claimed().join(&name);
         let bytes = serde_json::to_vec(&BeatFile {
             node: node.into(),
             lease_ms,
+            run: format!("{name}.{}", std::process::id()),
         })
         .expect("beat files serialize");
         let mut file = std::fs::File::options()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| IoError::new("cannot create", &path, e))?;
         std::io::Write::write_all(&mut file, &bytes)
             .map_err(|e| IoError::new("cannot write", &path, e))?;
+        let born = Instant::now();
         let beat = Beat {
             path,
             file,
+            bytes,
             node: node.into(),
             lease_ms,
             last_ms: AtomicU64::new(0),
+            born,
+            checked_ms: AtomicU64::new(0),
         };
         beat.beat()?;
+        beat.checked(born);
         Ok(beat)
     }
 
     /// Refreshes every lease of this node at once. Not synced: a beat lost
     /// in a crash only makes the leases expire sooner, and a crashed node's
-    /// jobs are resumed (never redone) by whoever takes them over.
+    /// jobs are resumed (never redone) by whoever takes them over. The
+    /// time is the file system's (see the module doc): the file's first
+    /// byte is rewritten as it is, and the modification time read back.
     pub fn beat(&self) -> Result<(), IoError> {
-        let now = now_ms();
-        self.file
-            .set_modified(UNIX_EPOCH + Duration::from_millis(now))
-            .map_err(|e| IoError::new("cannot update", &self.path, e))?;
-        self.last_ms.store(now, Ordering::SeqCst);
+        let ms = stamp(&self.file).map_err(|e| IoError::new("cannot update", &self.path, e))?;
+        self.last_ms.store(ms, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Records that every lease this node holds was confirmed on disk by a
+    /// look that started at `at` (monotonic).
+    pub fn checked(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.born).as_millis() as u64;
+        self.checked_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// How long ago, on the monotonic clock (which runs on while the
+    /// process is stopped), this node last confirmed its leases on disk.
+    /// Longer than a lease: another node may have taken any of its jobs
+    /// over, whatever the node's own memory says.
+    pub fn since_checked(&self) -> Duration {
+        let now = self.born.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.checked_ms.load(Ordering::SeqCst)))
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms
     }
 
     /// When this node's leases expire unless it beats again.
@@ -143,14 +191,17 @@ impl Beat {
 
     /// Removes `lease` if it is still this node's: a link to this beat file.
     /// A job given back to the inbox may have been claimed again by another
-    /// node under the same name, which must not lose its lease.
+    /// node under the same name, which must not lose its lease. A lease
+    /// superseded by a later epoch stays: epochs only grow, and the
+    /// finisher of the job removes them all.
     pub fn drop_own(&self, data: &DataDir, lease: &Lease) {
-        use std::os::unix::fs::MetadataExt;
-        let path = path(data, &lease.job, lease.epoch);
-        let (Ok(link), Ok(beat)) = (std::fs::metadata(&path), self.file.metadata()) else {
+        if !still_held(data, lease) {
             return;
-        };
-        if (link.dev(), link.ino()) == (beat.dev(), beat.ino()) {
+        }
+        // By content, not inode: sshfs shows a hard link under an inode
+        // number of its own.
+        let path = path(data, &lease.job, lease.epoch);
+        if std::fs::read(&path).is_ok_and(|b| b == self.bytes) {
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -172,6 +223,91 @@ impl Beat {
     pub fn retire(&self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Rewrites the first byte of `file` as it is, so the file system stamps
+/// its modification time, and returns that time in ms since the Unix epoch.
+fn stamp(file: &std::fs::File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut first = [0u8; 1];
+    let n = file.read_at(&mut first, 0)?;
+    file.write_at(&first[..n.max(1)], 0)?;
+    Ok(to_ms(file.metadata()?.modified()?))
+}
+
+/// A node's reading of the file system's clock: a file of its own in
+/// `claimed/` it writes and reads the modification time of, so leases
+/// (stamped by the same file system) are compared with a time of the same
+/// clock, not the host's.
+#[derive(Debug)]
+pub struct Probe {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Probe {
+    pub fn open(data: &DataDir, node: &str) -> Result<Probe, IoError> {
+        let path = data.claimed().join(format!(".probe.{node}"));
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| IoError::new("cannot open", &path, e))?;
+        Ok(Probe { path, file })
+    }
+
+    /// The file system's time now, in ms since the Unix epoch.
+    pub fn now_ms(&self) -> Result<u64, IoError> {
+        stamp(&self.file).map_err(|e| IoError::new("cannot update", &self.path, e))
+    }
+
+    /// Removes the probe's file (at a clean exit).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Checks, at boot, that the data dir's file system has what leases need
+/// (docs/filesystems.md): a hard link made exclusively, that reads as its
+/// file, and a rename over an existing name. A node on a file system
+/// without them refuses to start, naming what is missing, instead of
+/// running jobs it cannot fence.
+pub fn check_file_system(data: &DataDir, beat: &Beat) -> Result<(), String> {
+    let dir = data.claimed();
+    let link = dir.join(format!(".probe-link.{}", beat.node));
+    let moved = dir.join(format!(".probe-move.{}", beat.node));
+    let _ = std::fs::remove_file(&link);
+    let missing = |what: &str, e: &dyn std::fmt::Display| {
+        format!(
+            "the file system of {} lacks {what} ({e}), which claim leases need; see docs/filesystems.md for the file systems a data dir may live on",
+            dir.display()
+        )
+    };
+    std::fs::hard_link(&beat.path, &link).map_err(|e| missing("hard links", &e))?;
+    let outcome = (|| {
+        match std::fs::hard_link(&beat.path, &link) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(missing("exclusive hard links", &e)),
+            Ok(()) => {
+                return Err(missing(
+                    "exclusive hard links",
+                    &"a second link under a taken name succeeded",
+                ))
+            }
+        }
+        let read = std::fs::read(&link).map_err(|e| missing("hard links", &e))?;
+        if read != beat.bytes {
+            return Err(missing("hard links", &"the link does not read as its file"));
+        }
+        std::fs::write(&moved, b"").map_err(|e| missing("file creation", &e))?;
+        std::fs::rename(&moved, &link).map_err(|e| missing("rename over a name", &e))?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_file(&moved);
+    outcome
 }
 
 /// Reads one epoch's lease; `None` when it is gone. One that does not parse
@@ -199,14 +335,19 @@ fn read_at(path: &Path, job: &str, epoch: u64, lease_ms: u64) -> Option<Lease> {
 }
 
 /// The lease in force: the highest epoch. `lease_ms` is the lease time a
-/// lease that does not parse is given.
+/// lease that does not parse is given. One missing epoch below a present
+/// one is passed over (a lease its holder dropped as a later one was
+/// being taken), so an epoch in use is never taken a second time.
 pub fn current(data: &DataDir, job: &str, lease_ms: u64) -> Option<Lease> {
     let mut found = None;
-    for epoch in 1..=MAX_EPOCHS {
+    let mut epoch = 1;
+    while epoch <= MAX_EPOCHS {
         match read(data, job, epoch, lease_ms) {
             Some(lease) => found = Some(lease),
+            None if epoch < MAX_EPOCHS && path(data, job, epoch + 1).exists() => {}
             None => break,
         }
+        epoch += 1;
     }
     found
 }
@@ -313,6 +454,24 @@ mod tests {
         let lease = current(&data, "j", 1).unwrap();
         assert_eq!(lease.node, "a");
         assert!(lease.expires_ms < now_ms(), "{lease:?}");
+    }
+
+    #[test]
+    fn a_local_file_system_has_what_leases_need_and_the_probe_reads_its_clock() {
+        let (_dir, data) = crate::datadir::temp();
+        let beat = Beat::start(&data, "a", 10_000).unwrap();
+        check_file_system(&data, &beat).unwrap();
+        let names: Vec<_> = crate::fsx::list_dir(&data.claimed()).unwrap();
+        assert_eq!(names.len(), 1, "the check leaves nothing behind: {names:?}");
+        let probe = Probe::open(&data, "a").unwrap();
+        let (before, fs_now) = (now_ms(), probe.now_ms().unwrap());
+        // The same clock here, up to the file system's timestamp grain.
+        assert!(fs_now + 1_000 >= before && fs_now <= now_ms() + 1_000);
+        // A beat takes the file system's time too, and so every lease.
+        crate::datadir::backdate_an_hour(&beat.path);
+        beat.beat().unwrap();
+        beat.take(&data, "j", 1).unwrap().unwrap();
+        assert!(current(&data, "j", 1).unwrap().expires_ms + 1_000 >= fs_now + 10_000);
     }
 
     #[test]

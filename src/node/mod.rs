@@ -7,6 +7,7 @@
 //! as files; a node never opens a socket.
 
 mod admit;
+mod fault;
 mod finish;
 pub mod inbox;
 pub mod lease;
@@ -124,6 +125,8 @@ struct Shared {
     rt: Runtime,
     /// This node's heartbeat, which every lease it holds links to.
     beat: lease::Beat,
+    /// The file system's clock, which other nodes' leases are read against.
+    probe: lease::Probe,
     /// Finished claims, reused for results.
     spares: spares::Spares,
     /// What the logs hold of job ids, for what the inbox may run.
@@ -196,11 +199,18 @@ pub fn serve(
         rt.plan_digest().short()
     );
     let beat = lease::Beat::start(&data, &cfg.node_id, cfg.lease_ms).map_err(|e| e.to_string())?;
+    let probe = lease::Probe::open(&data, &cfg.node_id).map_err(|e| e.to_string())?;
+    if let Err(e) = lease::check_file_system(&data, &beat) {
+        beat.retire();
+        probe.remove();
+        return Err(e);
+    }
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         rt,
         beat,
+        probe,
         spares: spares::Spares::new(&data, &cfg.node_id),
         seen: seen::Seen::default(),
         executor,
@@ -329,6 +339,7 @@ pub fn serve(
     shutdown(&shared, task_tx, workers, finisher);
     let _ = heartbeat.join();
     shared.beat.retire();
+    shared.probe.remove();
     shared.spares.clear();
     let fatal = shared.fatal.lock().expect("fatal lock").clone();
     Ok(NodeExit {
@@ -414,6 +425,7 @@ fn claim_batch(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, names: &[String
         eprintln!("jaros: node {node}: {e}");
         return;
     }
+    let mut leased = None;
     for path in claimed {
         shared.counters.claimed.fetch_add(1, Ordering::SeqCst);
         let Some(id) = inbox::id_of(&path) else {
@@ -432,6 +444,7 @@ fn claim_batch(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, names: &[String
             Ok(Some(lease)) => {
                 shared.active.fetch_add(1, Ordering::SeqCst);
                 hold(shared, &id, lease);
+                leased.get_or_insert(id.clone());
                 if tasks.send(Task::Claimed { path }).is_err() {
                     finish::free_slot(shared, &id);
                 }
@@ -439,6 +452,9 @@ fn claim_batch(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, names: &[String
             Ok(None) => {}
             Err(e) => eprintln!("jaros: node {node}: {e}"),
         }
+    }
+    if let Some(id) = leased {
+        fault::reached(fault::Point::HoldingClaims, &id);
     }
 }
 
@@ -489,7 +505,18 @@ fn resume_own_jobs(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
 /// Takes over claimed jobs whose lease expired (their node died or hung).
 fn reclaim_expired(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) {
     let data = &shared.rt.data;
-    let now = lease::now_ms();
+    // Leases carry the file system's time; so must the time they are
+    // compared with (hosts' clocks may disagree with it and each other).
+    let now = match shared.probe.now_ms() {
+        Ok(now) => now,
+        Err(e) => {
+            eprintln!(
+                "jaros: node {}: {e}; no takeovers until it can",
+                shared.cfg.node_id
+            );
+            return;
+        }
+    };
     for path in crate::fsx::list_dir(&data.claimed()).unwrap_or_default() {
         if shared.stopping.load(Ordering::SeqCst)
             || shared.active.load(Ordering::SeqCst) >= shared.cfg.pool_size
@@ -545,6 +572,12 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
             lease::remove(data, &lease);
             return;
         }
+        // Finished meanwhile, seen through a cached listing or cached
+        // attributes (a network file system): not a bad file.
+        Err(inbox::Unread::Bad(_)) if !claim_present(path) => {
+            lease::remove(data, &lease);
+            return;
+        }
         Err(inbox::Unread::Bad(reason)) => {
             admit::fail(shared, path, &job_id, &reason);
             lease::remove_all(data, id, lease.epoch);
@@ -574,6 +607,13 @@ fn take_over(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, path: &Path, id: 
     start(shared, tasks, job, lease, true);
 }
 
+/// Whether a claim file is there, asked of the file server itself: an open
+/// is never answered from a cache, where a listing or a `stat` may be (an
+/// sshfs or NFS client caches both).
+fn claim_present(path: &Path) -> bool {
+    !matches!(std::fs::File::open(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 fn worker(
     shared: &Arc<Shared>,
     tasks: &Arc<Mutex<mpsc::Receiver<Task>>>,
@@ -584,6 +624,12 @@ fn worker(
         let (job, resume) = match task {
             Err(_) => return,
             Ok(Task::Run { job, resume }) => (job, resume),
+            Ok(Task::Claimed { path }) if !claim_still_ours(shared, &path) => {
+                // Queued while the node was paused past its lease: another
+                // node has it now (or has finished it).
+                finish::free_slot(shared, &inbox::id_of(&path).unwrap_or_default());
+                continue;
+            }
             Ok(Task::Claimed { path }) => match admit::claimed(shared, &path) {
                 Some(job) => {
                     let resume = job.resume;
@@ -620,6 +666,20 @@ fn worker(
     }
 }
 
+/// Whether a claim queued for a worker is still this node's to run: the
+/// fence holds for it (after a pause, once the heartbeat has looked).
+fn claim_still_ours(shared: &Shared, path: &Path) -> bool {
+    let id = inbox::id_of(path).unwrap_or_default();
+    let ours = fence_holds(shared, &id, false);
+    if !ours {
+        eprintln!(
+            "jaros: node {}: lost the lease on {id} before running it; another node has it",
+            shared.cfg.node_id
+        );
+    }
+    ours
+}
+
 /// A job fails only itself: a panic outside the handlers is recorded as the
 /// job's failure (through the fence, as every record) and its result
 /// written. When no `end` can be recorded (the lease is lost, the history
@@ -636,7 +696,7 @@ fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
     };
     let live = shared.rt.live_io();
     let id = job.id.to_string();
-    let fence = || holds_lease(shared, &id, false);
+    let fence = || fence_holds(shared, &id, false);
     let runner = Runner {
         fence: &fence,
         ..runner_for(shared, &live, &job.id)
@@ -661,7 +721,7 @@ fn job_history(shared: &Shared, id: &JobId) -> Result<Vec<crate::log::Body>, Str
 }
 
 /// A runner for `_job` with no fence yet: the caller sets its fence
-/// ([`holds_lease`]) before it records anything.
+/// ([`fence_holds`]) before it records anything.
 fn runner_for<'a>(shared: &'a Shared, live: &'a runtime::HiveIo, _job: &JobId) -> Runner<'a> {
     shared
         .rt
@@ -669,23 +729,6 @@ fn runner_for<'a>(shared: &'a Shared, live: &'a runtime::HiveIo, _job: &JobId) -
 }
 
 static NO_FENCE: fn() -> bool = || false;
-
-/// The fence of every record this node writes for job `id`: whether it
-/// still holds the job's lease. Another node takes a job over only once its
-/// lease has expired, so a lease with time left is ours. A record may land
-/// a moment after its fence check; the margin keeps that moment inside the
-/// lease. A higher epoch (a clock that disagrees, an operator) is seen by
-/// the heartbeat.
-fn holds_lease(shared: &Shared, id: &str, effect_ran: bool) -> bool {
-    let margin = shared.cfg.lease_ms / 3;
-    if (shared.releasing.load(Ordering::SeqCst) && !effect_ran)
-        || lease::now_ms() + margin >= shared.beat.expires_ms()
-    {
-        return false;
-    }
-    let running = shared.running.lock().expect("running lock");
-    running.get(id).is_some_and(|r| !r.lost)
-}
 
 /// Runs a job to its end; the end, when there is one, is for the finisher
 /// (its record not yet durable). Every other outcome is dealt with here.
@@ -712,7 +755,13 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
     // Giving jobs back at shutdown stops them at their next record, unless
     // that record is of an effect that has already run (a tool that
     // outlived the grace): thrown away, it would run again.
-    let fence = || holds_lease(shared, &id, live.take_effect_ran());
+    let fence = || {
+        let holds = fence_holds(shared, &id, live.take_effect_ran());
+        if holds {
+            fault::reached(fault::Point::AfterFence, &id);
+        }
+        holds
+    };
     let runner = Runner {
         fence: &fence,
         defer_end: true,
@@ -764,6 +813,53 @@ fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Option<JobEnd> 
     None
 }
 
+/// Longest a fence waits for the heartbeat to confirm the node's leases
+/// after a stall, in leases: past it, the job is given up as lost.
+const FENCE_WAIT_LEASES: u32 = 4;
+
+/// Whether this node may act for job `id` now: record for it, start one of
+/// its effects, publish its result. Another node takes a job over only once
+/// its lease has expired, so a lease this node confirmed on disk less than a
+/// lease ago (less a margin, for the moment between this check and the act)
+/// is its own. Longer ago (a stall, a SIGSTOP: the monotonic clock runs on
+/// while the process is stopped), it waits for the heartbeat to look at
+/// every lease on disk and mark the lost ones. When the lease holds, the
+/// calling thread's next records carry its epoch.
+fn fence_holds(shared: &Shared, id: &str, effect_ran: bool) -> bool {
+    let lease = Duration::from_millis(shared.cfg.lease_ms);
+    let fresh_for = lease - lease / 3;
+    let give_up = lease * FENCE_WAIT_LEASES;
+    let mut waited = Duration::ZERO;
+    while shared.beat.since_checked() >= fresh_for {
+        if waited >= give_up || (releasing(shared) && !effect_ran) {
+            return false;
+        }
+        std::thread::sleep(FENCE_POLL);
+        waited += FENCE_POLL;
+    }
+    if releasing(shared) && !effect_ran {
+        return false;
+    }
+    let running = shared.running.lock().expect("running lock");
+    match running.get(id) {
+        Some(r) if !r.lost => {
+            crate::log::set_thread_epoch(r.lease.epoch);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether the node is giving its jobs back (a clean stop). A record of an
+/// effect that already ran is still written then: thrown away, the effect
+/// would run again on resume.
+fn releasing(shared: &Shared) -> bool {
+    shared.releasing.load(Ordering::SeqCst)
+}
+
+/// How often a fence waiting for the heartbeat looks again.
+const FENCE_POLL: Duration = Duration::from_millis(5);
+
 /// The epoch of this node's lease on `id` (every epoch if it holds none).
 fn held_epoch(shared: &Shared, id: &str) -> u64 {
     shared
@@ -808,13 +904,37 @@ fn reload_plan(shared: &Arc<Shared>, source: &PlanSource, scheduler: &mut Schedu
 fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
     let data = &shared.rt.data;
     let mut last_status = Instant::now() - Duration::from_secs(3600);
+    let lease = Duration::from_millis(shared.cfg.lease_ms);
     loop {
         let done = shared.stopping.load(Ordering::SeqCst) && holds_nothing(shared);
-        if let Err(e) = shared.beat.beat() {
-            eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+        // The fences count from before the look at the disk.
+        let looked = Instant::now();
+        // Close to a lease or longer since the last look (a stall, a
+        // pause): the leases' times on disk are old, and another node may
+        // take any of them over at any moment. Renew first (from now on no
+        // node starts a takeover), then take the next epoch of every job:
+        // exclusive, so either this node still has the job, under a new
+        // epoch, or another node took it over meanwhile and this node has
+        // lost it. (A shorter stall only holds the fences up until the look
+        // below: no lease can have expired.)
+        let stalled = shared.beat.since_checked() >= lease - lease / STALL_MARGIN_PARTS;
+        let renewed = match shared.beat.beat() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+                false
+            }
+        };
+        if stalled {
+            retake_after_stall(shared);
+        } else {
+            for r in shared.running.lock().expect("running lock").values_mut() {
+                r.lost = r.lost || !lease::still_held(data, &r.lease);
+            }
         }
-        for r in shared.running.lock().expect("running lock").values_mut() {
-            r.lost = r.lost || !lease::still_held(data, &r.lease);
+        // Unrenewed, the leases are as old as before: the fences wait on.
+        if renewed {
+            shared.beat.checked(looked);
         }
         // Deferred records wait in memory for a batch or a sync; this puts
         // them in the file for readers in other processes (`jaros logs`,
@@ -838,6 +958,68 @@ fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         }
     }
 }
+
+/// A stall within a lease's 1/STALL_MARGIN_PARTS of the lease is treated
+/// as a lease-long one (the lease may be about to expire on another
+/// node's reading).
+const STALL_MARGIN_PARTS: u32 = 10;
+
+/// After a stall: keeps each held job by taking its next epoch, or marks it
+/// lost when another node took that epoch first (or finished the job).
+fn retake_after_stall(shared: &Shared) {
+    let data = &shared.rt.data;
+    let node = &shared.cfg.node_id;
+    let mut running = shared.running.lock().expect("running lock");
+    let (mut kept, mut lost) = (Vec::new(), Vec::new());
+    for (id, r) in running.iter_mut().filter(|(_, r)| !r.lost) {
+        let next = r.lease.epoch + 1;
+        let taken = if next > lease::MAX_EPOCHS {
+            Ok(None)
+        } else {
+            shared.beat.take(data, id, next)
+        };
+        match taken {
+            Ok(Some(new)) if claim_present(&data.claimed().join(format!("{id}.json"))) => {
+                r.lease = new;
+                kept.push(id.as_str());
+            }
+            Ok(Some(new)) => {
+                // Finished by another node meanwhile: the epoch is a stray.
+                lease::remove(data, &new);
+                r.lost = true;
+                lost.push(id.as_str());
+            }
+            Ok(None) => {
+                r.lost = true;
+                lost.push(id.as_str());
+            }
+            Err(e) => {
+                eprintln!("jaros: node {node}: {e}; giving {id} up");
+                r.lost = true;
+                lost.push(id.as_str());
+            }
+        }
+    }
+    if !(kept.is_empty() && lost.is_empty()) {
+        let some = |ids: &[&str]| {
+            ids.iter()
+                .take(MAX_IDS_SHOWN)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!(
+            "jaros: node {node}: stalled longer than the fence trusts; kept {} job(s) under a new epoch ({}), lost {} to other nodes ({})",
+            kept.len(),
+            some(&kept),
+            lost.len(),
+            some(&lost)
+        );
+    }
+}
+
+/// Most job ids a message lists.
+const MAX_IDS_SHOWN: usize = 8;
 
 /// No job of this node is waiting, running or finishing.
 fn holds_nothing(shared: &Shared) -> bool {
