@@ -322,12 +322,18 @@ fn lineage_a_file_claims_for_itself_is_refused_and_a_real_handoff_child_runs() {
         r#"{"id":"copied","agent":"advance","input":{"from":"passer"},"parent":"p1","via":"p1#1.0"}"#,
     )
     .unwrap();
-    wait_until(Duration::from_secs(20), "both refused", || {
-        failures(&hive).len() == 2
+    // A root job that gives itself a place in a tree.
+    std::fs::write(
+        inbox.join("placed.json"),
+        r#"{"id":"placed","agent":"advance","input":{},"depth":0,"tree_jobs":64}"#,
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(20), "all three refused", || {
+        failures(&hive).len() == 3
     });
     let (code, log) = node.stop();
     assert_eq!(code, 0, "{log}");
-    for id in ["forged", "copied"] {
+    for id in ["forged", "copied", "placed"] {
         let reason = reason_for(&hive, &format!("{id}.json"));
         assert!(
             reason.contains("lineage is set by the runtime only"),

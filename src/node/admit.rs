@@ -126,6 +126,10 @@ fn admissible(
 /// A job file that says it was handed off names a hand-off the log records.
 pub(super) fn lineage_recorded(job: &JobFile, handoff: Option<&Handoff>) -> Result<(), String> {
     if job.parent.is_none() && job.via.is_none() {
+        // A tree's place is lineage too: only a recorded hand-off sets it.
+        if job.tree != crate::job::Tree::default() {
+            return Err("it names a place in a hand-off tree (\"depth\", \"tree_jobs\") but no hand-off made it; lineage is set by the runtime only: submit the job without them".into());
+        }
         return Ok(());
     }
     let input = crate::canon::Digest::of_json(&job.input).ok();

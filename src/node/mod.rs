@@ -673,7 +673,7 @@ fn claim_still_ours(shared: &Shared, path: &Path) -> bool {
     let ours = fence_holds(shared, &id, false);
     if !ours {
         eprintln!(
-            "jaros: node {}: lost the lease on {id} before running it; another node has it",
+            "jaros: node {}: dropped its claim on {id}: lost the lease before running it; another node has it",
             shared.cfg.node_id
         );
     }
