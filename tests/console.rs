@@ -577,3 +577,21 @@ fn the_console_works_in_a_real_browser() {
         "the browser tests failed (exit 2: Chromium cannot run); see the output above"
     );
 }
+
+#[test]
+fn a_console_that_cannot_start_never_stops_its_node() {
+    let hive = example_hive();
+    // The address is taken: the console cannot listen on it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut args = vec!["--console", addr.as_str()];
+    args.extend_from_slice(common::FAST);
+    let node = common::Node::start(hive.path(), &args);
+    let r = hive
+        .jaros(&["submit", "advance", "--input", "{}", "--wait", "60"])
+        .expect(0);
+    assert!(r.stdout().contains("DONE"), "{}", r.stdout());
+    let (code, log) = node.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("the console did not start"), "{log}");
+}
