@@ -261,17 +261,25 @@ fn state_changes_from_a_foreign_origin_a_form_or_a_get_are_refused() {
     assert_eq!(foreign.status, 403, "{}", foreign.body);
     let no_origin = c.send("POST", "/api/submit", &[cookie.clone(), json_type], body);
     assert_eq!(no_origin.status, 403);
-    let form = c.send(
-        "POST",
-        "/api/submit",
-        &[
-            cookie.clone(),
-            format!("Origin: {}", c.base),
-            "Content-Type: application/x-www-form-urlencoded".into(),
-        ],
-        "agent=advance&input=%7B%7D",
-    );
-    assert_eq!(form.status, 415, "{}", form.body);
+    // A form can post a body that parses as JSON (enctype text/plain), but
+    // not with the JSON content type.
+    for form_type in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data; boundary=x",
+    ] {
+        let form = c.send(
+            "POST",
+            "/api/submit",
+            &[
+                cookie.clone(),
+                format!("Origin: {}", c.base),
+                format!("Content-Type: {form_type}"),
+            ],
+            body,
+        );
+        assert_eq!(form.status, 415, "{form_type}: {}", form.body);
+    }
     for path in [
         "/api/submit?agent=advance&input=%7B%7D",
         "/api/replay",
@@ -383,8 +391,21 @@ fn a_foreign_host_header_is_refused() {
 #[test]
 fn a_non_loopback_address_needs_an_explicit_flag() {
     let hive = example_hive();
-    let r = hive.jaros(&["console", "--addr", "0.0.0.0:0"]).expect(2);
-    assert!(r.stderr().contains("--allow-remote"), "{}", r.stderr());
+    let out = hive.path().join("console.stderr");
+    let mut child = Command::new(common::bin())
+        .args(["console", "--addr", "0.0.0.0:0"])
+        .current_dir(hive.path())
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    // A console that serves anyway would never exit: that fails here.
+    let code = common::wait_timeout(&mut child, Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--allow-remote"), "{stderr}");
     assert!(
         !hive.data().join("console-token").exists(),
         "a refused console created a token"
@@ -420,7 +441,13 @@ fn a_job_submitted_from_the_console_appears_as_done_and_live() {
     let id = r.json()["id"].as_str().unwrap().to_string();
     let wanted = format!("\"area\":\"done\",\"id\":\"{id}\"");
     let mut seen = Vec::new();
+    // Keep-alives arrive every few seconds, so the deadline is checked.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event for the job; saw {seen:?}"
+        );
         line.clear();
         assert!(
             events.read_line(&mut line).unwrap() > 0,
@@ -549,4 +576,22 @@ fn the_console_works_in_a_real_browser() {
         Some(0),
         "the browser tests failed (exit 2: Chromium cannot run); see the output above"
     );
+}
+
+#[test]
+fn a_console_that_cannot_start_never_stops_its_node() {
+    let hive = example_hive();
+    // The address is taken: the console cannot listen on it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut args = vec!["--console", addr.as_str()];
+    args.extend_from_slice(common::FAST);
+    let node = common::Node::start(hive.path(), &args);
+    let r = hive
+        .jaros(&["submit", "advance", "--input", "{}", "--wait", "60"])
+        .expect(0);
+    assert!(r.stdout().contains("DONE"), "{}", r.stdout());
+    let (code, log) = node.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("the console did not start"), "{log}");
 }

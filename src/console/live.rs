@@ -157,6 +157,11 @@ fn mtime_ms(path: &Path) -> Option<u64> {
 impl Live {
     /// Lists the areas and starts the watcher thread (it stops with `stop`).
     pub fn start(data: DataDir, stop: Arc<AtomicBool>) -> Arc<Live> {
+        Live::start_watching(data, stop, true)
+    }
+
+    /// [`Live::start`], with or without OS notifications.
+    fn start_watching(data: DataDir, stop: Arc<AtomicBool>, notify: bool) -> Arc<Live> {
         let live = Arc::new(Live {
             data,
             state: Mutex::new(State::default()),
@@ -164,7 +169,7 @@ impl Live {
         });
         let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
         // Watch first, then list: nothing that arrives in between is missed.
-        let watcher = watch(&live.data, tx);
+        let watcher = if notify { watch(&live.data, tx) } else { None };
         {
             let mut st = live.lock();
             st.notified = watcher.is_some();
@@ -274,10 +279,17 @@ impl Live {
         let mut last_counts = Value::Null;
         while !stop.load(Ordering::SeqCst) {
             let mut events = Vec::new();
-            if let Ok(first) = rx.recv_timeout(Duration::from_millis(TICK_MS)) {
-                events.push(first);
-                // Take what else is queued: one lock and one wake per batch.
-                events.extend(rx.try_iter().take(4096));
+            match rx.recv_timeout(Duration::from_millis(TICK_MS)) {
+                Ok(first) => {
+                    events.push(first);
+                    // Take what else is queued: one lock and one wake per batch.
+                    events.extend(rx.try_iter().take(4096));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // No watcher (notifications unavailable): tick by the clock.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(TICK_MS))
+                }
             }
             let mut st = self.lock();
             let mut changed = false;
@@ -296,7 +308,10 @@ impl Live {
             let now = now_ms();
             let reconcile = now.saturating_sub(last_reconcile) >= RECONCILE_MS;
             for (area, seen) in dir_mtimes.iter_mut().enumerate() {
-                let mtime = mtime_ms(&self.dir(area));
+                // Full resolution: two changes in one millisecond differ.
+                let mtime = std::fs::metadata(self.dir(area))
+                    .and_then(|m| m.modified())
+                    .ok();
                 let dir_changed = mtime != *seen;
                 *seen = mtime;
                 // With notifications, only a dropped batch or a small area's
@@ -376,6 +391,40 @@ mod tests {
         assert_eq!(page, ["j6", "j5", "j4"]);
         assert!(a.remove("j5"));
         assert_eq!(a.len(), 9);
+    }
+
+    fn wait_for_done(live: &Live, want: usize) {
+        for _ in 0..3000 {
+            if live.lock().areas[2].len() == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("done never reached {want}");
+    }
+
+    #[test]
+    fn results_are_seen_with_and_without_notifications() {
+        for notify in [true, false] {
+            let (_dir, data) = crate::datadir::temp();
+            std::fs::write(data.done().join("old.json"), "{}").unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let live = Live::start_watching(data.clone(), stop.clone(), notify);
+            assert_eq!(live.lock().areas[2].len(), 1);
+            assert_eq!(live.lock().notified, notify);
+            let seq = live.lock().seq;
+            std::fs::write(data.done().join("new.json"), "{}").unwrap();
+            wait_for_done(&live, 2);
+            let st = live.lock();
+            let events = st.events_after(seq).unwrap();
+            assert!(
+                events.iter().any(|(_, e)| e.contains("\"id\":\"new\"")),
+                "notify {notify}: {events:?}"
+            );
+            assert_eq!(st.area_of("new"), Some("done"));
+            drop(st);
+            stop.store(true, Ordering::SeqCst);
+        }
     }
 
     #[test]
