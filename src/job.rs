@@ -532,9 +532,10 @@ impl Runner<'_> {
     /// whose effect reaches outside the job (a file, a child job, a tool)
     /// is, whoever proposed it; so is one whose effect replay reads back,
     /// and one a model call made (a crash must not cost a second call).
-    /// The rest (`advance`, the read-only built-ins replay recomputes)
-    /// become durable with the job's next durable record: a crash before
-    /// that redoes decision and effect, to the same result, at no cost.
+    /// The rest (built-ins that stay inside the job and that replay
+    /// recomputes: today `advance`) become durable with the job's next
+    /// durable record: a crash before that redoes decision and effect, to
+    /// the same result, at no cost.
     fn durable_before_effect(&self, state: &JobState, decision: &Decision) -> bool {
         let outside = self
             .plan
