@@ -27,6 +27,14 @@ fn inbox(hive: &Hive) -> std::path::PathBuf {
     dir
 }
 
+/// Puts a job file into the inbox as a submitter should: whole, by a rename
+/// (a node may claim a file the moment its name appears).
+fn drop_in(inbox: &Path, name: &str, text: &str) {
+    let temp = inbox.parent().unwrap().join(".drop-in.tmp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, inbox.join(name)).unwrap();
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -249,17 +257,17 @@ fn a_finished_jobs_id_dropped_into_the_inbox_is_refused_and_never_runs_twice() {
         .expect(0);
     let inbox = inbox(&hive);
     // The same id again, valid; then an invalid file with a finished id.
-    std::fs::write(
-        inbox.join("f1.json"),
+    drop_in(
+        &inbox,
+        "f1.json",
         r#"{"id":"f1","agent":"advance","input":{"again":true}}"#,
-    )
-    .unwrap();
+    );
     wait_until(
         Duration::from_secs(20),
         "the valid duplicate refused",
         || failures(&hive).len() == 1,
     );
-    std::fs::write(inbox.join("f2.json"), "{not json").unwrap();
+    drop_in(&inbox, "f2.json", "{not json");
     wait_until(
         Duration::from_secs(20),
         "the invalid duplicate refused",
@@ -267,11 +275,11 @@ fn a_finished_jobs_id_dropped_into_the_inbox_is_refused_and_never_runs_twice() {
     );
     // A result removed (as retention does): the log still knows.
     std::fs::remove_file(hive.data().join("done/f1.json")).unwrap();
-    std::fs::write(
-        inbox.join("f1.json"),
+    drop_in(
+        &inbox,
+        "f1.json",
         r#"{"id":"f1","agent":"advance","input":{"third":true}}"#,
-    )
-    .unwrap();
+    );
     wait_until(Duration::from_secs(20), "the third copy refused", || {
         failures(&hive).len() == 3 && count_jobs(&hive.data(), "inbox") == 0
     });
@@ -312,22 +320,22 @@ fn lineage_a_file_claims_for_itself_is_refused_and_a_real_handoff_child_runs() {
     let inbox = inbox(&hive);
     // A hand-off that never happened; and a real hand-off's links copied
     // onto another id.
-    std::fs::write(
-        inbox.join("forged.json"),
+    drop_in(
+        &inbox,
+        "forged.json",
         r#"{"id":"forged","agent":"advance","input":{},"parent":"p0","via":"p0#1.0"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        inbox.join("copied.json"),
+    );
+    drop_in(
+        &inbox,
+        "copied.json",
         r#"{"id":"copied","agent":"advance","input":{"from":"passer"},"parent":"p1","via":"p1#1.0"}"#,
-    )
-    .unwrap();
+    );
     // A root job that gives itself a place in a tree.
-    std::fs::write(
-        inbox.join("placed.json"),
+    drop_in(
+        &inbox,
+        "placed.json",
         r#"{"id":"placed","agent":"advance","input":{},"depth":0,"tree_jobs":64}"#,
-    )
-    .unwrap();
+    );
     wait_until(Duration::from_secs(20), "all three refused", || {
         failures(&hive).len() == 3
     });
@@ -401,7 +409,9 @@ fn a_queued_claim_another_node_finished_meanwhile_is_dropped_not_failed() {
         wait_until(Duration::from_secs(30), "the next job claimed", || {
             claimed(&queued) || ended(&queued)
         });
-        if claimed(&slow) && claimed(&queued) {
+        // Claimed while the slow job still runs (not in the moment between
+        // its result and the retiring of its claim).
+        if claimed(&queued) && claimed(&slow) && !ended(&slow) {
             break (slow, queued);
         }
         wait_until(Duration::from_secs(30), "both jobs to end", || {
@@ -419,11 +429,18 @@ fn a_queued_claim_another_node_finished_meanwhile_is_dropped_not_failed() {
     assert_eq!(done["log"]["node"], "b");
     a.signal("CONT");
     // a's worker comes back to the claim it queued before the pause.
-    wait_until(
-        Duration::from_secs(30),
-        "a to deal with its queued claim",
-        || a.log().contains(&queued),
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !a.log().contains(&queued) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a did not deal with its queued claim {queued}:\n{}\n--- b:\n{}\n--- status:\n{}\n--- files:\n{}",
+            a.log(),
+            b.log(),
+            hive.jaros(&["status", "--json"]).stdout(),
+            common::walk(&hive.data()).join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (code, log_a) = a.stop();
     assert_eq!(code, 0, "{log_a}");
     assert!(
