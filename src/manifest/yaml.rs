@@ -160,14 +160,16 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Doc>, YamlError> {
 }
 
 fn parse_text(text: &str) -> Result<Vec<Doc>, YamlError> {
+    // The parser may place an error, or an empty node at the end of input (a
+    // last line `? `), one line past the file's last line; no editor can
+    // show that line, so every position is kept within the text.
+    let end = end_pos(text);
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         let mut message = e.info().to_string();
         if message.contains("tab") {
             message.push_str("; indent YAML with spaces");
         }
-        // The parser may place an error at the end of input one line past
-        // the file's last line; no editor can show that line.
-        YamlError::at(Pos::of(e.marker()).min(end_pos(text)), message)
+        YamlError::at(Pos::of(e.marker()).min(end), message)
     })?;
     let mut out = Vec::with_capacity(docs.len());
     let mut result = Ok(());
@@ -180,9 +182,15 @@ fn parse_text(text: &str) -> Result<Vec<Doc>, YamlError> {
         match convert(doc, String::new(), 0, &mut d.values, &mut d.keys) {
             Ok(value) => d.value = value,
             Err(e) => {
-                result = Err(e);
+                result = Err(YamlError {
+                    pos: e.pos.min(end),
+                    ..e
+                });
                 break;
             }
+        }
+        for pos in d.values.values_mut().chain(d.keys.values_mut()) {
+            *pos = (*pos).min(end);
         }
         out.push(d);
     }
@@ -388,13 +396,18 @@ mod tests {
     }
 
     #[test]
-    fn a_syntax_error_at_the_end_of_the_file_is_placed_inside_it() {
+    fn a_position_past_the_end_of_the_file_is_placed_at_its_end() {
         // The parser reports this one on line 3 of a two-line file (found by
         // tests/fuzz_stable.rs); the error names the end of the file instead.
         let error = parse(b"- # a comment\na").unwrap_err();
         assert_eq!(error.pos, Pos { line: 2, col: 2 }, "{}", error.message);
         let error = parse(b"a: [1, 2\n").unwrap_err();
         assert!(error.pos <= Pos { line: 2, col: 1 }, "{error:?}");
+        // An empty key on the last line: the parser places it on the next.
+        let docs = parse(b"a: 1\n? ").unwrap();
+        assert_eq!(docs[0].value, json!({"a": 1, "null": null}));
+        assert_eq!(docs[0].key_pos("/null"), Pos { line: 2, col: 3 });
+        assert_eq!(docs[0].pos("/null"), Pos { line: 2, col: 3 });
     }
 
     #[test]
