@@ -255,6 +255,8 @@ def main():
     except ValueError:
         report = {}
     voided = report.get("voided", report.get("voided_records"))
+    if isinstance(voided, list):  # one entry per log and job, with a count
+        voided = sum(v.get("records", 1) for v in voided)
     if verify.returncode != 0:
         problems.append(f"jaros verify exited {verify.returncode}: {verify.stdout[-500:]}{verify.stderr[-500:]}")
     if replay.returncode != 0:

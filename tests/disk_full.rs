@@ -285,16 +285,38 @@ fn jaros_run_holds_a_file_write_on_a_full_disk_and_finishes_it_once_space_is_fre
     );
     let fs = Tmpfs::mount(&hive.path().join("out"));
     fs.fill();
-    let filler = fs.0.join("filler");
-    let freer = std::thread::spawn(move || {
-        // After the wait tool's two seconds and a held attempt or two.
-        std::thread::sleep(Duration::from_secs(3));
-        std::fs::remove_file(filler).unwrap();
-    });
-    let run = hive.jaros(&["run", "scribe"]).expect(0);
-    freer.join().unwrap();
-    assert!(run.stderr().contains("held for retry"), "{}", run.context());
-    assert_eq!(run.json()["state"], "DONE");
+    // `jaros run` in the background; space is freed once it says it holds.
+    let stderr_path = hive.path().join("run.stderr");
+    let mut run = Command::new(common::bin())
+        .args(["run", "scribe"])
+        .current_dir(hive.path())
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&stderr_path)
+        .unwrap_or_default()
+        .contains("held for retry")
+    {
+        let exited = run.try_wait().unwrap();
+        assert!(
+            exited.is_none() && std::time::Instant::now() < deadline,
+            "jaros run did not hold the job ({exited:?}): {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fs.free();
+    let code = common::wait_timeout(&mut run, WAIT);
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut run.stdout.take().unwrap(), &mut stdout).unwrap();
+    let result: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["state"], "DONE", "{stdout}");
     all_done_once(&hive, 1);
 }
 

@@ -106,6 +106,8 @@ pub(super) fn run_held(
     run: impl Fn(&Arc<Shared>, &JobFile, bool) -> Option<JobEnd>,
 ) -> Option<JobEnd> {
     let id = job.id.as_str();
+    // However this ends (a panic included), the job is no longer shown held.
+    let _shown = Shown(&shared.held, id);
     let mut end = run(shared, job, resume);
     while let Some(retry_at) = shared.held.take_due(id) {
         while lease::now_ms() < retry_at {
@@ -119,6 +121,15 @@ pub(super) fn run_held(
         end = run(shared, job, true);
     }
     end
+}
+
+/// Forgets a held job when dropped.
+struct Shown<'a>(&'a Held, &'a str);
+
+impl Drop for Shown<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
 }
 
 /// A held job this node will not try again: back to the inbox if the lease
