@@ -656,6 +656,15 @@ fn fail_claimed_file(shared: &Arc<Shared>, path: &Path, reason: &str) {
 fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: String) {
     let history = job_history(shared, &job.id).unwrap_or_default();
     let live = shared.rt.live_io();
+    // The failure is recorded under the job's own lease epoch (its run may
+    // have panicked before any fence set it on this thread), or none.
+    let epoch = shared
+        .running
+        .lock()
+        .expect("running lock")
+        .get(job.id.as_str())
+        .map_or(0, |r| r.lease.epoch);
+    crate::log::set_thread_epoch(epoch);
     let end = {
         let runner = runner_for(shared, &live, &job.id);
         runner.abort(&history, reason.clone()).ok().flatten()
