@@ -126,10 +126,25 @@ class Node:
         return self.proc.returncode
 
 
+# A file the inbox refused (a job id that ran already, forged lineage) is
+# noted under this prefix, which no job id can take: not a job's result.
+REFUSED_PREFIX = "_rejected-"
+
+
 def ids_in(d):
     if not d.is_dir():
         return set()
-    return {p.name[:-5] for p in d.iterdir() if p.name.endswith(".json") and not p.name.startswith(".")}
+    return {p.name[:-5] for p in d.iterdir()
+            if p.name.endswith(".json") and not p.name.startswith(".")
+            and not p.name.startswith(REFUSED_PREFIX)}
+
+
+def refused_in(d):
+    """The reasons of the files the inbox refused."""
+    if not d.is_dir():
+        return []
+    return [json.loads(p.read_text()).get("reason", "")
+            for p in d.iterdir() if p.name.startswith(REFUSED_PREFIX) and p.name.endswith(".json")]
 
 
 def read_logs(data, sub):
@@ -269,6 +284,9 @@ def main():
 
     print(f"jobs: {len(submitted)} submitted + {len(children)} hand-off children = "
           f"{len(done | failed)} with a result ({len(done)} done, {len(failed)} failed, {len(both)} both)")
+    refused = refused_in(data / "failed")
+    print(f"job files refused by the inbox (none ran): {len(refused)}"
+          + (f", e.g. {refused[0]}" if refused else ""))
     print(f"kills: {kills}  pauses: {pauses} (each {a.lease_ms * 1.3 / 1000:.1f}-{a.lease_ms * 2.5 / 1000:.1f} s, lease {a.lease_ms} ms)")
     print(f"tool decisions: {len(tool_runs)}, run more than once (at-least-once): {ran_twice}")
     print(f"decisions with two effect records: {twice_effects}; jobs with two end records: {twice_ends}")
