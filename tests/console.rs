@@ -559,12 +559,9 @@ fn the_console_never_writes_manifests_agents_or_tools() {
 #[ignore = "needs chromium: run by scripts/browser-tests.sh"]
 fn the_console_works_in_a_real_browser() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/browser_tests.py");
-    let screens = std::env::var("JAROS_SCREENS").unwrap_or_else(|_| {
-        std::env::temp_dir()
-            .join(format!("jaros-console-screens-{}", std::process::id()))
-            .display()
-            .to_string()
-    });
+    let own = tempfile::tempdir().unwrap();
+    let screens = std::env::var("JAROS_SCREENS")
+        .unwrap_or_else(|_| own.path().join("screens").display().to_string());
     let status = Command::new("python3")
         .arg(script)
         .arg(common::bin())

@@ -47,7 +47,9 @@ const TOOLS: [&str; 13] = [
     "privs.sh",
     "fd_probe.py",
 ];
-const TOOL_TIMEOUT_MS: u64 = 800;
+/// Long enough for a Python tool to start on a loaded machine; the time-out
+/// test waits this long for its tool to be killed.
+const TOOL_TIMEOUT_MS: u64 = 5_000;
 const TOOL_OUTPUT_CAP_BYTES: u64 = 64 * 1024;
 
 struct Fixed(String);
@@ -1025,7 +1027,11 @@ fn a_tool_is_confined_by_the_kernel_where_landlock_is_present() {
     .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let outside_tmp = std::env::temp_dir().join(format!("jaros-escape-{}", std::process::id()));
+    // A directory of this test's own outside the hive that anyone may write
+    // (as /tmp): only the kernel's confinement keeps the tool out of it.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let outside_tmp = outside.path().join("escape");
     let root = std::fs::canonicalize(hive.path()).unwrap();
     let payload = json!({
         "outside_read": root.join("secret/s.txt"),

@@ -259,9 +259,8 @@ mod unit {
 
     #[test]
     fn responses_come_in_order_then_exhaustion_is_an_error() {
-        let dir = std::env::temp_dir().join(format!("jaros-scripted-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("responses.jsonl");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("responses.jsonl");
         std::fs::write(&file, "\"one\"\n\"two\"\n").unwrap();
         let mut cfg = ProviderConfig::new("s", ProviderKind::Scripted);
         cfg.responses = Some(file);
@@ -273,7 +272,6 @@ mod unit {
             err.to_string(),
             "provider 's' (model 'm'): scripted responses exhausted after 2"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
