@@ -76,8 +76,26 @@ pub struct Divergence {
 /// Folds one job's records (in `at` order, starting with its `job` record)
 /// into its state, checking each against the gate and executor.
 pub fn fold(plan: &Plan, executor: &Executor, records: &[&Body]) -> Result<Folded, Divergence> {
-    fold_records(plan, executor, records, true)
+    fold_records(plan, executor, records, true, None)
 }
+
+/// A recorded decision, met while its job is folded under its recorded
+/// plan: what the gate judged, and the job's state it judged it in.
+#[derive(Debug)]
+pub struct Met<'a> {
+    /// The job's state just before the gate's check (its `clock_ms` is the
+    /// recorded reading).
+    pub state: &'a JobState,
+    pub decision: &'a Decision,
+    pub turn: u32,
+    pub position: u32,
+    /// `None` when the gate accepted it; the recorded check and reason when
+    /// it refused it.
+    pub refused: Option<(&'a str, &'a str)>,
+}
+
+/// What to call at each recorded decision of a fold.
+type Visit<'v> = Option<&'v mut dyn FnMut(&Met<'_>)>;
 
 /// [`fold`], building the end's result in `Folded::ended` only when
 /// `end_result` (a replay pass never reads it; copying each job's was one
@@ -87,6 +105,7 @@ fn fold_records(
     executor: &Executor,
     records: &[&Body],
     end_result: bool,
+    mut visit: Visit<'_>,
 ) -> Result<Folded, Divergence> {
     let diverge = |index: usize, decision: Option<&DecisionId>, what: String| Divergence {
         index,
@@ -163,6 +182,15 @@ fn fold_records(
                 // The gate checks the wall time against the reading the
                 // live run recorded.
                 f.state.clock_ms = *clock_ms;
+                if let Some(visit) = &mut visit {
+                    visit(&Met {
+                        state: &f.state,
+                        decision,
+                        turn,
+                        position,
+                        refused: None,
+                    });
+                }
                 if let Err(rejection) = gate::check(plan, &f.state, decision, turn, position) {
                     return Err(diverge(
                         index,
@@ -248,6 +276,15 @@ fn fold_records(
                 let (turn, position) = turn_position(index, decision)?;
                 enter_turn(&mut f, turn);
                 f.state.clock_ms = *clock_ms;
+                if let (Some(visit), false) = (&mut visit, decision.kind == UNPARSED) {
+                    visit(&Met {
+                        state: &f.state,
+                        decision,
+                        turn,
+                        position,
+                        refused: Some((check.as_str(), reason.as_str())),
+                    });
+                }
                 if decision.kind != UNPARSED {
                     match gate::check(plan, &f.state, decision, turn, position) {
                         Ok(()) => {
@@ -728,26 +765,8 @@ fn pass(loaded: &Loaded, executor: &Executor, keep: bool) -> Pass {
     };
     for places in loaded.jobs.values() {
         let bodies: Vec<&Body> = loaded.bodies(places).collect();
-        let result = match bodies.first() {
-            Some(Body::Job { plan, .. }) => match loaded.plans.get(plan) {
-                Some(Ok(plan)) => fold_records(plan, executor, &bodies, false),
-                Some(Err(e)) => Err(Divergence {
-                    index: 0,
-                    decision: None,
-                    what: format!("its plan cannot be loaded: {e}"),
-                }),
-                None => Err(Divergence {
-                    index: 0,
-                    decision: None,
-                    what: format!("its plan {} is not recorded in any log", plan.short()),
-                }),
-            },
-            _ => Err(Divergence {
-                index: 0,
-                decision: None,
-                what: "its job record is missing".into(),
-            }),
-        };
+        let result = recorded_plan(loaded, &bodies)
+            .and_then(|plan| fold_records(plan, executor, &bodies, false, None));
         let outcome = match &result {
             Ok(f) => Ok(f.state.digest()),
             Err(d) => Err((d.index, d.what.clone())),
@@ -761,6 +780,74 @@ fn pass(loaded: &Loaded, executor: &Executor, keep: bool) -> Pass {
         }
     }
     out
+}
+
+/// The plan a job's records (starting with its `job` record) were made under.
+fn recorded_plan<'l>(loaded: &'l Loaded, bodies: &[&Body]) -> Result<&'l Plan, Divergence> {
+    let cannot = |what: String| Divergence {
+        index: 0,
+        decision: None,
+        what,
+    };
+    match bodies.first() {
+        Some(Body::Job { plan, .. }) => match loaded.plans.get(plan) {
+            Some(Ok(plan)) => Ok(plan),
+            Some(Err(e)) => Err(cannot(format!("its plan cannot be loaded: {e}"))),
+            None => Err(cannot(format!(
+                "its plan {} is not recorded in any log",
+                plan.short()
+            ))),
+        },
+        _ => Err(cannot("its job record is missing".into())),
+    }
+}
+
+/// What [`each_decision`] went through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Walked {
+    pub logs: usize,
+    pub jobs: u64,
+    /// The digests of the recorded plans the jobs were folded under.
+    pub plans: Vec<String>,
+    /// Jobs whose fold stopped early (a divergence, a plan that cannot be
+    /// loaded), with why: their decisions after that point were not met.
+    pub stopped: Vec<(JobId, String)>,
+    pub chain_errors: Vec<String>,
+}
+
+/// Folds every job of the data dir under its recorded plan, as [`replay`]
+/// does (one pass, nothing run), calling `visit` at each recorded decision
+/// (accepted or refused, except unparsed ones) with the plan it was judged
+/// under and the job's state the gate saw. For `jaros replay --under`,
+/// which asks another plan's gate about the same decisions.
+pub fn each_decision(
+    dir: &DataDir,
+    executor: &Executor,
+    mut visit: impl FnMut(&Plan, &Met<'_>),
+) -> Result<Walked, ReplayError> {
+    let loaded = load(dir, &Options::default())?;
+    if loaded.records == 0 && loaded.chain_errors.is_empty() {
+        return Err(ReplayError::Empty(dir.root().to_path_buf()));
+    }
+    let mut walked = Walked {
+        logs: loaded.logs,
+        jobs: loaded.jobs.len() as u64,
+        plans: loaded.plans.keys().map(|d| d.to_hex()).collect(),
+        stopped: Vec::new(),
+        chain_errors: loaded.chain_errors.clone(),
+    };
+    walked.plans.sort();
+    for (job, places) in &loaded.jobs {
+        let bodies: Vec<&Body> = loaded.bodies(places).collect();
+        let result = recorded_plan(&loaded, &bodies).and_then(|plan| {
+            let mut at = |met: &Met<'_>| visit(plan, met);
+            fold_records(plan, executor, &bodies, false, Some(&mut at))
+        });
+        if let Err(d) = result {
+            walked.stopped.push((job.clone(), d.what));
+        }
+    }
+    Ok(walked)
 }
 
 /// Replays the data dir's logs in memory (twice) and reports.

@@ -23,6 +23,7 @@ mod schema;
 mod serve;
 mod status;
 mod submit;
+mod under;
 mod validate;
 mod verify;
 

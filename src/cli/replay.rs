@@ -13,6 +13,10 @@ use crate::replay::{self, Options, Report};
 ///
 /// Exit 0 when reproducible (failed jobs included), 1 on a divergence or a
 /// broken chain, 2 when there is nothing to replay.
+///
+/// With --under, the policy impact check instead: every recorded decision
+/// is asked again of another plan's gate (nothing runs); exit 1 when that
+/// plan would refuse a decision that was accepted.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print one JSON object with the same facts.
@@ -24,9 +28,20 @@ pub struct Args {
     /// Replay only records with seq <= SEQ in each log.
     #[arg(long, value_name = "SEQ")]
     until: Option<u64>,
+    /// Ask another plan's gate about every recorded decision, in the state
+    /// its job had then: which accepted decisions it would refuse, which
+    /// refused ones it would allow, per agent and role. DIR is a hive
+    /// directory; otherwise a git revision of this hive's repository.
+    ///
+    /// Example (CI, before merging): jaros replay --under origin/main
+    #[arg(long, value_name = "DIR_OR_GIT_REV", conflicts_with_all = ["job", "until"])]
+    under: Option<String>,
 }
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    if let Some(under) = &args.under {
+        return super::under::main(ctx, under, args.json);
+    }
     let data = ctx.existing_data_dir()?;
     let job = match args.job {
         Some(j) => Some(JobId::new(j).map_err(|e| CliError::bad_input(e.to_string()))?),
