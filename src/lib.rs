@@ -47,6 +47,10 @@ pub mod schedule;
 // Evals: agents run offline against expectations.
 pub mod eval;
 
+// Observability: traces and metrics derived from the log and the data dir.
+pub mod metrics;
+pub mod trace;
+
 // The console: the web UI, and the only listening socket.
 pub mod console;
 

@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/help"),
     ("GET", "/events"),
     ("GET", "/api/overview"),
+    ("GET", "/metrics"),
     ("GET", "/api/jobs?area=done"),
     ("GET", "/api/job/some-job"),
     ("GET", "/assets/console.js"),

@@ -12,6 +12,7 @@ mod init;
 mod kit;
 mod logs;
 mod man;
+mod metrics;
 mod new;
 mod plan;
 mod plan_diff;
@@ -23,6 +24,7 @@ mod schema;
 mod serve;
 mod status;
 mod submit;
+mod trace;
 mod under;
 mod validate;
 mod verify;
@@ -77,6 +79,8 @@ enum Command {
     Blame(blame::Args),
     Verify(verify::Args),
     Audit(audit::Args),
+    Trace(trace::Args),
+    Metrics(metrics::Args),
     #[command(name = "__sandbox-exec", hide = true)]
     SandboxExec(sandbox_exec::Args),
     Eval(eval::Args),
@@ -341,6 +345,8 @@ pub fn main() -> i32 {
         Command::Verify(args) => verify::main(&ctx, args),
         Command::Blame(args) => blame::main(&ctx, args),
         Command::Audit(args) => audit::main(&ctx, args),
+        Command::Trace(args) => trace::main(&ctx, args),
+        Command::Metrics(args) => metrics::main(&ctx, args),
         Command::SandboxExec(args) => return sandbox_exec::main(args),
         Command::Eval(args) => eval::main(&ctx, args),
         Command::New(args) => new::main(&ctx, args),

@@ -175,6 +175,11 @@ fn get(shared: &Arc<Shared>, req: &Request) -> Response {
         "/help" => pages::help(),
         "/api/overview" => Response::json(200, &pages::overview_json(shared)),
         "/api/jobs" => Response::json(200, &pages::jobs_json(shared, req)),
+        "/metrics" => Response::new(
+            200,
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::render(&shared.data, crate::node::lease::now_ms()),
+        ),
         _ => match path.strip_prefix("/jobs/") {
             Some(id) => pages::job(shared, id),
             None => match path.strip_prefix("/api/job/") {

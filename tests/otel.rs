@@ -1,0 +1,257 @@
+//! `jaros trace --otlp` against a real OTLP receiver: the
+//! `opentelemetry-proto` package's own types parse every request
+//! (scripts/otel_receiver.py), and the spans' tree, names and attributes are
+//! checked against a demo run's jobs and records.
+
+mod common;
+
+use common::run_in;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The receiver process, killed when dropped.
+struct Receiver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_receiver() -> Receiver {
+    let python = std::env::var("JAROS_OTEL_PYTHON").expect(
+        "JAROS_OTEL_PYTHON names a python with opentelemetry-proto: run scripts/otel-tests.sh",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/otel_receiver.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the receiver starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the receiver printed no port: {line:?}"));
+    Receiver { child, port }
+}
+
+fn report(port: u16) -> Value {
+    let text = ureq::get(&format!("http://127.0.0.1:{port}/report"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every record of the data dir's logs, as JSON (the test's own reading,
+/// to check the export against).
+fn records(data: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(data.join("log")).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "jsonl") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            out.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs opentelemetry-proto: scripts/otel-tests.sh"]
+fn an_export_of_a_demo_run_parses_as_otlp_and_matches_its_jobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hive = tmp.path().join("demo");
+    run_in(tmp.path(), &["demo", "--dir", hive.to_str().unwrap()]).expect(0);
+    let data = hive.join(".jaros-data");
+    let receiver = start_receiver();
+    let url = format!("http://127.0.0.1:{}", receiver.port);
+
+    let first = run_in(&hive, &["trace", "--otlp", &url, "--json"]).expect(0);
+    let summary = first.json();
+    let report1 = report(receiver.port);
+    assert_eq!(report1["errors"], serde_json::json!([]), "{report1}");
+    let spans1 = report1["spans"].as_array().unwrap().clone();
+    assert_eq!(summary["spans"].as_u64().unwrap() as usize, spans1.len());
+    assert_eq!(report1["requests"], summary["requests"]);
+
+    // A second export sends the very same spans.
+    run_in(&hive, &["trace", "--otlp", &url]).expect(0);
+    let report2 = report(receiver.port);
+    assert_eq!(report2["errors"], serde_json::json!([]));
+    let all = report2["spans"].as_array().unwrap();
+    assert_eq!(all.len(), 2 * spans1.len());
+    assert_eq!(all[spans1.len()..], spans1[..]);
+
+    let spans = &spans1;
+    let by_id: HashMap<&str, &Value> = spans
+        .iter()
+        .map(|s| (s["span_id"].as_str().unwrap(), s))
+        .collect();
+    assert_eq!(by_id.len(), spans.len(), "span ids are unique");
+
+    // The tree: every parent is a span of the export, in the same trace.
+    for s in spans {
+        assert_eq!(s["service"], "jaros");
+        let parent = s["parent"].as_str().unwrap();
+        if parent.is_empty() {
+            assert!(s["name"].as_str().unwrap().starts_with("job "), "{s}");
+            continue;
+        }
+        let p = by_id
+            .get(parent)
+            .unwrap_or_else(|| panic!("{} has a parent outside the export", s["name"]));
+        assert_eq!(p["trace_id"], s["trace_id"], "{s}");
+        assert!(p["start"].as_u64() <= s["start"].as_u64(), "{s}");
+    }
+
+    // One job span per job the demo ran, with its agent and final state.
+    let job_spans: BTreeMap<&str, &Value> = spans
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().starts_with("job "))
+        .map(|s| (s["attributes"]["jaros.job.id"].as_str().unwrap(), s))
+        .collect();
+    let mut ended = 0;
+    for stage in ["done", "failed"] {
+        for e in std::fs::read_dir(data.join(stage)).unwrap().flatten() {
+            let file: Value =
+                serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+            let job = file["job"].as_str().unwrap();
+            let span = job_spans
+                .get(job)
+                .unwrap_or_else(|| panic!("no span for job {job}"));
+            assert_eq!(span["attributes"]["jaros.agent"], file["agent"]);
+            assert_eq!(
+                span["name"],
+                format!("job {}", file["agent"].as_str().unwrap())
+            );
+            assert_eq!(span["attributes"]["jaros.job.state"], file["state"]);
+            assert_eq!(
+                span["status"],
+                if stage == "failed" { 2 } else { 1 },
+                "{job}"
+            );
+            ended += 1;
+        }
+    }
+    assert!(ended >= 10, "the demo ran its jobs: {ended}");
+
+    // Hand-offs: a child job hangs under its parent's hand-off decision and
+    // links to the parent job's span; the whole tree is one trace.
+    let records = records(&data);
+    let mut handoffs = 0;
+    for r in records.iter().filter(|r| r["kind"] == "job") {
+        let Some(parent) = r["parent"].as_str() else {
+            continue;
+        };
+        handoffs += 1;
+        let child = job_spans[r["job"].as_str().unwrap()];
+        let via = by_id[child["parent"].as_str().unwrap()];
+        assert_eq!(via["name"], "decision handoff");
+        assert_eq!(via["attributes"]["jaros.decision.id"], r["via"]);
+        let parent_span = job_spans[parent];
+        assert_eq!(child["links"][0]["span_id"], parent_span["span_id"]);
+        assert_eq!(child["trace_id"], parent_span["trace_id"]);
+    }
+    assert!(handoffs > 0, "the demo's swarm hands off");
+
+    // Model calls: GenAI attributes and token counts as recorded.
+    let mut recorded: Vec<(String, String, i64, i64)> = records
+        .iter()
+        .filter(|r| r["kind"] == "model")
+        .map(|r| {
+            (
+                r["provider"].as_str().unwrap().to_string(),
+                r["model"].as_str().unwrap().to_string(),
+                r["tokens_in"].as_i64().unwrap(),
+                r["tokens_out"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let mut exported: Vec<(String, String, i64, i64)> = spans
+        .iter()
+        .filter(|s| s["attributes"]["gen_ai.operation.name"] == "chat")
+        .map(|s| {
+            let a = &s["attributes"];
+            assert_eq!(s["kind"], 3, "a model call is a client span");
+            assert_eq!(
+                s["name"],
+                format!("chat {}", a["gen_ai.request.model"].as_str().unwrap())
+            );
+            (
+                a["gen_ai.system"].as_str().unwrap().to_string(),
+                a["gen_ai.request.model"].as_str().unwrap().to_string(),
+                a["gen_ai.usage.input_tokens"].as_i64().unwrap(),
+                a["gen_ai.usage.output_tokens"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    recorded.sort();
+    exported.sort();
+    assert!(
+        !recorded.is_empty(),
+        "the demo's swarm calls its (scripted) model"
+    );
+    assert_eq!(exported, recorded);
+
+    // Decisions carry the gate's verdict: one span per decision and per
+    // rejection, each rejection with its check; one effect per effect record.
+    let count = |kind: &str| records.iter().filter(|r| r["kind"] == kind).count();
+    let verdict = |v: &str| {
+        spans
+            .iter()
+            .filter(|s| s["attributes"]["jaros.gate.verdict"] == v)
+            .count()
+    };
+    assert_eq!(verdict("accepted"), count("decision"));
+    assert_eq!(verdict("rejected"), count("rejected"));
+    assert!(
+        count("rejected") > 0,
+        "the demo's seeded bad hand-off is refused"
+    );
+    for s in spans
+        .iter()
+        .filter(|s| s["attributes"]["jaros.gate.verdict"] == "rejected")
+    {
+        assert!(s["attributes"]["jaros.gate.check"].is_string(), "{s}");
+        assert_eq!(s["status"], 2);
+    }
+    let effects = spans
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().starts_with("effect "))
+        .count();
+    assert_eq!(effects, count("effect"));
+
+    // --job: only that job's hand-off tree, one trace.
+    let root = records
+        .iter()
+        .find(|r| r["kind"] == "job" && r["parent"].is_string())
+        .unwrap()["parent"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let one = run_in(&hive, &["trace", "--otlp", &url, "--job", &root, "--json"]).expect(0);
+    let report3 = report(receiver.port);
+    let tree = &report3["spans"].as_array().unwrap()[2 * spans1.len()..];
+    assert_eq!(tree.len() as u64, one.json()["spans"].as_u64().unwrap());
+    assert!(tree
+        .iter()
+        .all(|s| s["trace_id"] == job_spans[root.as_str()]["trace_id"]));
+    assert!(tree.len() < spans1.len());
+}

@@ -1,0 +1,175 @@
+//! The console's `/metrics` scraped by a real Prometheus server (Debian's
+//! `prometheus` package, started by scripts/prometheus-tests.sh's test) on
+//! loopback with a bearer token; the queried series are checked against
+//! what the test did and what the data dir records.
+
+mod common;
+
+use common::run_in;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn query(prom: &str, q: &str) -> Vec<Value> {
+    let mut resp = ureq::get(&format!("{prom}/api/v1/query"))
+        .query("query", q)
+        .call()
+        .unwrap();
+    let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"]["result"].as_array().unwrap().clone()
+}
+
+/// The value of a query that yields one sample, or None while it yields none.
+fn scalar(prom: &str, q: &str) -> Option<f64> {
+    let result = query(prom, q);
+    let v = result.first()?["value"][1].as_str()?.parse().ok()?;
+    Some(v)
+}
+
+fn records(data: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(data.join("log")).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "jsonl") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            out.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs a prometheus server: scripts/prometheus-tests.sh"]
+fn prometheus_scrapes_the_consoles_metrics_with_a_bearer_token() {
+    let prometheus = std::env::var("JAROS_PROMETHEUS")
+        .expect("JAROS_PROMETHEUS names the prometheus binary: run scripts/prometheus-tests.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let hive = tmp.path().join("demo");
+    run_in(tmp.path(), &["demo", "--dir", hive.to_str().unwrap()]).expect(0);
+    let data = hive.join(".jaros-data");
+    // Two jobs wait in the inbox: no node runs.
+    for _ in 0..2 {
+        run_in(&hive, &["submit", "advance", "--input", "{}"]).expect(0);
+    }
+
+    let mut console = Command::new(common::bin())
+        .args(["console", "--addr", "127.0.0.1:0"])
+        .current_dir(&hive)
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(console.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let console = Killed(console);
+    let url = line.trim().strip_prefix("console: ").unwrap().to_string();
+    let (base, token) = url.split_once("/login?token=").unwrap();
+    let target = base.trim_start_matches("http://");
+
+    let prom_port = free_port();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: jaros\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials: {token}\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Killed(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(tmp.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    common::wait_until(Duration::from_secs(120), "a successful scrape", || {
+        ureq::get(&format!("{prom}/-/ready")).call().is_ok()
+            && scalar(&prom, "up{job=\"jaros\"}") == Some(1.0)
+            && scalar(&prom, "count(jaros_queue_jobs)").is_some()
+    });
+
+    // What the test did: two jobs wait in the inbox.
+    assert_eq!(scalar(&prom, "jaros_queue_jobs{area=\"inbox\"}"), Some(2.0));
+    // What the demo ran: its ended jobs, by the files and by the log.
+    let done = common::count_jobs(&data, "done") as f64;
+    let failed = common::count_jobs(&data, "failed") as f64;
+    assert_eq!(scalar(&prom, "jaros_queue_jobs{area=\"done\"}"), Some(done));
+    assert_eq!(
+        scalar(&prom, "sum(jaros_jobs_total{state=\"done\"})"),
+        Some(done)
+    );
+    assert_eq!(
+        scalar(&prom, "sum(jaros_jobs_total{state=\"failed\"})"),
+        Some(failed)
+    );
+    assert_eq!(
+        scalar(&prom, "jaros_jobs_total{agent=\"advance\",state=\"done\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        scalar(&prom, "sum(jaros_job_duration_seconds_count)"),
+        Some(done + failed)
+    );
+    let records = records(&data);
+    let tokens: i64 = records
+        .iter()
+        .filter(|r| r["kind"] == "model")
+        .map(|r| r["tokens_in"].as_i64().unwrap() + r["tokens_out"].as_i64().unwrap())
+        .sum();
+    assert!(tokens > 0);
+    assert_eq!(
+        scalar(&prom, "sum(jaros_model_tokens_total)"),
+        Some(tokens as f64)
+    );
+    let rejected = records.iter().filter(|r| r["kind"] == "rejected").count();
+    assert!(rejected > 0);
+    assert_eq!(
+        scalar(&prom, "sum(jaros_gate_refusals_total)"),
+        Some(rejected as f64)
+    );
+    let log_bytes: u64 = std::fs::read_dir(data.join("log"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(
+        scalar(&prom, "sum(jaros_log_bytes)"),
+        Some(log_bytes as f64)
+    );
+    drop(console);
+}
