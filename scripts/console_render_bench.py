@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 
+sys.dont_write_bytecode = True  # importing browser_tests leaves no __pycache__ in scripts/
 from browser_tests import Browser, Fail, find_chromium
 
 DEFAULT_RUNS = 10
