@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench --bench console` (prints a Markdown table for the
 //! README). Set JAROS_BENCH_JOBS to change the number of finished jobs.
+//! Set JAROS_BENCH_HIVE_ONLY=DIR to only make the hive (with its data dir of
+//! finished jobs) at DIR and exit: `scripts/console-render-bench.sh` times
+//! the pages in a browser on it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -85,11 +88,8 @@ impl Drop for Killed {
     }
 }
 
-fn main() {
-    let bin = env!("CARGO_BIN_EXE_jaros");
-    let n = jobs_wanted();
-    let dir = tempfile::tempdir().unwrap();
-    let hive = dir.path().join("hive");
+/// `jaros init` a hive at `hive` and fill its `done/` with `n` results.
+fn make_hive(bin: &str, hive: &Path, n: usize) {
     let ok = Command::new(bin)
         .args(["init", hive.to_str().unwrap()])
         .output()
@@ -106,6 +106,19 @@ fn main() {
         "wrote {n} result files in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+}
+
+fn main() {
+    let bin = env!("CARGO_BIN_EXE_jaros");
+    let n = jobs_wanted();
+    if let Some(hive) = std::env::var_os("JAROS_BENCH_HIVE_ONLY") {
+        make_hive(bin, Path::new(&hive), n);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hive = dir.path().join("hive");
+    make_hive(bin, &hive, n);
+    let done = hive.join(".jaros-data").join("done");
 
     let started = Instant::now();
     let mut child = Command::new(bin)
