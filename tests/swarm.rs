@@ -60,6 +60,15 @@ fn the_demo_attributes_the_bad_hand_off_to_the_worker_and_its_decision() {
     .expect(0);
     let report = run.json();
     assert_swarm_verdict(&report);
+    // The two seeded tickets fail, and nothing else of the tour does.
+    let mut failed: Vec<&str> = report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["job"].as_str().unwrap())
+        .collect();
+    failed.sort_unstable();
+    assert_eq!(failed, ["T2", "T3-1.0"], "{report}");
     let blame = run_in(&hive, &["blame", "T3-1.0", "--json"])
         .expect(0)
         .json();

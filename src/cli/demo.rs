@@ -69,11 +69,7 @@ pub fn demo_jobs() -> Vec<(&'static str, &'static str, Value)> {
         ("system-health", "system-health", json!({})),
         ("disk-monitor", "disk-monitor", json!({})),
         ("inventory", "inventory", json!({})),
-        (
-            "text-metrics",
-            "text-metrics",
-            json!({"path": "evals/scripted-responses.json"}),
-        ),
+        ("text-metrics", "text-metrics", json!({"path": "AGENTS.md"})),
         ("greeter", "greeter", json!({"name": "Ada"})),
         // The support-triage swarm: a genuine request, spam, and a ticket the
         // worker hands to an agent it may not reach (the seeded bad hand-off).
