@@ -323,12 +323,15 @@ check_compose() {
 import json, sys
 c = json.load(open(sys.argv[1]))
 svc = c["services"]
-nodes = [n for n, s in svc.items() if s.get("command", [])[:1] == ["--node-id"]]
+# A node is named by JAROS_NODE_ID (read by `serve` and by the image's
+# health check, which then passes only while that node is live).
+env = {n: (s.get("environment") or {}) for n, s in svc.items()}
+nodes = [n for n in svc if env[n].get("JAROS_NODE_ID")]
 assert len(nodes) >= 3, f"{len(nodes)} nodes"
 for n in nodes:
     vols = [(v["source"], v["target"]) for v in svc[n]["volumes"]]
     assert ("jaros-data", "/data") in vols, f"{n} does not mount jaros-data at /data"
-ids = [svc[n]["command"][1] for n in nodes]
+ids = [env[n]["JAROS_NODE_ID"] for n in nodes]
 assert len(set(ids)) == len(ids), f"node ids repeat: {ids}"
 one_shot = [n for n, s in svc.items() if (s.get("entrypoint") or [])[1:2] == ["submit"]]
 assert one_shot and svc[one_shot[0]].get("restart") == "no", "no one-shot submit service"
