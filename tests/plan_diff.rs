@@ -2,33 +2,8 @@
 //! subdirectory, as in a monorepo) is committed, edited, and every kind of
 //! change shows as one line; `--json` says the same for bots.
 
-use std::path::Path;
-use std::process::Command;
-
 mod common;
-use common::run_in;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.email=test@example.com", "-c", "user.name=test"])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn edit(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{} lacks {from:?}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
-}
+use common::{edit, git, run_in};
 
 #[test]
 fn the_plan_diff_names_every_change_since_a_revision() {

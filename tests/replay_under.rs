@@ -5,10 +5,9 @@
 //! was refused (exit 0).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
-use common::run_in;
+use common::{edit, git, run_in};
 
 /// A temp dir holding `hive/`, a demo's hive with its data dir.
 fn demo() -> (tempfile::TempDir, PathBuf) {
@@ -16,12 +15,6 @@ fn demo() -> (tempfile::TempDir, PathBuf) {
     run_in(top.path(), &["demo", "--dir", "hive"]).expect(0);
     let hive = top.path().join("hive");
     (top, hive)
-}
-
-fn edit(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{} lacks {from:?}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
 fn write(path: &Path, text: &str) {
@@ -133,22 +126,6 @@ fn widening_a_handoff_reports_the_refused_handoff() {
         .stdout();
     assert!(text.contains("would now allow (refused then)"), "{text}");
     assert!(text.contains("T3-1.0"), "{text}");
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.email=test@example.com", "-c", "user.name=test"])
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
