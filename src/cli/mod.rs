@@ -3,12 +3,14 @@
 
 mod audit;
 mod blame;
+mod checkpoint;
 mod completions;
 mod console;
 mod demo;
 mod docs;
 mod eval;
 mod init;
+mod keygen;
 mod kit;
 mod logs;
 mod man;
@@ -16,6 +18,7 @@ mod metrics;
 mod new;
 mod plan;
 mod plan_diff;
+mod prove;
 mod replay;
 mod run;
 mod sandbox_exec;
@@ -78,6 +81,9 @@ enum Command {
     Replay(replay::Args),
     Blame(blame::Args),
     Verify(verify::Args),
+    Keygen(keygen::Args),
+    Checkpoint(checkpoint::Args),
+    Prove(prove::Args),
     Audit(audit::Args),
     Trace(trace::Args),
     Metrics(metrics::Args),
@@ -343,6 +349,9 @@ pub fn main() -> i32 {
         Command::Logs(args) => logs::main(&ctx, args),
         Command::Replay(args) => replay::main(&ctx, args),
         Command::Verify(args) => verify::main(&ctx, args),
+        Command::Keygen(args) => keygen::main(&ctx, args),
+        Command::Checkpoint(args) => checkpoint::main(&ctx, args),
+        Command::Prove(args) => prove::main(&ctx, args),
         Command::Blame(args) => blame::main(&ctx, args),
         Command::Audit(args) => audit::main(&ctx, args),
         Command::Trace(args) => trace::main(&ctx, args),

@@ -221,13 +221,12 @@ pub fn open_file(path: &Path, key: &VerifierKey) -> Result<(Checkpoint, String),
     Ok((Checkpoint::parse(path, text)?, note))
 }
 
+/// The checkpoints that opened (smallest first), and why others did not.
+pub type Kept = (Vec<(PathBuf, Checkpoint)>, Vec<String>);
+
 /// Every checkpoint of `node` in the data dir that opens with `key` and
 /// names that node, smallest first, with the files that did not (and why).
-pub fn kept(
-    data: &DataDir,
-    node: &str,
-    key: &VerifierKey,
-) -> Result<(Vec<(PathBuf, Checkpoint)>, Vec<String>), CheckpointError> {
+pub fn kept(data: &DataDir, node: &str, key: &VerifierKey) -> Result<Kept, CheckpointError> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     let dir = dir(data, node);
