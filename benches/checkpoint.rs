@@ -134,7 +134,10 @@ fn main() {
         cproofs[1].len(),
         ms(consistency)
     );
-    println!("| consistency proof verified | {} |", ms(verify_consistency));
+    println!(
+        "| consistency proof verified | {} |",
+        ms(verify_consistency)
+    );
     println!(
         "| `checkpoint::seal` of a real log of {records} records (read, chain check, tree, sign, durable write) | {} |",
         ms(seal)

@@ -40,28 +40,38 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         )));
     }
     // The newest checkpoint that holds the record and still matches the
-    // log (its signature is the auditor's to check, with the note).
-    let mut chosen: Option<(std::path::PathBuf, String, Checkpoint)> = None;
+    // log (its signature is the auditor's to check, with the note). The
+    // roots of the prefixes they name come from one streaming pass.
+    let mut candidates: Vec<(std::path::PathBuf, String, Checkpoint)> = Vec::new();
     let dir = checkpoint::dir(&data, &node);
     if dir.is_dir() {
         for path in crate::fsx::list_dir(&dir).map_err(|e| CliError::failed(e.to_string()))? {
             let Ok(text) = crate::fsx::read_to_string(&path) else {
                 continue;
             };
-            let Some(body) = note::unverified_text(&text) else {
-                continue;
-            };
-            let Ok(c) = Checkpoint::parse(&path, body) else {
-                continue;
-            };
-            let fits = c.size >= args.seq
-                && c.size <= size
-                && merkle::root(&leaves[..c.size as usize]) == c.root;
-            if fits && chosen.as_ref().is_none_or(|(_, _, b)| c.size > b.size) {
-                chosen = Some((path, text, c));
+            let parsed = note::unverified_text(&text).map(|body| Checkpoint::parse(&path, body));
+            if let Some(Ok(c)) = parsed {
+                if c.size >= args.seq && c.size <= size {
+                    candidates.push((path, text, c));
+                }
             }
         }
     }
+    candidates.sort_by_key(|(_, _, c)| c.size);
+    let mut roots = std::collections::BTreeMap::new();
+    let mut tree = merkle::TreeBuilder::new();
+    let mut wanted = candidates.iter().map(|(_, _, c)| c.size).peekable();
+    for leaf in &leaves {
+        tree.push(*leaf);
+        while wanted.peek() == Some(&tree.size()) {
+            roots.insert(tree.size(), tree.root());
+            wanted.next();
+        }
+    }
+    let chosen = candidates
+        .into_iter()
+        .rev()
+        .find(|(_, _, c)| roots.get(&c.size) == Some(&c.root));
     let tree_size = chosen.as_ref().map_or(size, |(_, _, c)| c.size);
     let tree = &leaves[..tree_size as usize];
     let index = args.seq - 1;
