@@ -89,3 +89,236 @@ fn a_duration_that_does_not_parse_is_reported_at_the_value() {
         "manifests/hive.yaml:14:16: spec.approvals[0].expires 'soon' is not a duration; write whole numbers with units d, h, m, s or ms, largest first (such as 30s, 5m or 1h30m)\n1 error\n"
     );
 }
+
+// ------------------------------------------------ requests and verdicts
+
+use jaros::approval::store::{Link, Request, Store};
+use jaros::datadir::DataDir;
+use jaros::decision::{AgentName, Decision, DecisionId, JobId};
+
+/// Writes a request for job `job` as a node parks it, with its ticket in
+/// `approvals/parked/`.
+fn park(hive: &Hive, job: &str, expires_ms: u64) -> Request {
+    let data = DataDir::new(hive.data());
+    data.create().unwrap();
+    let id = JobId::new(job).unwrap();
+    let request = Request {
+        job: id.clone(),
+        agent: "clerk".into(),
+        decision: Decision {
+            id: DecisionId::new(&id, 1, 0),
+            source: AgentName::new("clerk").unwrap(),
+            kind: "handoff".into(),
+            payload: serde_json::json!({"agent": "billing", "input": {"amount": 500}}),
+        },
+        rule: 0,
+        approvers: vec!["ops-lead".into(), "finance".into()],
+        requested_ms: 1,
+        expires_ms,
+        chain: vec![Link {
+            job: id.clone(),
+            agent: "clerk".into(),
+            via: None,
+        }],
+        node: "n1".into(),
+    };
+    let store = Store::new(&data);
+    store.write_request(&request).unwrap();
+    std::fs::create_dir_all(store.parked()).unwrap();
+    std::fs::write(
+        store.parked_path(&id),
+        format!(r#"{{"id": "{job}", "agent": "clerk", "input": {{"amount": 500}}}}"#),
+    )
+    .unwrap();
+    request
+}
+
+const FAR: u64 = u64::MAX / 2;
+
+#[test]
+fn approvals_lists_the_job_decision_payload_chain_approvers_and_time_left() {
+    let hive = hive(GOOD);
+    DataDir::new(hive.data()).create().unwrap();
+    let none = hive.jaros(&["approvals"]).expect(0).stdout();
+    assert_eq!(none, "nothing waits for approval\n");
+    park(&hive, "job-1", FAR);
+    park(&hive, "job-2", 2);
+    let text = hive.jaros(&["approvals"]).expect(0).stdout();
+    for part in [
+        "job-1  job-1#1.0  handoff (agent clerk)",
+        r#"{"agent":"billing","input":{"amount":500}}"#,
+        "chain     job-1 (clerk)",
+        "approvers ops-lead, finance",
+        "left      expired",
+        "2 waiting",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in:\n{text}");
+    }
+    let json = hive.jaros(&["approvals", "--json"]).expect(0).json();
+    let requests = json["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2, "{json}");
+    assert_eq!(requests[0]["decision"]["type"], "handoff");
+    assert_eq!(requests[1]["expired"], true);
+    assert_eq!(requests[0]["expired"], false);
+}
+
+#[test]
+fn an_approver_not_on_the_list_is_refused_and_nothing_is_written() {
+    let hive = hive(GOOD);
+    let request = park(&hive, "job-1", FAR);
+    let run = hive
+        .jaros(&["approve", "job-1", "1.0", "--by", "mallory"])
+        .expect(2);
+    assert!(
+        run.stderr().contains(
+            "'mallory' may not answer this request; its approvers are: ops-lead, finance"
+        ),
+        "{}",
+        run.context()
+    );
+    let store = Store::new(&DataDir::new(hive.data()));
+    assert!(!store.verdict_path(&request.decision.id).exists());
+    assert!(
+        store.parked_path(&request.job).exists(),
+        "the job stays parked"
+    );
+}
+
+#[test]
+fn a_verdict_counts_once_and_moves_the_job_back_to_the_inbox() {
+    let hive = hive(GOOD);
+    let request = park(&hive, "job-1", FAR);
+    let out = hive
+        .jaros(&[
+            "approve", "job-1", "handoff", "--by", "finance", "--note", "ok",
+        ])
+        .expect(0)
+        .stdout();
+    assert!(out.contains("job-1#1.0 approved by finance"), "{out}");
+    assert!(hive.data().join("inbox/job-1.json").exists());
+    let store = Store::new(&DataDir::new(hive.data()));
+    assert!(!store.parked_path(&request.job).exists());
+    let second = hive
+        .jaros(&[
+            "deny",
+            "job-1",
+            "job-1#1.0",
+            "--by",
+            "ops-lead",
+            "--reason",
+            "no",
+        ])
+        .expect(1);
+    assert!(
+        second
+            .stderr()
+            .contains("job-1#1.0 was already answered: approve by finance; that verdict counts"),
+        "{}",
+        second.context()
+    );
+    let verdict = store
+        .verdict(&request.job, &request.decision.id, &request.approvers)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (verdict.by.as_str(), verdict.note.as_deref()),
+        ("finance", Some("ok"))
+    );
+}
+
+#[test]
+fn two_verdicts_at_once_exactly_one_counts() {
+    for round in 0..8 {
+        let hive = hive(GOOD);
+        let job = format!("job-{round}");
+        park(&hive, &job, FAR);
+        let path = hive.path().to_path_buf();
+        let racers: Vec<_> = [("approve", "finance"), ("deny", "ops-lead")]
+            .into_iter()
+            .map(|(verb, by)| {
+                let (path, job) = (path.clone(), job.clone());
+                std::thread::spawn(move || {
+                    let mut args = vec![verb, job.as_str(), "1.0", "--by", by];
+                    if verb == "deny" {
+                        args.extend(["--reason", "racing"]);
+                    }
+                    common::run_in(&path, &args).code()
+                })
+            })
+            .collect();
+        let mut codes: Vec<i32> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            vec![0, 1],
+            "exactly one verdict counts in round {round}"
+        );
+        let verdicts = std::fs::read_dir(hive.data().join("approvals/verdicts"))
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count();
+        assert_eq!(verdicts, 1);
+    }
+}
+
+#[test]
+fn a_denial_needs_a_reason_and_a_decision_that_does_not_wait_is_refused() {
+    let hive = hive(GOOD);
+    park(&hive, "job-1", FAR);
+    hive.jaros(&["deny", "job-1", "1.0", "--by", "finance", "--reason", " "])
+        .expect(2);
+    let run = hive
+        .jaros(&["approve", "job-1", "2.0", "--by", "finance"])
+        .expect(2);
+    assert!(
+        run.stderr()
+            .contains("job job-1 waits on decision job-1#1.0 (handoff), not '2.0'"),
+        "{}",
+        run.context()
+    );
+    hive.jaros(&["approve", "job-9", "1.0", "--by", "finance"])
+        .expect(2);
+}
+
+#[test]
+fn a_hand_written_verdict_for_someone_not_on_the_list_or_malformed_is_refused_when_read() {
+    let hive = hive(GOOD);
+    let request = park(&hive, "job-1", FAR);
+    let store = Store::new(&DataDir::new(hive.data()));
+    std::fs::create_dir_all(store.verdicts()).unwrap();
+    let path = store.verdict_path(&request.decision.id);
+    std::fs::write(
+        &path,
+        r#"{"job": "job-1", "decision": "job-1#1.0", "verdict": "approve", "by": "mallory", "at_ms": 5}"#,
+    )
+    .unwrap();
+    let refused = store
+        .verdict(&request.job, &request.decision.id, &request.approvers)
+        .unwrap_err();
+    assert!(
+        refused
+            .reason
+            .contains("'mallory' is not among the approvers"),
+        "{refused:?}"
+    );
+    std::fs::write(&path, "{not json").unwrap();
+    let refused = store
+        .verdict(&request.job, &request.decision.id, &request.approvers)
+        .unwrap_err();
+    assert!(
+        refused.reason.contains("not a valid verdict"),
+        "{refused:?}"
+    );
+    store.refuse(&refused, 7).unwrap();
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(store.refused()).unwrap().count(), 1);
+    // Refused, the decision can be answered again.
+    hive.jaros(&["approve", "job-1", "1.0", "--by", "finance"])
+        .expect(0);
+}
