@@ -92,46 +92,9 @@ fn a_duration_that_does_not_parse_is_reported_at_the_value() {
 
 // ------------------------------------------------ requests and verdicts
 
-use jaros::approval::store::{Link, Request, Store};
+use common::park_request as park;
+use jaros::approval::store::Store;
 use jaros::datadir::DataDir;
-use jaros::decision::{AgentName, Decision, DecisionId, JobId};
-
-/// Writes a request for job `job` as a node parks it, with its ticket in
-/// `approvals/parked/`.
-fn park(hive: &Hive, job: &str, expires_ms: u64) -> Request {
-    let data = DataDir::new(hive.data());
-    data.create().unwrap();
-    let id = JobId::new(job).unwrap();
-    let request = Request {
-        job: id.clone(),
-        agent: "clerk".into(),
-        decision: Decision {
-            id: DecisionId::new(&id, 1, 0),
-            source: AgentName::new("clerk").unwrap(),
-            kind: "handoff".into(),
-            payload: serde_json::json!({"agent": "billing", "input": {"amount": 500}}),
-        },
-        rule: 0,
-        approvers: vec!["ops-lead".into(), "finance".into()],
-        requested_ms: 1,
-        expires_ms,
-        chain: vec![Link {
-            job: id.clone(),
-            agent: "clerk".into(),
-            via: None,
-        }],
-        node: "n1".into(),
-    };
-    let store = Store::new(&data);
-    store.write_request(&request).unwrap();
-    std::fs::create_dir_all(store.parked()).unwrap();
-    std::fs::write(
-        store.parked_path(&id),
-        format!(r#"{{"id": "{job}", "agent": "clerk", "input": {{"amount": 500}}}}"#),
-    )
-    .unwrap();
-    request
-}
 
 const FAR: u64 = u64::MAX / 2;
 

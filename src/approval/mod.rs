@@ -85,6 +85,20 @@ fn applies(
     }
 }
 
+/// Gives a verdict the way every front end does (CLI and console): checked
+/// against the request's approvers, claimed by exclusive creation, then the
+/// job's ticket moved back to the inbox so any node resumes it.
+pub fn give_verdict(
+    data: &crate::datadir::DataDir,
+    verdict: &store::Verdict,
+) -> Result<store::Given, store::VerdictError> {
+    let store = store::Store::new(data);
+    let given = store.give(verdict)?;
+    // The node's periodic scan unparks the job if this process dies here.
+    store.unpark(data, &verdict.job)?;
+    Ok(given)
+}
+
 /// Whether `name` is a valid approver name: the characters of a manifest
 /// name, so it is safe in a file and a log line.
 pub fn valid_name(name: &str) -> bool {

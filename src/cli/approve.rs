@@ -3,7 +3,6 @@
 
 use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::approval::store::{Answer, Given, Request, Store, Verdict, VerdictError};
-use crate::datadir::DataDir;
 use crate::decision::{DecisionId, JobId};
 use crate::exit::Outcome;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -193,17 +192,6 @@ fn resolve(store: &Store, job: &JobId, text: &str) -> Result<DecisionId, CliErro
     }
 }
 
-/// Gives a verdict the way every front end does (CLI and console): checked
-/// against the request's approvers, claimed by exclusive creation, then the
-/// job's ticket moved back to the inbox. Returns whether this verdict counts.
-pub fn give_verdict(data: &DataDir, verdict: &Verdict) -> Result<Given, VerdictError> {
-    let store = Store::new(data);
-    let given = store.give(verdict)?;
-    // The node's periodic scan unparks the job if this process dies here.
-    store.unpark(data, &verdict.job)?;
-    Ok(given)
-}
-
 fn give(
     ctx: &Ctx,
     job: &str,
@@ -231,7 +219,7 @@ fn give(
         note,
         reason,
     };
-    match give_verdict(&data, &verdict) {
+    match crate::approval::give_verdict(&data, &verdict) {
         Ok(Given::Counted) => {
             out(&format!(
                 "{} {} by {}; the job resumes on the next node to pick it up\n",
