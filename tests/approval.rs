@@ -285,3 +285,153 @@ fn a_hand_written_verdict_for_someone_not_on_the_list_or_malformed_is_refused_wh
     hive.jaros(&["approve", "job-1", "1.0", "--by", "finance"])
         .expect(0);
 }
+
+// ------------------------------------------------ the node parks and resumes
+
+fn wait_result(hive: &Hive, job: &str) -> serde_json::Value {
+    let run = hive.jaros(&["result", job, "--wait", "60"]);
+    assert!(matches!(run.code(), 0 | 1), "{}", run.context());
+    run.json()
+}
+
+fn wait_parked(hive: &Hive, job: &str) {
+    let path = hive.data().join(format!("approvals/parked/{job}.json"));
+    common::wait_until(
+        std::time::Duration::from_secs(60),
+        "the job to park",
+        || path.exists(),
+    );
+}
+
+fn replay_is_reproducible(hive: &Hive) -> serde_json::Value {
+    let replay = hive.jaros(&["replay", "--json"]).expect(0).json();
+    assert_eq!(replay["byte_identical"], true, "{replay}");
+    assert_eq!(replay["model_calls"], 0);
+    replay
+}
+
+#[test]
+fn an_approved_decision_parks_its_job_then_runs_on_the_verdict_and_replays() {
+    let hive = hive(GOOD);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "small",
+        "--input",
+        r#"{"amount": 5}"#,
+    ])
+    .expect(0);
+    assert_eq!(
+        wait_result(&hive, "small")["state"],
+        "DONE",
+        "a small amount needs no verdict"
+    );
+    wait_parked(&hive, "big");
+    assert_eq!(
+        common::count_jobs(&hive.data(), "claimed"),
+        0,
+        "a parked job holds no claim"
+    );
+    let listed = hive.jaros(&["approvals", "--json"]).expect(0).json();
+    assert_eq!(listed["requests"][0]["job"], "big", "{listed}");
+    assert_eq!(
+        listed["requests"][0]["decision"]["payload"]["input"]["amount"],
+        500
+    );
+    hive.jaros(&[
+        "approve", "big", "handoff", "--by", "ops-lead", "--note", "checked",
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "big");
+    assert_eq!(result["state"], "DONE", "{result}");
+    let child = wait_result(&hive, "big-1.0");
+    assert_eq!(child["state"], "DONE", "the approved hand-off ran: {child}");
+    let _ = node.stop();
+    let log = hive.jaros(&["logs", "--job", "big"]).expect(0).stdout();
+    assert!(
+        log.contains("waiting") && log.contains("verdict  big#1.0 approve by ops-lead: checked"),
+        "{log}"
+    );
+    assert_eq!(
+        hive.jaros(&["approvals", "--json"]).expect(0).json()["requests"],
+        serde_json::json!([]),
+        "the request is closed"
+    );
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_denied_decision_is_refused_with_its_reason_and_replays() {
+    let hive = hive(GOOD);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    hive.jaros(&[
+        "deny",
+        "big",
+        "1.0",
+        "--by",
+        "finance",
+        "--reason",
+        "over the limit",
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "big");
+    assert_eq!(result["state"], "FAILED", "{result}");
+    assert!(
+        result
+            .to_string()
+            .contains("approval: denied by finance: over the limit"),
+        "{result}"
+    );
+    assert!(
+        !hive.data().join("done/big-1.0.json").exists(),
+        "the hand-off never ran"
+    );
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn an_expired_request_is_denied_as_expired() {
+    let hive = hive(&GOOD.replace("4h", "1s"));
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "big");
+    assert_eq!(result["state"], "FAILED", "{result}");
+    assert!(result.to_string().contains("approval: expired"), "{result}");
+    let _ = node.stop();
+    let log = hive.jaros(&["logs", "--job", "big"]).expect(0).stdout();
+    assert!(
+        log.contains("verdict  big#1.0 deny by jaros: expired"),
+        "{log}"
+    );
+    replay_is_reproducible(&hive);
+}

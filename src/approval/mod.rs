@@ -85,6 +85,16 @@ fn applies(
     }
 }
 
+/// The reason a denied decision's `rejected` record carries: `expired`
+/// for a request that lived out its time, else `denied by NAME: REASON`.
+pub fn denial_reason(by: &str, reason: Option<&str>) -> String {
+    match (by, reason) {
+        (RUNTIME_APPROVER, Some(EXPIRED_REASON)) => EXPIRED_REASON.to_string(),
+        (by, Some(reason)) => format!("denied by {by}: {reason}"),
+        (by, None) => format!("denied by {by}"),
+    }
+}
+
 /// Gives a verdict the way every front end does (CLI and console): checked
 /// against the request's approvers, claimed by exclusive creation, then the
 /// job's ticket moved back to the inbox so any node resumes it.

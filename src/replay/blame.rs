@@ -254,6 +254,8 @@ pub(super) fn set_at(body: &mut Body, new_at: u32) {
         | Body::Model { at, .. }
         | Body::Decision { at, .. }
         | Body::Rejected { at, .. }
+        | Body::Waiting { at, .. }
+        | Body::Verdict { at, .. }
         | Body::Effect { at, .. }
         | Body::End { at, .. } => *at = new_at,
     }
