@@ -435,3 +435,111 @@ fn an_expired_request_is_denied_as_expired() {
     );
     replay_is_reproducible(&hive);
 }
+
+#[test]
+fn a_node_killed_while_a_job_is_parked_and_the_verdict_given_while_down_resumes_on_another_node() {
+    let hive = hive(GOOD);
+    let mut args = vec!["--node-id", "n1"];
+    args.extend_from_slice(common::FAST);
+    let first = common::Node::start(hive.path(), &args);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    first.signal("KILL");
+    drop(first);
+    // Every node is down: the verdict is a file, and only the file.
+    hive.jaros(&["approve", "big", "1.0", "--by", "finance"])
+        .expect(0);
+    let mut args = vec!["--node-id", "n2"];
+    args.extend_from_slice(common::FAST);
+    let second = common::Node::start(hive.path(), &args);
+    let result = wait_result(&hive, "big");
+    assert_eq!(result["state"], "DONE", "{result}");
+    assert_eq!(wait_result(&hive, "big-1.0")["state"], "DONE");
+    let _ = second.stop();
+    // The waiting record is n1's, the verdict and the effect n2's.
+    let n2 = std::fs::read_to_string(hive.data().join("log/n2.jsonl")).unwrap();
+    assert!(n2.contains(r#""kind":"verdict""#), "{n2}");
+    let n1 = std::fs::read_to_string(hive.data().join("log/n1.jsonl")).unwrap();
+    assert!(n1.contains(r#""kind":"waiting""#));
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_verdict_left_in_the_data_dir_while_the_command_died_still_wakes_the_job() {
+    // The command writes the verdict, then moves the ticket; if it dies in
+    // between, the node's scan moves it.
+    let hive = hive(GOOD);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    let store = Store::new(&DataDir::new(hive.data()));
+    let request = store.request(&"big".parse().unwrap()).unwrap().unwrap();
+    let verdict = jaros::approval::store::Verdict {
+        job: request.job.clone(),
+        decision: request.decision.id.clone(),
+        verdict: jaros::approval::store::Answer::Approve,
+        by: "ops-lead".into(),
+        at_ms: 1,
+        note: None,
+        reason: None,
+    };
+    assert_eq!(
+        store.give(&verdict).unwrap(),
+        jaros::approval::store::Given::Counted
+    );
+    assert_eq!(wait_result(&hive, "big")["state"], "DONE");
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_hand_written_verdict_for_a_stranger_is_refused_audited_and_the_job_keeps_waiting() {
+    let hive = hive(GOOD);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    let store = Store::new(&DataDir::new(hive.data()));
+    std::fs::write(
+        store.verdict_path(&jaros::decision::DecisionId::new(&"big".parse().unwrap(), 1, 0)),
+        r#"{"job": "big", "decision": "big#1.0", "verdict": "approve", "by": "mallory", "at_ms": 5}"#,
+    )
+    .unwrap();
+    common::wait_until(std::time::Duration::from_secs(60), "the refusal", || {
+        std::fs::read_dir(store.refused()).is_ok_and(|d| d.count() == 1)
+    });
+    wait_parked(&hive, "big");
+    let audit = hive.jaros(&["audit", "--json"]).stdout();
+    assert!(
+        audit.contains("'mallory' is not among the approvers"),
+        "{audit}"
+    );
+    hive.jaros(&["approve", "big", "1.0", "--by", "finance"])
+        .expect(0);
+    assert_eq!(wait_result(&hive, "big")["state"], "DONE");
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
