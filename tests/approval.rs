@@ -543,3 +543,35 @@ fn a_hand_written_verdict_for_a_stranger_is_refused_audited_and_the_job_keeps_wa
     let _ = node.stop();
     replay_is_reproducible(&hive);
 }
+
+#[test]
+fn a_multi_turn_agent_sees_the_denial_and_its_reason_and_answers_with_another_decision() {
+    let hive = hive(GOOD);
+    hive.write(
+        "manifests/reviser.yaml",
+        "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: reviser\nspec:\n  role: clerk\n  max_steps: 2\n  template: agents/reviser.j2\n",
+    );
+    hive.write(
+        "agents/reviser.j2",
+        r#"{% if turn == 1 %}[{"type": "handoff", "payload": {"agent": "billing", "input": {"amount": 500}}}]{% else %}[{"type": "advance", "payload": {"events": ["start", "complete"], "note": {{ results[0].error | tojson }}}}]{% endif %}"#,
+    );
+    hive.jaros(&["validate"]).expect(0);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&["submit", "reviser", "--id", "rev"]).expect(0);
+    wait_parked(&hive, "rev");
+    hive.jaros(&[
+        "deny", "rev", "1.0", "--by", "finance", "--reason", "too much",
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "rev");
+    assert_eq!(result["state"], "DONE", "{result}");
+    assert!(
+        result
+            .to_string()
+            .contains("rejected: approval: denied by finance: too much"),
+        "the second turn saw the denial and its reason: {result}"
+    );
+    assert!(!hive.data().join("done/rev-1.0.json").exists());
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
