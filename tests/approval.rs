@@ -575,3 +575,36 @@ fn a_multi_turn_agent_sees_the_denial_and_its_reason_and_answers_with_another_de
     let _ = node.stop();
     replay_is_reproducible(&hive);
 }
+
+#[test]
+fn blame_names_the_approver_when_an_approved_decision_led_to_a_failure() {
+    let hive = hive(GOOD);
+    // Billing fails: `complete` from PENDING is no transition.
+    hive.write(
+        "agents/billing.j2",
+        r#"[{"type": "advance", "payload": {"events": ["complete"]}}]"#,
+    );
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    hive.jaros(&["approve", "big", "1.0", "--by", "ops-lead"])
+        .expect(0);
+    assert_eq!(wait_result(&hive, "big-1.0")["state"], "FAILED");
+    let _ = node.stop();
+    let text = hive.jaros(&["blame", "big-1.0"]).expect(0).stdout();
+    assert!(
+        text.contains("clerk in job big: decision big#1.0 (handoff) approved by ops-lead: handed off to billing"),
+        "{text}"
+    );
+    let json = hive.jaros(&["blame", "big-1.0", "--json"]).expect(0).json();
+    assert_eq!(json["chain"][0]["approved_by"], "ops-lead", "{json}");
+    replay_is_reproducible(&hive);
+}
