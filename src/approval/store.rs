@@ -37,8 +37,6 @@ pub struct Request {
     pub job: JobId,
     pub agent: String,
     pub decision: Decision,
-    /// The role's rule that applies, by position in its `approvals:` list.
-    pub rule: u32,
     pub approvers: Vec<String>,
     pub requested_ms: u64,
     /// Unix ms after which the request counts as denied ("expired").

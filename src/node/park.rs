@@ -69,7 +69,6 @@ pub fn park(
         job: job.id.clone(),
         agent: job.agent.to_string(),
         decision: waiting.decision.clone(),
-        rule: 0,
         approvers: waiting.approvers.clone(),
         requested_ms: now_ms,
         expires_ms: waiting.expires_ms,

@@ -338,7 +338,6 @@ pub fn park_request(hive: &Hive, job: &str, expires_ms: u64) -> jaros::approval:
             kind: "handoff".into(),
             payload: serde_json::json!({"agent": "billing", "input": {"amount": 500}}),
         },
-        rule: 0,
         approvers: vec!["ops-lead".into(), "finance".into()],
         requested_ms: 1,
         expires_ms,
