@@ -100,6 +100,28 @@ pub trait LiveIo: Send + Sync {
     fn data_dir(&self) -> Option<PathBuf> {
         None
     }
+    /// The verdict given on a waiting decision, checked against the
+    /// approvers its `waiting` record names; `Err` for a file that is
+    /// malformed or names someone not on the list (see docs/approval.md).
+    fn verdict(
+        &self,
+        job: &JobId,
+        decision: &DecisionId,
+        approvers: &[String],
+    ) -> Result<Option<crate::approval::store::Verdict>, crate::approval::store::Refused> {
+        match self.data_dir() {
+            Some(dir) => crate::approval::store::Store::new(&crate::datadir::DataDir::new(dir))
+                .verdict(job, decision, approvers),
+            None => Ok(None),
+        }
+    }
+    /// Moves a refused verdict file aside (after its refusal is audited).
+    fn refuse_verdict(&self, refused: &crate::approval::store::Refused, stamp: u64) {
+        if let Some(dir) = self.data_dir() {
+            let store = crate::approval::store::Store::new(&crate::datadir::DataDir::new(dir));
+            let _ = store.refuse(refused, stamp);
+        }
+    }
     /// Appends to the node's audit log. An action whose entry cannot be
     /// written does not run.
     fn audit(&self, entry: &AuditEntry) -> Result<(), LogError> {

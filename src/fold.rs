@@ -29,7 +29,22 @@ pub struct Folded {
     pub positions_done: u32,
     /// The response blob of the current turn's model call.
     pub last_response: Option<Digest>,
+    /// A decision that waits for a person's verdict (a `waiting` record not
+    /// yet followed by its decision or rejection), and the verdict if one is
+    /// recorded.
+    pub waiting: Option<Waiting>,
     pub counts: FoldCounts,
+}
+
+/// A decision held for a person's verdict (see docs/approval.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub decision: Decision,
+    pub approvers: Vec<String>,
+    pub expires_ms: u64,
+    pub clock_ms: Option<u64>,
+    /// The recorded verdict: approved or not, by whom, the denial's reason.
+    pub verdict: Option<(bool, String, Option<String>)>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,6 +67,7 @@ impl Folded {
             pending: None,
             positions_done: 0,
             last_response: None,
+            waiting: None,
             counts: FoldCounts::default(),
         }
     }
@@ -168,7 +184,91 @@ pub(crate) fn fold_records(
                 "a decision is followed by something other than its effect".into(),
             ));
         }
+        let answers_waiting = match (body, &f.waiting) {
+            (_, None) => true,
+            (Body::Verdict { .. }, Some(_)) => true,
+            (Body::Decision { decision, .. }, Some(w))
+            | (Body::Rejected { decision, .. }, Some(w)) => {
+                w.verdict.is_some() && w.decision.id == decision.id
+            }
+            _ => false,
+        };
+        if !answers_waiting {
+            return Err(diverge(
+                index,
+                f.waiting.as_ref().map(|w| &w.decision.id),
+                format!(
+                    "a {} record follows a decision that waits for its verdict",
+                    body.kind()
+                ),
+            ));
+        }
         match body {
+            Body::Waiting {
+                decision,
+                approvers,
+                expires_ms,
+                clock_ms,
+                ..
+            } => {
+                let (turn, position) = turn_position(index, decision)?;
+                enter_turn(&mut f, turn);
+                f.state.clock_ms = *clock_ms;
+                if strict {
+                    if let Err(rejection) = gate::check(plan, &f.state, decision, turn, position) {
+                        return Err(diverge(
+                            index,
+                            Some(&decision.id),
+                            format!("the gate now rejects this waiting decision ({rejection})"),
+                        ));
+                    }
+                    if crate::approval::rule_for(plan, decision).is_none() {
+                        return Err(diverge(
+                            index,
+                            Some(&decision.id),
+                            "no approval rule of the plan holds this waiting decision".into(),
+                        ));
+                    }
+                }
+                f.waiting = Some(Waiting {
+                    decision: decision.clone(),
+                    approvers: approvers.clone(),
+                    expires_ms: *expires_ms,
+                    clock_ms: *clock_ms,
+                    verdict: None,
+                });
+            }
+            Body::Verdict {
+                decision: id,
+                verdict,
+                by,
+                reason,
+                ..
+            } => {
+                let Some(waiting) = f
+                    .waiting
+                    .as_mut()
+                    .filter(|w| w.decision.id == *id && w.verdict.is_none())
+                else {
+                    return Err(diverge(
+                        index,
+                        Some(id),
+                        "a verdict on a decision that does not wait for one".into(),
+                    ));
+                };
+                let approved = match verdict.as_str() {
+                    "approve" => true,
+                    "deny" => false,
+                    other => {
+                        return Err(diverge(
+                            index,
+                            Some(id),
+                            format!("verdict '{other}' is neither approve nor deny"),
+                        ))
+                    }
+                };
+                waiting.verdict = Some((approved, by.clone(), reason.clone()));
+            }
             Body::Plan { .. } | Body::Job { .. } | Body::Audit { .. } => {
                 return Err(diverge(
                     index,
@@ -216,6 +316,23 @@ pub(crate) fn fold_records(
                         format!("the gate now rejects this recorded decision ({rejection})"),
                     ));
                 }
+                let approved =
+                    matches!(&f.waiting, Some(w) if matches!(w.verdict, Some((true, _, _))));
+                if strict && !approved && crate::approval::rule_for(plan, decision).is_some() {
+                    return Err(diverge(
+                        index,
+                        Some(&decision.id),
+                        "this decision needs a person's approval and the log records none".into(),
+                    ));
+                }
+                if f.waiting.is_some() && !approved {
+                    return Err(diverge(
+                        index,
+                        Some(&decision.id),
+                        "a denied decision is recorded as accepted".into(),
+                    ));
+                }
+                f.waiting = None;
                 f.positions_done = position + 1;
                 pending = Some(decision);
                 f.counts.decisions += 1;
@@ -305,7 +422,20 @@ pub(crate) fn fold_records(
                         refused: Some((check.as_str(), reason.as_str())),
                     });
                 }
-                if strict && decision.kind != UNPARSED {
+                let denied = f.waiting.take().and_then(|w| match w.verdict {
+                    Some((false, by, reason)) => Some((by, reason)),
+                    _ => None,
+                });
+                if let Some((by, why)) = denied {
+                    let expected = crate::approval::denial_reason(&by, why.as_deref());
+                    if check != crate::approval::DENIED_CHECK || *reason != expected {
+                        return Err(diverge(
+                            index,
+                            Some(&decision.id),
+                            format!("the verdict denies with '{expected}', the log records '{check}: {reason}'"),
+                        ));
+                    }
+                } else if strict && decision.kind != UNPARSED {
                     match gate::check(plan, &f.state, decision, turn, position) {
                         Ok(()) => {
                             return Err(diverge(

@@ -23,6 +23,9 @@ pub enum Check {
     Schema,
     Scope,
     Budget,
+    /// Not a check of the gate's own: a person denied the decision (or its
+    /// request expired) after the gate accepted it (see docs/approval.md).
+    Approval,
 }
 
 impl Check {
@@ -34,6 +37,7 @@ impl Check {
             Check::Schema => "schema",
             Check::Scope => "scope",
             Check::Budget => "budget",
+            Check::Approval => "approval",
         }
     }
 }

@@ -90,6 +90,14 @@ pub enum RunError {
         decision: DecisionId,
         reason: String,
     },
+    /// A decision waits for a person's verdict: its `waiting` record is
+    /// durable, and the job parks without a thread until a verdict or its
+    /// expiry (see docs/approval.md). A resumed run reads the verdict.
+    #[error("decision {} of job {job} waits for a person's verdict", waiting.decision.id)]
+    Parked {
+        job: JobId,
+        waiting: Box<fold::Waiting>,
+    },
 }
 
 /// A held effect is not recorded: the job stops here, to be retried.
@@ -163,7 +171,9 @@ impl Runner<'_> {
             | Body::End { .. }
             | Body::Plan { .. }
             | Body::Audit { .. }
-            | Body::Effect { .. } => true,
+            | Body::Effect { .. }
+            | Body::Waiting { .. }
+            | Body::Verdict { .. } => true,
             Body::Job { .. } | Body::Model { .. } | Body::Rejected { .. } => false,
         };
         self.record(job, cursor, body, durable)
@@ -320,6 +330,13 @@ impl Runner<'_> {
 
         // A decision recorded without its effect: the crash came between the
         // two. Execute it now (handlers' live effects are idempotent).
+        // A decision that waits for a person: read its verdict (or park
+        // again), then run or refuse it and go on with the turn.
+        if let Some(waiting) = folded.waiting.take() {
+            let position = waiting.decision.id.turn_position().map_or(0, |(_, p)| p);
+            self.answer(job, &mut cursor, &mut folded.state, waiting)?;
+            folded.positions_done = position + 1;
+        }
         if let Some(pending) = folded.pending.take() {
             self.fence_before_effect(job)?;
             let effect =
@@ -516,6 +533,29 @@ impl Runner<'_> {
                 }
             }
             Ok(()) => {
+                if let Some((_, rule)) = crate::approval::rule_for(plan, &decision) {
+                    // Durable before the job parks: the request is the log's.
+                    let waiting = fold::Waiting {
+                        decision,
+                        approvers: rule.approvers.clone(),
+                        expires_ms: now_unix_ms().saturating_add(rule.expires_ms),
+                        clock_ms: state.clock_ms,
+                        verdict: None,
+                    };
+                    let body = Body::Waiting {
+                        job: job.clone(),
+                        at: cursor.at,
+                        decision: waiting.decision.clone(),
+                        approvers: waiting.approvers.clone(),
+                        expires_ms: waiting.expires_ms,
+                        clock_ms: waiting.clock_ms,
+                    };
+                    self.append(job, cursor, body)?;
+                    return Err(RunError::Parked {
+                        job: job.clone(),
+                        waiting: Box::new(waiting),
+                    });
+                }
                 let body = Body::Decision {
                     job: job.clone(),
                     at: cursor.at,
@@ -533,6 +573,113 @@ impl Runner<'_> {
             }
         }
         Ok(Step::Done)
+    }
+
+    /// Gives a waiting decision its verdict: the one recorded, else the one
+    /// in the data dir (recorded now, durably, as an input), else "expired"
+    /// once its time is up; with none, the job parks again. Then an approved
+    /// decision is recorded and runs; a denied one is refused as the gate
+    /// refuses, its reason for the agent's next turn.
+    fn answer(
+        &self,
+        job: &JobId,
+        cursor: &mut Cursor,
+        state: &mut JobState,
+        waiting: fold::Waiting,
+    ) -> Result<(), RunError> {
+        let plan = &*self.plan;
+        let decision = waiting.decision.clone();
+        let (approved, by, reason) = match waiting.verdict.clone() {
+            Some(verdict) => verdict,
+            None => {
+                let given = match self.live.verdict(job, &decision.id, &waiting.approvers) {
+                    Ok(given) => given,
+                    Err(refused) => {
+                        let entry = AuditEntry {
+                            job: job.clone(),
+                            agent: decision.source.clone(),
+                            decision: decision.id.clone(),
+                            action: "approval".into(),
+                            verdict: Verdict::Refused,
+                            reason: format!(
+                                "verdict file {} refused: {}",
+                                refused.path.display(),
+                                refused.reason
+                            ),
+                        };
+                        self.live.audit(&entry)?;
+                        self.live.refuse_verdict(&refused, u64::from(cursor.at));
+                        None
+                    }
+                };
+                let now = now_unix_ms();
+                let body = match given {
+                    Some(v) => Body::Verdict {
+                        job: job.clone(),
+                        at: cursor.at,
+                        decision: decision.id.clone(),
+                        verdict: v.verdict.as_str().into(),
+                        by: v.by,
+                        at_ms: v.at_ms,
+                        note: v.note,
+                        reason: v.reason,
+                    },
+                    None if now >= waiting.expires_ms => Body::Verdict {
+                        job: job.clone(),
+                        at: cursor.at,
+                        decision: decision.id.clone(),
+                        verdict: "deny".into(),
+                        by: crate::approval::RUNTIME_APPROVER.into(),
+                        at_ms: now,
+                        note: None,
+                        reason: Some(crate::approval::EXPIRED_REASON.into()),
+                    },
+                    None => {
+                        return Err(RunError::Parked {
+                            job: job.clone(),
+                            waiting: Box::new(waiting),
+                        })
+                    }
+                };
+                let Body::Verdict {
+                    verdict,
+                    by,
+                    reason,
+                    ..
+                } = &body
+                else {
+                    unreachable!("built as a verdict just above")
+                };
+                let answer = (verdict == "approve", by.clone(), reason.clone());
+                self.append(job, cursor, body)?;
+                answer
+            }
+        };
+        state.clock_ms = waiting.clock_ms;
+        if approved {
+            let body = Body::Decision {
+                job: job.clone(),
+                at: cursor.at,
+                decision: decision.clone(),
+                clock_ms: state.clock_ms,
+            };
+            let durable = self.durable_before_effect(state, &decision);
+            self.record(job, cursor, body, durable)?;
+            self.fence_before_effect(job)?;
+            let effect = self
+                .executor
+                .execute(plan, state, &decision, None, Some(self.live));
+            unless_held(job, &decision, &effect)?;
+            self.append_effect(job, cursor, &decision, &effect)?;
+        } else {
+            let why = crate::approval::denial_reason(&by, reason.as_deref());
+            let check = gate::Check::Approval;
+            state.note_rejection(&decision, &format!("{check}: {why}"));
+            let body = rejected_body(job, cursor.at, &decision, check, &why, state.clock_ms);
+            self.append(job, cursor, body)?;
+            self.audit_refusal(job, &decision, &format!("{check}: {why}"))?;
+        }
+        Ok(())
     }
 
     /// Every gate refusal also goes to the node's audit log.

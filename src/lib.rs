@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 // The deterministic plane.
+pub mod approval;
 pub mod canon;
 pub mod decision;
 pub mod exec;

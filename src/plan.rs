@@ -180,6 +180,30 @@ pub struct Grant {
     /// may lie outside the read globs).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_hard_links: bool,
+    /// Decisions that wait for a person's verdict, first applying rule
+    /// first. Left out of the plan's JSON when empty, so a role without
+    /// approvals keeps its digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalRule>,
+}
+
+/// One compiled approval rule of a role (see `docs/approval.md`; the payload
+/// rule's language lives in [`crate::approval::rule`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRule {
+    #[serde(rename = "type")]
+    pub decision_type: String,
+    /// Globs a decision's write scope must match for the rule to apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Hand-off targets a decision's hand-off scope must name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    pub approvers: Vec<String>,
+    pub expires_ms: u64,
 }
 
 /// How an agent proposes decisions.

@@ -324,7 +324,13 @@ fn job_spans(job: &JobId, root: &JobId, history: &[Body], out: &mut Vec<Span>) {
                     span.error = Some(reason.clone().unwrap_or_else(|| "failed".into()));
                 }
             }
-            Body::Job { .. } | Body::Plan { .. } | Body::Audit { .. } => {}
+            // A wait for a person is not a span of work; the verdict shows
+            // in the decision or rejection that follows it.
+            Body::Job { .. }
+            | Body::Plan { .. }
+            | Body::Audit { .. }
+            | Body::Waiting { .. }
+            | Body::Verdict { .. } => {}
         }
     }
     // A turn and the job end where their last child ends.

@@ -617,3 +617,73 @@ fn sigterm_stops_the_console_cleanly_with_exit_status_0() {
     stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "console: stopped\n");
 }
+
+#[test]
+fn the_approvals_page_lists_what_waits_and_gives_one_verdict_from_its_own_origin_only() {
+    let hive = example_hive();
+    let c = Console::start(&hive);
+    let empty = c.get("/approvals");
+    assert!(
+        empty.body.contains("Nothing waits for approval"),
+        "{}",
+        empty.body
+    );
+    assert!(
+        empty.body.contains("id=\"approvals-count\""),
+        "the navigation has a count"
+    );
+    common::park_request(&hive, "job-7", u64::MAX / 2);
+    let page = c.get("/approvals");
+    assert!(
+        page.body.contains("data-decision=\"job-7#1.0\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("approvers: ops-lead, finance"),
+        "{}",
+        page.body
+    );
+    assert_eq!(c.get("/api/approvals").json()["count"], 1);
+    let body = json!({"job": "job-7", "decision": "job-7#1.0", "verdict": "approve", "by": "finance", "text": "fine"});
+    let foreign = c.send(
+        "POST",
+        "/api/verdict",
+        &[
+            format!("Cookie: {}", c.cookie()),
+            "Origin: http://evil.example".into(),
+            "Content-Type: application/json".into(),
+        ],
+        &body.to_string(),
+    );
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+    let no_token = c.send(
+        "POST",
+        "/api/verdict",
+        &[
+            format!("Origin: {}", c.base),
+            "Content-Type: application/json".into(),
+        ],
+        &body.to_string(),
+    );
+    assert_eq!(no_token.status, 401, "{}", no_token.body);
+    let stranger = c.post_json(
+        "/api/verdict",
+        &json!({"job": "job-7", "decision": "job-7#1.0", "verdict": "approve", "by": "mallory"}),
+    );
+    assert_eq!(stranger.status, 400, "{}", stranger.body);
+    assert!(
+        stranger.body.contains("'mallory' may not answer"),
+        "{}",
+        stranger.body
+    );
+    let ok = c.post_json("/api/verdict", &body);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(
+        hive.data().join("inbox/job-7.json").exists(),
+        "the job is back in the inbox"
+    );
+    let again = c.post_json("/api/verdict", &json!({"job": "job-7", "decision": "job-7#1.0", "verdict": "deny", "by": "ops-lead", "text": "no"}));
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("approve by finance"), "{}", again.body);
+}

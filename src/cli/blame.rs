@@ -37,7 +37,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     s += "  chain:\n";
     for (i, link) in blame.chain.iter().enumerate() {
         s += &format!(
-            "  {}. {} in job {}: decision {} ({}): {}\n",
+            "  {}. {} in job {}: decision {} ({}){}: {}\n",
             i + 1,
             link.agent,
             link.job,
@@ -45,6 +45,9 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
                 .as_ref()
                 .map_or("-".to_string(), |d| d.to_string()),
             link.kind.as_deref().unwrap_or("-"),
+            link.approved_by
+                .as_ref()
+                .map_or(String::new(), |by| format!(" approved by {by}")),
             link.outcome
         );
     }

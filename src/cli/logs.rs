@@ -142,6 +142,31 @@ fn describe(body: &Body) -> String {
             "rejected {} {} [{check}] {reason}",
             decision.id, decision.kind
         ),
+        Body::Waiting {
+            decision,
+            approvers,
+            ..
+        } => format!(
+            "waiting  {} {} {} for {}",
+            decision.id,
+            decision.kind,
+            short(&decision.payload),
+            approvers.join(", ")
+        ),
+        Body::Verdict {
+            decision,
+            verdict,
+            by,
+            note,
+            reason,
+            ..
+        } => format!(
+            "verdict  {decision} {verdict} by {by}{}",
+            reason
+                .as_ref()
+                .or(note.as_ref())
+                .map_or(String::new(), |t| format!(": {t}"))
+        ),
         Body::Effect {
             decision,
             result,

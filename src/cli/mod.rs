@@ -1,6 +1,7 @@
 //! The `jaros` command line: one file per subcommand, one output and
 //! exit-code convention ([`crate::exit`]), `--json` where scripts read output.
 
+mod approve;
 mod audit;
 mod blame;
 mod checkpoint;
@@ -84,6 +85,9 @@ enum Command {
     Keygen(keygen::Args),
     Checkpoint(checkpoint::Args),
     Prove(prove::Args),
+    Approvals(approve::ListArgs),
+    Approve(approve::ApproveArgs),
+    Deny(approve::DenyArgs),
     Audit(audit::Args),
     Trace(trace::Args),
     Metrics(metrics::Args),
@@ -342,6 +346,9 @@ pub fn main() -> i32 {
         Command::Serve(args) => serve::main(&ctx, args),
         Command::Console(args) => console::main(&ctx, args),
         Command::Submit(args) => submit::submit(&ctx, args),
+        Command::Approvals(args) => approve::list(&ctx, args),
+        Command::Approve(args) => approve::approve(&ctx, args),
+        Command::Deny(args) => approve::deny(&ctx, args),
         Command::Result(args) => submit::result(&ctx, args),
         Command::Status(args) => status::main(&ctx, args),
         Command::Schedules(args) => schedules::main(&ctx, args),

@@ -126,6 +126,50 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The roles' approval rules, when any role has one (see docs/approval.md).
+fn approvals(plan: &Plan) -> String {
+    let rows: Vec<Vec<String>> = plan
+        .roles
+        .iter()
+        .flat_map(|(name, g)| {
+            g.approvals.iter().map(move |a| {
+                let mut scope: Vec<String> = Vec::new();
+                if !a.paths.is_empty() {
+                    scope.push(format!("paths {}", a.paths.join(", ")));
+                }
+                if !a.targets.is_empty() {
+                    scope.push(format!("to {}", a.targets.join(", ")));
+                }
+                if let Some(when) = &a.when {
+                    scope.push(format!("when {when}"));
+                }
+                vec![
+                    name.clone(),
+                    a.decision_type.clone(),
+                    if scope.is_empty() {
+                        "-".into()
+                    } else {
+                        scope.join("; ")
+                    },
+                    a.approvers.join(", "),
+                    ms(a.expires_ms),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\napprovals ({})\n{}",
+        rows.len(),
+        table(
+            &["ROLE", "TYPE", "APPLIES TO", "APPROVERS", "EXPIRES"],
+            &rows
+        )
+    )
+}
+
 /// The plan as tables a reviewer reads.
 pub fn render(plan: &Plan) -> String {
     let mut text = format!("plan sha256:{}\n\n", plan.digest());
@@ -183,6 +227,7 @@ pub fn render(plan: &Plan) -> String {
         .map(|(name, g)| vec![name.clone(), budget(&g.budget), list(&g.hosts)])
         .collect();
     text.push_str(&table(&["ROLE", "BUDGET PER JOB", "HOSTS"], &rows));
+    text.push_str(&approvals(plan));
 
     text.push_str(&format!("\ndecision types ({})\n", plan.types.len()));
     let rows: Vec<Vec<String>> = plan

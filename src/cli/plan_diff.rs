@@ -193,6 +193,30 @@ fn grant(name: &str, old: &Grant, new: &Grant, out: &mut Vec<Change>) {
             }
         }
     }
+    // Approval rules, whole: a rule added narrows what runs unattended, a
+    // rule removed widens it.
+    let rule = |r: &crate::plan::ApprovalRule| json(r).to_string();
+    let (a, b): (BTreeSet<String>, BTreeSet<String>) = (
+        old.approvals.iter().map(rule).collect(),
+        new.approvals.iter().map(rule).collect(),
+    );
+    for (op, items, verb) in [
+        ('-', b.difference(&a), "needs approval for"),
+        ('+', a.difference(&b), "no longer needs approval for"),
+    ] {
+        for item in items {
+            let value: Value = serde_json::from_str(item).unwrap_or(Value::Null);
+            out.push(Change {
+                op,
+                kind: "role",
+                name: name.to_string(),
+                what: Some("approvals".to_string()),
+                from: (op == '+').then(|| value.clone()),
+                to: (op == '-').then(|| value.clone()),
+                text: format!("{op} role {name}: {verb} {}", short(&value)),
+            });
+        }
+    }
     let budget = |b: &crate::plan::Budget| serde_json::to_value(b).expect("budgets serialize");
     let before = out.len();
     fields(

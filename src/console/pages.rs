@@ -26,6 +26,7 @@ const NAV: &[(&str, &str)] = &[
     ("/schedules", "Schedules"),
     ("/evals", "Evals"),
     ("/audit", "Audit"),
+    ("/approvals", "Approvals"),
     ("/help", "Help"),
 ];
 
@@ -38,7 +39,13 @@ fn layout(title: &str, active: &str, body: &str) -> String {
             } else {
                 ""
             };
-            format!("<a href=\"{href}\"{class}>{name}</a>")
+            // The count of waiting approvals is filled in by console.js.
+            let count = if *href == "/approvals" {
+                " <span class=\"count\" id=\"approvals-count\"></span>"
+            } else {
+                ""
+            };
+            format!("<a href=\"{href}\"{class}>{name}{count}</a>")
         })
         .collect();
     format!(
@@ -1036,6 +1043,78 @@ model responses, the real gate and executor, each case in a temporary data dir. 
         }
     }
     page("Evals", "/evals", &b)
+}
+
+/// What waits for a person's verdict, as `jaros approvals --json` lists it.
+pub fn approvals_json(shared: &Shared) -> Value {
+    let listing = crate::approval::store::Store::new(&shared.data)
+        .list()
+        .unwrap_or_default();
+    let now = now_ms();
+    let requests: Vec<Value> = listing
+        .requests
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            v["left_ms"] = r.expires_ms.saturating_sub(now).into();
+            v["expired"] = (now >= r.expires_ms).into();
+            v
+        })
+        .collect();
+    json!({"count": requests.len(), "requests": requests})
+}
+
+/// The Approvals page: each request with its chain, and approve / deny
+/// forms that post to `/api/verdict` (same rules as every state change).
+pub fn approvals(shared: &Arc<Shared>) -> Response {
+    let listing = crate::approval::store::Store::new(&shared.data)
+        .list()
+        .unwrap_or_default();
+    let now = now_ms();
+    let mut b = String::from(
+        "<p>Decisions that wait for a person. A verdict is recorded in the log with your name, which is asserted \
+(like a git author): it must be one the role lists. Exactly one verdict counts.</p>",
+    );
+    for (path, why) in &listing.bad {
+        b += &format!(
+            "<p class=\"bad\">{}: {}</p>",
+            esc(&path.display().to_string()),
+            esc(why)
+        );
+    }
+    if listing.requests.is_empty() {
+        b += "<p class=\"muted\" id=\"no-approvals\">Nothing waits for approval.</p>";
+    }
+    for r in &listing.requests {
+        let chain: Vec<String> = r
+            .chain
+            .iter()
+            .map(|l| format!("{} ({})", job_link(l.job.as_str()), esc(&l.agent)))
+            .collect();
+        let left = match r.expires_ms.checked_sub(now).filter(|l| *l > 0) {
+            Some(left) => format!("{} left", age(left)),
+            None => "expired".into(),
+        };
+        b += &format!(
+            "<section class=\"approval\" data-job=\"{job}\" data-decision=\"{id}\"><h2>{kind} <span class=\"muted\">by {agent}</span></h2>\
+<p>{link} · decision <code>{id}</code> · {left} · approvers: {approvers}</p>\
+<p>chain: {chain}</p><pre>{payload}</pre>\
+<form class=\"verdict\"><label>your name <input name=\"by\" required></label>\
+<label>note or reason <input name=\"text\"></label>\
+<button type=\"submit\" name=\"verdict\" value=\"approve\">Approve</button>\
+<button type=\"submit\" name=\"verdict\" value=\"deny\">Deny</button>\
+<span class=\"verdict-status\" role=\"status\"></span></form></section>",
+            job = esc(r.job.as_str()),
+            id = esc(r.decision.id.as_str()),
+            kind = esc(&r.decision.kind),
+            agent = esc(&r.agent),
+            link = job_link(r.job.as_str()),
+            approvers = esc(&r.approvers.join(", ")),
+            chain = chain.join(" → "),
+            payload = esc(&serde_json::to_string_pretty(&r.decision.payload).unwrap_or_default()),
+        );
+    }
+    page("Approvals", "/approvals", &b)
 }
 
 pub fn audit(shared: &Arc<Shared>, req: &Request) -> Response {

@@ -172,6 +172,8 @@ fn get(shared: &Arc<Shared>, req: &Request) -> Response {
         "/schedules" => pages::schedules(shared),
         "/evals" => pages::evals(shared),
         "/audit" => pages::audit(shared, req),
+        "/approvals" => pages::approvals(shared),
+        "/api/approvals" => Response::json(200, &pages::approvals_json(shared)),
         "/help" => pages::help(),
         "/api/overview" => Response::json(200, &pages::overview_json(shared)),
         "/api/jobs" => Response::json(200, &pages::jobs_json(shared, req)),
@@ -208,6 +210,7 @@ fn post(shared: &Arc<Shared>, path: &str, body: Value) -> Response {
         "/api/submit" => submit(shared, &body),
         "/api/replay" => replay(shared),
         "/api/evals" => evals(shared),
+        "/api/verdict" => verdict(shared, &body),
         _ => Response::error(404, format!("no action at {path}")),
     }
 }
@@ -235,6 +238,58 @@ fn submit(shared: &Shared, body: &Value) -> Response {
         Ok(id) => Response::json(200, &json!({ "id": id })),
         Err(why) => Response::error(400, why),
     }
+}
+
+/// A verdict from the Approvals page: `{job, decision, verdict: "approve" |
+/// "deny", by, note | reason}`, given as `jaros approve` / `jaros deny` give it.
+fn verdict(shared: &Shared, body: &Value) -> Response {
+    use crate::approval::store::{Answer, Given, Verdict, VerdictError};
+    let text = |key: &str| body[key].as_str().map(str::to_string);
+    let (Some(job), Some(decision), Some(by)) = (text("job"), text("decision"), text("by")) else {
+        return Response::error(400, "give \"job\", \"decision\" and \"by\" (your name)");
+    };
+    let answer = match body["verdict"].as_str() {
+        Some("approve") => Answer::Approve,
+        Some("deny") => Answer::Deny,
+        _ => return Response::error(400, "\"verdict\" is \"approve\" or \"deny\""),
+    };
+    let (Ok(job), Ok(decision)) = (
+        crate::decision::JobId::new(job),
+        serde_json::from_value::<crate::decision::DecisionId>(json!(decision)),
+    ) else {
+        return Response::error(400, "not a job id or a decision id");
+    };
+    let note = text("note")
+        .or(text("text"))
+        .filter(|t| !t.trim().is_empty());
+    let (note, reason) = match answer {
+        Answer::Approve => (note, None),
+        Answer::Deny => (None, note),
+    };
+    let verdict = Verdict {
+        job,
+        decision,
+        verdict: answer,
+        by,
+        at_ms: now_ms(),
+        note,
+        reason,
+    };
+    match crate::approval::give_verdict(&shared.data, &verdict) {
+        Ok(Given::Counted) => Response::json(200, &json!({"counted": true, "verdict": verdict})),
+        Ok(Given::AlreadyGiven(first)) => Response::json(
+            409,
+            &json!({"error": format!("already answered: {} by {}; that verdict counts", first.verdict.as_str(), first.by)}),
+        ),
+        Err(e @ VerdictError::Io(_)) => Response::error(500, e.to_string()),
+        Err(e) => Response::error(400, e.to_string()),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn replay(shared: &Shared) -> Response {

@@ -56,6 +56,11 @@ enum Field {
     Depth,
     TreeJobs,
     ClockMs,
+    Approvers,
+    ExpiresMs,
+    By,
+    AtMs,
+    Note,
     #[serde(other)]
     Other,
 }
@@ -72,6 +77,8 @@ enum Kind {
     Effect,
     End,
     Audit,
+    Waiting,
+    Verdict,
 }
 
 /// `state` is a job state in `end` records and a state digest in `effect`
@@ -170,6 +177,11 @@ struct Slots {
     depth: Option<u32>,
     tree_jobs: Option<u32>,
     clock_ms: Option<u64>,
+    approvers: Option<Vec<String>>,
+    expires_ms: Option<u64>,
+    by: Option<String>,
+    at_ms: Option<u64>,
+    note: Option<String>,
 }
 
 impl Slots {
@@ -251,6 +263,24 @@ impl Slots {
                 result: result_text(self.result_text, self.result)?,
                 reason: self.reason,
                 blame: self.blame,
+            },
+            Kind::Waiting => Body::Waiting {
+                job: req!(job),
+                at: req!(at),
+                decision: full_decision(req!(decision))?,
+                approvers: req!(approvers),
+                expires_ms: req!(expires_ms),
+                clock_ms: self.clock_ms,
+            },
+            Kind::Verdict => Body::Verdict {
+                job: req!(job),
+                at: req!(at),
+                decision: decision_id(req!(decision))?,
+                verdict: req!(verdict),
+                by: req!(by),
+                at_ms: req!(at_ms),
+                note: self.note,
+                reason: self.reason,
             },
             Kind::Audit => Body::Audit {
                 job: req!(job),
@@ -352,6 +382,11 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 Field::Depth => set!(depth, "depth"),
                 Field::TreeJobs => set!(tree_jobs, "tree_jobs"),
                 Field::ClockMs => set!(clock_ms, "clock_ms"),
+                Field::Approvers => set!(approvers, "approvers"),
+                Field::ExpiresMs => set!(expires_ms, "expires_ms"),
+                Field::By => set!(by, "by"),
+                Field::AtMs => set!(at_ms, "at_ms"),
+                Field::Note => s.note = map.next_value()?,
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }

@@ -92,6 +92,36 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clock_ms: Option<u64>,
     },
+    /// A decision the gate accepted that a role's approval rule holds for a
+    /// person's verdict (see docs/approval.md); durable before its job parks.
+    Waiting {
+        job: JobId,
+        at: u32,
+        decision: Decision,
+        /// Who may answer, as the rule said when the decision was made.
+        approvers: Vec<String>,
+        /// Unix ms after which the request counts as denied ("expired").
+        expires_ms: u64,
+        /// As a `decision` record's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock_ms: Option<u64>,
+    },
+    /// A person's verdict on a waiting decision: an input, recorded as a
+    /// model's answer is, and read back by replay. An approval is followed
+    /// by the `decision` record, a denial by a `rejected` one.
+    Verdict {
+        job: JobId,
+        at: u32,
+        decision: DecisionId,
+        /// `approve` or `deny`.
+        verdict: String,
+        by: String,
+        at_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// The outcome of executing a decision and the job state after it.
     Effect {
         job: JobId,
@@ -143,6 +173,8 @@ impl Body {
             Body::Model { .. } => "model",
             Body::Decision { .. } => "decision",
             Body::Rejected { .. } => "rejected",
+            Body::Waiting { .. } => "waiting",
+            Body::Verdict { .. } => "verdict",
             Body::Effect { .. } => "effect",
             Body::End { .. } => "end",
             Body::Audit { .. } => "audit",
@@ -158,6 +190,8 @@ impl Body {
             | Body::Model { job, at, .. }
             | Body::Decision { job, at, .. }
             | Body::Rejected { job, at, .. }
+            | Body::Waiting { job, at, .. }
+            | Body::Verdict { job, at, .. }
             | Body::Effect { job, at, .. }
             | Body::End { job, at, .. } => Some((job, *at)),
         }
@@ -322,6 +356,42 @@ fn members(body: &Body, m: &mut Encoder) {
             m.str("job", job.as_str());
             m.str("kind", kind);
             m.str("reason", reason);
+        }
+        Body::Waiting {
+            job,
+            at,
+            decision,
+            approvers,
+            expires_ms,
+            clock_ms,
+        } => {
+            m.json("approvers", &Value::from(approvers.clone()));
+            m.int("at", u64::from(*at));
+            m.opt_int("clock_ms", *clock_ms);
+            m.decision("decision", decision);
+            m.int("expires_ms", *expires_ms);
+            m.str("job", job.as_str());
+            m.str("kind", kind);
+        }
+        Body::Verdict {
+            job,
+            at,
+            decision,
+            verdict,
+            by,
+            at_ms,
+            note,
+            reason,
+        } => {
+            m.int("at", u64::from(*at));
+            m.int("at_ms", *at_ms);
+            m.str("by", by);
+            m.str("decision", decision.as_str());
+            m.str("job", job.as_str());
+            m.str("kind", kind);
+            m.opt_str("note", note.as_deref());
+            m.opt_str("reason", reason.as_deref());
+            m.str("verdict", verdict);
         }
         Body::Effect {
             job,

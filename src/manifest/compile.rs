@@ -78,6 +78,18 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
             handoff: s.handoff.iter().cloned().collect(),
             hosts: s.hosts.iter().cloned().collect(),
             allow_hard_links: s.allow_hard_links,
+            approvals: s
+                .approvals
+                .iter()
+                .map(|a| crate::plan::ApprovalRule {
+                    decision_type: a.decision_type.clone(),
+                    paths: a.paths.clone(),
+                    targets: a.targets.clone(),
+                    when: a.when.clone(),
+                    approvers: a.approvers.clone(),
+                    expires_ms: a.expires.ms(),
+                })
+                .collect(),
             budget: Budget {
                 decisions: s.budget.decisions.unwrap_or(defaults.decisions),
                 model_calls: s.budget.model_calls.unwrap_or(defaults.model_calls),

@@ -429,6 +429,36 @@ pub struct RoleSpec {
     /// Limits per job; each one left out takes its default.
     #[serde(default)]
     pub budget: BudgetSpec,
+    /// Decisions that wait for a person's verdict before they take effect (see docs/approval.md). The first rule that applies decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalSpec>,
+}
+
+fn default_approval_expiry() -> Duration {
+    duration("24h")
+}
+
+/// One approval rule of a role: which decisions wait for a person, who may answer, and for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSpec {
+    /// The decision type that needs a verdict; the role must grant it.
+    #[serde(rename = "type")]
+    pub decision_type: String,
+    /// Only `fs.write`: globs, relative to the hive, of the paths whose writes need a verdict (default: every path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Only `handoff`: the hand-off targets that need a verdict (default: every target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// A payload rule such as `amount > 100` (field path, comparison, number or string literal); a payload it cannot answer needs a verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Who may give the verdict, by name (asserted like a git author).
+    pub approvers: Vec<String>,
+    /// How long a request lives before it counts as denied with the reason "expired" (default `24h`, at most `30d`).
+    #[serde(default = "default_approval_expiry")]
+    pub expires: Duration,
 }
 
 /// Limits per job.

@@ -930,6 +930,7 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
                 ));
             }
         }
+        check_approvals(r, &types, builtin, &agents, blind, &mut errors);
         for field in ["read", "write"] {
             let globs = if field == "read" {
                 &r.m.spec.read
@@ -1031,6 +1032,102 @@ pub fn check_schedules(m: &Manifests, now: chrono::DateTime<chrono::Utc>) -> Vec
 }
 
 /// A grant glob is relative to the hive and stays inside it.
+/// A role's `approvals:` rules: each names a type the role grants, narrows
+/// only by scopes that type has, parses its payload rule, and names people
+/// who may answer within a bounded time.
+fn check_approvals(
+    r: &Entry<RoleManifest>,
+    types: &BTreeMap<&str, &Entry<ToolManifest>>,
+    builtin: &crate::plan::Plan,
+    agents: &BTreeSet<&str>,
+    blind: bool,
+    errors: &mut Vec<Diagnostic>,
+) {
+    use crate::plan::ScopeKind;
+    let scopes_of = |ty: &str| -> Option<Vec<ScopeKind>> {
+        if let Some(spec) = builtin.types.get(ty) {
+            return Some(spec.scopes.iter().map(|s| s.kind).collect());
+        }
+        types
+            .get(ty)
+            .map(|t| t.m.spec.scopes.iter().map(|s| s.kind).collect())
+    };
+    for (i, a) in r.m.spec.approvals.iter().enumerate() {
+        let at = |field: &str| format!("/spec/approvals/{i}{field}");
+        let ty = a.decision_type.as_str();
+        if !r.m.spec.types.iter().any(|t| t == ty) {
+            errors.push(r.error(
+                &at("/type"),
+                format!("approval rule for '{ty}', which this role does not grant; add it to spec.types or remove the rule"),
+            ));
+        }
+        let scopes = scopes_of(ty);
+        let has = |kind: ScopeKind| blind || scopes.as_ref().is_none_or(|s| s.contains(&kind));
+        if !a.paths.is_empty() && !has(ScopeKind::Write) {
+            errors.push(r.error(
+                &at("/paths"),
+                format!("'paths' narrows only decisions that write a path (such as fs.write); '{ty}' writes none"),
+            ));
+        }
+        for (j, glob) in a.paths.iter().enumerate() {
+            if let Err(why) = check_glob(glob) {
+                errors.push(r.error(&at(&format!("/paths/{j}")), format!("glob '{glob}' {why}")));
+            }
+        }
+        if !a.targets.is_empty() && !has(ScopeKind::Handoff) {
+            errors.push(r.error(
+                &at("/targets"),
+                format!("'targets' narrows only hand-offs; '{ty}' hands off to no one"),
+            ));
+        }
+        for (j, target) in a.targets.iter().enumerate() {
+            if !blind && !agents.contains(target.as_str()) {
+                errors.push(r.error(
+                    &at(&format!("/targets/{j}")),
+                    format!("hand-off target '{target}' is not an agent"),
+                ));
+            } else if !r.m.spec.handoff.iter().any(|h| h == target) {
+                errors.push(r.error(
+                    &at(&format!("/targets/{j}")),
+                    format!("this role does not grant hand-off to '{target}' (spec.handoff), so no decision could wait for it"),
+                ));
+            }
+        }
+        if let Some(rule) = &a.when {
+            if let Err(e) = crate::approval::rule::Rule::parse(rule) {
+                errors.push(r.error(&at("/when"), format!("rule '{rule}': {e}")));
+            }
+        }
+        if a.approvers.is_empty() {
+            errors.push(r.error(
+                &at("/approvers"),
+                "an approval rule needs at least one approver, by name",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (j, name) in a.approvers.iter().enumerate() {
+            if !crate::approval::valid_name(name) {
+                errors.push(r.error(
+                    &at(&format!("/approvers/{j}")),
+                    format!("approver '{name}' {NAME_RULE}"),
+                ));
+            } else if !seen.insert(name.as_str()) {
+                errors.push(r.error(
+                    &at(&format!("/approvers/{j}")),
+                    format!("approver '{name}' is listed twice"),
+                ));
+            }
+        }
+        let ms = a.expires.ms();
+        if !(crate::approval::MIN_EXPIRY_MS..=crate::approval::MAX_EXPIRY_MS).contains(&ms) {
+            errors.push(r.error(
+                &at("/expires"),
+                format!("expires '{}' must be from 1s to 30d", a.expires.as_str()),
+            ));
+        }
+    }
+}
+
 fn check_glob(glob: &str) -> Result<(), &'static str> {
     if glob.is_empty() {
         return Err("is empty");

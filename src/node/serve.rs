@@ -147,6 +147,10 @@ pub fn serve(
     let capacity = cfg.pool_size.clamp(1, MAX_POOL_SIZE);
     while !stop.load(Ordering::SeqCst) && shared.fatal.lock().expect("fatal lock").is_none() {
         if queue.is_empty() || last_scan.elapsed() >= Duration::from_millis(cfg.scan_ms) {
+            // Parked jobs whose verdict came (or whose time ran out) go
+            // back to the inbox, even when the verdict was given while
+            // every node was down.
+            super::park::wake_due(&data, super::lease::now_ms());
             queue = scan_inbox(&data);
             last_scan = Instant::now();
         }

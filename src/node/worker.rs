@@ -165,7 +165,10 @@ pub(super) fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Opti
         via: job.via.clone(),
     };
     match runner.run_in_tree(&ticket, job.tree, &history) {
-        Ok(end) => return Some(end),
+        Ok(end) => {
+            super::park::close(&shared.rt.data, &job.id);
+            return Some(end);
+        }
         Err(RunError::Fenced(_)) => {
             if shared.releasing.load(Ordering::SeqCst) && fence_would_hold(shared, &id) {
                 // Shutting down: give the job back for another node to resume.
@@ -194,6 +197,25 @@ pub(super) fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Opti
                     "the audit log {} failed ({reason}); restart the node once the cause is fixed",
                     shared.rt.audit.path().display()
                 ));
+            }
+        }
+        Err(RunError::Parked { waiting, .. }) => {
+            let epoch = held_epoch(shared, &id);
+            match super::park::park(
+                &shared.rt.data,
+                &shared.cfg.node_id,
+                job,
+                &waiting,
+                epoch,
+                super::lease::now_ms(),
+            ) {
+                Ok(()) => eprintln!(
+                    "jaros: node {}: {id} waits for a verdict on {} (`jaros approvals`)",
+                    shared.cfg.node_id, waiting.decision.id
+                ),
+                // The job stays claimed: its lease lapses and a node that
+                // takes it over parks it again from its `waiting` record.
+                Err(e) => eprintln!("jaros: node {}: cannot park {id}: {e}", shared.cfg.node_id),
             }
         }
         Err(RunError::Log(e)) => {

@@ -26,6 +26,10 @@ pub struct BlameLink {
     pub kind: Option<String>,
     /// What the decision did: the hand-off it made, or why it failed.
     pub outcome: String,
+    /// The person who approved the decision, when an approval rule held it
+    /// (see docs/approval.md): a link of the chain too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// What happens to a failed job when its blamed decision is taken away.
@@ -114,12 +118,24 @@ pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, R
                 },
                 (None, false) => "created the next job".into(),
             };
+            let approved_by = link.decision.as_ref().and_then(|d| {
+                loaded.job(&link.job)?.find_map(|body| match body {
+                    Body::Verdict {
+                        decision,
+                        verdict,
+                        by,
+                        ..
+                    } if decision == d && verdict == "approve" => Some(by.clone()),
+                    _ => None,
+                })
+            });
             BlameLink {
                 job: link.job.clone(),
                 agent: link.agent.clone(),
                 decision: link.decision.clone(),
                 kind: link.kind.clone(),
                 outcome,
+                approved_by,
             }
         })
         .collect();
@@ -254,6 +270,8 @@ pub(super) fn set_at(body: &mut Body, new_at: u32) {
         | Body::Model { at, .. }
         | Body::Decision { at, .. }
         | Body::Rejected { at, .. }
+        | Body::Waiting { at, .. }
+        | Body::Verdict { at, .. }
         | Body::Effect { at, .. }
         | Body::End { at, .. } => *at = new_at,
     }

@@ -318,3 +318,43 @@ pub fn edit(path: &Path, from: &str, to: &str) {
     assert!(text.contains(from), "{} lacks {from:?}", path.display());
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
+
+/// Writes an approval request for job `job` (agent `clerk`, a hand-off to
+/// `billing` that approvers `ops-lead` and `finance` may answer) as a node
+/// parks it, with its ticket in `approvals/parked/`.
+pub fn park_request(hive: &Hive, job: &str, expires_ms: u64) -> jaros::approval::store::Request {
+    use jaros::approval::store::{Link, Request, Store};
+    use jaros::datadir::DataDir;
+    use jaros::decision::{AgentName, Decision, DecisionId, JobId};
+    let data = DataDir::new(hive.data());
+    data.create().unwrap();
+    let id = JobId::new(job).unwrap();
+    let request = Request {
+        job: id.clone(),
+        agent: "clerk".into(),
+        decision: Decision {
+            id: DecisionId::new(&id, 1, 0),
+            source: AgentName::new("clerk").unwrap(),
+            kind: "handoff".into(),
+            payload: serde_json::json!({"agent": "billing", "input": {"amount": 500}}),
+        },
+        approvers: vec!["ops-lead".into(), "finance".into()],
+        requested_ms: 1,
+        expires_ms,
+        chain: vec![Link {
+            job: id.clone(),
+            agent: "clerk".into(),
+            via: None,
+        }],
+        node: "n1".into(),
+    };
+    let store = Store::new(&data);
+    store.write_request(&request).unwrap();
+    std::fs::create_dir_all(store.parked()).unwrap();
+    std::fs::write(
+        store.parked_path(&id),
+        format!(r#"{{"id": "{job}", "agent": "clerk", "input": {{"amount": 500}}}}"#),
+    )
+    .unwrap();
+    request
+}

@@ -206,3 +206,42 @@ document.addEventListener("DOMContentLoaded", () => {
   setupReplay();
   setupEvals();
 });
+
+// ---- approvals ------------------------------------------------------------
+
+function approvalsCount() {
+  const badge = document.getElementById("approvals-count");
+  if (!badge) return;
+  fetch("/api/approvals", { credentials: "same-origin" }).then(r => r.json()).then(a => {
+    badge.textContent = a.count > 0 ? String(a.count) : "";
+  }).catch(() => {});
+}
+
+function approvalForms() {
+  for (const form of document.querySelectorAll("form.verdict")) {
+    const section = form.closest("section.approval");
+    const status = form.querySelector(".verdict-status");
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const verdict = e.submitter ? e.submitter.value : "approve";
+      const by = form.elements.by.value.trim();
+      const text = form.elements.text.value.trim();
+      if (verdict === "deny" && !text) { status.textContent = "a denial needs a reason"; return; }
+      status.textContent = "sending…";
+      const r = await post("/api/verdict", {
+        job: section.dataset.job, decision: section.dataset.decision, verdict, by, text,
+      });
+      if (r.ok) {
+        status.textContent = (verdict === "approve" ? "approved" : "denied") + " by " + by;
+        status.className = "verdict-status ok";
+        for (const b of form.querySelectorAll("button")) b.disabled = true;
+        approvalsCount();
+      } else {
+        status.textContent = r.data.error || ("HTTP " + r.status);
+        status.className = "verdict-status bad";
+      }
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => { approvalsCount(); approvalForms(); });

@@ -1,0 +1,609 @@
+//! Human approval end to end: the role's `approvals:` rules checked by
+//! `jaros validate` with positions and shown by the plan; requests listed;
+//! verdicts given exactly once, by approvers only; hand-written or malformed
+//! verdict files refused. See docs/approval.md.
+mod common;
+use common::Hive;
+
+/// A hive with role `clerk` granting `fs.write` and `handoff` (to `billing`)
+/// with `approvals` as given, and template agents `clerk` and `billing`.
+fn hive(approvals: &str) -> Hive {
+    let hive = Hive::empty();
+    hive.write(
+        "manifests/hive.yaml",
+        &format!(
+            "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: clerk\nspec:\n  types: [fs.write, handoff, advance]\n  write: [\"out/**\"]\n  handoff: [billing]\n  approvals:\n{approvals}\n---\n\
+             apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: clerk\nspec:\n  role: clerk\n  template: agents/clerk.j2\n---\n\
+             apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: billing\nspec:\n  role: clerk\n  template: agents/billing.j2\n"
+        ),
+    );
+    hive.write(
+        "agents/clerk.j2",
+        r#"[{"type": "handoff", "payload": {"agent": "billing", "input": {"amount": {{ input.amount | default(0) }}}}}]"#,
+    );
+    hive.write(
+        "agents/billing.j2",
+        r#"[{"type": "advance", "payload": {"events": ["start", "complete"]}}]"#,
+    );
+    hive
+}
+
+const GOOD: &str = "    - type: handoff\n      targets: [billing]\n      when: \"input.amount > 100\"\n      approvers: [ops-lead, finance]\n      expires: 4h";
+
+fn errors(hive: &Hive) -> String {
+    hive.jaros(&["validate"]).expect(1).stdout()
+}
+
+#[test]
+fn a_valid_approval_rule_validates_and_the_plan_shows_it() {
+    let hive = hive(GOOD);
+    hive.jaros(&["validate"]).expect(0);
+    let plan = hive.jaros(&["plan", "--json"]).expect(0).json();
+    let rule = &plan["plan"]["roles"]["clerk"]["approvals"][0];
+    assert_eq!(rule["type"], "handoff", "{plan}");
+    assert_eq!(rule["when"], "input.amount > 100");
+    assert_eq!(rule["approvers"][1], "finance");
+    assert_eq!(rule["expires_ms"], 4 * 3600 * 1000);
+    let text = hive.jaros(&["plan"]).expect(0).stdout();
+    assert!(
+        text.contains("approval") && text.contains("ops-lead"),
+        "the plan text shows approvals:\n{text}"
+    );
+}
+
+#[test]
+fn a_bad_payload_rule_is_reported_at_the_rule() {
+    let hive = hive(&GOOD.replace("input.amount > 100", "input.amount >> 100"));
+    assert_eq!(
+        errors(&hive),
+        "manifests/hive.yaml:12:13: rule 'input.amount >> 100': expected a literal; write one comparison such as 'amount > 100' or 'tier == \"gold\"': a field path, one of > >= < <= == !=, and a number, a double-quoted string, true, false or null (at character 15)\n1 error\n"
+    );
+}
+
+#[test]
+fn bad_approvers_types_targets_and_durations_are_reported_at_each() {
+    let hive = hive(
+        "    - type: fs.read\n      approvers: []\n    - type: advance\n      targets: [billing]\n      approvers: [ops, \"bad name\", ops]\n      expires: 40d\n    - type: handoff\n      targets: [nobody]\n      paths: [\"out/**\"]\n      approvers: [ops]",
+    );
+    let out = errors(&hive);
+    for expected in [
+        "manifests/hive.yaml:10:13: approval rule for 'fs.read', which this role does not grant",
+        "manifests/hive.yaml:11:18: an approval rule needs at least one approver, by name",
+        "manifests/hive.yaml:13:16: 'targets' narrows only hand-offs; 'advance' hands off to no one",
+        "manifests/hive.yaml:14:24: approver 'bad name' may hold only",
+        "manifests/hive.yaml:14:36: approver 'ops' is listed twice",
+        "manifests/hive.yaml:15:16: expires '40d' must be from 1s to 30d",
+        "manifests/hive.yaml:17:17: hand-off target 'nobody' is not an agent",
+        "manifests/hive.yaml:18:14: 'paths' narrows only decisions that write a path",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert_eq!(out.lines().count(), 9, "{out}");
+}
+
+#[test]
+fn a_duration_that_does_not_parse_is_reported_at_the_value() {
+    let hive = hive(&GOOD.replace("4h", "soon"));
+    assert_eq!(
+        errors(&hive),
+        "manifests/hive.yaml:14:16: spec.approvals[0].expires 'soon' is not a duration; write whole numbers with units d, h, m, s or ms, largest first (such as 30s, 5m or 1h30m)\n1 error\n"
+    );
+}
+
+// ------------------------------------------------ requests and verdicts
+
+use common::park_request as park;
+use jaros::approval::store::Store;
+use jaros::datadir::DataDir;
+
+const FAR: u64 = u64::MAX / 2;
+
+#[test]
+fn approvals_lists_the_job_decision_payload_chain_approvers_and_time_left() {
+    let hive = hive(GOOD);
+    DataDir::new(hive.data()).create().unwrap();
+    let none = hive.jaros(&["approvals"]).expect(0).stdout();
+    assert_eq!(none, "nothing waits for approval\n");
+    park(&hive, "job-1", FAR);
+    park(&hive, "job-2", 2);
+    let text = hive.jaros(&["approvals"]).expect(0).stdout();
+    for part in [
+        "job-1  job-1#1.0  handoff (agent clerk)",
+        r#"{"agent":"billing","input":{"amount":500}}"#,
+        "chain     job-1 (clerk)",
+        "approvers ops-lead, finance",
+        "left      expired",
+        "2 waiting",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in:\n{text}");
+    }
+    let json = hive.jaros(&["approvals", "--json"]).expect(0).json();
+    let requests = json["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2, "{json}");
+    assert_eq!(requests[0]["decision"]["type"], "handoff");
+    assert_eq!(requests[1]["expired"], true);
+    assert_eq!(requests[0]["expired"], false);
+}
+
+#[test]
+fn an_approver_not_on_the_list_is_refused_and_nothing_is_written() {
+    let hive = hive(GOOD);
+    let request = park(&hive, "job-1", FAR);
+    let run = hive
+        .jaros(&["approve", "job-1", "1.0", "--by", "mallory"])
+        .expect(2);
+    assert!(
+        run.stderr().contains(
+            "'mallory' may not answer this request; its approvers are: ops-lead, finance"
+        ),
+        "{}",
+        run.context()
+    );
+    let store = Store::new(&DataDir::new(hive.data()));
+    assert!(!store.verdict_path(&request.decision.id).exists());
+    assert!(
+        store.parked_path(&request.job).exists(),
+        "the job stays parked"
+    );
+}
+
+#[test]
+fn a_verdict_counts_once_and_moves_the_job_back_to_the_inbox() {
+    let hive = hive(GOOD);
+    let request = park(&hive, "job-1", FAR);
+    let out = hive
+        .jaros(&[
+            "approve", "job-1", "handoff", "--by", "finance", "--note", "ok",
+        ])
+        .expect(0)
+        .stdout();
+    assert!(out.contains("job-1#1.0 approved by finance"), "{out}");
+    assert!(hive.data().join("inbox/job-1.json").exists());
+    let store = Store::new(&DataDir::new(hive.data()));
+    assert!(!store.parked_path(&request.job).exists());
+    let second = hive
+        .jaros(&[
+            "deny",
+            "job-1",
+            "job-1#1.0",
+            "--by",
+            "ops-lead",
+            "--reason",
+            "no",
+        ])
+        .expect(1);
+    assert!(
+        second
+            .stderr()
+            .contains("job-1#1.0 was already answered: approve by finance; that verdict counts"),
+        "{}",
+        second.context()
+    );
+    let verdict = store
+        .verdict(&request.job, &request.decision.id, &request.approvers)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (verdict.by.as_str(), verdict.note.as_deref()),
+        ("finance", Some("ok"))
+    );
+}
+
+#[test]
+fn two_verdicts_at_once_exactly_one_counts() {
+    for round in 0..8 {
+        let hive = hive(GOOD);
+        let job = format!("job-{round}");
+        park(&hive, &job, FAR);
+        let path = hive.path().to_path_buf();
+        let racers: Vec<_> = [("approve", "finance"), ("deny", "ops-lead")]
+            .into_iter()
+            .map(|(verb, by)| {
+                let (path, job) = (path.clone(), job.clone());
+                std::thread::spawn(move || {
+                    let mut args = vec![verb, job.as_str(), "1.0", "--by", by];
+                    if verb == "deny" {
+                        args.extend(["--reason", "racing"]);
+                    }
+                    common::run_in(&path, &args).code()
+                })
+            })
+            .collect();
+        let mut codes: Vec<i32> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            vec![0, 1],
+            "exactly one verdict counts in round {round}"
+        );
+        let verdicts = std::fs::read_dir(hive.data().join("approvals/verdicts"))
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count();
+        assert_eq!(verdicts, 1);
+    }
+}
+
+#[test]
+fn a_denial_needs_a_reason_and_a_decision_that_does_not_wait_is_refused() {
+    let hive = hive(GOOD);
+    park(&hive, "job-1", FAR);
+    hive.jaros(&["deny", "job-1", "1.0", "--by", "finance", "--reason", " "])
+        .expect(2);
+    let run = hive
+        .jaros(&["approve", "job-1", "2.0", "--by", "finance"])
+        .expect(2);
+    assert!(
+        run.stderr()
+            .contains("job job-1 waits on decision job-1#1.0 (handoff), not '2.0'"),
+        "{}",
+        run.context()
+    );
+    hive.jaros(&["approve", "job-9", "1.0", "--by", "finance"])
+        .expect(2);
+}
+
+#[test]
+fn a_hand_written_verdict_for_someone_not_on_the_list_or_malformed_is_refused_when_read() {
+    let hive = hive(GOOD);
+    let request = park(&hive, "job-1", FAR);
+    let store = Store::new(&DataDir::new(hive.data()));
+    std::fs::create_dir_all(store.verdicts()).unwrap();
+    let path = store.verdict_path(&request.decision.id);
+    std::fs::write(
+        &path,
+        r#"{"job": "job-1", "decision": "job-1#1.0", "verdict": "approve", "by": "mallory", "at_ms": 5}"#,
+    )
+    .unwrap();
+    let refused = store
+        .verdict(&request.job, &request.decision.id, &request.approvers)
+        .unwrap_err();
+    assert!(
+        refused
+            .reason
+            .contains("'mallory' is not among the approvers"),
+        "{refused:?}"
+    );
+    std::fs::write(&path, "{not json").unwrap();
+    let refused = store
+        .verdict(&request.job, &request.decision.id, &request.approvers)
+        .unwrap_err();
+    assert!(
+        refused.reason.contains("not a valid verdict"),
+        "{refused:?}"
+    );
+    store.refuse(&refused, 7).unwrap();
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(store.refused()).unwrap().count(), 1);
+    // Refused, the decision can be answered again.
+    hive.jaros(&["approve", "job-1", "1.0", "--by", "finance"])
+        .expect(0);
+}
+
+// ------------------------------------------------ the node parks and resumes
+
+fn wait_result(hive: &Hive, job: &str) -> serde_json::Value {
+    let run = hive.jaros(&["result", job, "--wait", "60"]);
+    assert!(matches!(run.code(), 0 | 1), "{}", run.context());
+    run.json()
+}
+
+fn wait_parked(hive: &Hive, job: &str) {
+    let path = hive.data().join(format!("approvals/parked/{job}.json"));
+    common::wait_until(
+        std::time::Duration::from_secs(60),
+        "the job to park",
+        || path.exists(),
+    );
+}
+
+fn replay_is_reproducible(hive: &Hive) -> serde_json::Value {
+    let replay = hive.jaros(&["replay", "--json"]).expect(0).json();
+    assert_eq!(replay["byte_identical"], true, "{replay}");
+    assert_eq!(replay["model_calls"], 0);
+    replay
+}
+
+#[test]
+fn an_approved_decision_parks_its_job_then_runs_on_the_verdict_and_replays() {
+    let hive = hive(GOOD);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "small",
+        "--input",
+        r#"{"amount": 5}"#,
+    ])
+    .expect(0);
+    assert_eq!(
+        wait_result(&hive, "small")["state"],
+        "DONE",
+        "a small amount needs no verdict"
+    );
+    wait_parked(&hive, "big");
+    assert!(
+        !hive.data().join("claimed/big.json").exists(),
+        "a parked job holds no claim"
+    );
+    let listed = hive.jaros(&["approvals", "--json"]).expect(0).json();
+    assert_eq!(listed["requests"][0]["job"], "big", "{listed}");
+    assert_eq!(
+        listed["requests"][0]["decision"]["payload"]["input"]["amount"],
+        500
+    );
+    hive.jaros(&[
+        "approve", "big", "handoff", "--by", "ops-lead", "--note", "checked",
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "big");
+    assert_eq!(result["state"], "DONE", "{result}");
+    let child = wait_result(&hive, "big-1.0");
+    assert_eq!(child["state"], "DONE", "the approved hand-off ran: {child}");
+    let _ = node.stop();
+    let log = hive.jaros(&["logs", "--job", "big"]).expect(0).stdout();
+    assert!(
+        log.contains("waiting") && log.contains("verdict  big#1.0 approve by ops-lead: checked"),
+        "{log}"
+    );
+    assert_eq!(
+        hive.jaros(&["approvals", "--json"]).expect(0).json()["requests"],
+        serde_json::json!([]),
+        "the request is closed"
+    );
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_denied_decision_is_refused_with_its_reason_and_replays() {
+    let hive = hive(GOOD);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    hive.jaros(&[
+        "deny",
+        "big",
+        "1.0",
+        "--by",
+        "finance",
+        "--reason",
+        "over the limit",
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "big");
+    assert_eq!(result["state"], "FAILED", "{result}");
+    assert!(
+        result
+            .to_string()
+            .contains("approval: denied by finance: over the limit"),
+        "{result}"
+    );
+    assert!(
+        !hive.data().join("done/big-1.0.json").exists(),
+        "the hand-off never ran"
+    );
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn an_expired_request_is_denied_as_expired() {
+    let hive = hive(&GOOD.replace("4h", "1s"));
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "big");
+    assert_eq!(result["state"], "FAILED", "{result}");
+    assert!(result.to_string().contains("approval: expired"), "{result}");
+    let _ = node.stop();
+    let log = hive.jaros(&["logs", "--job", "big"]).expect(0).stdout();
+    assert!(
+        log.contains("verdict  big#1.0 deny by jaros: expired"),
+        "{log}"
+    );
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_node_killed_while_a_job_is_parked_and_the_verdict_given_while_down_resumes_on_another_node() {
+    let hive = hive(GOOD);
+    let mut args = vec!["--node-id", "n1"];
+    args.extend_from_slice(common::FAST);
+    let first = common::Node::start(hive.path(), &args);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    first.signal("KILL");
+    drop(first);
+    // Every node is down: the verdict is a file, and only the file.
+    hive.jaros(&["approve", "big", "1.0", "--by", "finance"])
+        .expect(0);
+    let mut args = vec!["--node-id", "n2"];
+    args.extend_from_slice(common::FAST);
+    let second = common::Node::start(hive.path(), &args);
+    let result = wait_result(&hive, "big");
+    assert_eq!(result["state"], "DONE", "{result}");
+    assert_eq!(wait_result(&hive, "big-1.0")["state"], "DONE");
+    let _ = second.stop();
+    // The waiting record is n1's, the verdict and the effect n2's.
+    let n2 = std::fs::read_to_string(hive.data().join("log/n2.jsonl")).unwrap();
+    assert!(n2.contains(r#""kind":"verdict""#), "{n2}");
+    let n1 = std::fs::read_to_string(hive.data().join("log/n1.jsonl")).unwrap();
+    assert!(n1.contains(r#""kind":"waiting""#));
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_verdict_left_in_the_data_dir_while_the_command_died_still_wakes_the_job() {
+    // The command writes the verdict, then moves the ticket; if it dies in
+    // between, the node's scan moves it.
+    let hive = hive(GOOD);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    let store = Store::new(&DataDir::new(hive.data()));
+    let request = store.request(&"big".parse().unwrap()).unwrap().unwrap();
+    let verdict = jaros::approval::store::Verdict {
+        job: request.job.clone(),
+        decision: request.decision.id.clone(),
+        verdict: jaros::approval::store::Answer::Approve,
+        by: "ops-lead".into(),
+        at_ms: 1,
+        note: None,
+        reason: None,
+    };
+    assert_eq!(
+        store.give(&verdict).unwrap(),
+        jaros::approval::store::Given::Counted
+    );
+    assert_eq!(wait_result(&hive, "big")["state"], "DONE");
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_hand_written_verdict_for_a_stranger_is_refused_audited_and_the_job_keeps_waiting() {
+    let hive = hive(GOOD);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    let store = Store::new(&DataDir::new(hive.data()));
+    std::fs::write(
+        store.verdict_path(&jaros::decision::DecisionId::new(&"big".parse().unwrap(), 1, 0)),
+        r#"{"job": "big", "decision": "big#1.0", "verdict": "approve", "by": "mallory", "at_ms": 5}"#,
+    )
+    .unwrap();
+    common::wait_until(std::time::Duration::from_secs(60), "the refusal", || {
+        std::fs::read_dir(store.refused()).is_ok_and(|d| d.count() == 1)
+    });
+    wait_parked(&hive, "big");
+    let audit = hive.jaros(&["audit", "--json"]).stdout();
+    assert!(
+        audit.contains("'mallory' is not among the approvers"),
+        "{audit}"
+    );
+    hive.jaros(&["approve", "big", "1.0", "--by", "finance"])
+        .expect(0);
+    assert_eq!(wait_result(&hive, "big")["state"], "DONE");
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_multi_turn_agent_sees_the_denial_and_its_reason_and_answers_with_another_decision() {
+    let hive = hive(GOOD);
+    hive.write(
+        "manifests/reviser.yaml",
+        "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: reviser\nspec:\n  role: clerk\n  max_steps: 2\n  template: agents/reviser.j2\n",
+    );
+    hive.write(
+        "agents/reviser.j2",
+        r#"{% if turn == 1 %}[{"type": "handoff", "payload": {"agent": "billing", "input": {"amount": 500}}}]{% else %}[{"type": "advance", "payload": {"events": ["start", "complete"], "note": {{ results[0].error | tojson }}}}]{% endif %}"#,
+    );
+    hive.jaros(&["validate"]).expect(0);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&["submit", "reviser", "--id", "rev"]).expect(0);
+    wait_parked(&hive, "rev");
+    hive.jaros(&[
+        "deny", "rev", "1.0", "--by", "finance", "--reason", "too much",
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "rev");
+    assert_eq!(result["state"], "DONE", "{result}");
+    assert!(
+        result
+            .to_string()
+            .contains("rejected: approval: denied by finance: too much"),
+        "the second turn saw the denial and its reason: {result}"
+    );
+    assert!(!hive.data().join("done/rev-1.0.json").exists());
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn blame_names_the_approver_when_an_approved_decision_led_to_a_failure() {
+    let hive = hive(GOOD);
+    // Billing fails: `complete` from PENDING is no transition.
+    hive.write(
+        "agents/billing.j2",
+        r#"[{"type": "advance", "payload": {"events": ["complete"]}}]"#,
+    );
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    hive.jaros(&["approve", "big", "1.0", "--by", "ops-lead"])
+        .expect(0);
+    assert_eq!(wait_result(&hive, "big-1.0")["state"], "FAILED");
+    let _ = node.stop();
+    let text = hive.jaros(&["blame", "big-1.0"]).expect(0).stdout();
+    assert!(
+        text.contains("clerk in job big: decision big#1.0 (handoff) approved by ops-lead: handed off to billing"),
+        "{text}"
+    );
+    let json = hive.jaros(&["blame", "big-1.0", "--json"]).expect(0).json();
+    assert_eq!(json["chain"][0]["approved_by"], "ops-lead", "{json}");
+    replay_is_reproducible(&hive);
+}
