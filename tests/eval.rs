@@ -20,7 +20,7 @@ fn the_example_suite_in_the_repository_passes_and_leaves_the_hive_alone() {
     let run = run_in(root, &["--hive", hive, "eval", "manifests/evals", "--json"]);
     assert_suite_passes(&run);
     let report = run.json();
-    assert_eq!(report["total"], 7, "{}", run.context());
+    assert_eq!(report["total"], 10, "{}", run.context());
     let names: Vec<&str> = report["cases"]
         .as_array()
         .unwrap()
@@ -37,7 +37,10 @@ fn the_example_suite_in_the_repository_passes_and_leaves_the_hive_alone() {
             "inventory-lists-the-hive",
             "text-metrics-counts-a-file",
             "echo-proposes-its-prompt",
-            "greeter-greets"
+            "greeter-greets",
+            "refund-waits-for-a-person",
+            "refund-approved-runs",
+            "refund-denied-fails"
         ]
     );
     assert_eq!(fingerprint(&root.join("manifests")), before);
@@ -59,7 +62,7 @@ fn the_text_report_says_pass_or_fail_per_case_then_the_count_and_time() {
     let last = text.lines().last().unwrap();
     assert!(
         last.starts_with(&format!(
-            "{}/7 eval cases passed in ",
+            "{}/10 eval cases passed in ",
             text.matches("[PASS]").count()
         )) && last.ends_with('s'),
         "{}",
@@ -162,7 +165,7 @@ fn no_cases_is_exit_2() {
     let run = hive.jaros(&["eval", "--filter", "no-such-case"]).expect(2);
     assert!(
         run.stderr()
-            .contains("none of the 7 cases matches --filter 'no-such-case'"),
+            .contains("none of the 10 cases matches --filter 'no-such-case'"),
         "{}",
         run.context()
     );
@@ -186,12 +189,12 @@ fn junit_reports_every_case_with_its_failures() {
     let run = hive.jaros(&["eval", "--junit", "report.xml"]);
     assert_eq!(run.code(), 1, "{}", run.context());
     let xml = std::fs::read_to_string(hive.path().join("report.xml")).unwrap();
-    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"jaros eval\" tests=\"7\""), "{xml}");
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"jaros eval\" tests=\"10\""), "{xml}");
     assert!(
-        xml.contains("<testsuite name=\"example\" tests=\"7\""),
+        xml.contains("<testsuite name=\"example\" tests=\"10\""),
         "{xml}"
     );
-    assert_eq!(xml.matches("<testcase ").count(), 7, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 10, "{xml}");
     assert!(xml.contains("<testcase name=\"advance-completes\" classname=\"example\" file=\"manifests/evals/example.yaml\""), "{xml}");
     // The payload with markup is escaped inside the failure.
     assert!(xml.contains("a&lt;b&gt;&amp;\\&quot;c"), "{xml}");
@@ -456,6 +459,123 @@ fn live_options_are_checked() {
         .expect(2);
     assert!(
         run.stderr().contains("no provider 'nope'"),
+        "{}",
+        run.context()
+    );
+}
+
+const REFUND_INPUT: &str =
+    "{id: T4, ticket: \"Please refund the 250 EUR I paid for a plan I cancelled the same day.\"}";
+
+fn refund_suite(cases: &str) -> String {
+    format!(
+        "apiVersion: jaros/v1\nkind: Eval\nmetadata:\n  name: refunds\nspec:\n  cases:\n{cases}"
+    )
+}
+
+#[test]
+fn a_case_gives_verdicts_and_expects_the_parked_state_or_the_outcome() {
+    let hive = example_hive();
+    let input = REFUND_INPUT;
+    hive.write(
+        "manifests/evals/refunds.yaml",
+        &refund_suite(&format!(
+            "    - name: waits
+      agent: worker
+      input: {input}
+      expect: {{types: [refund], state: WAITING}}
+    - name: approved
+      agent: worker
+      input: {input}
+      verdicts: [{{decision: refund, verdict: approve, by: demo-operator, note: ok}}]
+      expect: {{results: [{{refunded: 250}}, {{}}], state: DONE, deterministic: true}}
+    - name: denied
+      agent: worker
+      input: {input}
+      verdicts: [{{decision: \"1.0\", verdict: deny, by: demo-operator, reason: too late}}]
+      expect: {{gate: reject, reason: \"denied by demo-operator: too late\", state: FAILED}}
+    - name: approved-but-expected-waiting
+      agent: worker
+      input: {input}
+      verdicts: [{{decision: refund, verdict: approve, by: demo-operator}}]
+      expect: {{state: WAITING}}
+    - name: waiting-but-expected-done
+      agent: worker
+      input: {input}
+      expect: {{state: DONE}}
+    - name: a-verdict-nothing-waits-for
+      agent: advance
+      verdicts: [{{decision: refund, verdict: approve, by: demo-operator}}]
+      expect: {{state: DONE}}
+    - name: a-stranger-answers
+      agent: worker
+      input: {input}
+      verdicts: [{{decision: refund, verdict: approve, by: mallory}}]
+      expect: {{state: DONE}}
+"
+        )),
+    );
+    let run = hive
+        .jaros(&["eval", "manifests/evals/refunds.yaml"])
+        .expect(1);
+    let text = run.stdout();
+    for pass in ["waits", "approved", "denied"] {
+        assert!(
+            text.contains(&format!("[PASS] {pass}\n")),
+            "{}",
+            run.context()
+        );
+    }
+    for (fail, why) in [
+        (
+            "approved-but-expected-waiting",
+            "  state\n    expected: WAITING\n    actual:   DONE\n",
+        ),
+        (
+            "waiting-but-expected-done",
+            "  state\n    expected: DONE\n    actual:   WAITING on waiting-but-expected-done#1.0 (refund) (no verdict given)\n",
+        ),
+        (
+            "a-verdict-nothing-waits-for",
+            "  verdicts[0]\n    expected: decision 'refund' waits for this verdict\n    actual:   no decision it names waited for a verdict\n",
+        ),
+        (
+            "a-stranger-answers",
+            "'mallory' may not answer this request; its approvers are: demo-operator",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("[FAIL] {fail}\n")),
+            "{}",
+            run.context()
+        );
+        assert!(text.contains(why), "{why}\n{}", run.context());
+    }
+    assert!(!hive.data().exists(), "{}", run.context());
+}
+
+#[test]
+fn a_denial_without_a_reason_is_an_error_at_its_place() {
+    let hive = example_hive();
+    hive.write(
+        "manifests/evals/refunds.yaml",
+        &refund_suite(&format!(
+            "    - name: denied
+      agent: worker
+      input: {REFUND_INPUT}
+      verdicts:
+        - {{decision: refund, verdict: deny, by: demo-operator}}
+      expect: {{state: FAILED}}
+"
+        )),
+    );
+    let run = hive
+        .jaros(&["eval", "manifests/evals/refunds.yaml"])
+        .expect(2);
+    assert!(
+        run.stderr().contains(
+            "manifests/evals/refunds.yaml:11:11: a denial needs a `reason` (the agent and the log see it)"
+        ),
         "{}",
         run.context()
     );

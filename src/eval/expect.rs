@@ -24,6 +24,9 @@ pub struct Observed {
     pub state: Option<State>,
     /// Why the job failed, when it did.
     pub reason: Option<String>,
+    /// The decision the job is parked on (a `waiting` record with no
+    /// verdict after it), as `id (type)`: the job never ended.
+    pub waiting: Option<String>,
 }
 
 /// One proposed decision.
@@ -200,18 +203,22 @@ pub fn check(expect: &Expect, seen: &Observed) -> Vec<Failure> {
     }
     if let Some(want) = expect.state {
         let want = match want {
-            FinalState::Done => State::Done,
-            FinalState::Failed => State::Failed,
+            FinalState::Done => Some(State::Done),
+            FinalState::Failed => Some(State::Failed),
+            FinalState::Waiting => None,
         };
-        if seen.state != Some(want) {
-            let mut actual = match seen.state {
-                Some(s) => s.to_string(),
-                None => "the job never ended".into(),
+        let parked = seen.waiting.is_some() && seen.state.is_none();
+        if seen.state != want || (want.is_none() && !parked) {
+            let mut actual = match (seen.state, &seen.waiting) {
+                (Some(s), _) => s.to_string(),
+                (None, Some(d)) => format!("WAITING on {d} (no verdict given)"),
+                (None, None) => "the job never ended".into(),
             };
             if let Some(reason) = &seen.reason {
                 actual = format!("{actual} ({reason})");
             }
-            out.push(Failure::new("state", want.to_string(), actual));
+            let want = want.map_or("WAITING".to_string(), |s| s.to_string());
+            out.push(Failure::new("state", want, actual));
         }
     }
     out
@@ -353,6 +360,7 @@ mod tests {
             }],
             state: Some(State::Done),
             reason: None,
+            waiting: None,
         }
     }
 

@@ -16,7 +16,7 @@ pub mod junit;
 pub mod runner;
 
 use crate::decision::{AgentName, JobId};
-use crate::manifest::types::{EvalManifest, Expect};
+use crate::manifest::types::{EvalAnswer, EvalManifest, EvalVerdict, Expect};
 use crate::manifest::validate::{self, AnyManifest, Diagnostic, Entry};
 use crate::manifest::yaml;
 use crate::manifest::Kind;
@@ -42,6 +42,8 @@ pub struct Case {
     pub input: Value,
     /// The scripted model responses (inline or from `responses_file`).
     pub responses: Option<Vec<String>>,
+    /// The verdicts a person gives on decisions that wait, in order.
+    pub verdicts: Vec<EvalVerdict>,
     pub expect: Expect,
 }
 
@@ -271,6 +273,32 @@ fn cases_of(e: &Entry<EvalManifest>, opts: &LoadOptions<'_>) -> Result<Vec<Case>
             }
             _ => {}
         }
+        for (j, v) in c.verdicts.iter().enumerate() {
+            let at_v = |field: &str| at(&format!("/verdicts/{j}{field}"));
+            if !crate::approval::valid_name(&v.by) {
+                errors.push(e.error(
+                    &at_v("/by"),
+                    format!("'{}' is not a name an approval rule can list", v.by),
+                ));
+            }
+            match v.verdict {
+                EvalAnswer::Deny if v.reason.as_deref().is_none_or(|r| r.trim().is_empty()) => {
+                    errors.push(e.error(
+                        &at_v(""),
+                        "a denial needs a `reason` (the agent and the log see it)".to_string(),
+                    ))
+                }
+                EvalAnswer::Approve if v.reason.is_some() => errors.push(e.error(
+                    &at_v("/reason"),
+                    "an approval takes a `note`, not a `reason`".to_string(),
+                )),
+                EvalAnswer::Deny if v.note.is_some() => errors.push(e.error(
+                    &at_v("/note"),
+                    "a denial takes a `reason`, not a `note`".to_string(),
+                )),
+                _ => {}
+            }
+        }
         out.push(Case {
             suite: e.m.metadata.name.clone(),
             name: c.name.clone(),
@@ -278,6 +306,7 @@ fn cases_of(e: &Entry<EvalManifest>, opts: &LoadOptions<'_>) -> Result<Vec<Case>
             agent,
             input: c.input.clone(),
             responses,
+            verdicts: c.verdicts.clone(),
             expect: c.expect.clone(),
         });
     }

@@ -9,10 +9,14 @@
 
 use super::expect::{self, EffectSeen, Failure, Observed, Proposed};
 use super::Case;
+use crate::approval::store::{Answer, Link, Request, Store, Verdict};
 use crate::datadir::DataDir;
+use crate::decision::Decision;
 use crate::exec::Executor;
-use crate::job::{Proposer, Ticket};
+use crate::fold::Waiting;
+use crate::job::{Proposer, RunError, Ticket};
 use crate::log::{read_log, Body};
+use crate::manifest::types::{EvalAnswer, EvalVerdict};
 use crate::model::proposer::ModelProposer;
 use crate::model::scripted::ScriptedClient;
 use crate::model::ProviderConfig;
@@ -162,6 +166,7 @@ fn check_run(env: &Env, case: &Case) -> Vec<Failure> {
         Err(e) => return vec![run_failure(e)],
     };
     let mut failures = expect::check(&case.expect, &first.observed);
+    failures.extend(first.unused.iter().cloned());
     if case.expect.deterministic == Some(true) {
         match run_once(env, case) {
             Ok(second) => failures.extend(compare_runs(&first.records, &second.records)),
@@ -182,6 +187,8 @@ pub struct Recorded {
     /// Every record body of the run's log with its timing zeroed, as JSON.
     pub records: Vec<Value>,
     pub bodies: Vec<Body>,
+    /// A failed check for each of the case's verdicts no waiting decision used.
+    pub unused: Vec<Failure>,
 }
 
 /// Runs the case once in a fresh temporary data dir and reads its log back.
@@ -214,15 +221,99 @@ pub fn run_once(env: &Env, case: &Case) -> Result<Recorded, String> {
         parent: None,
         via: None,
     };
-    runner.run(&ticket, &[]).map_err(|e| e.to_string())?;
+    // A decision that waits gets the case's verdict, as `jaros approve`
+    // gives it (request, verdict file), and the job resumes from its log;
+    // one with no verdict leaves the job parked. Each pass uses a verdict,
+    // so this ends.
+    let mut used = vec![false; case.verdicts.len()];
+    let mut history = Vec::new();
+    loop {
+        match runner.run(&ticket, &history) {
+            Ok(_) => break,
+            Err(RunError::Parked { waiting, .. }) => {
+                let Some(i) = verdict_for(&case.verdicts, &used, &waiting.decision) else {
+                    break;
+                };
+                used[i] = true;
+                give(&data, &ticket, &waiting, &case.verdicts[i])
+                    .map_err(|e| format!("verdicts[{i}]: {e}"))?;
+                rt.log.flush().map_err(|e| e.to_string())?;
+                history =
+                    crate::replay::job_history(&data, &ticket.job).map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     rt.log.flush().map_err(|e| e.to_string())?;
     let log = read_log(&data.log_path(EVAL_NODE)).map_err(|e| e.to_string())?;
     let bodies: Vec<Body> = log.records.into_iter().map(|r| r.body).collect();
+    let unused = case
+        .verdicts
+        .iter()
+        .zip(&used)
+        .enumerate()
+        .filter(|(_, (_, used))| !**used)
+        .map(|(i, (v, _))| {
+            Failure::new(
+                format!("verdicts[{i}]"),
+                format!("decision '{}' waits for this verdict", v.decision),
+                "no decision it names waited for a verdict".into(),
+            )
+        })
+        .collect();
     Ok(Recorded {
         observed: observe(&bodies),
         records: bodies.iter().map(timeless).collect(),
         bodies,
+        unused,
     })
+}
+
+/// The first verdict not yet used that names `decision`: by its
+/// `turn.position`, its full id, or its type.
+fn verdict_for(verdicts: &[EvalVerdict], used: &[bool], decision: &Decision) -> Option<usize> {
+    let id = decision.id.as_str();
+    let short = id.rsplit('#').next().unwrap_or_default();
+    verdicts.iter().zip(used).position(|(v, used)| {
+        !*used && (v.decision == short || v.decision == id || v.decision == decision.kind)
+    })
+}
+
+/// Gives a case's verdict through the approval store, as `jaros approve`
+/// and `jaros deny` do: the request file, then the verdict file (checked
+/// against the recorded approvers).
+fn give(data: &DataDir, ticket: &Ticket, waiting: &Waiting, v: &EvalVerdict) -> Result<(), String> {
+    let store = Store::new(data);
+    let now = crate::node::lease::now_ms();
+    let request = Request {
+        job: ticket.job.clone(),
+        agent: ticket.agent.to_string(),
+        decision: waiting.decision.clone(),
+        approvers: waiting.approvers.clone(),
+        requested_ms: now,
+        expires_ms: waiting.expires_ms,
+        chain: vec![Link {
+            job: ticket.job.clone(),
+            agent: ticket.agent.to_string(),
+            via: None,
+        }],
+        node: EVAL_NODE.into(),
+    };
+    store.write_request(&request).map_err(|e| e.to_string())?;
+    let verdict = Verdict {
+        job: ticket.job.clone(),
+        decision: waiting.decision.id.clone(),
+        verdict: match v.verdict {
+            EvalAnswer::Approve => Answer::Approve,
+            EvalAnswer::Deny => Answer::Deny,
+        },
+        by: v.by.clone(),
+        at_ms: now,
+        note: v.note.clone(),
+        reason: v.reason.clone(),
+    };
+    store.give(&verdict).map_err(|e| e.to_string())?;
+    store.close(&ticket.job).map_err(|e| e.to_string())
 }
 
 /// Built-ins and templates as always; a model agent's provider answers with
@@ -245,6 +336,8 @@ fn offline_proposer(env: &Env, case: &Case) -> Arc<dyn Proposer> {
 pub fn observe(bodies: &[Body]) -> Observed {
     let mut seen = Observed::default();
     let mut job = None;
+    // The decision that waits, until its `decision` or `rejected` record.
+    let mut waiting: Option<crate::decision::Decision> = None;
     for body in bodies {
         match body {
             Body::Job { job: id, .. } if job.is_none() => job = Some(id.clone()),
@@ -254,23 +347,34 @@ pub fn observe(bodies: &[Body]) -> Observed {
             continue;
         }
         match body {
-            Body::Decision { decision, .. } => seen.proposed.push(Proposed {
-                id: decision.id.to_string(),
-                kind: decision.kind.clone(),
-                payload: decision.payload.clone(),
-                rejection: None,
-            }),
+            Body::Waiting { decision, .. } => waiting = Some(decision.clone()),
+            Body::Decision { decision, .. } => {
+                if waiting.as_ref().is_some_and(|w| w.id == decision.id) {
+                    waiting = None;
+                }
+                seen.proposed.push(Proposed {
+                    id: decision.id.to_string(),
+                    kind: decision.kind.clone(),
+                    payload: decision.payload.clone(),
+                    rejection: None,
+                })
+            }
             Body::Rejected {
                 decision,
                 check,
                 reason,
                 ..
-            } => seen.proposed.push(Proposed {
-                id: decision.id.to_string(),
-                kind: decision.kind.clone(),
-                payload: decision.payload.clone(),
-                rejection: Some(format!("{check}: {reason}")),
-            }),
+            } => {
+                if waiting.as_ref().is_some_and(|w| w.id == decision.id) {
+                    waiting = None;
+                }
+                seen.proposed.push(Proposed {
+                    id: decision.id.to_string(),
+                    kind: decision.kind.clone(),
+                    payload: decision.payload.clone(),
+                    rejection: Some(format!("{check}: {reason}")),
+                })
+            }
             Body::Effect {
                 decision,
                 result,
@@ -297,6 +401,16 @@ pub fn observe(bodies: &[Body]) -> Observed {
             _ => {}
         }
     }
+    if let Some(d) = waiting {
+        // Proposed and parked: counted among the proposals, with no verdict.
+        seen.waiting = Some(format!("{} ({})", d.id, d.kind));
+        seen.proposed.push(Proposed {
+            id: d.id.to_string(),
+            kind: d.kind,
+            payload: d.payload,
+            rejection: None,
+        });
+    }
     seen
 }
 
@@ -308,7 +422,15 @@ fn timeless(body: &Body) -> Value {
     match &mut body {
         Body::Model { duration_ms, .. } => *duration_ms = 0,
         Body::Job { started_ms, .. } => *started_ms = None,
-        Body::Decision { clock_ms, .. } | Body::Rejected { clock_ms, .. } => *clock_ms = None,
+        Body::Decision { clock_ms, .. }
+        | Body::Rejected { clock_ms, .. }
+        | Body::Waiting { clock_ms, .. } => *clock_ms = None,
+        _ => {}
+    }
+    // A request's deadline and a verdict's time are wall-clock readings.
+    match &mut body {
+        Body::Waiting { expires_ms, .. } => *expires_ms = 0,
+        Body::Verdict { at_ms, .. } => *at_ms = 0,
         _ => {}
     }
     serde_json::to_value(&body).expect("record bodies serialize")

@@ -130,7 +130,12 @@ pub const FILES: &[(&str, &[u8])] = &[
         "manifests/tools/greet.yaml",
         include_bytes!("../../manifests/tools/greet.yaml"),
     ),
+    (
+        "manifests/tools/refund.yaml",
+        include_bytes!("../../manifests/tools/refund.yaml"),
+    ),
     ("tools/greet.sh", include_bytes!("../../tools/greet.sh")),
+    ("tools/refund.sh", include_bytes!("../../tools/refund.sh")),
 ];
 
 /// Whether a hive file is an executable (its mode gets the executable bits).

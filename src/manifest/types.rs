@@ -626,9 +626,41 @@ pub struct EvalCase {
     /// A JSON file under `evals/` holding the list of scripted responses, instead of `responses`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub responses_file: Option<String>,
+    /// What a person answers when a decision waits for a verdict (an
+    /// approval rule of the agent's role holds it); a decision none of
+    /// these names stays waiting and the job ends the case parked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<EvalVerdict>,
     /// What must be true when the job ends.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// A person's verdict an eval case gives on a decision that waits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalVerdict {
+    /// The decision: its `turn.position` (`1.0`) or its type (the first
+    /// waiting decision of that type not yet answered).
+    pub decision: String,
+    /// Approve or deny.
+    pub verdict: EvalAnswer,
+    /// Who answers: one of the rule's approvers.
+    pub by: String,
+    /// A note with an approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Why, with a denial (required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An eval verdict's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalAnswer {
+    Approve,
+    Deny,
 }
 
 /// The gate's verdict on a case's decisions.
@@ -646,6 +678,9 @@ pub enum FinalState {
     Done,
     #[serde(rename = "FAILED")]
     Failed,
+    /// Parked: a decision waits for a person's verdict the case does not give.
+    #[serde(rename = "WAITING")]
+    Waiting,
 }
 
 /// Expectations of an eval case; each one left out is not checked.
