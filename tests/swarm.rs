@@ -17,7 +17,9 @@ fn failure_of<'a>(report: &'a serde_json::Value, job: &str) -> &'a serde_json::V
         .unwrap_or_else(|| panic!("no failure for {job} in {report}"))
 }
 
-fn assert_swarm_verdict(report: &serde_json::Value) {
+/// `reviewed`: how many tickets reach the reviewer (the genuine one, and
+/// in the demo the refund the demo operator approved).
+fn assert_swarm_verdict(report: &serde_json::Value, reviewed: u64) {
     assert_eq!(report["byte_identical"], true, "{report}");
     assert_eq!(report["chain_intact"], true);
     assert_eq!(report["deterministic"], true);
@@ -44,8 +46,8 @@ fn assert_swarm_verdict(report: &serde_json::Value) {
         (Some("planner"), Some("T2#1.0"))
     );
     assert_eq!(
-        report["per_agent"]["reviewer"]["jobs"], 1,
-        "only the genuine ticket reaches the reviewer"
+        report["per_agent"]["reviewer"]["jobs"], reviewed,
+        "only the tickets meant to reach the reviewer do"
     );
 }
 
@@ -59,7 +61,44 @@ fn the_demo_attributes_the_bad_hand_off_to_the_worker_and_its_decision() {
     )
     .expect(0);
     let report = run.json();
-    assert_swarm_verdict(&report);
+    assert_swarm_verdict(&report, 2);
+    // The refund over 100 EUR waited, was approved as the demo operator, ran,
+    // and replays with the rest.
+    let err = run.stderr();
+    assert!(
+        err.contains("jaros demo: job T4-1.0 waits for a person: refund {\"amount\":250,\"ticket\":\"T4\"} (approvers: demo-operator)"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        err.contains("jaros demo: approved as demo-operator (jaros approve T4-1.0 refund --by demo-operator)"),
+        "{}",
+        run.context()
+    );
+    let log = read_log(&hive.join(".jaros-data/log/demo.jsonl")).unwrap();
+    let verdicts: Vec<(String, String, String)> = log
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            Body::Verdict {
+                decision,
+                verdict,
+                by,
+                ..
+            } => Some((decision.to_string(), verdict.clone(), by.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [(
+            "T4-1.0#1.0".to_string(),
+            "approve".to_string(),
+            "demo-operator".to_string()
+        )]
+    );
+    assert!(hive.join(".jaros-data/done/T4-1.0.json").is_file());
+    assert_eq!(report["failures"].as_array().unwrap().len(), 2, "{report}");
     // The two seeded tickets fail, and nothing else of the tour does.
     let mut failed: Vec<&str> = report["failures"]
         .as_array()
@@ -121,7 +160,7 @@ fn two_nodes_on_one_data_dir_reach_the_same_verdict() {
     assert_eq!(a.stop().0, 0);
     assert_eq!(b.stop().0, 0);
     let report = hive.jaros(&["replay", "--json"]).expect(0).json();
-    assert_swarm_verdict(&report);
+    assert_swarm_verdict(&report, 1);
 }
 
 #[test]

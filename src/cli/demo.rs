@@ -88,7 +88,55 @@ pub fn demo_jobs() -> Vec<(&'static str, &'static str, Value)> {
             "planner",
             json!({"id": "T3", "ticket": "I want a refund of 1200 EUR for my annual plan."}),
         ),
+        // A refund over 100 EUR: the worker's refund waits for the demo
+        // operator's verdict (the worker role's approval rule).
+        (
+            "T4",
+            "planner",
+            json!({"id": "T4", "ticket": "Please refund the 250 EUR I paid for a plan I cancelled the same day."}),
+        ),
     ]
+}
+
+/// The name the demo approves waiting decisions as: the one approver the
+/// example's approval rule lists.
+pub const DEMO_OPERATOR: &str = "demo-operator";
+
+/// Shows each decision that waits for a person and approves it as
+/// [`DEMO_OPERATOR`], as `jaros approve` does; returns how many.
+fn approve_waiting(data: &DataDir) -> Result<usize, CliError> {
+    let store = crate::approval::store::Store::new(data);
+    let listing = store.list().map_err(|e| CliError::failed(e.to_string()))?;
+    let mut approved = 0;
+    for request in &listing.requests {
+        eprintln!(
+            "jaros demo: job {} waits for a person: {} {} (approvers: {})",
+            request.job,
+            request.decision.kind,
+            request.decision.payload,
+            request.approvers.join(", ")
+        );
+        if !request.approvers.iter().any(|a| a == DEMO_OPERATOR) {
+            continue;
+        }
+        let verdict = crate::approval::store::Verdict {
+            job: request.job.clone(),
+            decision: request.decision.id.clone(),
+            verdict: crate::approval::store::Answer::Approve,
+            by: DEMO_OPERATOR.into(),
+            at_ms: node::lease::now_ms(),
+            note: Some("approved by the demo".into()),
+            reason: None,
+        };
+        crate::approval::give_verdict(data, &verdict)
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        eprintln!(
+            "jaros demo: approved as {DEMO_OPERATOR} (jaros approve {} {} --by {DEMO_OPERATOR}); the job resumes",
+            request.job, request.decision.kind
+        );
+        approved += 1;
+    }
+    Ok(approved)
 }
 
 /// The file that marks a directory as a demo's hive, so a later demo may
@@ -155,43 +203,37 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     cfg.scan_ms = 20;
     let stop = Arc::new(AtomicBool::new(false));
     let progress = spawn_progress(data.clone(), stop.clone());
-    let source_hive = hive.clone();
-    let source: node::PlanSource = Box::new(move || {
-        // The tour runs its own jobs only: the example's schedules stay quiet.
-        crate::manifest::load_hive(&source_hive)
-            .map(|l| node::HiveLoad {
-                plan: l.plan,
-                schedules: Vec::new(),
-            })
-            .map_err(|e| {
-                e.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-    });
     let started = std::time::Instant::now();
-    let exit = node::serve(
-        cfg,
-        &hive,
-        data.clone(),
-        source,
-        super::executor(),
-        super::proposer(&hive, &loaded),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .map_err(CliError::failed)?;
+    let serve = |cfg: node::NodeConfig| -> Result<(u64, u64), CliError> {
+        let exit = node::serve(
+            cfg,
+            &hive,
+            data.clone(),
+            Box::new(source_of(hive.clone())),
+            super::executor(),
+            super::proposer(&hive, &loaded),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .map_err(CliError::failed)?;
+        match exit.fatal {
+            Some(fatal) => Err(CliError::failed(fatal)),
+            None => Ok((exit.done, exit.failed)),
+        }
+    };
+    // The node stops once nothing is left but what waits for a person; the
+    // demo operator approves it and a node runs the rest.
+    let (mut done, mut failed) = serve(cfg.clone())?;
+    if approve_waiting(&data)? > 0 {
+        let (d, f) = serve(cfg)?;
+        done += d;
+        failed += f;
+    }
     stop.store(true, Ordering::SeqCst);
     let _ = progress.join();
-    if let Some(fatal) = exit.fatal {
-        return Err(CliError::failed(fatal));
-    }
     eprintln!(
-        "jaros demo: {} jobs ran in {:.2} s ({} done, {} failed); replaying…",
-        exit.done + exit.failed,
+        "jaros demo: {} jobs ran in {:.2} s ({done} done, {failed} failed); replaying…",
+        done + failed,
         started.elapsed().as_secs_f64(),
-        exit.done,
-        exit.failed
     );
     let report = crate::replay::replay(&data, &super::executor(), &Default::default())
         .map_err(|e| CliError::failed(e.to_string()))?;
@@ -206,6 +248,24 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         Outcome::Failed
     })
+}
+
+/// The demo node's plan: the hive's manifests, without schedules (the tour
+/// runs its own jobs only: the example's schedules stay quiet).
+fn source_of(hive: PathBuf) -> impl Fn() -> Result<node::HiveLoad, String> + Send + Sync + 'static {
+    move || {
+        crate::manifest::load_hive(&hive)
+            .map(|l| node::HiveLoad {
+                plan: l.plan,
+                schedules: Vec::new(),
+            })
+            .map_err(|e| {
+                e.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+    }
 }
 
 /// Whether `dir` holds anything a run leaves (a log, a result, a job).
