@@ -55,6 +55,7 @@ fn init_writes_the_kit_and_a_current_reference() {
         "agent-kit/skills/tool.md",
         "agent-kit/skills/schedule.md",
         "agent-kit/skills/eval.md",
+        "agent-kit/skills/approval.md",
         "agent-kit/reference.md",
     ] {
         assert!(hive.join(rel).is_file(), "jaros init did not write {rel}");
@@ -141,7 +142,15 @@ fn every_example_in_the_kit_validates_and_its_evals_pass() {
     }
     run_in(&hive, &["validate"]).expect(0);
     let run = run_in(&hive, &["eval", "manifests/evals"]).expect(0);
-    for case in ["writes-a-note", "refuses-a-path-outside-notes", "shouts"] {
+    for case in [
+        "writes-a-note",
+        "refuses-a-path-outside-notes",
+        "shouts",
+        "a-draft-needs-no-one",
+        "a-shared-report-waits",
+        "an-editor-approves",
+        "an-editor-denies",
+    ] {
         assert!(
             run.stdout().contains(&format!("[PASS] {case}")),
             "{}",

@@ -27,4 +27,8 @@ pub const FILES: &[(&str, &[u8])] = &[
         "agent-kit/skills/eval.md",
         include_bytes!("../../agent-kit/skills/eval.md"),
     ),
+    (
+        "agent-kit/skills/approval.md",
+        include_bytes!("../../agent-kit/skills/approval.md"),
+    ),
 ];
