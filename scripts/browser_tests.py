@@ -341,6 +341,59 @@ def main():
         check(browser.eval("document.querySelectorAll('#eval-cases .verdict .badge').length") == cli["total"], "every case has its verdict")
         browser.screenshot(os.path.join(shots, "evals.png"))
 
+        print("approvals: approve and deny through the page", flush=True)
+        # Two refunds over 100 EUR: the worker role's rule parks each until a
+        # verdict from demo-operator.
+        refund = {"id": "T4", "ticket": "Please refund the 250 EUR I paid for a plan I cancelled the same day."}
+        for job in ("refund-a", "refund-b"):
+            r = jaros(binary, hive, "submit", "worker", "--id", job, "--input", json.dumps(refund))
+            check(r.returncode == 0, f"jaros submit worker --id {job}: {r.stderr.strip()}")
+        deadline = time.time() + WAIT_S
+        waiting = []
+        while time.time() < deadline and len(waiting) < 2:
+            listed = json.loads(jaros(binary, hive, "approvals", "--json").stdout or "{}")
+            waiting = [r["job"] for r in listed.get("requests", [])]
+            time.sleep(0.1)
+        check(sorted(waiting) == ["refund-a", "refund-b"], f"both refunds wait for a person ({waiting})")
+        browser.goto(base + "/approvals")
+        browser.wait_for("document.getElementById('approvals-count').textContent === '2'", "the navigation to count 2 approvals")
+        check(browser.eval("document.querySelectorAll('section.approval').length") == 2, "the page lists both requests")
+        check("demo-operator" in browser.text("section.approval[data-job=refund-a]"), "a request names its approvers")
+        check('"amount": 250' in browser.text("section.approval[data-job=refund-a] pre"), "and shows the payload")
+        browser.screenshot(os.path.join(shots, "approvals.png"))
+
+        def answer(job, by, text, verdict):
+            form = f"section.approval[data-job={job}] form.verdict"
+            browser.eval(f"document.querySelector('{form}').elements.by.value = {json.dumps(by)}")
+            browser.eval(f"document.querySelector('{form}').elements.text.value = {json.dumps(text)}")
+            browser.eval(f"document.querySelector('{form} button[value={verdict}]').click()")
+
+        def status(job):
+            return f"document.querySelector('section.approval[data-job={job}] .verdict-status').textContent"
+
+        answer("refund-a", "mallory", "", "approve")
+        browser.wait_for(f"{status('refund-a')}.includes('may not answer')", "a stranger's verdict to be refused")
+        check(browser.eval("document.getElementById('approvals-count').textContent") == "2", "a refused verdict changes no count")
+        answer("refund-a", "demo-operator", "cancelled the same day", "approve")
+        browser.wait_for(f"{status('refund-a')} === 'approved by demo-operator'", "the approval")
+        r = jaros(binary, hive, "result", "refund-a", "--wait", "60")
+        check(r.returncode == 0 and "refunded" in r.stdout, f"the approved refund ran (DONE): {r.stdout.strip()[-300:]}")
+        # The request goes once a node resumed the job; the page counts on load.
+        browser.goto(base + "/approvals")
+        browser.wait_for("document.getElementById('approvals-count').textContent === '1'", "the count to drop to 1")
+        check(browser.eval("document.querySelectorAll('section.approval').length") == 1, "only the other request is left")
+        answer("refund-b", "demo-operator", "", "deny")
+        check(browser.eval(status("refund-b")) == "a denial needs a reason", "a denial without a reason is not sent")
+        answer("refund-b", "demo-operator", "outside the refund window", "deny")
+        browser.wait_for(f"{status('refund-b')} === 'denied by demo-operator'", "the denial")
+        r = jaros(binary, hive, "result", "refund-b", "--wait", "60")
+        check(r.returncode == 1 and "denied by demo-operator: outside the refund window" in r.stdout, f"the denied refund failed with the reason: {r.stdout.strip()[-300:]}")
+        browser.goto(base + "/approvals")
+        browser.wait_for("document.getElementById('approvals-count').textContent === ''", "the count to go once nothing waits")
+        check(browser.eval("!!document.getElementById('no-approvals')"), "the page says nothing waits")
+        r = jaros(binary, hive, "replay", "--json")
+        check(r.returncode == 0, "the run with both verdicts replays reproducible")
+
         print("browser tests: every check held")
         return 0
     except Fail as e:
