@@ -10,6 +10,10 @@ pub const FAILURE: i32 = 1;
 /// a missing file or directory.
 pub const USAGE: i32 = 2;
 
+/// The job waits for a person's verdict (`jaros run` meeting an approval
+/// rule): parked, neither done nor failed.
+pub const WAITING: i32 = 3;
+
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -20,6 +24,8 @@ pub enum Outcome {
     Nothing,
     /// Bad input from the user: arguments, paths, files.
     BadInput,
+    /// A job waits for a person's verdict.
+    Waiting,
 }
 
 pub fn code(outcome: Outcome) -> i32 {
@@ -28,5 +34,6 @@ pub fn code(outcome: Outcome) -> i32 {
         Outcome::Failed => FAILURE,
         Outcome::Nothing => USAGE,
         Outcome::BadInput => USAGE,
+        Outcome::Waiting => WAITING,
     }
 }

@@ -607,3 +607,43 @@ fn blame_names_the_approver_when_an_approved_decision_led_to_a_failure() {
     assert_eq!(json["chain"][0]["approved_by"], "ops-lead", "{json}");
     replay_is_reproducible(&hive);
 }
+
+#[test]
+fn jaros_run_meeting_a_rule_parks_the_job_says_how_to_answer_and_exits_3() {
+    let hive = hive(GOOD);
+    let run = hive
+        .jaros(&[
+            "run",
+            "clerk",
+            "--id",
+            "big",
+            "--input",
+            r#"{"amount": 500}"#,
+        ])
+        .expect(3);
+    let printed = run.json();
+    assert_eq!(printed["state"], "WAITING", "{}", run.context());
+    assert_eq!(printed["decision"], "big#1.0");
+    assert_eq!(
+        printed["approvers"],
+        serde_json::json!(["ops-lead", "finance"])
+    );
+    assert!(
+        run.stderr()
+            .contains("jaros approve big 1.0 --by NAME [--note TEXT]"),
+        "{}",
+        run.context()
+    );
+    assert!(hive.data().join("approvals/parked/big.json").is_file());
+    assert!(!hive.data().join("claimed/big.json").exists());
+    let listed = hive.jaros(&["approvals", "--json"]).expect(0).json();
+    assert_eq!(listed["requests"][0]["job"], "big", "{listed}");
+    // Answered, then resumed by a node like any parked job.
+    hive.jaros(&["approve", "big", "1.0", "--by", "ops-lead"])
+        .expect(0);
+    let node = common::Node::start(hive.path(), common::FAST);
+    assert_eq!(wait_result(&hive, "big")["state"], "DONE");
+    assert_eq!(wait_result(&hive, "big-1.0")["state"], "DONE");
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}

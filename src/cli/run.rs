@@ -12,7 +12,9 @@ use crate::state::State;
 pub const RUN_HELD_ATTEMPTS: u32 = 8;
 
 /// Run one job in the foreground through the same gate, log and executor as
-/// a node, and print its result. For scripts, debugging and CI.
+/// a node, and print its result. For scripts, debugging and CI. Exit 0
+/// DONE, 1 FAILED, 3 when a decision waits for a person's verdict: the job
+/// is parked, `jaros approve`/`deny` answer it and a node resumes it.
 ///
 /// Example: jaros run advance --input '{"note": "hello"}'
 #[derive(clap::Args, Debug)]
@@ -90,6 +92,9 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             .map_err(|e| CliError::failed(e.to_string()))?;
         end = runner.run(&ticket, &history);
     }
+    if let Err(crate::job::RunError::Parked { waiting, .. }) = &end {
+        return park(&rt, &ticket, waiting);
+    }
     let end = end.map_err(|e| CliError::failed(e.to_string()))?;
     let result = crate::runtime::result_file(&end, &rt.node_id);
     crate::runtime::write_result(&rt.data, &end, &result)
@@ -100,4 +105,49 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         Outcome::Failed
     })
+}
+
+/// A decision waits for a person: the job parks as a node parks it (the
+/// request file, the ticket under `approvals/parked/`), so `jaros approve`
+/// or `jaros deny` answers it and a node (`jaros serve`) resumes it. Prints
+/// what waits and how to answer; exits [`crate::exit::WAITING`].
+fn park(rt: &Runtime, ticket: &Ticket, waiting: &crate::fold::Waiting) -> CliResult {
+    rt.log
+        .flush()
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let job = crate::node::inbox::JobFile {
+        id: ticket.job.clone(),
+        agent: ticket.agent.clone(),
+        input: ticket.input.clone(),
+        parent: None,
+        via: None,
+        resume: true,
+        tree: Default::default(),
+    };
+    let now = crate::node::lease::now_ms();
+    crate::node::park::park(&rt.data, &rt.node_id, &job, waiting, 0, now)
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let d = &waiting.decision;
+    out_json(&serde_json::json!({
+        "job": ticket.job,
+        "agent": ticket.agent,
+        "state": "WAITING",
+        "decision": d.id,
+        "type": d.kind,
+        "payload": d.payload,
+        "approvers": waiting.approvers,
+        "expires_ms": waiting.expires_ms,
+    }));
+    let short = d.id.as_str().rsplit('#').next().unwrap_or_default();
+    eprintln!(
+        "jaros: job {job} waits for a person's verdict on decision {id} ({kind}); approvers: {who}\n  \
+         jaros approve {job} {short} --by NAME [--note TEXT]\n  \
+         jaros deny {job} {short} --by NAME --reason TEXT\n\
+         then a node (`jaros serve`) resumes the job; `jaros result {job} --wait S` prints its end",
+        job = ticket.job,
+        id = d.id,
+        kind = d.kind,
+        who = waiting.approvers.join(", "),
+    );
+    Ok(Outcome::Waiting)
 }

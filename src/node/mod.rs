@@ -15,7 +15,7 @@ mod heartbeat;
 mod held;
 pub mod inbox;
 pub mod lease;
-mod park;
+pub mod park;
 pub mod retry;
 pub mod schedules;
 mod seen;
