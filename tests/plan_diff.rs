@@ -140,3 +140,47 @@ fn the_plan_diff_says_what_is_missing() {
         run.context()
     );
 }
+
+#[test]
+fn the_plan_diff_shows_an_approval_rule_added_and_one_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    run_in(dir.path(), &["init", "hive"]).expect(0);
+    let hive = dir.path().join("hive");
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "the example hive"]);
+    // The worker's refund rule goes; the reviewer's hand-offs gain one.
+    edit(
+        &hive.join("manifests/roles/worker.yaml"),
+        "  approvals:\n    # A refund over 100 EUR waits for the demo operator's verdict.\n    - type: refund\n      when: \"amount > 100\"\n      approvers: [demo-operator]\n      expires: 24h\n",
+        "",
+    );
+    edit(
+        &hive.join("manifests/roles/reviewer.yaml"),
+        "  handoff: [worker]\n",
+        "  handoff: [worker]\n  approvals:\n    - type: handoff\n      targets: [worker]\n      approvers: [lead, chief]\n      expires: 2h\n",
+    );
+    let run = run_in(&hive, &["plan", "--diff", "HEAD"]).expect(0);
+    let text = run.stdout();
+    // A rule added narrows what runs unattended (`-`); one removed widens it (`+`).
+    for line in [
+        ": 2 changes\n",
+        "- role reviewer: needs approval for handoff to worker (approvers lead, chief; expires 2h)\n",
+        "+ role worker: no longer needs approval for refund when amount > 100 (approvers demo-operator; expires 24h)\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?}\n{}", run.context());
+    }
+    let json = run_in(&hive, &["plan", "--diff", "HEAD", "--json"])
+        .expect(0)
+        .json();
+    let changes = json["changes"].as_array().unwrap();
+    let removed = changes.iter().find(|c| c["name"] == "worker").unwrap();
+    assert_eq!(removed["what"], "approvals");
+    assert_eq!(removed["from"]["when"], "amount > 100", "{json}");
+    let added = changes.iter().find(|c| c["name"] == "reviewer").unwrap();
+    assert_eq!(
+        added["to"]["targets"],
+        serde_json::json!(["worker"]),
+        "{json}"
+    );
+}

@@ -126,6 +126,36 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// What an approval rule applies to beyond its type (`paths …; to …;
+/// when …`), `None` when it holds every decision of its type.
+fn approval_scope(a: &crate::plan::ApprovalRule) -> Option<String> {
+    let mut scope: Vec<String> = Vec::new();
+    if !a.paths.is_empty() {
+        scope.push(format!("paths {}", a.paths.join(", ")));
+    }
+    if !a.targets.is_empty() {
+        scope.push(format!("to {}", a.targets.join(", ")));
+    }
+    if let Some(when) = &a.when {
+        scope.push(format!("when {when}"));
+    }
+    (!scope.is_empty()).then(|| scope.join("; "))
+}
+
+/// An approval rule in words, as `jaros plan --diff` prints it:
+/// `refund when amount > 100 (approvers demo-operator; expires 24h)`.
+pub(super) fn approval_words(a: &crate::plan::ApprovalRule) -> String {
+    let scope = approval_scope(a)
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    format!(
+        "{}{scope} (approvers {}; expires {})",
+        a.decision_type,
+        a.approvers.join(", "),
+        ms(a.expires_ms)
+    )
+}
+
 /// The roles' approval rules, when any role has one (see docs/approval.md).
 fn approvals(plan: &Plan) -> String {
     let rows: Vec<Vec<String>> = plan
@@ -133,24 +163,10 @@ fn approvals(plan: &Plan) -> String {
         .iter()
         .flat_map(|(name, g)| {
             g.approvals.iter().map(move |a| {
-                let mut scope: Vec<String> = Vec::new();
-                if !a.paths.is_empty() {
-                    scope.push(format!("paths {}", a.paths.join(", ")));
-                }
-                if !a.targets.is_empty() {
-                    scope.push(format!("to {}", a.targets.join(", ")));
-                }
-                if let Some(when) = &a.when {
-                    scope.push(format!("when {when}"));
-                }
                 vec![
                     name.clone(),
                     a.decision_type.clone(),
-                    if scope.is_empty() {
-                        "-".into()
-                    } else {
-                        scope.join("; ")
-                    },
+                    approval_scope(a).unwrap_or_else(|| "-".into()),
                     a.approvers.join(", "),
                     ms(a.expires_ms),
                 ]

@@ -195,8 +195,11 @@ fn grant(name: &str, old: &Grant, new: &Grant, out: &mut Vec<Change>) {
     }
     // Approval rules, whole: a rule added narrows what runs unattended, a
     // rule removed widens it.
-    let rule = |r: &crate::plan::ApprovalRule| json(r).to_string();
-    let (a, b): (BTreeSet<String>, BTreeSet<String>) = (
+    let rule =
+        |r: &crate::plan::ApprovalRule| (json(r).to_string(), super::plan::approval_words(r));
+    // (the rule as JSON, the rule in words)
+    type Rules = BTreeSet<(String, String)>;
+    let (a, b): (Rules, Rules) = (
         old.approvals.iter().map(rule).collect(),
         new.approvals.iter().map(rule).collect(),
     );
@@ -204,7 +207,7 @@ fn grant(name: &str, old: &Grant, new: &Grant, out: &mut Vec<Change>) {
         ('-', b.difference(&a), "needs approval for"),
         ('+', a.difference(&b), "no longer needs approval for"),
     ] {
-        for item in items {
+        for (item, words) in items {
             let value: Value = serde_json::from_str(item).unwrap_or(Value::Null);
             out.push(Change {
                 op,
@@ -213,7 +216,7 @@ fn grant(name: &str, old: &Grant, new: &Grant, out: &mut Vec<Change>) {
                 what: Some("approvals".to_string()),
                 from: (op == '+').then(|| value.clone()),
                 to: (op == '-').then(|| value.clone()),
-                text: format!("{op} role {name}: {verb} {}", short(&value)),
+                text: format!("{op} role {name}: {verb} {words}"),
             });
         }
     }
