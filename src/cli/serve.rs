@@ -102,7 +102,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             .and_then(|cfg| crate::console::spawn(cfg, stop.clone()));
         match started {
             Ok(url) => super::out(&format!("console: {url}\n")),
-            Err(e) => eprintln!("jaros: the console did not start, the node runs without it: {e}"),
+            Err(e) => tracing::error!("the console did not start, the node runs without it: {e}"),
         }
     }
     let proposer = super::proposer(&hive, &loaded);
@@ -119,10 +119,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     match exit.fatal {
         Some(fatal) => Err(CliError::failed(format!("the node stopped: {fatal}"))),
         None => {
-            eprintln!(
-                "jaros: node stopped ({} done, {} failed)",
-                exit.done, exit.failed
-            );
+            tracing::info!("node stopped ({} done, {} failed)", exit.done, exit.failed);
             Ok(Outcome::Success)
         }
     }
