@@ -189,6 +189,33 @@ pub fn render(data: &DataDir, now_ms: u64) -> String {
         &per_node(&|n| n.status.bad_files as f64),
     );
 
+    let export = export_counts(data);
+    out.family(
+        "jaros_node_export_spans_total",
+        "counter",
+        "Spans a node's live trace export sent (outcome exported) or dropped because the collector failed or was slow (outcome dropped), since it started.",
+        &export
+            .iter()
+            .flat_map(|(node, e)| {
+                [("exported", e.exported_spans), ("dropped", e.dropped_spans)].map(|(o, n)| {
+                    (
+                        vec![label("node", node.clone()), label("outcome", o)],
+                        n as f64,
+                    )
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    out.family(
+        "jaros_node_export_dropped_jobs_total",
+        "counter",
+        "Ended jobs whose spans a node's live trace export dropped because its queue was full, since it started.",
+        &export
+            .iter()
+            .map(|(node, e)| (vec![label("node", node.clone())], e.dropped_jobs as f64))
+            .collect::<Vec<_>>(),
+    );
+
     out.family(
         "jaros_log_bytes",
         "gauge",
@@ -240,6 +267,37 @@ pub fn render(data: &DataDir, now_ms: u64) -> String {
         &samples(takeovers(&lease_epochs(data))),
     );
     out.finish()
+}
+
+/// The live trace exporters' counters, by node, from the `export` member of
+/// the nodes' status files (present while a node exports).
+fn export_counts(data: &DataDir) -> Vec<(String, crate::live_trace::ExportCounts)> {
+    let mut out = Vec::new();
+    for path in crate::fsx::list_dir(&crate::node::status::nodes_dir(data)).unwrap_or_default() {
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let (Some(node), Some(e)) = (v["node"].as_str(), v.get("export")) else {
+            continue;
+        };
+        let n = |k: &str| e[k].as_u64().unwrap_or(0);
+        out.push((
+            node.to_string(),
+            crate::live_trace::ExportCounts {
+                endpoint: e["endpoint"].as_str().unwrap_or_default().to_string(),
+                exported_spans: n("exported_spans"),
+                dropped_spans: n("dropped_spans"),
+                dropped_jobs: n("dropped_jobs"),
+            },
+        ));
+    }
+    out
 }
 
 /// Every job record's (node, job, lease epoch), from each node's log; 0

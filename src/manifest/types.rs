@@ -325,6 +325,10 @@ pub struct NodeSpec {
     /// How the node starts executable tools.
     #[serde(default, skip_serializing_if = "ToolsSpec::is_default")]
     pub tools: ToolsSpec,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g. `http://127.0.0.1:4318`; `/v1/traces` is appended): the node sends each job's spans there as the job ends, batched. Spans the collector cannot take in time are dropped and counted (node status, `jaros metrics`), never waited for; `jaros trace` exports them again later, with the same ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^https?://"))]
+    pub otlp: Option<String>,
 }
 
 /// How a node starts executable tools.

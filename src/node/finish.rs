@@ -160,6 +160,7 @@ fn settle(shared: &Shared, job: &JobFile, end: &JobEnd) {
         &shared.counters.failed
     };
     counter.fetch_add(1, Ordering::SeqCst);
+    crate::live_trace::job_ended(&job.id);
     let took_ms = shared
         .running
         .lock()
