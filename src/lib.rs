@@ -53,6 +53,8 @@ pub mod schedule;
 pub mod eval;
 
 // Observability: traces and metrics derived from the log and the data dir.
+pub mod live_trace;
+pub mod logging;
 pub mod metrics;
 pub mod trace;
 

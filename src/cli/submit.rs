@@ -44,7 +44,7 @@ pub fn submit(ctx: &Ctx, args: SubmitArgs) -> CliResult {
     let plan = match ctx.hive() {
         Ok(hive) => match super::load_plan(&hive) {
             Err(_) => {
-                eprintln!("jaros: warning: the hive's manifests do not validate (`jaros validate`); submitting anyway");
+                tracing::warn!("warning: the hive's manifests do not validate (`jaros validate`); submitting anyway");
                 None
             }
             Ok(plan) => Some(plan),

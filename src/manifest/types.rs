@@ -328,6 +328,10 @@ pub struct NodeSpec {
     /// The Ed25519 key that signs the log's checkpoints: a file `jaros keygen` wrote, relative to the hive or absolute. Keep it out of the data dir (whoever can write the data dir must not hold the key). Without it, `jaros checkpoint` needs `--key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_key: Option<String>,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g. `http://127.0.0.1:4318`; `/v1/traces` is appended): the node sends each job's spans there as the job ends, batched. Spans the collector cannot take in time are dropped and counted (node status, `jaros metrics`), never waited for; `jaros trace` exports them again later, with the same ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^https?://"))]
+    pub otlp: Option<String>,
 }
 
 /// How a node starts executable tools.

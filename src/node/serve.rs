@@ -41,16 +41,16 @@ pub fn serve(
         (&rt.audit.open_report, rt.audit.path()),
     ] {
         if report.truncated_bytes > 0 {
-            eprintln!(
-                "jaros: node {}: cut a torn last record ({} bytes) from {} left by a crash",
+            tracing::warn!(
+                "node {}: cut a torn last record ({} bytes) from {} left by a crash",
                 cfg.node_id,
                 report.truncated_bytes,
                 path.display()
             );
         }
     }
-    eprintln!(
-        "jaros: node {} serving {} (data {}), pool {}, plan {}",
+    tracing::info!(
+        "node {} serving {} (data {}), pool {}, plan {}",
         cfg.node_id,
         hive.display(),
         data.root().display(),
@@ -126,8 +126,8 @@ pub fn serve(
         None
     };
     if cfg.notify && _watcher.is_none() {
-        eprintln!(
-            "jaros: node {}: no OS notifications for {}; scanning every {} ms",
+        tracing::info!(
+            "node {}: no OS notifications for {}; scanning every {} ms",
             cfg.node_id,
             data.inbox().display(),
             cfg.scan_ms
@@ -262,8 +262,8 @@ pub(super) fn reload_plan(shared: &Arc<Shared>, source: &PlanSource, scheduler: 
     match source() {
         Ok(HiveLoad { plan, schedules }) => {
             match shared.rt.set_plan(plan) {
-                Ok(true) => eprintln!(
-                    "jaros: node {}: manifests changed; plan {} in force for new jobs",
+                Ok(true) => tracing::info!(
+                    "node {}: manifests changed; plan {} in force for new jobs",
                     shared.cfg.node_id,
                     shared.rt.plan_digest().short()
                 ),
@@ -272,8 +272,8 @@ pub(super) fn reload_plan(shared: &Arc<Shared>, source: &PlanSource, scheduler: 
             }
             scheduler.load(&schedules, chrono::Utc::now());
         }
-        Err(errors) => eprintln!(
-            "jaros: node {}: manifests changed but do not validate; keeping plan {} and its schedules:\n{errors}",
+        Err(errors) => tracing::error!(
+            "node {}: manifests changed but do not validate; keeping plan {} and its schedules:\n{errors}",
             shared.cfg.node_id,
             shared.rt.plan_digest().short()
         ),
@@ -308,8 +308,8 @@ pub(super) fn shutdown(
         .cloned()
         .collect();
     if !remaining.is_empty() {
-        eprintln!(
-            "jaros: node {}: {} job(s) still claimed at exit",
+        tracing::warn!(
+            "node {}: {} job(s) still claimed at exit",
             shared.cfg.node_id,
             remaining.len()
         );
