@@ -12,6 +12,7 @@ mod init;
 mod kit;
 mod logs;
 mod man;
+mod mcp;
 mod metrics;
 mod new;
 mod plan;
@@ -86,6 +87,7 @@ enum Command {
     Eval(eval::Args),
     New(new::Args),
     Docs(docs::Args),
+    Mcp(mcp::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -351,6 +353,7 @@ pub fn main() -> i32 {
         Command::Eval(args) => eval::main(&ctx, args),
         Command::New(args) => new::main(&ctx, args),
         Command::Docs(args) => docs::main(&ctx, args),
+        Command::Mcp(args) => mcp::main(&ctx, args),
         Command::Completions(args) => ctx
             .refuse_typed("completions", true, true)
             .and_then(|()| completions::main(args)),
