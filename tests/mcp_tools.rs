@@ -252,3 +252,292 @@ fn replay_reads_mcp_calls_back_and_needs_no_server() {
     assert_eq!(replay["tool_executions"], 0, "{replay:#}");
     assert_eq!(replay["byte_identical"], true, "{replay:#}");
 }
+
+// ---------------------------------------------------------------- real servers
+
+/// Where `scripts/mcp-tests.sh` installed the real servers.
+fn servers() -> std::path::PathBuf {
+    let dir = std::env::var("JAROS_MCP_SERVERS")
+        .expect("JAROS_MCP_SERVERS is not set: run these tests through scripts/mcp-tests.sh");
+    std::path::PathBuf::from(dir)
+}
+
+/// A hive whose Tool manifests name real servers (`name`, the `mcp:` block
+/// as YAML lines), an agent `caller` (as in [`fixture_hive`]) whose role
+/// grants all their tools and reads `read`. The hive is reachable by the
+/// user a root node's tools run as.
+fn real_hive(tools: &[(&str, String)], read: &[&str]) -> Hive {
+    let hive = Hive::empty();
+    for (name, mcp) in tools {
+        hive.write(
+            &format!("manifests/tools/{name}.yaml"),
+            &format!("apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: {name}\nspec:\n  type: {name}\n  mcp:\n{mcp}  expose: \"*\"\n  timeout: 60s\n"),
+        );
+    }
+    let types: Vec<String> = tools.iter().map(|(n, _)| format!("\"{n}.*\"")).collect();
+    let read: Vec<String> = read.iter().map(|r| format!("\"{r}\"")).collect();
+    hive.write(
+        "manifests/roles/caller.yaml",
+        &format!("apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: caller\nspec:\n  types: [{}]\n  read: [{}]\n", types.join(", "), read.join(", ")),
+    );
+    hive.write(
+        "manifests/agents/caller.yaml",
+        "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: caller\nspec:\n  role: caller\n  template: agents/caller.j2\n",
+    );
+    hive.write(
+        "agents/caller.j2",
+        r#"[{"type": {{ input.type | tojson }}, "payload": {{ input.args | tojson }}}]"#,
+    );
+    std::fs::set_permissions(
+        hive.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    hive
+}
+
+fn call_with(hive: &Hive, id: &str, ty: &str, args: Value) -> Value {
+    let input = json!({"type": ty, "args": args}).to_string();
+    hive.jaros(&["submit", "caller", "--id", id, "--input", &input])
+        .expect(0);
+    let out = hive.jaros(&["result", id, "--wait", "120"]);
+    serde_json::from_str(&out.stdout()).unwrap_or_else(|_| panic!("{}", out.context()))
+}
+
+/// A server from the venv; `extra` are more paths it reads (git reads
+/// `/etc/gitconfig`).
+fn venv_server(name: &str, args: &[&str], extra: &[&str]) -> String {
+    let s = servers();
+    let mut install = vec![s.join("venv").display().to_string()];
+    install.extend(extra.iter().map(|e| e.to_string()));
+    let mut text = format!(
+        "    command: {}\n    install: [{}]\n",
+        s.join("venv/bin").join(name).display(),
+        install.join(", ")
+    );
+    if !args.is_empty() {
+        let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        text.push_str(&format!("    args: [{}]\n", args.join(", ")));
+    }
+    text
+}
+
+/// A server from node_modules (node reads its OpenSSL configuration).
+fn npm_server(bin: &str, args: &[&str]) -> String {
+    let s = servers();
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "    command: {}\n    args: [{}]\n    install: [{}, /etc/ssl]\n",
+        s.join("node/node_modules/.bin").join(bin).display(),
+        args.join(", "),
+        s.join("node").display()
+    )
+}
+
+#[test]
+#[ignore = "needs MCP servers: run by scripts/mcp-tests.sh"]
+fn an_agent_calls_the_time_server() {
+    let hive = real_hive(
+        &[(
+            "time",
+            venv_server("mcp-server-time", &["--local-timezone", "UTC"], &[]),
+        )],
+        &[],
+    );
+    hive.jaros(&["mcp", "lock"]).expect(0);
+    hive.jaros(&["validate"]).expect(0);
+    let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    let now = call_with(
+        &hive,
+        "now",
+        "time.get_current_time",
+        json!({"timezone": "Europe/Paris"}),
+    );
+    let audit = hive.jaros(&["audit"]).stdout();
+    assert_eq!(node.stop().0, 0);
+    assert_eq!(now["state"], "DONE", "{now:#}");
+    let text = first_effect(&now).0["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.contains("Europe/Paris"), "{text}");
+    assert!(audit.contains("confined by Landlock"), "{audit}");
+    let replay = hive.jaros(&["replay", "--json"]).expect(0).json();
+    assert_eq!(replay["tool_executions"], 0, "{replay:#}");
+}
+
+#[test]
+#[ignore = "needs MCP servers: run by scripts/mcp-tests.sh"]
+fn git_log_on_a_repository_the_test_creates() {
+    let hive = real_hive(&[], &[]);
+    let repo = hive.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    common::git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+    common::git(&repo, &["add", "a.txt"]);
+    common::git(
+        &repo,
+        &["commit", "-q", "-m", "the first commit of the test"],
+    );
+    // A root node's servers run as nobody, and git refuses a repository
+    // someone else owns.
+    std::process::Command::new("chown")
+        .args(["-R", "65534:65534", repo.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let repo_text = repo.to_str().unwrap().to_string();
+    let hive2 = real_hive(
+        &[(
+            "git",
+            venv_server(
+                "mcp-server-git",
+                &["--repository", &repo_text],
+                &["/etc/gitconfig"],
+            ),
+        )],
+        &["repo/**"],
+    );
+    // The repository moves to the second hive, which grants reading it.
+    std::fs::rename(&repo, hive2.path().join("repo")).unwrap();
+    let repo = hive2.path().join("repo");
+    let repo_text = repo.to_str().unwrap().to_string();
+    common::edit(
+        &hive2.path().join("manifests/tools/git.yaml"),
+        hive.path().join("repo").to_str().unwrap(),
+        &repo_text,
+    );
+    hive2.jaros(&["mcp", "lock", "git"]).expect(0);
+    let node = Node::start(hive2.path(), &args(&["--node-id", "a"]));
+    let log = call_with(
+        &hive2,
+        "log",
+        "git.git_log",
+        json!({"repo_path": repo_text, "max_count": 5}),
+    );
+    assert_eq!(node.stop().0, 0);
+    assert_eq!(log["state"], "DONE", "{log:#}");
+    assert!(
+        log.to_string().contains("the first commit of the test"),
+        "{log:#}"
+    );
+}
+
+#[test]
+#[ignore = "needs MCP servers: run by scripts/mcp-tests.sh"]
+fn the_kernel_stops_the_filesystem_server_outside_the_read_scope() {
+    // The server itself is told it may read everything (`/`); the role
+    // grants `notes/**` only.
+    let hive = real_hive(
+        &[("files", npm_server("mcp-server-filesystem", &["/"]))],
+        &["notes/**"],
+    );
+    hive.write("notes/a.txt", "inside the scope\n");
+    hive.write("secret/s.txt", "outside the scope\n");
+    for d in ["notes", "secret"] {
+        std::fs::set_permissions(
+            hive.path().join(d),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    hive.jaros(&["mcp", "lock"]).expect(0);
+    let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    let path = |rel: &str| hive.path().join(rel).to_str().unwrap().to_string();
+    let inside = call_with(
+        &hive,
+        "inside",
+        "files.read_text_file",
+        json!({"path": path("notes/a.txt")}),
+    );
+    let outside = call_with(
+        &hive,
+        "outside",
+        "files.read_text_file",
+        json!({"path": path("secret/s.txt")}),
+    );
+    assert_eq!(node.stop().0, 0);
+    assert_eq!(inside["state"], "DONE", "{inside:#}");
+    assert!(
+        inside.to_string().contains("inside the scope"),
+        "{inside:#}"
+    );
+    assert_eq!(outside["state"], "FAILED", "{outside:#}");
+    let text = outside.to_string();
+    assert!(!text.contains("outside the scope\\n"), "{text}");
+    assert!(
+        text.contains("EACCES") || text.contains("permission denied"),
+        "{text}"
+    );
+}
+
+#[test]
+#[ignore = "needs MCP servers: run by scripts/mcp-tests.sh"]
+fn the_everything_servers_tools_are_listed_and_locked() {
+    let hive = real_hive(
+        &[("everything", npm_server("mcp-server-everything", &[]))],
+        &[],
+    );
+    hive.jaros(&["mcp", "lock", "everything"]).expect(0);
+    hive.jaros(&["validate"]).expect(0);
+    let lock: Value = serde_json::from_str(
+        &std::fs::read_to_string(hive.path().join("manifests/tools/everything.mcp-lock.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = lock["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"echo"), "{names:?}");
+    assert!(names.len() >= 5, "{names:?}");
+    let plan = hive.jaros(&["plan", "--json"]).expect(0).json();
+    assert!(plan.to_string().contains("everything.echo"), "{plan}");
+    let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    let echo = call_with(
+        &hive,
+        "echo",
+        "everything.echo",
+        json!({"message": "hello"}),
+    );
+    assert_eq!(node.stop().0, 0);
+    assert_eq!(echo["state"], "DONE", "{echo:#}");
+    assert!(echo.to_string().contains("hello"), "{echo:#}");
+}
+
+#[test]
+#[ignore = "needs MCP servers: run by scripts/mcp-tests.sh"]
+fn a_real_server_whose_tools_drift_from_the_lock_is_refused() {
+    let hive = real_hive(
+        &[(
+            "time",
+            venv_server("mcp-server-time", &["--local-timezone", "UTC"], &[]),
+        )],
+        &[],
+    );
+    hive.jaros(&["mcp", "lock"]).expect(0);
+    let path = hive.path().join("manifests/tools/time.mcp-lock.json");
+    let mut lock: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let tools = lock["tools"].as_array_mut().unwrap();
+    tools.retain(|t| t["name"] != "convert_time");
+    for t in tools.iter_mut() {
+        t["description"] = json!("what the server said last week");
+    }
+    std::fs::write(&path, jaros::canon::to_string(&lock).unwrap()).unwrap();
+    let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    let refused = call_with(
+        &hive,
+        "drift",
+        "time.get_current_time",
+        json!({"timezone": "UTC"}),
+    );
+    assert_eq!(node.stop().0, 0);
+    let text = refused.to_string();
+    assert_eq!(refused["state"], "FAILED", "{text}");
+    assert!(
+        text.contains("tool 'get_current_time': description changed"),
+        "{text}"
+    );
+    assert!(text.contains("added tool 'convert_time'"), "{text}");
+}

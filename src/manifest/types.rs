@@ -582,7 +582,7 @@ pub struct McpSpec {
     /// Environment variables passed through to `command`; all others are cleared (`PATH` is `/usr/bin:/bin` unless passed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_allow: Vec<String>,
-    /// Absolute directories outside the hive holding the server's own code (a virtualenv, a `node_modules`), readable and executable by it under confinement.
+    /// Absolute paths outside the hive the server needs to read: its own code (a virtualenv, a `node_modules`) and the system files it reads (`/etc/ssl` for node, `/etc/gitconfig` for git); readable and executable by it under confinement, nothing else outside the hive and the system's run-time files is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub install: Vec<String>,
     /// The server's Streamable HTTP endpoint, such as `https://mcp.example.com/mcp`.
