@@ -541,3 +541,101 @@ fn a_real_server_whose_tools_drift_from_the_lock_is_refused() {
     );
     assert!(text.contains("added tool 'convert_time'"), "{text}");
 }
+
+/// The HTTP fixture server, killed when dropped.
+struct HttpServer(std::process::Child, u16);
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_server() -> HttpServer {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mcp/http_server.py"
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port: {line:?}"));
+    HttpServer(child, port)
+}
+
+/// `jaros ARGS` in `hive` with `MCP_TEST_TOKEN` set (or not).
+fn jaros_with_token(hive: &Hive, args: &[&str], token: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(args)
+        .current_dir(hive.path())
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .env_remove("MCP_TEST_TOKEN");
+    if let Some(token) = token {
+        cmd.env("MCP_TEST_TOKEN", token);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_streamable_http_server_is_locked_and_called_with_headers_from_the_environment() {
+    let server = http_server();
+    let hive = Hive::empty();
+    hive.write(
+        "manifests/tools/remote.yaml",
+        &format!("apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: remote\nspec:\n  type: remote\n  mcp:\n    url: http://127.0.0.1:{}/mcp\n    headers_from_env: {{Authorization: MCP_TEST_TOKEN}}\n  expose: [echo]\n  timeout: 10s\n", server.1),
+    );
+    hive.write(
+        "manifests/roles/caller.yaml",
+        "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: caller\nspec:\n  types: [remote.echo]\n",
+    );
+    hive.write(
+        "manifests/agents/caller.yaml",
+        "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: caller\nspec:\n  role: caller\n  template: agents/caller.j2\n",
+    );
+    hive.write(
+        "agents/caller.j2",
+        r#"[{"type": "remote.echo", "payload": {"text": "over http"}}]"#,
+    );
+    let lock = jaros_with_token(&hive, &["mcp", "lock"], Some("Bearer s3cret"));
+    assert!(
+        lock.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lock.stderr)
+    );
+    // Without the variable the call fails, naming it; with it, it goes through.
+    let missing = jaros_with_token(&hive, &["run", "caller"], None);
+    let missing = String::from_utf8_lossy(&missing.stdout).to_string()
+        + &String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        missing.contains("environment variable MCP_TEST_TOKEN, which is not set"),
+        "{missing}"
+    );
+    let run = jaros_with_token(&hive, &["run", "caller"], Some("Bearer s3cret"));
+    let out = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(
+        run.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.contains("echo: over http"), "{out}");
+    // The token is in no record.
+    let data = hive.data();
+    for rel in common::walk(&data) {
+        let bytes = std::fs::read(data.join(&rel)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("s3cret"),
+            "the token is in {rel}"
+        );
+    }
+}
