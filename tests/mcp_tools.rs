@@ -639,3 +639,30 @@ fn a_streamable_http_server_is_locked_and_called_with_headers_from_the_environme
         );
     }
 }
+
+#[test]
+fn a_role_grants_mcp_tools_by_glob_and_model_agents_see_them_in_their_decisions_schema() {
+    let hive = fixture_hive();
+    lock(&hive);
+    let loaded = jaros::manifest::load_hive(hive.path()).unwrap();
+    let granted = &loaded.plan.roles["caller"].types;
+    assert!(
+        granted.contains("fx.echo") && granted.contains("fx.crash"),
+        "{granted:?}"
+    );
+    assert!(!granted.contains("fx.*"), "{granted:?}");
+    let schema = jaros::model::proposer::decisions_schema(&loaded.plan, "caller");
+    let shapes = schema["properties"]["decisions"]["items"]["anyOf"]
+        .as_array()
+        .unwrap();
+    let echo = shapes
+        .iter()
+        .find(|s| s["properties"]["type"]["const"] == "fx.echo")
+        .unwrap_or_else(|| panic!("{schema:#}"));
+    assert_eq!(
+        echo["properties"]["payload"]["properties"]["text"]["type"],
+        "string"
+    );
+    // 7 tools of fx, and the one of silent granted by name.
+    assert_eq!(shapes.len(), 8, "{schema:#}");
+}
