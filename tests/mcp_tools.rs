@@ -666,3 +666,21 @@ fn a_role_grants_mcp_tools_by_glob_and_model_agents_see_them_in_their_decisions_
     // 7 tools of fx, and the one of silent granted by name.
     assert_eq!(shapes.len(), 8, "{schema:#}");
 }
+
+#[test]
+fn jaros_new_tool_mcp_scaffolds_a_manifest_that_locks_and_validates() {
+    let hive = fixture_hive();
+    lock(&hive);
+    let out = hive
+        .jaros(&["new", "tool", "more", "--mcp", "tools/bad_server.py"])
+        .expect(0);
+    assert!(
+        out.stdout().contains("jaros mcp lock more"),
+        "{}",
+        out.context()
+    );
+    hive.jaros(&["validate"]).expect(1);
+    hive.jaros(&["mcp", "lock", "more"]).expect(0);
+    let plan = hive.jaros(&["plan", "--json"]).expect(0).json();
+    assert!(plan.to_string().contains("more.echo"), "{plan}");
+}
