@@ -59,7 +59,7 @@ impl Drop for ScratchDir {
 pub struct McpHandler {
     launcher: Option<PathBuf>,
     run_as: Option<RunAs>,
-    status: landlock::ConfinementStatus,
+    status: super::ConfinementStatus,
     /// Sessions by server and confinement: a role with other scopes gets a
     /// server of its own. Each slot is locked for a whole call (a stdio
     /// server answers one call at a time).

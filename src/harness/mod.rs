@@ -20,10 +20,11 @@ pub mod fs;
 pub mod landlock;
 pub mod launcher;
 pub mod mcp;
+pub mod status;
 pub mod sys;
 pub mod tools;
 
-pub use landlock::{confinement_status, ConfinementStatus};
+pub use status::{confinement_status, ConfinementStatus};
 pub use tools::ToolRunner;
 
 use crate::decision::Decision;
