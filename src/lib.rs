@@ -27,6 +27,9 @@ pub mod takeover;
 // The harness: built-in tools, executable tools and their confinement, audit.
 pub mod harness;
 
+// The MCP client the harness calls MCP servers through, and their lock files.
+pub mod mcp;
+
 // Manifests, compiled into the plan.
 pub mod manifest;
 

@@ -15,6 +15,7 @@ mod keygen;
 mod kit;
 mod logs;
 mod man;
+mod mcp;
 mod metrics;
 mod new;
 mod plan;
@@ -107,6 +108,7 @@ enum Command {
     Eval(eval::Args),
     New(new::Args),
     Docs(docs::Args),
+    Mcp(mcp::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -390,6 +392,7 @@ fn run(ctx: &Ctx, command: Command) -> i32 {
         Command::Eval(args) => eval::main(ctx, args),
         Command::New(args) => new::main(ctx, args),
         Command::Docs(args) => docs::main(ctx, args),
+        Command::Mcp(args) => mcp::main(ctx, args),
         Command::Completions(args) => ctx
             .refuse_typed("completions", true, true)
             .and_then(|()| completions::main(args)),
