@@ -12,6 +12,8 @@ mod init;
 mod kit;
 mod logs;
 mod man;
+mod mcp;
+mod mcp_serve;
 mod metrics;
 mod new;
 mod plan;
@@ -88,6 +90,7 @@ enum Command {
     Docs(docs::Args),
     Completions(completions::Args),
     Man(man::Args),
+    Mcp(mcp::Args),
 }
 
 /// A failure a command reports: a message for stderr and how to exit.
@@ -357,6 +360,7 @@ pub fn main() -> i32 {
         Command::Man(args) => ctx
             .refuse_typed("man", true, true)
             .and_then(|()| man::main(args)),
+        Command::Mcp(args) => mcp::main(&ctx, args),
     };
     match result {
         Ok(outcome) => exit::code(outcome),
