@@ -3,12 +3,14 @@
 
 mod audit;
 mod blame;
+mod checkpoint;
 mod completions;
 mod console;
 mod demo;
 mod docs;
 mod eval;
 mod init;
+mod keygen;
 mod kit;
 mod logs;
 mod man;
@@ -18,6 +20,7 @@ mod metrics;
 mod new;
 mod plan;
 mod plan_diff;
+mod prove;
 mod replay;
 mod run;
 mod sandbox_exec;
@@ -80,6 +83,9 @@ enum Command {
     Replay(replay::Args),
     Blame(blame::Args),
     Verify(verify::Args),
+    Keygen(keygen::Args),
+    Checkpoint(checkpoint::Args),
+    Prove(prove::Args),
     Audit(audit::Args),
     Trace(trace::Args),
     Metrics(metrics::Args),
@@ -346,6 +352,9 @@ pub fn main() -> i32 {
         Command::Logs(args) => logs::main(&ctx, args),
         Command::Replay(args) => replay::main(&ctx, args),
         Command::Verify(args) => verify::main(&ctx, args),
+        Command::Keygen(args) => keygen::main(&ctx, args),
+        Command::Checkpoint(args) => checkpoint::main(&ctx, args),
+        Command::Prove(args) => prove::main(&ctx, args),
         Command::Blame(args) => blame::main(&ctx, args),
         Command::Audit(args) => audit::main(&ctx, args),
         Command::Trace(args) => trace::main(&ctx, args),
@@ -479,7 +488,7 @@ pub fn confinement(ctx: &Ctx) -> String {
         });
     let status = match crate::harness::launcher::run_as_for(configured.as_deref()) {
         Ok(run_as) => {
-            crate::harness::landlock::status_with(std::env::current_exe().ok().as_deref(), run_as)
+            crate::harness::status::status_with(std::env::current_exe().ok().as_deref(), run_as)
         }
         Err(why) => {
             return format!("not active (the node manifest's tools.run_as: {why})");

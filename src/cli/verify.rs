@@ -22,6 +22,16 @@ pub struct Args {
     /// still have HASH. Repeat for several nodes.
     #[arg(long, value_name = "[NODE@]SEQ:HASH")]
     anchor: Vec<String>,
+    /// A signed checkpoint (`jaros checkpoint`) kept elsewhere: check its
+    /// signature, then prove its node's log still extends it (an RFC 6962
+    /// consistency proof), or name where it was rewritten. Repeat for
+    /// several; the data dir's own checkpoints narrow the place down.
+    #[arg(long, value_name = "FILE", conflicts_with = "anchor")]
+    checkpoint: Vec<std::path::PathBuf>,
+    /// The log's verifier key (as `jaros keygen` prints it) or a file
+    /// holding it; default: the node manifest's `checkpoint_key`.
+    #[arg(long, value_name = "KEY_OR_FILE", requires = "checkpoint")]
+    key: Option<String>,
 }
 
 struct Anchor {
@@ -47,6 +57,9 @@ fn parse_anchor(text: &str) -> Result<Anchor, CliError> {
 }
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
+    if !args.checkpoint.is_empty() {
+        return super::checkpoint::verify(ctx, &args.checkpoint, args.key.as_deref(), args.json);
+    }
     let data = ctx.existing_data_dir()?;
     let anchors = args
         .anchor

@@ -9,6 +9,9 @@
 
 pub mod blobs;
 mod body_de;
+pub mod checkpoint;
+pub mod merkle;
+pub mod note;
 pub mod read;
 pub mod record;
 pub mod writer;

@@ -325,6 +325,9 @@ pub struct NodeSpec {
     /// How the node starts executable tools.
     #[serde(default, skip_serializing_if = "ToolsSpec::is_default")]
     pub tools: ToolsSpec,
+    /// The Ed25519 key that signs the log's checkpoints: a file `jaros keygen` wrote, relative to the hive or absolute. Keep it out of the data dir (whoever can write the data dir must not hold the key). Without it, `jaros checkpoint` needs `--key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_key: Option<String>,
 }
 
 /// How a node starts executable tools.
