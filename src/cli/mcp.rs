@@ -1,7 +1,7 @@
 //! `jaros mcp`: the MCP subcommands. `lock` pins the tool lists of the MCP
 //! servers the hive's Tool manifests name (see [`crate::mcp::lock`]);
-//! `serve` (exposing the hive to a coding agent over MCP) lives in its own
-//! file.
+//! `serve` (exposing the hive to a coding agent over MCP) lives in
+//! [`super::mcp_serve`].
 
 use super::{out, CliError, CliResult, Ctx};
 use crate::exit::Outcome;
@@ -19,6 +19,7 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 enum McpCommand {
     Lock(LockArgs),
+    Serve(super::mcp_serve::Args),
 }
 
 /// Start each MCP server the hive's Tool manifests name (or only TOOL's)
@@ -37,6 +38,7 @@ pub struct LockArgs {
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     match args.command {
         McpCommand::Lock(a) => lock_main(ctx, a),
+        McpCommand::Serve(a) => super::mcp_serve::main(ctx, a),
     }
 }
 

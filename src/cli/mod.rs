@@ -16,6 +16,7 @@ mod kit;
 mod logs;
 mod man;
 mod mcp;
+mod mcp_serve;
 mod metrics;
 mod new;
 mod plan;

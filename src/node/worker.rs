@@ -212,13 +212,14 @@ pub(super) fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Opti
                 epoch,
                 super::lease::now_ms(),
             ) {
-                Ok(()) => eprintln!(
-                    "jaros: node {}: {id} waits for a verdict on {} (`jaros approvals`)",
-                    shared.cfg.node_id, waiting.decision.id
+                Ok(()) => tracing::info!(
+                    "node {}: {id} waits for a verdict on {} (`jaros approvals`)",
+                    shared.cfg.node_id,
+                    waiting.decision.id
                 ),
                 // The job stays claimed: its lease lapses and a node that
                 // takes it over parks it again from its `waiting` record.
-                Err(e) => eprintln!("jaros: node {}: cannot park {id}: {e}", shared.cfg.node_id),
+                Err(e) => tracing::error!("node {}: cannot park {id}: {e}", shared.cfg.node_id),
             }
         }
         Err(RunError::Log(e)) => {
