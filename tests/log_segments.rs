@@ -142,3 +142,105 @@ fn a_log_from_before_segments_is_sealed_into_one_and_every_reader_follows_the_ch
         verify.context()
     );
 }
+
+/// Sets the fixture's node manifest's retention (and log) settings.
+fn set_node_spec(hive: &Path, extra: &str) {
+    let path = hive.join("manifests/node.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen("spec:\n", &format!("spec:\n{extra}"), 1);
+    std::fs::write(&path, text).unwrap();
+}
+
+/// Names of the files in `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn gc_collects_results_past_retention_keeps_referenced_blobs_and_the_jobs_read_as_collected() {
+    let (_dir, hive) = legacy_hive();
+    set_node_spec(
+        &hive,
+        "  retention:\n    results: 0s\n    failed: 0s\n    blobs: 0s\n",
+    );
+    let data = hive.join("data");
+    let blobs_before = names(&data.join("blobs/sha256"));
+    // A blob no record names.
+    let stray = "e".repeat(64);
+    std::fs::write(data.join("blobs/sha256").join(&stray), b"stray").unwrap();
+    let done = names(&data.join("done"));
+    let failed = names(&data.join("failed"));
+    // A dry run says what goes and removes nothing.
+    let dry = jaros(&hive, &["gc", "--dry-run", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        dry["actions"].as_array().unwrap().len(),
+        done.len() + failed.len() + 1,
+        "{dry}"
+    );
+    assert_eq!(names(&data.join("done")), done);
+    let run = jaros(&hive, &["gc"]).expect(0);
+    assert!(run.stdout().contains("freed"), "{}", run.context());
+    assert!(names(&data.join("done")).is_empty());
+    assert!(names(&data.join("failed")).is_empty());
+    // Every blob a record names is still there; the stray one is gone.
+    assert_eq!(names(&data.join("blobs/sha256")), blobs_before);
+    // The log is untouched and still replays, blobs and all.
+    readers_pass(&hive);
+    // The jobs read as collected, with how they ended.
+    let t1 = jaros(&hive, &["result", "T1"]).expect(0).json();
+    assert_eq!(t1["state"], "collected");
+    assert_eq!(t1["was"], "done");
+    let t2 = jaros(&hive, &["result", "T2"]);
+    assert_ne!(t2.code(), 0);
+    assert_eq!(t2.json()["was"], "failed");
+    let status = jaros(&hive, &["status", "--json"]).json();
+    assert_eq!(status["jobs"]["collected"], done.len() + failed.len());
+}
+
+#[test]
+fn gc_archives_sealed_segments_and_readers_follow_them_there() {
+    let (dir, hive) = legacy_hive();
+    let log = hive.join("data/log/demo.jsonl");
+    let (writer, _) = LogWriter::open(&log).unwrap();
+    writer.set_segment_options(SegmentOptions {
+        segment_bytes: jaros::log::segment::MIN_SEGMENT_BYTES,
+        on_seal: None,
+    });
+    let plan = read_log(&log)
+        .unwrap()
+        .records
+        .into_iter()
+        .rev()
+        .find(|r| matches!(r.body, jaros::log::Body::Plan { .. }))
+        .unwrap();
+    writer.append(&plan.body).unwrap();
+    drop(writer);
+    let listed = readers_pass(&hive);
+    let archive = dir.path().join("archive");
+    let archive_arg = archive.display().to_string();
+    jaros(&hive, &["gc", "--archive", &archive_arg]).expect(0);
+    let segments = hive.join("data/log/demo.segments");
+    assert_eq!(names(&segments), vec!["00000000000000000001.archived"]);
+    assert!(archive
+        .join("demo.segments/00000000000000000001.jsonl")
+        .is_file());
+    assert_eq!(readers_pass(&hive), listed);
+    // Gone from the archive, the segment is named as missing.
+    std::fs::remove_file(archive.join("demo.segments/00000000000000000001.jsonl")).unwrap();
+    let verify = jaros(&hive, &["verify"]);
+    assert_ne!(verify.code(), 0);
+    assert!(
+        (verify.stdout() + &verify.stderr()).contains("restore it there"),
+        "{}",
+        verify.context()
+    );
+}

@@ -8,6 +8,7 @@ mod console;
 mod demo;
 mod docs;
 mod eval;
+mod gc;
 mod init;
 mod kit;
 mod logs;
@@ -79,6 +80,7 @@ enum Command {
     Blame(blame::Args),
     Verify(verify::Args),
     Audit(audit::Args),
+    Gc(gc::Args),
     Trace(trace::Args),
     Metrics(metrics::Args),
     #[command(name = "__sandbox-exec", hide = true)]
@@ -345,6 +347,7 @@ pub fn main() -> i32 {
         Command::Verify(args) => verify::main(&ctx, args),
         Command::Blame(args) => blame::main(&ctx, args),
         Command::Audit(args) => audit::main(&ctx, args),
+        Command::Gc(args) => gc::main(&ctx, args),
         Command::Trace(args) => trace::main(&ctx, args),
         Command::Metrics(args) => metrics::main(&ctx, args),
         Command::SandboxExec(args) => return sandbox_exec::main(args),

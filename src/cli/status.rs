@@ -43,9 +43,16 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         let mut v = serde_json::to_value(&o).expect("serializes");
         v["confinement"] = serde_json::json!(confinement);
         v["schedules"] = schedules;
+        v["jobs"]["collected"] = serde_json::json!(crate::gc::collected_count(&data));
         out_json(&v);
     } else {
         out(&human(&o));
+        let collected = crate::gc::collected_count(&data);
+        if collected > 0 {
+            out(&format!(
+                "collected: {collected} job(s) whose results `jaros gc` removed\n"
+            ));
+        }
         out(&format!("confinement: {confinement}\n"));
         match schedules.as_array() {
             Some(list) if !list.is_empty() => {

@@ -143,6 +143,16 @@ fn wait_and_print(data: &DataDir, id: &JobId, seconds: f64) -> CliResult {
                 Outcome::Failed
             });
         }
+        // Its result was collected by `jaros gc`: the job ran and ended,
+        // and its tombstone says how.
+        if let Some(stone) = crate::gc::collected(data, id.as_str()) {
+            out_json(&stone);
+            return Ok(if stone.was == "done" {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            });
+        }
         if Instant::now() >= deadline {
             let name = format!("{id}.json");
             let stage = if data.inbox().join(&name).exists() {
