@@ -11,6 +11,7 @@
 
 pub mod blobs;
 mod body_de;
+pub mod index;
 pub mod read;
 pub mod record;
 pub mod segment;
