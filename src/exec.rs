@@ -11,7 +11,7 @@
 
 use crate::canon::{Digest, JsonText};
 use crate::decision::{AgentName, Decision, DecisionId, JobId};
-use crate::job::{JobState, StepResult};
+use crate::jobstate::{JobState, StepResult};
 use crate::log::LogError;
 use crate::plan::{HandlerSpec, Plan};
 use crate::state::Event;
@@ -48,7 +48,7 @@ pub struct Spawn {
     pub via: DecisionId,
     /// The child's place in the hand-off tree: one deeper, with the share
     /// of the tree the gate left room for.
-    pub tree: crate::job::Tree,
+    pub tree: crate::jobstate::Tree,
 }
 
 /// Whether a mediated action was allowed to run or refused.
@@ -424,7 +424,7 @@ impl Handler for Handoff {
                 .unwrap_or(Value::Null),
             parent: cx.job.job.clone(),
             via: decision.id.clone(),
-            tree: crate::job::Tree {
+            tree: crate::jobstate::Tree {
                 depth: cx.job.tree.depth.saturating_add(1),
                 jobs: Some(cx.job.child_share(cx.plan)),
             },

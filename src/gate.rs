@@ -8,7 +8,7 @@
 #![deny(clippy::disallowed_methods)]
 
 use crate::decision::Decision;
-use crate::job::JobState;
+use crate::jobstate::JobState;
 use crate::plan::{Plan, ScopeKind};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -3,16 +3,20 @@
 //!
 //! A decision travels: an agent ([`agents`], or a model) proposes it
 //! ([`decision`]); the [`gate`] checks it against the [`plan`]; the [`log`]
-//! records it durably; the [`exec`]utor runs it and moves the job's [`state`]
-//! machine ([`job`]); [`replay`] rebuilds everything from the log.
+//! records it durably; the [`exec`]utor runs it and moves the job's state
+//! ([`jobstate`], its [`state`] machine); [`job`] drives a job turn by turn,
+//! [`fold`] rebuilds one from its records, and [`replay`] rebuilds everything
+//! from the log.
 #![forbid(unsafe_code)]
 
 // The deterministic plane.
 pub mod canon;
 pub mod decision;
 pub mod exec;
+pub mod fold;
 pub mod gate;
 pub mod job;
+pub mod jobstate;
 pub mod log;
 pub mod plan;
 pub mod replay;

@@ -1,6 +1,6 @@
 //! The job state machine: one instance per job, transitions exactly as the
 //! original defined them. Owns states, events and the transition table; it does
-//! not own what a job holds besides its state (see [`crate::job::JobState`]).
+//! not own what a job holds besides its state (see [`crate::jobstate::JobState`]).
 // No clock, environment or randomness here: see clippy.toml.
 #![deny(clippy::disallowed_methods)]
 

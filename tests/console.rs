@@ -59,6 +59,14 @@ impl Console {
     }
 
     fn spawn(hive: &Hive, args: &[&str]) -> Console {
+        Console::spawn_reading(hive, args).0
+    }
+
+    /// [`Console::spawn`], handing back the rest of its stdout.
+    fn spawn_reading(
+        hive: &Hive,
+        args: &[&str],
+    ) -> (Console, BufReader<std::process::ChildStdout>) {
         let mut child = Command::new(common::bin())
             .args(args)
             .current_dir(hive.path())
@@ -69,9 +77,8 @@ impl Console {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let url = line
             .trim()
             .strip_prefix("console: ")
@@ -80,13 +87,14 @@ impl Console {
         let (base, token) = url.split_once("/login?token=").expect("a login URL");
         let host = base.trim_start_matches("http://").to_string();
         let port = host.rsplit(':').next().unwrap().to_string();
-        Console {
+        let console = Console {
             child,
             base: base.to_string(),
             host,
             token: token.to_string(),
             port,
-        }
+        };
+        (console, stdout)
     }
 
     fn cookie(&self) -> String {
@@ -592,4 +600,20 @@ fn a_console_that_cannot_start_never_stops_its_node() {
     let (code, log) = node.stop();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("the console did not start"), "{log}");
+}
+
+#[test]
+fn sigterm_stops_the_console_cleanly_with_exit_status_0() {
+    let hive = example_hive();
+    let (mut c, mut stdout) = Console::spawn_reading(&hive, &["console", "--addr", "127.0.0.1:0"]);
+    assert_eq!(c.get("/").status, 200);
+    std::process::Command::new("kill")
+        .args(["-TERM", &c.child.id().to_string()])
+        .status()
+        .unwrap();
+    let code = common::wait_timeout(&mut c.child, Duration::from_secs(30));
+    assert_eq!(code, 0, "SIGTERM is a clean stop, not a kill");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "console: stopped\n");
 }

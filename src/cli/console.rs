@@ -15,7 +15,8 @@ use std::sync::Arc;
 /// in <data dir>/console-token, mode 0600). The browser exchanges it for a
 /// cookie; every other route answers 401 without it. Binds loopback only,
 /// unless --allow-remote. The console never writes manifests, agents or
-/// tools; it submits jobs, runs replays and runs the eval suite.
+/// tools; it submits jobs, runs replays and runs the eval suite. SIGINT or
+/// SIGTERM stops it: requests in flight are answered, then it exits 0.
 ///
 /// Example: jaros console --addr 127.0.0.1:5500
 #[derive(clap::Args, Debug)]
@@ -65,8 +66,13 @@ pub fn hooks() -> console::Hooks {
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let cfg = config(ctx, args.addr, args.allow_remote)?;
     let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| CliError::failed(format!("cannot handle signals: {e}")))?;
+    }
     let console = console::bind(cfg, stop).map_err(CliError::bad_input)?;
     super::out(&format!("console: {}\n", console.url()));
     console.serve();
+    super::out("console: stopped\n");
     Ok(Outcome::Success)
 }

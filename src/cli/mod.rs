@@ -478,7 +478,7 @@ pub fn confinement(ctx: &Ctx) -> String {
         });
     let status = match crate::harness::launcher::run_as_for(configured.as_deref()) {
         Ok(run_as) => {
-            crate::harness::landlock::status_with(std::env::current_exe().ok().as_deref(), run_as)
+            crate::harness::status::status_with(std::env::current_exe().ok().as_deref(), run_as)
         }
         Err(why) => {
             return format!("not active (the node manifest's tools.run_as: {why})");

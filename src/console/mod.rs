@@ -38,6 +38,10 @@ pub const MAX_EVENT_STREAMS: usize = 16;
 pub const READ_TIMEOUT_MS: u64 = 10_000;
 /// How long the manifests are trusted before they are loaded again.
 pub const HIVE_CACHE_MS: u64 = 2000;
+/// How often the listener looks for a connection, and for `stop`.
+const ACCEPT_POLL_MS: u64 = 50;
+/// How long a stopped console waits for requests in flight.
+pub const STOP_GRACE_MS: u64 = 2000;
 
 /// What the console reuses from the command line, so it never imports it.
 #[derive(Clone, Copy)]
@@ -110,6 +114,7 @@ pub struct Console {
     listener: TcpListener,
     shared: Arc<Shared>,
     url: String,
+    stop: Arc<AtomicBool>,
 }
 
 /// Whether an address is loopback (the default; anything else needs a flag).
@@ -146,6 +151,10 @@ pub fn bind(cfg: Config, stop: Arc<AtomicBool>) -> Result<Console, String> {
     let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
     let url = format!("http://{bound}/login?token={token}");
     let live = live::Live::start(cfg.data.clone(), stop.clone());
+    // Accepts are polled so that `stop` is seen between connections.
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot poll the listening socket: {e}"))?;
     let shared = Arc::new(Shared {
         hive: cfg.hive,
         data: cfg.data,
@@ -164,6 +173,7 @@ pub fn bind(cfg: Config, stop: Arc<AtomicBool>) -> Result<Console, String> {
         listener,
         shared,
         url,
+        stop,
     })
 }
 
@@ -173,17 +183,29 @@ impl Console {
         &self.url
     }
 
-    /// Accepts connections until the process ends; each is served on a
-    /// thread of its own, at most [`MAX_CONNECTIONS`] at once.
+    /// Accepts connections until `stop` is set; each is served on a thread
+    /// of its own, at most [`MAX_CONNECTIONS`] at once. Once stopped, waits
+    /// up to [`STOP_GRACE_MS`] for requests in flight to be answered.
     pub fn serve(self) {
         let active = Arc::new(AtomicUsize::new(0));
-        for stream in self.listener.incoming() {
-            let Ok(mut stream) = stream else {
+        while !self.stop.load(Ordering::SeqCst) {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(ACCEPT_POLL_MS));
+                    continue;
+                }
                 // A connection reset before accept, or out of descriptors:
                 // pause rather than spin.
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
             };
+            // The listener polls; a connection blocks, with its time-outs.
+            if stream.set_nonblocking(false).is_err() {
+                continue;
+            }
             if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
                 let _ = http::Response::error(503, "too many connections; try again")
                     .write_to(&mut stream);
@@ -201,6 +223,10 @@ impl Console {
             if spawned.is_err() {
                 active.fetch_sub(1, Ordering::SeqCst);
             }
+        }
+        let deadline = Instant::now() + Duration::from_millis(STOP_GRACE_MS);
+        while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(ACCEPT_POLL_MS));
         }
     }
 }

@@ -32,25 +32,11 @@
 //!    connecting to a pathname UNIX socket (that needs a `socket(AF_UNIX)`).
 
 use super::landlock::{self, Confinement, EXIT_NOT_CONFINED, EXIT_NOT_EXECUTED, LAUNCHER_PREFIX};
+pub use super::landlock::{RunAs, NOBODY};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-
-/// The unprivileged user and group a tool runs as when its node is root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunAs {
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// The user (and group) of last resort on Linux, `nobody`/`nogroup`: the
-/// default `run_as` of a node started as root (the number, not a name
-/// looked up, so it holds where `/etc/passwd` lacks it).
-pub const NOBODY: RunAs = RunAs {
-    uid: 65534,
-    gid: 65534,
-};
 
 /// Which layers a launch put in place, as the launcher reports them in its
 /// probe mode (for `jaros status`).

@@ -18,10 +18,11 @@ pub mod audit;
 pub mod fs;
 pub mod landlock;
 pub mod launcher;
+pub mod status;
 pub mod sys;
 pub mod tools;
 
-pub use landlock::{confinement_status, ConfinementStatus};
+pub use status::{confinement_status, ConfinementStatus};
 pub use tools::ToolRunner;
 
 use crate::decision::Decision;

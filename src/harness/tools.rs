@@ -23,8 +23,9 @@
 //! process group (`setsid`) escapes the group kill; its held-open output is
 //! abandoned after [`DRAIN_GRACE_MS`].
 
-use super::landlock::{self, ConfinementStatus, LAUNCHER_PREFIX, SANDBOX_SUBCOMMAND};
+use super::landlock::{self, LAUNCHER_PREFIX, SANDBOX_SUBCOMMAND};
 use super::launcher::{self, RunAs};
+use super::status::{self, ConfinementStatus};
 use super::{read_back, refuse};
 use crate::canon::Digest;
 use crate::decision::Decision;
@@ -87,7 +88,7 @@ impl ToolRunner {
 
     /// Whether this runner confines the tools it starts, and how.
     pub fn status(&self) -> ConfinementStatus {
-        landlock::status_with(self.launcher.as_deref(), self.run_as)
+        status::status_with(self.launcher.as_deref(), self.run_as)
     }
 }
 
@@ -368,7 +369,7 @@ impl ExecRunner for ToolRunner {
                 cmd.args(launcher_args(&c, &scratch.tool));
                 let abi = status.landlock_abi.unwrap_or_default();
                 let layers = match &status.layers {
-                    Some(Ok(layers)) => landlock::describe_layers(layers),
+                    Some(Ok(layers)) => status::describe_layers(layers),
                     Some(Err(why)) => format!("the launcher's probe failed: {why}"),
                     None => String::new(),
                 };

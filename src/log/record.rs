@@ -111,7 +111,7 @@ pub enum Body {
         job: JobId,
         at: u32,
         state: State,
-        /// What [`JobState::result`](crate::job::JobState::result) gave, as
+        /// What [`JobState::result`](crate::jobstate::JobState::result) gave, as
         /// text: replay only compares it.
         result: JsonText,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,9 +17,10 @@
 //! - A file that cannot run fails under its id, exclusively of any result
 //!   ([`inbox::fail_bad_file`]).
 
+use super::finish;
 use super::inbox::{self, Failed, JobFile, Unread};
 use super::seen::{Handoff, Known};
-use super::{finish, Shared};
+use super::shared::Shared;
 use crate::decision::JobId;
 use std::path::Path;
 use std::sync::atomic::Ordering;

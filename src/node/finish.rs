@@ -6,7 +6,9 @@
 //! before it is visible, and visible before its claim goes, as when jobs
 //! are finished one by one; the syncs are shared instead of paid per job.
 
-use super::{fault, fence_holds, held_epoch, inbox::JobFile, lease, status, Shared, RECENT_JOBS};
+use super::fence::{fence_holds, held_epoch};
+use super::shared::{Shared, QUICK_JOB_MS, RECENT_JOBS};
+use super::{fault, inbox::JobFile, lease, status};
 use crate::job::JobEnd;
 use crate::runtime;
 use std::sync::atomic::Ordering;
@@ -163,9 +165,7 @@ fn settle(shared: &Shared, job: &JobFile, end: &JobEnd) {
         .expect("running lock")
         .get(job.id.as_str())
         .map_or(0, |r| r.started.elapsed().as_millis() as u64);
-    shared
-        .quick
-        .store(took_ms < super::QUICK_JOB_MS, Ordering::SeqCst);
+    shared.quick.store(took_ms < QUICK_JOB_MS, Ordering::SeqCst);
     if shared.cfg.verbose {
         eprintln!(
             "jaros: node {}: {} {} ({}, {took_ms} ms)",
@@ -223,4 +223,12 @@ pub(super) fn hand_over(shared: &Shared) {
     shared.finishing.fetch_add(1, Ordering::SeqCst);
     shared.active.fetch_sub(1, Ordering::SeqCst);
     let _ = shared.wake.send(());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_busy_node_keeps_a_spare_for_every_result_of_two_rounds() {
+        assert_eq!(super::super::spares::MAX_SPARES, 2 * super::MAX_ROUND);
+    }
 }

@@ -12,89 +12,20 @@
 //! the machine's fault on the agent. The wait is bounded, so a job resumes
 //! within [`HELD_MAX_MS`] of the environment recovering.
 
+use super::fence::{fence_would_hold, held_epoch};
+use super::held::Held;
 use super::inbox::JobFile;
-use super::status::HeldJob;
-use super::{inbox, lease, Shared};
+use super::shared::Shared;
+use super::{inbox, lease};
 use crate::job::JobEnd;
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The first wait before a held job is tried again.
-pub const HELD_FIRST_MS: u64 = 100;
-/// The longest wait between two tries of a held job.
-pub const HELD_MAX_MS: u64 = 10_000;
+pub use super::held::{backoff_ms, HELD_FIRST_MS, HELD_MAX_MS};
+
 /// How often a waiting worker looks whether its node is stopping.
 const HELD_POLL_MS: u64 = 10;
-
-/// The jobs this node holds for retry.
-#[derive(Debug, Default)]
-pub(super) struct Held {
-    jobs: Mutex<BTreeMap<String, Entry>>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    shown: HeldJob,
-    /// Set by the attempt that was held, taken by the loop that retries.
-    due: bool,
-}
-
-/// The wait before try number `attempts + 1` of a held job.
-pub fn backoff_ms(attempts: u32) -> u64 {
-    HELD_FIRST_MS
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(32))
-        .min(HELD_MAX_MS)
-}
-
-impl Held {
-    /// Notes that an attempt at `job` was held for `reason`.
-    pub(super) fn hold(&self, job: &str, reason: &str) {
-        let now = lease::now_ms();
-        let mut jobs = self.jobs.lock().expect("held lock");
-        let entry = jobs.entry(job.to_string()).or_insert_with(|| Entry {
-            shown: HeldJob {
-                job: job.to_string(),
-                reason: String::new(),
-                attempts: 0,
-                since_ms: now,
-                retry_at_ms: now,
-            },
-            due: false,
-        });
-        entry.shown.attempts += 1;
-        entry.shown.reason = reason.to_string();
-        entry.shown.retry_at_ms = now + backoff_ms(entry.shown.attempts);
-        entry.due = true;
-    }
-
-    /// When to try `job` again, if its last attempt was held; forgets a job
-    /// whose last attempt was not.
-    fn take_due(&self, job: &str) -> Option<u64> {
-        let mut jobs = self.jobs.lock().expect("held lock");
-        match jobs.get_mut(job) {
-            Some(entry) if entry.due => {
-                entry.due = false;
-                Some(entry.shown.retry_at_ms)
-            }
-            _ => {
-                jobs.remove(job);
-                None
-            }
-        }
-    }
-
-    fn forget(&self, job: &str) {
-        self.jobs.lock().expect("held lock").remove(job);
-    }
-
-    /// What the node's status shows.
-    pub(super) fn snapshot(&self) -> Vec<HeldJob> {
-        let jobs = self.jobs.lock().expect("held lock");
-        jobs.values().map(|e| e.shown.clone()).collect()
-    }
-}
 
 /// Runs `job` with `run`, and again after each backoff for as long as its
 /// attempts are held; gives it back to the inbox when the node stops or
@@ -111,7 +42,7 @@ pub(super) fn run_held(
     let mut end = run(shared, job, resume);
     while let Some(retry_at) = shared.held.take_due(id) {
         while lease::now_ms() < retry_at {
-            if shared.stopping.load(Ordering::SeqCst) || !super::fence_would_hold(shared, id) {
+            if shared.stopping.load(Ordering::SeqCst) || !fence_would_hold(shared, id) {
                 shared.held.forget(id);
                 give_back(shared, job);
                 return None;
@@ -138,10 +69,10 @@ impl Drop for Shown<'_> {
 fn give_back(shared: &Shared, job: &JobFile) {
     let id = job.id.as_str();
     let node = &shared.cfg.node_id;
-    if !super::fence_would_hold(shared, id) {
+    if !fence_would_hold(shared, id) {
         return;
     }
-    match inbox::release(&shared.rt.data, job, super::held_epoch(shared, id)) {
+    match inbox::release(&shared.rt.data, job, held_epoch(shared, id)) {
         Ok(()) => eprintln!("jaros: node {node}: gave held job {id} back to the inbox"),
         Err(e) => eprintln!("jaros: node {node}: cannot give held job {id} back: {e}"),
     }

@@ -18,7 +18,8 @@ use std::sync::Mutex;
 /// finisher's largest round, so a busy node's rounds find a spare for every
 /// result and retire as many claims as they take spares: past its first
 /// rounds, it allocates and frees no inode at all.
-const MAX_SPARES: usize = 2 * super::finish::MAX_ROUND;
+/// (`super::finish::MAX_ROUND`; a test there holds the two together).
+pub(super) const MAX_SPARES: usize = 512;
 /// A claim larger than this is removed, not kept: a spare should cost a
 /// block, not a large input's worth of disk.
 const MAX_SPARE_BYTES: u64 = 64 * 1024;

@@ -1,0 +1,260 @@
+//! `jaros blame`: one failed job walked back through its chain of
+//! hand-offs, with a counterfactual for the blamed decision.
+
+use super::attribution::attribute;
+use super::attribution::decision_kind;
+use super::load::{load, Loaded};
+use super::{Options, ReplayError};
+use crate::datadir::DataDir;
+use crate::decision::{AgentName, DecisionId, JobId};
+use crate::exec::Executor;
+use crate::fold::{fold, fold_lenient};
+use crate::jobstate::JobEnd;
+use crate::log::Body;
+use crate::plan::Plan;
+use crate::state::State;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One link of `jaros blame`'s chain, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlameLink {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub decision: Option<DecisionId>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// What the decision did: the hand-off it made, or why it failed.
+    pub outcome: String,
+}
+
+/// What happens to a failed job when its blamed decision is taken away.
+///
+/// The check claims only this: replaying the job's own records with the
+/// blamed decision removed (or, for a tool decision that errored, given the
+/// recorded successful result of a sibling decision of the same type) ends the
+/// job in `state_without`. It does not claim the agent would have proposed the
+/// same later decisions, nor anything about other jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Counterfactual {
+    pub decision: DecisionId,
+    /// `removed` or `sibling result from <decision>`.
+    pub method: String,
+    pub state_without: State,
+    pub failure_disappears: bool,
+}
+
+/// `jaros blame`: who and what made a job end as it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blame {
+    pub job: JobId,
+    pub agent: AgentName,
+    pub state: Option<State>,
+    pub reason: Option<String>,
+    pub chain: Vec<BlameLink>,
+    pub counterfactual: Option<Counterfactual>,
+}
+
+/// Explains one job: its chain of hand-offs and, for a failure, the
+/// counterfactual check.
+pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, ReplayError> {
+    let loaded = load(dir, &Options::default())?;
+    let Some(records) = loaded.job(job) else {
+        return Err(ReplayError::UnknownJob {
+            job: job.clone(),
+            dir: dir.root().to_path_buf(),
+        });
+    };
+    let bodies: Vec<&Body> = records.collect();
+    let plan = match bodies.first() {
+        Some(Body::Job { plan, .. }) => loaded.plans.get(plan).and_then(|p| p.as_ref().ok()),
+        _ => None,
+    };
+    let folded = plan.and_then(|p| fold(p, executor, &bodies).ok());
+    let end = folded.as_ref().and_then(|f| f.ended.clone());
+    let agent = match bodies.first() {
+        Some(Body::Job { agent, .. }) => agent.clone(),
+        _ => AgentName::new("unknown").expect("valid name"),
+    };
+    let attribution = match &end {
+        Some(end) => attribute(&loaded, job, end),
+        None => attribute(
+            &loaded,
+            job,
+            &JobEnd {
+                job: job.clone(),
+                agent: agent.clone(),
+                state: State::Running,
+                result: Value::Null,
+                reason: None,
+                blame: None,
+                seq: 0,
+            },
+        ),
+    };
+    let chain = attribution
+        .chain
+        .iter()
+        .enumerate()
+        .map(|(i, link)| {
+            let last = i + 1 == attribution.chain.len();
+            let outcome = match (&link.decision, last) {
+                (Some(d), false) => format!(
+                    "handed off to {} ({})",
+                    attribution.chain[i + 1].agent,
+                    attribution.chain[i + 1].job
+                )
+                .replace(&format!(" via {d}"), ""),
+                (_, true) => match &end {
+                    Some(e) if e.state == State::Failed => {
+                        e.reason.clone().unwrap_or_else(|| "failed".into())
+                    }
+                    Some(e) => format!("ended {}", e.state),
+                    None => "unfinished".into(),
+                },
+                (None, false) => "created the next job".into(),
+            };
+            BlameLink {
+                job: link.job.clone(),
+                agent: link.agent.clone(),
+                decision: link.decision.clone(),
+                kind: link.kind.clone(),
+                outcome,
+            }
+        })
+        .collect();
+    let counterfactual = match (&end, plan) {
+        (Some(e), Some(plan)) if e.state == State::Failed => e
+            .blame
+            .as_ref()
+            .and_then(|b| counterfactual(&loaded, plan, executor, &bodies, b)),
+        _ => None,
+    };
+    Ok(Blame {
+        job: job.clone(),
+        agent,
+        state: end.as_ref().map(|e| e.state),
+        reason: end.and_then(|e| e.reason),
+        chain,
+        counterfactual,
+    })
+}
+
+/// Replays `bodies` with the blamed decision taken away (see [`Counterfactual`]).
+pub(super) fn counterfactual(
+    loaded: &Loaded,
+    plan: &Plan,
+    executor: &Executor,
+    bodies: &[&Body],
+    blamed: &DecisionId,
+) -> Option<Counterfactual> {
+    let involves = |b: &Body| match b {
+        Body::Decision { decision, .. } | Body::Rejected { decision, .. } => decision.id == *blamed,
+        Body::Effect { decision, .. } => decision == blamed,
+        _ => false,
+    };
+    let blamed_kind = bodies.iter().find_map(|b| match b {
+        Body::Decision { decision, .. } if decision.id == *blamed => Some(decision.kind.clone()),
+        _ => None,
+    });
+    let errored = bodies
+        .iter()
+        .any(|b| matches!(b, Body::Effect { decision, error: Some(_), .. } if decision == blamed));
+    let deterministic = blamed_kind
+        .as_ref()
+        .and_then(|k| plan.types.get(k))
+        .is_some_and(|t| t.deterministic);
+    // A successful sibling: the same type, executed without error, elsewhere.
+    let sibling = (errored && !deterministic)
+        .then(|| {
+            let kind = blamed_kind.as_ref()?;
+            loaded
+                .jobs
+                .values()
+                .flat_map(|places| loaded.bodies(places))
+                .find_map(|b| match b {
+                    Body::Effect {
+                        decision,
+                        result,
+                        error: None,
+                        ..
+                    } if decision != blamed
+                        && decision_kind(loaded, &decision_job(loaded, decision)?, decision)
+                            .as_deref()
+                            == Some(kind) =>
+                    {
+                        Some((decision.clone(), result.clone()))
+                    }
+                    _ => None,
+                })
+        })
+        .flatten();
+    let mut edited: Vec<Body> = Vec::new();
+    for body in bodies.iter().take_while(|b| !matches!(b, Body::End { .. })) {
+        if involves(body) {
+            match (&sibling, body) {
+                (
+                    Some((_, result)),
+                    Body::Effect {
+                        job,
+                        at,
+                        decision,
+                        state,
+                        ..
+                    },
+                ) => edited.push(Body::Effect {
+                    job: job.clone(),
+                    at: *at,
+                    decision: decision.clone(),
+                    result: result.clone(),
+                    error: None,
+                    state: *state,
+                }),
+                (Some(_), Body::Decision { .. }) => edited.push((*body).clone()),
+                _ => {}
+            }
+        } else {
+            edited.push((*body).clone());
+        }
+    }
+    for (i, body) in edited.iter_mut().enumerate() {
+        set_at(body, i as u32);
+    }
+    let refs: Vec<&Body> = edited.iter().collect();
+    // State digests no longer match the record after an edit: fold up to the
+    // first mismatch is not wanted here, so re-derive the state step by step.
+    let mut state = fold_lenient(plan, executor, &refs)?;
+    state.conclude();
+    Some(Counterfactual {
+        decision: blamed.clone(),
+        method: sibling.map_or("removed".into(), |(d, _)| {
+            format!("sibling result from {d}")
+        }),
+        state_without: state.state,
+        failure_disappears: state.state != State::Failed,
+    })
+}
+
+pub(super) fn decision_job(loaded: &Loaded, id: &DecisionId) -> Option<JobId> {
+    loaded
+        .jobs
+        .iter()
+        .find(|(_, places)| {
+            loaded
+                .bodies(places)
+                .any(|b| matches!(b, Body::Decision { decision, .. } if decision.id == *id))
+        })
+        .map(|(j, _)| j.clone())
+}
+
+pub(super) fn set_at(body: &mut Body, new_at: u32) {
+    match body {
+        Body::Plan { .. } | Body::Audit { .. } => {}
+        Body::Job { at, .. }
+        | Body::Model { at, .. }
+        | Body::Decision { at, .. }
+        | Body::Rejected { at, .. }
+        | Body::Effect { at, .. }
+        | Body::End { at, .. } => *at = new_at,
+    }
+}
