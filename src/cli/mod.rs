@@ -414,6 +414,7 @@ pub fn node_config(loaded: &crate::manifest::Loaded, node_id: String) -> crate::
         cfg.lease_ms = spec.lease.ms();
         cfg.heartbeat_ms = spec.heartbeat.ms();
         cfg.scan_ms = spec.scan_interval.ms();
+        cfg.segment_bytes = crate::log::SegmentOptions::from_spec(spec.log.as_ref()).segment_bytes;
     }
     cfg
 }
