@@ -1,7 +1,7 @@
 //! The per-node job index: where each job's records are in its log, so a
 //! reader of one job reads only that job's records instead of the whole log.
 //!
-//! `log/<node>.index/` beside the log holds 256 bucket files (a job goes
+//! `index/log.<node>/` in the data dir holds 256 bucket files (a job goes
 //! to the bucket its id's sha256 starts with) of fixed-size entries (the
 //! job's key, a record's seq, the first seq of the segment it is in, and
 //! its byte offset there), and `meta.json`: how far into the log the index
@@ -97,13 +97,24 @@ fn key_of(job: &str) -> (u64, usize) {
     (u64::from_le_bytes(w), d.0[0] as usize % BUCKETS)
 }
 
-/// The index directory of the log whose open segment is `open`.
+/// The index directory of the log whose open segment is `open`:
+/// `log/n1.jsonl` → `index/log.n1` beside `log/` (outside it: readers of
+/// `log/` take every entry there for a log).
 pub fn index_dir(open: &Path) -> PathBuf {
     let stem = open
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    open.with_file_name(format!("{stem}.index"))
+    let parent = open.parent().unwrap_or(Path::new("."));
+    let kind = parent
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("index")
+        .join(format!("{kind}.{stem}"))
 }
 
 /// What a lookup did, for tests and benches.
