@@ -40,6 +40,7 @@ pub mod agents;
 pub mod datadir;
 pub mod exit;
 pub mod fsx;
+pub mod gc;
 pub mod ids;
 pub mod runtime;
 

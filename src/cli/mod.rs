@@ -10,6 +10,7 @@ mod console;
 mod demo;
 mod docs;
 mod eval;
+mod gc;
 mod init;
 mod keygen;
 mod kit;
@@ -102,6 +103,7 @@ enum Command {
     Approve(approve::ApproveArgs),
     Deny(approve::DenyArgs),
     Audit(audit::Args),
+    Gc(gc::Args),
     Trace(trace::Args),
     Metrics(metrics::Args),
     #[command(name = "__sandbox-exec", hide = true)]
@@ -387,6 +389,7 @@ fn run(ctx: &Ctx, command: Command) -> i32 {
         Command::Prove(args) => prove::main(ctx, args),
         Command::Blame(args) => blame::main(ctx, args),
         Command::Audit(args) => audit::main(ctx, args),
+        Command::Gc(args) => gc::main(ctx, args),
         Command::Trace(args) => trace::main(ctx, args),
         Command::Metrics(args) => metrics::main(ctx, args),
         Command::SandboxExec(args) => return sandbox_exec::main(args),
@@ -454,6 +457,7 @@ pub fn node_config(loaded: &crate::manifest::Loaded, node_id: String) -> crate::
         cfg.lease_ms = spec.lease.ms();
         cfg.heartbeat_ms = spec.heartbeat.ms();
         cfg.scan_ms = spec.scan_interval.ms();
+        cfg.segment_bytes = crate::log::SegmentOptions::from_spec(spec.log.as_ref()).segment_bytes;
     }
     cfg
 }

@@ -43,6 +43,12 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         let confinement = super::confinement(ctx);
         let schedules = super::schedules_status(ctx);
         out(&human(&o));
+        let collected = crate::gc::collected_count(&data);
+        if collected > 0 {
+            out(&format!(
+                "collected: {collected} job(s) whose results `jaros gc` removed\n"
+            ));
+        }
         out(&format!("confinement: {confinement}\n"));
         match schedules.as_array() {
             Some(list) if !list.is_empty() => {
@@ -90,6 +96,9 @@ pub fn json_of(ctx: &Ctx, o: &Overview) -> serde_json::Value {
     let mut v = serde_json::to_value(o).expect("serializes");
     v["confinement"] = serde_json::json!(super::confinement(ctx));
     v["schedules"] = super::schedules_status(ctx);
+    if let Ok(data) = ctx.existing_data_dir() {
+        v["jobs"]["collected"] = serde_json::json!(crate::gc::collected_count(&data));
+    }
     v
 }
 

@@ -161,6 +161,18 @@ pub fn wait_result(
             };
             return Ok((value, outcome));
         }
+        // Its result was collected by `jaros gc`: the job ran and ended,
+        // and its tombstone says how.
+        if let Some(stone) = crate::gc::collected(data, id.as_str()) {
+            let outcome = if stone.was == "done" {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            };
+            let value = serde_json::to_value(&stone)
+                .map_err(|e| CliError::failed(format!("job '{id}': its tombstone: {e}")))?;
+            return Ok((value, outcome));
+        }
         if Instant::now() >= deadline {
             let name = format!("{id}.json");
             let stage = if data.inbox().join(&name).exists() {

@@ -332,6 +332,43 @@ pub struct NodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^https?://"))]
     pub otlp: Option<String>,
+    /// How the node's log is kept: the size its segments are sealed at, and where `jaros gc` archives sealed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSpec>,
+    /// How long `jaros gc` keeps results, failed results and unreferenced blobs, and how often the node runs it. Without it, nothing is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+}
+
+/// How a node's log is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// Bytes at which the open segment of the log is sealed (made read-only, never written again) and a new one begun. Default 67108864 (64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 4096))]
+    pub segment_bytes: Option<u64>,
+    /// A directory (relative to the hive, or absolute) that `jaros gc` moves sealed segments to; readers follow them there. Default: sealed segments stay under `log/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
+}
+
+/// How long a node keeps what its jobs leave behind. Logs are never removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSpec {
+    /// How long a finished job's result file is kept after it was written. Default: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Duration>,
+    /// How long a failed job's result file is kept. Default: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Duration>,
+    /// How long a blob no log record names is kept after it was written. Default: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<Duration>,
+    /// How often a running node applies this retention itself. Default: never (run `jaros gc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
 }
 
 /// How a node starts executable tools.

@@ -36,6 +36,11 @@ pub fn serve(
     })?;
     let rt =
         Runtime::open(hive, data.clone(), cfg.node_id.clone(), plan).map_err(|e| e.to_string())?;
+    // The seal hook (a signed checkpoint of each sealed segment) goes here.
+    rt.log.set_segment_options(crate::log::SegmentOptions {
+        segment_bytes: cfg.segment_bytes,
+        on_seal: None,
+    });
     for (report, path) in [
         (&rt.open_report, rt.log.path()),
         (&rt.audit.open_report, rt.audit.path()),

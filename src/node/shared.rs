@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub exit_when_idle: bool,
     /// Print a line per finished job.
     pub verbose: bool,
+    /// Bytes at which the node's log seals its open segment (the node
+    /// manifest's `log.segment_bytes`).
+    pub segment_bytes: u64,
 }
 
 impl NodeConfig {
@@ -50,6 +53,7 @@ impl NodeConfig {
             notify: true,
             exit_when_idle: false,
             verbose: false,
+            segment_bytes: crate::log::segment::DEFAULT_SEGMENT_BYTES,
         }
     }
 }
