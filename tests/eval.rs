@@ -470,8 +470,9 @@ fn live_options_are_checked() {
 #[ignore = "needs a model server: scripts/real-model-tests.sh"]
 fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
     /// Cases of `evals/triage.yaml` that must pass on every run: measured
-    /// 1 of 3 (the spam ticket) on SmolLM2-135M-Instruct Q4_1, llama.cpp.
-    const MIN_PASSING_CASES: usize = 1;
+    /// 3 of 7 (the three spam tickets, 20 of 20 runs each) on
+    /// SmolLM2-135M-Instruct Q4_1 under llama.cpp's server.
+    const MIN_PASSING_CASES: usize = 3;
     const RUNS: u64 = 2;
     let url = real_model_url();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -497,7 +498,7 @@ fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
     let report = run.json();
     eprintln!("{report:#}");
     let cases = report["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 3, "{}", run.context());
+    assert_eq!(cases.len(), 7, "{}", run.context());
     for case in cases {
         for failure in case["failures"].as_array().into_iter().flatten() {
             let text = failure.to_string();
@@ -524,7 +525,7 @@ fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
         .count();
     assert!(
         passing >= MIN_PASSING_CASES,
-        "{passing} of 3 triage cases passed on every run, below the measured {MIN_PASSING_CASES}: {}",
+        "{passing} of 7 triage cases passed on every run, below the measured {MIN_PASSING_CASES}: {}",
         run.context()
     );
 }
