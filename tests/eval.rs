@@ -469,12 +469,17 @@ fn live_options_are_checked() {
 #[test]
 #[ignore = "needs a model server: scripts/real-model-tests.sh"]
 fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
-    /// Cases of `evals/triage.yaml` that must pass on every run: on
-    /// SmolLM2-135M-Instruct Q4_1 under llama.cpp's server the spam ticket T2
-    /// passed 20 of 20 runs and T1 and T3 none; the model answers `advance`
-    /// (reject) to every ticket, so only spam passes.
-    const MIN_PASSING_CASES: usize = 1;
+    /// Cases of `evals/triage.yaml` (8 spam, 9 genuine) that must pass on
+    /// every run. Measured on SmolLM2-135M-Instruct Q4_1 under llama.cpp's
+    /// server with `agents/planner.j2` as committed: 8 of 17 (every spam
+    /// ticket rejected, every genuine one rejected too; the model answers
+    /// `advance` to all). The floor sits below that so a server build that
+    /// shifts one answer does not fail CI; a prompt or schema change that
+    /// breaks well-formedness or loses most rejections does.
+    const MIN_PASSING_CASES: usize = 6;
     const RUNS: u64 = 2;
+    /// The cases in `evals/triage.yaml`.
+    const TRIAGE_CASES: usize = 17;
     let url = real_model_url();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let runs = RUNS.to_string();
@@ -499,7 +504,7 @@ fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
     let report = run.json();
     eprintln!("{report:#}");
     let cases = report["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 7, "{}", run.context());
+    assert_eq!(cases.len(), TRIAGE_CASES, "{}", run.context());
     for case in cases {
         for failure in case["failures"].as_array().into_iter().flatten() {
             let text = failure.to_string();
@@ -526,7 +531,7 @@ fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
         .count();
     assert!(
         passing >= MIN_PASSING_CASES,
-        "{passing} of 7 triage cases passed on every run, below the measured {MIN_PASSING_CASES}: {}",
+        "{passing} of {TRIAGE_CASES} triage cases passed on every run, below the floor {MIN_PASSING_CASES}: {}",
         run.context()
     );
 }
