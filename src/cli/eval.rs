@@ -23,6 +23,7 @@ use std::time::Instant;
 ///   jaros eval manifests/evals --junit eval.xml
 ///   jaros eval --from-log JOB --out manifests/evals/golden.yaml
 ///   jaros eval --live --runs 5 --min-pass-rate 0.8 --provider-url local=http://127.0.0.1:8080
+///   jaros eval --live --runs 20 --model-url http://127.0.0.1:8080 evals/triage.yaml
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -49,6 +50,11 @@ pub struct Args {
     /// Use URL as the base URL of provider NAME (repeatable).
     #[arg(long = "provider-url", value_name = "NAME=URL")]
     provider_url: Vec<String>,
+    /// Live mode: send every provider's calls to the OpenAI-compatible server
+    /// at URL (scripted and echo providers included), so a hive whose agents
+    /// are scripted can be measured on a real model unchanged.
+    #[arg(long, requires = "live", value_name = "URL")]
+    model_url: Option<String>,
     /// Write a golden case from recorded job JOB of the data dir, as YAML.
     #[arg(long, value_name = "JOB", conflicts_with_all = ["paths", "filter", "junit", "live", "json"])]
     from_log: Option<String>,
@@ -175,6 +181,13 @@ pub fn run(ctx: &Ctx, args: &Args, on_case: impl FnMut(&CaseReport)) -> Result<F
             )));
         };
         cfg.base_url = Some(url.trim().to_string());
+    }
+    if let Some(url) = &args.model_url {
+        for cfg in providers.values_mut() {
+            cfg.kind = ProviderKind::Openai;
+            cfg.base_url = Some(url.trim().to_string());
+            cfg.responses = None;
+        }
     }
     let offline: Vec<String> = providers
         .iter()
