@@ -77,6 +77,12 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     cfg.notify = !args.no_notify;
     cfg.exit_when_idle = args.exit_when_idle;
     cfg.verbose = args.verbose;
+    cfg.checkpoint_key = loaded
+        .manifests
+        .nodes
+        .first()
+        .and_then(|n| n.m.spec.checkpoint_key.as_ref())
+        .map(|k| hive.join(k));
     if let Some(url) = loaded
         .manifests
         .nodes

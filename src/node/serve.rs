@@ -21,6 +21,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long a stopping node waits for the checkpoints of segments it sealed.
+const CHECKPOINT_GRACE: Duration = Duration::from_secs(30);
+
 /// Runs a node until `stop` is set (or until idle, when configured).
 pub fn serve(
     cfg: NodeConfig,
@@ -36,10 +39,29 @@ pub fn serve(
     })?;
     let rt =
         Runtime::open(hive, data.clone(), cfg.node_id.clone(), plan).map_err(|e| e.to_string())?;
-    // The seal hook (a signed checkpoint of each sealed segment) goes here.
+    // A signed checkpoint of each sealed segment, with the manifest's key.
+    let on_seal = match &cfg.checkpoint_key {
+        Some(path) => {
+            let text = crate::fsx::read_to_string(path).map_err(|e| {
+                format!("{e} (the node manifest's checkpoint_key; `jaros keygen NAME --out FILE` makes one)")
+            })?;
+            let key = crate::log::note::SignerKey::parse(&text).map_err(|e| {
+                format!(
+                    "{}: {e} (the node manifest's checkpoint_key)",
+                    path.display()
+                )
+            })?;
+            Some(crate::log::checkpoint::seal_hook(
+                data.clone(),
+                cfg.node_id.clone(),
+                Arc::new(key),
+            ))
+        }
+        None => None,
+    };
     rt.log.set_segment_options(crate::log::SegmentOptions {
         segment_bytes: cfg.segment_bytes,
-        on_seal: None,
+        on_seal,
     });
     for (report, path) in [
         (&rt.open_report, rt.log.path()),
@@ -205,6 +227,17 @@ pub fn serve(
         while wake_rx.try_recv().is_ok() {}
     }
     shutdown(&shared, task_tx, workers, finisher);
+    let deadline = Instant::now() + CHECKPOINT_GRACE;
+    while crate::log::checkpoint::signing() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let unsigned = crate::log::checkpoint::signing();
+    if unsigned > 0 {
+        tracing::warn!(
+            "node {}: {unsigned} checkpoint(s) of sealed segments not yet signed at exit (take one with `jaros checkpoint`)",
+            shared.cfg.node_id
+        );
+    }
     let _ = heartbeat.join();
     shared.beat.retire();
     shared.probe.remove();
