@@ -194,7 +194,7 @@ fn the_lock_is_canonical_sorted_and_covered_by_the_plan_digest() {
     sorted.sort();
     assert_eq!(names, sorted);
     // Both pages of tools/list are in it.
-    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names.len(), 8, "{names:?}");
     assert_eq!(
         text,
         format!("{}\n", jaros::canon::to_string(&lock).unwrap())
@@ -663,8 +663,8 @@ fn a_role_grants_mcp_tools_by_glob_and_model_agents_see_them_in_their_decisions_
         echo["properties"]["payload"]["properties"]["text"]["type"],
         "string"
     );
-    // 7 tools of fx, and the one of silent granted by name.
-    assert_eq!(shapes.len(), 8, "{schema:#}");
+    // 8 tools of fx, and the one of silent granted by name.
+    assert_eq!(shapes.len(), 9, "{schema:#}");
 }
 
 #[test]
@@ -683,4 +683,46 @@ fn jaros_new_tool_mcp_scaffolds_a_manifest_that_locks_and_validates() {
     hive.jaros(&["mcp", "lock", "more"]).expect(0);
     let plan = hive.jaros(&["plan", "--json"]).expect(0).json();
     assert!(plan.to_string().contains("more.echo"), "{plan}");
+}
+
+/// Whether process `pid` is gone (or a zombie left to be reaped).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[test]
+fn a_stopping_node_kills_its_servers_and_everything_they_started() {
+    let hive = fixture_hive();
+    lock(&hive);
+    let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    let spawned = call(&hive, "spawn", "fx.spawn");
+    assert_eq!(spawned["state"], "DONE", "{spawned}");
+    let text = first_effect(&spawned).0["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pids: Vec<u32> = text
+        .strip_prefix("pids ")
+        .unwrap_or_else(|| panic!("{text}"))
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2, "{text}");
+    assert!(
+        pids.iter().all(|&p| !gone(p)),
+        "the warm server and its child run while the node does"
+    );
+    let (code, log) = node.stop();
+    assert_eq!(code, 0, "{log}");
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the server and its child to be gone",
+        || pids.iter().all(|&p| gone(p)),
+    );
 }
