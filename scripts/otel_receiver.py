@@ -9,6 +9,9 @@ ids as hex, which the protobuf JSON mapping reads as base64, so they are
 converted first, as collectors do. A request that does not parse, or whose
 ids have the wrong length, answers 400 and is listed in the report.
 
+With `--sleep SECONDS`, every POST waits that long before it is read: a
+slow collector, for the live exporter's tests.
+
 GET /report answers {"requests": N, "errors": [...], "spans": [...]}: every
 span received, in order, ids in hex, attributes as a flat object.
 """
@@ -16,6 +19,7 @@ import base64
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf import json_format
@@ -28,6 +32,7 @@ LOCK = threading.Lock()
 REQUESTS = []
 ERRORS = []
 SPANS = []
+SLEEP = 0.0
 
 
 def hex_to_base64(obj):
@@ -102,6 +107,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self):
+        if SLEEP:
+            time.sleep(SLEEP)
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         try:
             if self.path != "/v1/traces":
@@ -131,6 +138,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    global SLEEP
+    if len(sys.argv) == 3 and sys.argv[1] == "--sleep":
+        SLEEP = float(sys.argv[2])
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()

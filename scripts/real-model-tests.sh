@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 # Each line: a cargo test target selector, then the exact test names.
 TESTS=(
     "--test real_model|the_planner_runs_on_a_real_model_through_the_openai_adapter_and_replays the_planner_runs_on_a_real_model_through_the_ollama_adapter_and_replays answers_that_follow_the_schema_pass_the_gate"
-    "--test eval|live_mode_asks_the_real_model_and_reports_a_pass_rate_per_case"
+    "--test eval|live_mode_asks_the_real_model_and_reports_a_pass_rate_per_case the_planner_triages_tickets_on_the_real_model_at_its_measured_rate"
     "--lib|model::tests::a_real_model_through_openai_answers_schema_shaped_json_and_repeats_itself model::tests::a_real_model_through_the_ollama_front_answers_schema_shaped_json_and_repeats_itself"
 )
 

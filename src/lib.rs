@@ -27,6 +27,9 @@ pub mod takeover;
 // The harness: built-in tools, executable tools and their confinement, audit.
 pub mod harness;
 
+// The MCP client the harness calls MCP servers through, and their lock files.
+pub mod mcp;
+
 // Manifests, compiled into the plan.
 pub mod manifest;
 
@@ -37,6 +40,7 @@ pub mod agents;
 pub mod datadir;
 pub mod exit;
 pub mod fsx;
+pub mod gc;
 pub mod ids;
 pub mod runtime;
 
@@ -53,6 +57,8 @@ pub mod schedule;
 pub mod eval;
 
 // Observability: traces and metrics derived from the log and the data dir.
+pub mod live_trace;
+pub mod logging;
 pub mod metrics;
 pub mod trace;
 

@@ -189,6 +189,33 @@ pub fn render(data: &DataDir, now_ms: u64) -> String {
         &per_node(&|n| n.status.bad_files as f64),
     );
 
+    let export = export_counts(data);
+    out.family(
+        "jaros_node_export_spans_total",
+        "counter",
+        "Spans a node's live trace export sent (outcome exported) or dropped because the collector failed or was slow (outcome dropped), since it started.",
+        &export
+            .iter()
+            .flat_map(|(node, e)| {
+                [("exported", e.exported_spans), ("dropped", e.dropped_spans)].map(|(o, n)| {
+                    (
+                        vec![label("node", node.clone()), label("outcome", o)],
+                        n as f64,
+                    )
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    out.family(
+        "jaros_node_export_dropped_jobs_total",
+        "counter",
+        "Ended jobs whose spans a node's live trace export dropped because its queue was full, since it started.",
+        &export
+            .iter()
+            .map(|(node, e)| (vec![label("node", node.clone())], e.dropped_jobs as f64))
+            .collect::<Vec<_>>(),
+    );
+
     out.family(
         "jaros_log_bytes",
         "gauge",
@@ -224,7 +251,101 @@ pub fn render(data: &DataDir, now_ms: u64) -> String {
         "Slots each schedule fired (slot markers in schedules/slots/).",
         &samples(fires),
     );
+    out.family(
+        "jaros_schedule_misses_total",
+        "counter",
+        "Slots that came due while no node ran a schedule and that its catch-up policy did not fire.",
+        &crate::schedule::fire::misses(data.root())
+            .into_iter()
+            .map(|(name, n)| (vec![label("schedule", name)], n as f64))
+            .collect::<Vec<_>>(),
+    );
+    out.family(
+        "jaros_takeovers_total",
+        "counter",
+        "Jobs a node took over from another node's lease, by the node that took them (from the epochs of the logs' records; a takeover that wrote nothing is not seen).",
+        &samples(takeovers(&lease_epochs(data))),
+    );
     out.finish()
+}
+
+/// The live trace exporters' counters, by node, from the `export` member of
+/// the nodes' status files (present while a node exports).
+fn export_counts(data: &DataDir) -> Vec<(String, crate::live_trace::ExportCounts)> {
+    let mut out = Vec::new();
+    for path in crate::fsx::list_dir(&crate::node::status::nodes_dir(data)).unwrap_or_default() {
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let (Some(node), Some(e)) = (v["node"].as_str(), v.get("export")) else {
+            continue;
+        };
+        let n = |k: &str| e[k].as_u64().unwrap_or(0);
+        out.push((
+            node.to_string(),
+            crate::live_trace::ExportCounts {
+                endpoint: e["endpoint"].as_str().unwrap_or_default().to_string(),
+                exported_spans: n("exported_spans"),
+                dropped_spans: n("dropped_spans"),
+                dropped_jobs: n("dropped_jobs"),
+            },
+        ));
+    }
+    out
+}
+
+/// Every job record's (node, job, lease epoch), from each node's log; 0
+/// epochs (no lease held) are left out.
+fn lease_epochs(data: &DataDir) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
+    for path in data.log_files().unwrap_or_default() {
+        let node = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Ok(log) = crate::log::read_log(&path) else {
+            continue;
+        };
+        for r in log.records {
+            if let (Some((job, _)), true) = (r.body.job_at(), r.epoch > 0) {
+                out.push((node.clone(), job.to_string(), r.epoch));
+            }
+        }
+    }
+    out
+}
+
+/// Takeovers by taking node: a node took a job over when its records of
+/// the job carry a higher lease epoch than the records another node wrote
+/// before it. A node resuming its own job after a restart (a new epoch,
+/// the same node) is no takeover.
+fn takeovers(records: &[(String, String, u64)]) -> BTreeMap<Labels, f64> {
+    // Per job, each epoch's writer.
+    let mut by_job: BTreeMap<&str, BTreeMap<u64, &str>> = BTreeMap::new();
+    for (node, job, epoch) in records {
+        by_job
+            .entry(job.as_str())
+            .or_default()
+            .entry(*epoch)
+            .or_insert(node.as_str());
+    }
+    let mut out = BTreeMap::new();
+    for epochs in by_job.values() {
+        let mut holder: Option<&str> = None;
+        for node in epochs.values() {
+            if holder.is_some_and(|h| h != *node) {
+                bump(&mut out, vec![label("node", node.to_string())], 1.0);
+            }
+            holder = Some(node);
+        }
+    }
+    out
 }
 
 /// The metrics read from the logs: jobs by agent and outcome, durations,
@@ -376,6 +497,33 @@ jaros_h_seconds_sum{agent=\"x\"} 402.02
 jaros_h_seconds_count{agent=\"x\"} 3
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_takeover_is_a_later_epoch_by_another_node_not_a_restart() {
+        let r = |node: &str, job: &str, epoch: u64| (node.to_string(), job.to_string(), epoch);
+        let records = [
+            // j1: n1 held it, n2 took it over, n1 took it back.
+            r("n1", "j1", 1),
+            r("n2", "j1", 2),
+            r("n2", "j1", 2),
+            r("n1", "j1", 3),
+            // j2: n1 restarted and resumed its own job.
+            r("n1", "j2", 1),
+            r("n1", "j2", 2),
+            // j3: n1's record after losing it (epoch 1) sits in its log
+            // after n2's takeover: still one takeover.
+            r("n2", "j3", 2),
+            r("n1", "j3", 1),
+        ];
+        let got = takeovers(&records);
+        let want: BTreeMap<Labels, f64> = [
+            (vec![label("node", "n1")], 1.0),
+            (vec![label("node", "n2")], 2.0),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -79,6 +79,66 @@ pub enum HandlerSpec {
     },
 }
 
+/// The built-in handler of every decision type an MCP tool handles: it
+/// finds the server and tool in [`Plan::mcp`] by the decision's type.
+pub const MCP_HANDLER: &str = "mcp";
+
+/// How an MCP server is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "transport", rename_all = "lowercase", deny_unknown_fields)]
+pub enum McpServer {
+    /// A process started by the node, speaking over stdin and stdout.
+    Stdio {
+        /// A path relative to the hive, an absolute path, or a name looked
+        /// up in the server's `PATH`.
+        command: String,
+        args: Vec<String>,
+        /// Environment variables passed through (all others are cleared).
+        env: Vec<String>,
+        /// Absolute directories outside the hive holding the server's own
+        /// code, readable (and executable) by it when confined.
+        install: Vec<String>,
+    },
+    /// Streamable HTTP at `url`.
+    Http {
+        url: String,
+        /// HTTP header name to the environment variable holding its value.
+        headers_from_env: BTreeMap<String, String>,
+    },
+}
+
+/// One tool as its server lists it, and as its lock file pins it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpTool {
+    /// Its name on the server, such as `get_current_time`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub input_schema: Value,
+    /// JSON Schema of its structured result, when it declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+}
+
+/// One MCP server of the plan: how to reach it, its locked tool list, and
+/// which of its tools are exposed as which decision types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerPlan {
+    pub server: McpServer,
+    /// Every tool the lock file lists, sorted by name.
+    pub tools: Vec<McpTool>,
+    /// Decision type to tool name, for the exposed tools.
+    pub exposed: BTreeMap<String, String>,
+    /// The lock file, relative to the hive, and its sha256.
+    pub lock_file: String,
+    pub lock_sha256: Digest,
+    pub timeout_ms: u64,
+    pub max_output_bytes: u64,
+}
+
 /// Which part of a payload the gate checks against a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -139,10 +199,10 @@ impl TypeSpec {
 }
 
 /// The built-in handlers whose effect reaches outside the job (a child job
-/// in the inbox, a file in the hive). The others only compute a result:
-/// `advance` moves the job's own state machine, and the read-only ones
-/// (`fs.read`, `fs.stat`, …) change nothing outside.
-pub const BUILTINS_REACHING_OUTSIDE: [&str; 2] = ["handoff", "fs.write"];
+/// in the inbox, a file in the hive, a call to an MCP server). The others
+/// only compute a result: `advance` moves the job's own state machine, and
+/// the read-only ones (`fs.read`, `fs.stat`, …) change nothing outside.
+pub const BUILTINS_REACHING_OUTSIDE: [&str; 3] = ["handoff", "fs.write", MCP_HANDLER];
 
 /// Per-job limits a role sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,6 +320,11 @@ pub struct Plan {
     /// are the defaults, so a plan without them keeps its digest.
     #[serde(default, skip_serializing_if = "HandoffLimits::is_default")]
     pub handoff: HandoffLimits,
+    /// MCP servers by the Tool manifest that declares them, with their
+    /// locked tool lists. Left out when empty, so a plan without MCP keeps
+    /// its digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp: BTreeMap<String, McpServerPlan>,
     #[serde(skip)]
     validators: Arc<OnceLock<HashMap<String, Arc<jsonschema::Validator>>>>,
 }
@@ -272,6 +337,7 @@ impl PartialEq for Plan {
             && self.templates == other.templates
             && self.protected == other.protected
             && self.handoff == other.handoff
+            && self.mcp == other.mcp
     }
 }
 
@@ -289,6 +355,7 @@ impl Plan {
             templates,
             protected: PROTECTED_PATHS.iter().map(|p| p.to_string()).collect(),
             handoff: HandoffLimits::default(),
+            mcp: BTreeMap::new(),
             validators: Arc::default(),
         }
     }
@@ -333,6 +400,16 @@ impl Plan {
 
     pub fn from_canonical_json(text: &str) -> Result<Plan, String> {
         serde_json::from_str(text).map_err(|e| format!("not a plan: {e}"))
+    }
+
+    /// The MCP server and tool behind decision type `kind`, if an MCP tool
+    /// handles it: the declaring manifest's name, its server, the tool.
+    pub fn mcp_tool(&self, kind: &str) -> Option<(&str, &McpServerPlan, &McpTool)> {
+        self.mcp.iter().find_map(|(manifest, server)| {
+            let name = server.exposed.get(kind)?;
+            let tool = server.tools.iter().find(|t| &t.name == name)?;
+            Some((manifest.as_str(), server, tool))
+        })
     }
 
     /// The grant of an agent's role.

@@ -38,7 +38,7 @@ pub const SEND_TIMEOUT_MS: u64 = 10_000;
 
 /// How many parent links are followed to find a job's root: a bound for a
 /// log whose parent links loop (which a valid log never has).
-const MAX_ROOT_HOPS: usize = 10_000;
+pub const MAX_ROOT_HOPS: usize = 10_000;
 
 /// OTLP span kinds.
 const KIND_INTERNAL: u8 = 1;
@@ -156,8 +156,9 @@ pub fn spans(
     Ok(out)
 }
 
-/// Appends one job's spans.
-fn job_spans(job: &JobId, root: &JobId, history: &[Body], out: &mut Vec<Span>) {
+/// Appends one job's spans (its history as [`crate::replay::job_history`]
+/// gives it; `root` the first job of its hand-off tree).
+pub fn job_spans(job: &JobId, root: &JobId, history: &[Body], out: &mut Vec<Span>) {
     let trace = trace_id(root);
     let Some(Body::Job {
         agent,
@@ -474,11 +475,16 @@ pub fn endpoint(url: &str) -> String {
 /// POSTs each request body to `url`'s traces endpoint, in order; stops at
 /// the first that fails, saying which and why.
 pub fn send(url: &str, bodies: &[String]) -> Result<(), String> {
+    send_within(url, bodies, SEND_TIMEOUT_MS)
+}
+
+/// [`send`], each request given at most `timeout_ms`.
+pub fn send_within(url: &str, bodies: &[String], timeout_ms: u64) -> Result<(), String> {
     let endpoint = endpoint(url);
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
-        .timeout_global(Some(std::time::Duration::from_millis(SEND_TIMEOUT_MS)))
+        .timeout_global(Some(std::time::Duration::from_millis(timeout_ms)))
         .build();
     let agent = ureq::Agent::new_with_config(config);
     for (i, body) in bodies.iter().enumerate() {

@@ -486,3 +486,83 @@ fn the_independent_verifier_accepts_our_consistency_proofs_and_rejects_edited_on
         rejects(&no.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }
+
+/// The node manifest's `checkpoint_key` and `log.segment_bytes`, wired: a
+/// node whose log seals segments signs a checkpoint at each segment's last
+/// record, and every one of them verifies against the log that grew past it.
+#[test]
+fn a_node_signs_a_checkpoint_at_the_end_of_every_segment_it_seals() {
+    let hive = common::example_hive();
+    let keygen = hive
+        .jaros(&["keygen", "example.com/hive", "--out", "hive.key"])
+        .expect(0);
+    let vkey = keygen.stdout().lines().next().unwrap().to_string();
+    let node_yaml = hive.path().join("manifests/node.yaml");
+    let text = std::fs::read_to_string(&node_yaml).unwrap();
+    let text = text.replacen(
+        "spec:\n",
+        "spec:\n  checkpoint_key: hive.key\n  log:\n    segment_bytes: 4096\n",
+        1,
+    );
+    std::fs::write(&node_yaml, text).unwrap();
+    for n in 0..40 {
+        hive.jaros(&["submit", "advance", "--input", &format!("{{\"n\": {n}}}")])
+            .expect(0);
+    }
+    let run = hive.jaros(&[
+        "serve",
+        "--node-id",
+        "n1",
+        "--exit-when-idle",
+        "--scan-ms",
+        "20",
+    ]);
+    assert_eq!(run.code(), 0, "{}", run.context());
+    // The sealed segments, named by their first seq; each ends just before
+    // the next one (or the open segment) begins.
+    let sealed_dir = hive.data().join("log/n1.segments");
+    let mut firsts: Vec<u64> = std::fs::read_dir(&sealed_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".jsonl").and_then(|s| s.parse().ok()))
+        .collect();
+    firsts.sort_unstable();
+    assert!(
+        firsts.len() >= 2,
+        "40 jobs in 4 KiB segments seal several: {firsts:?}"
+    );
+    let checkpoints = hive.data().join("checkpoints/n1");
+    let sizes = || -> Vec<u64> {
+        let mut s: Vec<u64> = std::fs::read_dir(&checkpoints)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter_map(|n| n.strip_suffix(".checkpoint").and_then(|s| s.parse().ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        s.sort_unstable();
+        s
+    };
+    // Each segment's last seq is the next segment's first, less one.
+    let mut ends: Vec<u64> = firsts.iter().skip(1).map(|f| f - 1).collect();
+    let open_first = jaros::log::read_log(&hive.data().join("log/n1.jsonl"))
+        .unwrap()
+        .open_first_seq;
+    ends.push(open_first - 1);
+    assert_eq!(
+        sizes(),
+        ends,
+        "one checkpoint at the end of every sealed segment"
+    );
+    for size in ends {
+        let file = checkpoints.join(format!("{size}.checkpoint"));
+        let verify = hive.jaros(&[
+            "verify",
+            "--checkpoint",
+            file.to_str().unwrap(),
+            "--key",
+            &vkey,
+        ]);
+        assert_eq!(verify.code(), 0, "{}", verify.context());
+    }
+}

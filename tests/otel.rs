@@ -7,7 +7,7 @@ mod common;
 
 use common::run_in;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -26,12 +26,17 @@ impl Drop for Receiver {
 }
 
 fn start_receiver() -> Receiver {
+    start_receiver_with(&[])
+}
+
+fn start_receiver_with(args: &[&str]) -> Receiver {
     let python = std::env::var("JAROS_OTEL_PYTHON").expect(
         "JAROS_OTEL_PYTHON names a python with opentelemetry-proto: run scripts/otel-tests.sh",
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/otel_receiver.py");
     let mut child = Command::new(python)
         .arg(script)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -254,4 +259,172 @@ fn an_export_of_a_demo_run_parses_as_otlp_and_matches_its_jobs() {
         .iter()
         .all(|s| s["trace_id"] == job_spans[root.as_str()]["trace_id"]));
     assert!(tree.len() < spans1.len());
+}
+
+/// Names the collector at `url` in the hive's node manifest.
+fn export_to(hive: &Path, url: &str) {
+    let path = hive.join("manifests/node.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\nspec:\n"), "{text}");
+    let text = text.replacen("\nspec:\n", &format!("\nspec:\n  otlp: {url}\n"), 1);
+    std::fs::write(&path, text).unwrap();
+}
+
+/// Runs a node named `node` over what the inbox holds, until it is idle.
+fn serve_until_idle(hive: &Path, node: &str) {
+    let run = run_in(
+        hive,
+        &[
+            "serve",
+            "--node-id",
+            node,
+            "--exit-when-idle",
+            "--scan-ms",
+            "20",
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.context());
+}
+
+/// The `export` member of node `node`'s status file.
+fn export_counts(data: &Path, node: &str) -> Value {
+    let text = std::fs::read_to_string(data.join(format!("nodes/{node}.json"))).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["export"].clone()
+}
+
+#[test]
+#[ignore = "needs opentelemetry-proto: scripts/otel-tests.sh"]
+fn a_node_exports_each_jobs_spans_live_as_jaros_trace_derives_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hive = tmp.path().join("demo");
+    run_in(tmp.path(), &["demo", "--dir", hive.to_str().unwrap()]).expect(0);
+    let data = hive.join(".jaros-data");
+    let live = start_receiver();
+    export_to(&hive, &format!("http://127.0.0.1:{}", live.port));
+    // A plain job and a ticket whose planner hands off: a tree of jobs.
+    run_in(
+        &hive,
+        &["submit", "advance", "--id", "live-a", "--input", "{}"],
+    )
+    .expect(0);
+    let ticket =
+        r#"{"id": "T1", "ticket": "My invoice for October charges me twice. Can you fix it?"}"#;
+    run_in(
+        &hive,
+        &["submit", "planner", "--id", "L1", "--input", ticket],
+    )
+    .expect(0);
+    serve_until_idle(&hive, "live");
+
+    let report_live = report(live.port);
+    assert_eq!(
+        report_live["errors"],
+        serde_json::json!([]),
+        "{report_live}"
+    );
+    let spans_live = report_live["spans"].as_array().unwrap().clone();
+    // Every job the node ran, and nothing else, has its job span.
+    let ran: BTreeSet<String> = records_of(&data.join("log/live.jsonl"))
+        .iter()
+        .filter(|r| r["kind"] == "job")
+        .map(|r| r["job"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ran.len() > 2, "the ticket handed off: {ran:?}");
+    let exported: BTreeSet<String> = spans_live
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().starts_with("job "))
+        .map(|s| {
+            s["attributes"]["jaros.job.id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(exported, ran);
+    let counts = export_counts(&data, "live");
+    assert_eq!(
+        counts["exported_spans"].as_u64().unwrap() as usize,
+        spans_live.len()
+    );
+    assert_eq!(counts["dropped_spans"], 0);
+    assert_eq!(counts["dropped_jobs"], 0);
+
+    // `jaros trace` derives the very same spans from the log: same ids,
+    // same parents, times and attributes, so the tree is the same.
+    let later = start_receiver();
+    let url = format!("http://127.0.0.1:{}", later.port);
+    run_in(&hive, &["trace", "--otlp", &url]).expect(0);
+    let spans_later = report(later.port)["spans"].as_array().unwrap().clone();
+    let by_id: HashMap<&str, &Value> = spans_later
+        .iter()
+        .map(|s| (s["span_id"].as_str().unwrap(), s))
+        .collect();
+    for s in &spans_live {
+        let twin = by_id
+            .get(s["span_id"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{} is not in the later export", s["name"]));
+        assert_eq!(*twin, s);
+    }
+    let in_live_traces = spans_later
+        .iter()
+        .filter(|s| {
+            let job = s["attributes"]["jaros.job.id"].as_str().unwrap_or("");
+            s["name"].as_str().unwrap().starts_with("job ") && ran.contains(job)
+        })
+        .count();
+    assert_eq!(in_live_traces, ran.len());
+
+    let metrics = run_in(&hive, &["metrics"]).expect(0).stdout();
+    assert!(
+        metrics.contains(&format!(
+            "jaros_node_export_spans_total{{node=\"live\",outcome=\"exported\"}} {}\n",
+            spans_live.len()
+        )),
+        "{metrics}"
+    );
+}
+
+#[test]
+#[ignore = "needs opentelemetry-proto: scripts/otel-tests.sh"]
+fn with_a_slow_or_absent_collector_jobs_finish_and_spans_are_dropped_and_counted() {
+    let slow = start_receiver_with(&["--sleep", "5"]);
+    let absent = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (what, port) in [("slow", slow.port), ("absent", absent)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let hive = tmp.path().join("demo");
+        run_in(tmp.path(), &["init", hive.to_str().unwrap()]).expect(0);
+        std::fs::remove_dir_all(hive.join("manifests/schedules")).unwrap();
+        export_to(&hive, &format!("http://127.0.0.1:{port}"));
+        for i in 0..5 {
+            let id = format!("j{i}");
+            run_in(&hive, &["submit", "advance", "--id", &id, "--input", "{}"]).expect(0);
+        }
+        serve_until_idle(&hive, "n1");
+        let data = hive.join(".jaros-data");
+        assert_eq!(common::count_jobs(&data, "done"), 5, "{what}");
+        let counts = export_counts(&data, "n1");
+        assert_eq!(counts["exported_spans"], 0, "{what}: {counts}");
+        let dropped = counts["dropped_spans"].as_u64().unwrap();
+        assert!(dropped >= 5, "{what}: every job has a span: {counts}");
+        let metrics = run_in(&hive, &["metrics"]).expect(0).stdout();
+        assert!(
+            metrics.contains(&format!(
+                "jaros_node_export_spans_total{{node=\"n1\",outcome=\"dropped\"}} {dropped}\n"
+            )),
+            "{what}: {metrics}"
+        );
+    }
+    assert_eq!(report(slow.port)["spans"], serde_json::json!([]));
+}
+
+/// The records of one log file.
+fn records_of(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect()
 }

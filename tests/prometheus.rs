@@ -74,6 +74,9 @@ fn prometheus_scrapes_the_consoles_metrics_with_a_bearer_token() {
     for _ in 0..2 {
         run_in(&hive, &["submit", "advance", "--input", "{}"]).expect(0);
     }
+    // An hourly schedule that fired at 01:00, then no node ran it until
+    // 04:30: its catch-up policy (skip) passes over 02:00, 03:00 and 04:00.
+    let missed = missed_slots(&data);
 
     let mut console = Command::new(common::bin())
         .args(["console", "--addr", "127.0.0.1:0"])
@@ -122,8 +125,9 @@ fn prometheus_scrapes_the_consoles_metrics_with_a_bearer_token() {
             && scalar(&prom, "count(jaros_queue_jobs)").is_some()
     });
 
-    // What the test did: two jobs wait in the inbox.
-    assert_eq!(scalar(&prom, "jaros_queue_jobs{area=\"inbox\"}"), Some(2.0));
+    // What the test did: two jobs wait in the inbox, and the schedule's
+    // 01:00 job.
+    assert_eq!(scalar(&prom, "jaros_queue_jobs{area=\"inbox\"}"), Some(3.0));
     // What the demo ran: its ended jobs, by the files and by the log.
     let done = common::count_jobs(&data, "done") as f64;
     let failed = common::count_jobs(&data, "failed") as f64;
@@ -171,5 +175,49 @@ fn prometheus_scrapes_the_consoles_metrics_with_a_bearer_token() {
         scalar(&prom, "sum(jaros_log_bytes)"),
         Some(log_bytes as f64)
     );
+    assert_eq!(
+        scalar(&prom, "jaros_schedule_misses_total{schedule=\"hourly\"}"),
+        Some(missed as f64)
+    );
     drop(console);
+}
+
+/// Runs an hourly schedule through the node's own ticks with a downtime
+/// between 01:01 and 04:30, and returns the slots it missed (three).
+fn missed_slots(data: &Path) -> u64 {
+    use jaros::schedule::{compile, tick, CatchUp, ScheduleSpec};
+    let at = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let spec = ScheduleSpec {
+        agent: "advance".into(),
+        input: serde_json::json!({}),
+        cron: None,
+        every: Some("1h".into()),
+        at: None,
+        timezone: "UTC".into(),
+        catch_up: CatchUp::Skip,
+        enabled: true,
+        jitter: None,
+    };
+    let t0 = at("2026-03-01T00:00:00Z");
+    let trigger = compile(&spec, t0).unwrap();
+    tick(data, "hourly", &spec, &trigger, t0, t0).unwrap();
+    tick(
+        data,
+        "hourly",
+        &spec,
+        &trigger,
+        t0,
+        at("2026-03-01T01:01:00Z"),
+    )
+    .unwrap();
+    let since = at("2026-03-01T04:30:00Z");
+    let report = tick(data, "hourly", &spec, &trigger, since, since).unwrap();
+    assert!(report.fired.is_empty(), "{report:?}");
+    let missed = jaros::schedule::fire::misses(data);
+    assert_eq!(missed, [("hourly".to_string(), 3)]);
+    3
 }

@@ -114,7 +114,7 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> CliResult {
         return Ok(Outcome::Success);
     }
     for (path, why) in &listing.bad {
-        eprintln!("jaros: {}: cannot read this request: {why}", path.display());
+        tracing::warn!("{}: cannot read this request: {why}", path.display());
     }
     if listing.requests.is_empty() {
         out("nothing waits for approval\n");

@@ -20,9 +20,7 @@ pub struct Args {
 }
 
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
-    let data = ctx.existing_data_dir()?;
-    let job = JobId::new(args.job).map_err(|e| CliError::bad_input(e.to_string()))?;
-    let blame = replay::blame(&data, &super::executor(), &job)?;
+    let blame = run(ctx, &args.job)?;
     if args.json {
         out_json(&blame);
         return Ok(Outcome::Success);
@@ -70,4 +68,11 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     }
     out(&s);
     Ok(Outcome::Success)
+}
+
+/// Explains one job of the data dir: also `jaros mcp serve`'s `blame` tool.
+pub fn run(ctx: &Ctx, job: &str) -> Result<replay::Blame, CliError> {
+    let data = ctx.existing_data_dir()?;
+    let job = JobId::new(job).map_err(|e| CliError::bad_input(e.to_string()))?;
+    Ok(replay::blame(&data, &super::executor(), &job)?)
 }

@@ -42,7 +42,7 @@ pub fn config(
                 "{addr} is not a loopback address: the console would be reachable from other machines; pass --allow-remote to mean it"
             )));
         }
-        eprintln!("jaros: warning: the console listens on {addr}, reachable from other machines; anyone with the token controls this hive's inbox (use a TLS proxy in front of it)");
+        tracing::warn!("warning: the console listens on {addr}, reachable from other machines; anyone with the token controls this hive's inbox (use a TLS proxy in front of it)");
     }
     Ok(console::Config {
         addr,

@@ -23,6 +23,7 @@ use std::time::Instant;
 ///   jaros eval manifests/evals --junit eval.xml
 ///   jaros eval --from-log JOB --out manifests/evals/golden.yaml
 ///   jaros eval --live --runs 5 --min-pass-rate 0.8 --provider-url local=http://127.0.0.1:8080
+///   jaros eval --live --runs 20 --model-url http://127.0.0.1:8080 evals/triage.yaml
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -49,6 +50,11 @@ pub struct Args {
     /// Use URL as the base URL of provider NAME (repeatable).
     #[arg(long = "provider-url", value_name = "NAME=URL")]
     provider_url: Vec<String>,
+    /// Live mode: send every provider's calls to the OpenAI-compatible server
+    /// at URL (scripted and echo providers included), so a hive whose agents
+    /// are scripted can be measured on a real model unchanged.
+    #[arg(long, requires = "live", value_name = "URL")]
+    model_url: Option<String>,
     /// Write a golden case from recorded job JOB of the data dir, as YAML.
     #[arg(long, value_name = "JOB", conflicts_with_all = ["paths", "filter", "junit", "live", "json"])]
     from_log: Option<String>,
@@ -61,6 +67,88 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     if let Some(job) = &args.from_log {
         return from_log(ctx, job, args.out.as_ref());
     }
+    let min_rate = args.min_pass_rate.unwrap_or(1.0);
+    let finished = run(ctx, &args, |r| {
+        if !args.json {
+            out(&case_text(r, min_rate, args.live));
+        }
+    })?;
+    if args.json {
+        out_json(&finished.json());
+    } else {
+        let mode = if args.live {
+            format!(
+                " (live, {} run{} each, min pass rate {min_rate})",
+                finished.runs,
+                if finished.runs == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        };
+        out(&format!(
+            "\n{}/{} eval cases passed{mode} in {:.2}s\n",
+            finished.passed(),
+            finished.reports.len(),
+            finished.elapsed.as_secs_f64()
+        ));
+    }
+    Ok(finished.outcome())
+}
+
+/// A finished eval run: every case's report and how it was run.
+pub struct Finished {
+    pub reports: Vec<CaseReport>,
+    pub min_rate: f64,
+    pub live: bool,
+    pub runs: u32,
+    pub elapsed: std::time::Duration,
+}
+
+impl Finished {
+    pub fn passed(&self) -> usize {
+        self.reports
+            .iter()
+            .filter(|r| r.passed(self.min_rate))
+            .count()
+    }
+
+    /// Exit 0 when every case passed, 1 otherwise.
+    pub fn outcome(&self) -> Outcome {
+        if self.passed() == self.reports.len() {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        }
+    }
+
+    /// What `jaros eval --json` prints: also `jaros mcp serve`'s `eval` tool.
+    pub fn json(&self) -> serde_json::Value {
+        let min_rate = self.min_rate;
+        json!({
+            "passed": self.passed(),
+            "total": self.reports.len(),
+            "duration_ms": self.elapsed.as_millis() as u64,
+            "live": self.live,
+            "runs": self.runs,
+            "min_pass_rate": min_rate,
+            "cases": self.reports.iter().map(|r| json!({
+                "suite": r.suite,
+                "name": r.name,
+                "place": r.place,
+                "passed": r.passed(min_rate),
+                "runs": r.runs,
+                "passed_runs": r.passed_runs,
+                "pass_rate": r.pass_rate(),
+                "duration_ms": r.duration.as_millis() as u64,
+                "failures": r.failures,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Runs the cases `args` select (not `--from-log`), calling `on_case` as
+/// each finishes. No case to run is an error (exit 2) saying why.
+pub fn run(ctx: &Ctx, args: &Args, on_case: impl FnMut(&CaseReport)) -> Result<Finished, CliError> {
     let started = Instant::now();
     let min_rate = args.min_pass_rate.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&min_rate) {
@@ -93,6 +181,13 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             )));
         };
         cfg.base_url = Some(url.trim().to_string());
+    }
+    if let Some(url) = &args.model_url {
+        for cfg in providers.values_mut() {
+            cfg.kind = ProviderKind::Openai;
+            cfg.base_url = Some(url.trim().to_string());
+            cfg.responses = None;
+        }
     }
     let offline: Vec<String> = providers
         .iter()
@@ -139,8 +234,10 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             _ if files.is_empty() => "no eval files found".to_string(),
             _ => format!("no Eval cases in {}", shown.join(", ")),
         };
-        eprintln!("jaros: {why}");
-        return Ok(Outcome::Nothing);
+        return Err(CliError {
+            outcome: Outcome::Nothing,
+            message: why,
+        });
     }
 
     let live = args.live.then(|| {
@@ -158,59 +255,19 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         runs: if args.live { args.runs.unwrap_or(1) } else { 1 },
         threads: runner::default_threads(),
     };
-    let json = args.json;
-    let reports = runner::run_cases(&env, &cases, |r| {
-        if !json {
-            out(&case_text(r, min_rate, args.live));
-        }
-    });
-    let passed = reports.iter().filter(|r| r.passed(min_rate)).count();
+    let reports = runner::run_cases(&env, &cases, on_case);
     let elapsed = started.elapsed();
     if let Some(path) = &args.junit {
         let xml = eval::junit::render(&reports, min_rate, elapsed);
         crate::fsx::write_durable(path, xml.as_bytes())
             .map_err(|e| CliError::bad_input(format!("--junit: {e}")))?;
     }
-    if json {
-        out_json(&json!({
-            "passed": passed,
-            "total": reports.len(),
-            "duration_ms": elapsed.as_millis() as u64,
-            "live": args.live,
-            "runs": env.runs,
-            "min_pass_rate": min_rate,
-            "cases": reports.iter().map(|r| json!({
-                "suite": r.suite,
-                "name": r.name,
-                "place": r.place,
-                "passed": r.passed(min_rate),
-                "runs": r.runs,
-                "passed_runs": r.passed_runs,
-                "pass_rate": r.pass_rate(),
-                "duration_ms": r.duration.as_millis() as u64,
-                "failures": r.failures,
-            })).collect::<Vec<_>>(),
-        }));
-    } else {
-        let mode = if args.live {
-            format!(
-                " (live, {} run{} each, min pass rate {min_rate})",
-                env.runs,
-                if env.runs == 1 { "" } else { "s" }
-            )
-        } else {
-            String::new()
-        };
-        out(&format!(
-            "\n{passed}/{} eval cases passed{mode} in {:.2}s\n",
-            reports.len(),
-            elapsed.as_secs_f64()
-        ));
-    }
-    Ok(if passed == reports.len() {
-        Outcome::Success
-    } else {
-        Outcome::Failed
+    Ok(Finished {
+        reports,
+        min_rate,
+        live: args.live,
+        runs: env.runs,
+        elapsed,
     })
 }
 

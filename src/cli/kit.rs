@@ -20,6 +20,10 @@ pub const FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../agent-kit/skills/tool.md"),
     ),
     (
+        "agent-kit/skills/mcp-tool.md",
+        include_bytes!("../../agent-kit/skills/mcp-tool.md"),
+    ),
+    (
         "agent-kit/skills/schedule.md",
         include_bytes!("../../agent-kit/skills/schedule.md"),
     ),

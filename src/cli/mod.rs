@@ -10,11 +10,14 @@ mod console;
 mod demo;
 mod docs;
 mod eval;
+mod gc;
 mod init;
 mod keygen;
 mod kit;
 mod logs;
 mod man;
+mod mcp;
+mod mcp_serve;
 mod metrics;
 mod new;
 mod plan;
@@ -59,6 +62,17 @@ pub struct Cli {
     /// Where runtime state lives (logs, blobs, inbox, results).
     #[arg(long, global = true, env = "JAROS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// How diagnostics on stderr are written: the plain lines, or one JSON
+    /// object a line. Filter them with JAROS_LOG (or RUST_LOG): warn, debug,
+    /// jaros::node=debug.
+    #[arg(
+        long,
+        global = true,
+        env = "JAROS_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,6 +103,7 @@ enum Command {
     Approve(approve::ApproveArgs),
     Deny(approve::DenyArgs),
     Audit(audit::Args),
+    Gc(gc::Args),
     Trace(trace::Args),
     Metrics(metrics::Args),
     #[command(name = "__sandbox-exec", hide = true)]
@@ -96,6 +111,7 @@ enum Command {
     Eval(eval::Args),
     New(new::Args),
     Docs(docs::Args),
+    Mcp(mcp::Args),
     Completions(completions::Args),
     Man(man::Args),
 }
@@ -336,37 +352,51 @@ pub fn main() -> i32 {
         data_dir: cli.data_dir,
         cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    let result = match cli.command {
-        Command::Init(args) => init::main(&ctx, args),
-        Command::Validate(args) => validate::main(&ctx, args),
-        Command::Plan(args) => plan::main(&ctx, args),
-        Command::Schema(args) => schema::main(&ctx, args),
-        Command::Demo(args) => demo::main(&ctx, args),
-        Command::Run(args) => run::main(&ctx, args),
-        Command::Serve(args) => serve::main(&ctx, args),
-        Command::Console(args) => console::main(&ctx, args),
-        Command::Submit(args) => submit::submit(&ctx, args),
-        Command::Approvals(args) => approve::list(&ctx, args),
-        Command::Approve(args) => approve::approve(&ctx, args),
-        Command::Deny(args) => approve::deny(&ctx, args),
-        Command::Result(args) => submit::result(&ctx, args),
-        Command::Status(args) => status::main(&ctx, args),
-        Command::Schedules(args) => schedules::main(&ctx, args),
-        Command::Watch(args) => status::watch(&ctx, args),
-        Command::Logs(args) => logs::main(&ctx, args),
-        Command::Replay(args) => replay::main(&ctx, args),
-        Command::Verify(args) => verify::main(&ctx, args),
-        Command::Keygen(args) => keygen::main(&ctx, args),
-        Command::Checkpoint(args) => checkpoint::main(&ctx, args),
-        Command::Prove(args) => prove::main(&ctx, args),
-        Command::Blame(args) => blame::main(&ctx, args),
-        Command::Audit(args) => audit::main(&ctx, args),
-        Command::Trace(args) => trace::main(&ctx, args),
-        Command::Metrics(args) => metrics::main(&ctx, args),
+    if !matches!(cli.command, Command::SandboxExec(_)) {
+        // Not in the launcher: it execs a confined tool and keeps its own
+        // plain lines (a logging thread there would be one more to confine).
+        crate::logging::init(cli.log_format);
+    }
+    let code = run(&ctx, cli.command);
+    crate::logging::flush();
+    code
+}
+
+/// Runs one parsed command and returns its exit code.
+fn run(ctx: &Ctx, command: Command) -> i32 {
+    let result = match command {
+        Command::Init(args) => init::main(ctx, args),
+        Command::Validate(args) => validate::main(ctx, args),
+        Command::Plan(args) => plan::main(ctx, args),
+        Command::Schema(args) => schema::main(ctx, args),
+        Command::Demo(args) => demo::main(ctx, args),
+        Command::Run(args) => run::main(ctx, args),
+        Command::Serve(args) => serve::main(ctx, args),
+        Command::Console(args) => console::main(ctx, args),
+        Command::Submit(args) => submit::submit(ctx, args),
+        Command::Approvals(args) => approve::list(ctx, args),
+        Command::Approve(args) => approve::approve(ctx, args),
+        Command::Deny(args) => approve::deny(ctx, args),
+        Command::Result(args) => submit::result(ctx, args),
+        Command::Status(args) => status::main(ctx, args),
+        Command::Schedules(args) => schedules::main(ctx, args),
+        Command::Watch(args) => status::watch(ctx, args),
+        Command::Logs(args) => logs::main(ctx, args),
+        Command::Replay(args) => replay::main(ctx, args),
+        Command::Verify(args) => verify::main(ctx, args),
+        Command::Keygen(args) => keygen::main(ctx, args),
+        Command::Checkpoint(args) => checkpoint::main(ctx, args),
+        Command::Prove(args) => prove::main(ctx, args),
+        Command::Blame(args) => blame::main(ctx, args),
+        Command::Audit(args) => audit::main(ctx, args),
+        Command::Gc(args) => gc::main(ctx, args),
+        Command::Trace(args) => trace::main(ctx, args),
+        Command::Metrics(args) => metrics::main(ctx, args),
         Command::SandboxExec(args) => return sandbox_exec::main(args),
-        Command::Eval(args) => eval::main(&ctx, args),
-        Command::New(args) => new::main(&ctx, args),
-        Command::Docs(args) => docs::main(&ctx, args),
+        Command::Eval(args) => eval::main(ctx, args),
+        Command::New(args) => new::main(ctx, args),
+        Command::Docs(args) => docs::main(ctx, args),
+        Command::Mcp(args) => mcp::main(ctx, args),
         Command::Completions(args) => ctx
             .refuse_typed("completions", true, true)
             .and_then(|()| completions::main(args)),
@@ -427,6 +457,7 @@ pub fn node_config(loaded: &crate::manifest::Loaded, node_id: String) -> crate::
         cfg.lease_ms = spec.lease.ms();
         cfg.heartbeat_ms = spec.heartbeat.ms();
         cfg.scan_ms = spec.scan_interval.ms();
+        cfg.segment_bytes = crate::log::SegmentOptions::from_spec(spec.log.as_ref()).segment_bytes;
     }
     cfg
 }

@@ -72,6 +72,10 @@ struct ToolArgs {
     /// Carried out by an executable, tools/NAME.sh (the default).
     #[arg(long)]
     exec: bool,
+    /// The tools of the MCP server this program starts (stdio), as decision
+    /// types NAME.<tool>; lock its tool list with `jaros mcp lock NAME`.
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["exec", "builtin"])]
+    mcp: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -390,6 +394,19 @@ spec:
   description: What {name} does, in a sentence.
 "
     );
+    if let Some(command) = &t.mcp {
+        let files = vec![File::new(
+            manifest,
+            format!(
+                "{head}  mcp:\n    command: {}\n    args: []\n    env_allow: []\n    install: []\n  expose: \"*\"\n  timeout: 30s\n  max_output_bytes: 1048576\n",
+                serde_json::to_string(command).expect("a string serializes"),
+            ),
+        )];
+        let next = format!(
+            "jaros mcp lock {name}   # starts the server once and writes manifests/tools/{name}.mcp-lock.json; commit it, then grant `{name}.*` (or single tools) in a role"
+        );
+        return Ok((files, next));
+    }
     let files = match t.builtin {
         Some(builtin) => {
             if !BUILTINS.contains(&builtin.as_str()) {

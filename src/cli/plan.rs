@@ -30,15 +30,19 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         return diff(&hive, rev, args.json);
     }
     let plan = super::load_plan(&hive)?;
-    let digest = plan.digest();
     if args.json {
-        let value: serde_json::Value =
-            serde_json::from_str(&plan.canonical_json()).expect("the canonical JSON parses");
-        out_json(&json!({"digest": digest.to_hex(), "plan": value}));
+        out_json(&json_of(&plan));
     } else {
         out(&render(&plan));
     }
     Ok(Outcome::Success)
+}
+
+/// What `jaros plan --json` prints: also `jaros mcp serve`'s `plan` tool.
+pub fn json_of(plan: &Plan) -> serde_json::Value {
+    let value: serde_json::Value =
+        serde_json::from_str(&plan.canonical_json()).expect("the canonical JSON parses");
+    json!({"digest": plan.digest().to_hex(), "plan": value})
 }
 
 /// `jaros plan --diff REV`.

@@ -42,20 +42,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     if let Some(under) = &args.under {
         return super::under::main(ctx, under, args.json);
     }
-    let data = ctx.existing_data_dir()?;
-    let job = match args.job {
-        Some(j) => Some(JobId::new(j).map_err(|e| CliError::bad_input(e.to_string()))?),
-        None => None,
-    };
-    let executor = super::executor();
-    let report = replay::replay(
-        &data,
-        &executor,
-        &Options {
-            job,
-            until: args.until,
-        },
-    )?;
+    let report = run(ctx, args.job, args.until)?;
     if args.json {
         out_json(&report);
     } else {
@@ -66,6 +53,21 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         Outcome::Failed
     })
+}
+
+/// Replays the data dir's logs (one job, up to a seq): also `jaros mcp
+/// serve`'s `replay` tool.
+pub fn run(ctx: &Ctx, job: Option<String>, until: Option<u64>) -> Result<Report, CliError> {
+    let data = ctx.existing_data_dir()?;
+    let job = match job {
+        Some(j) => Some(JobId::new(j).map_err(|e| CliError::bad_input(e.to_string()))?),
+        None => None,
+    };
+    Ok(replay::replay(
+        &data,
+        &super::executor(),
+        &Options { job, until },
+    )?)
 }
 
 fn yes_no(b: bool) -> &'static str {

@@ -83,7 +83,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             break;
         }
         let wait = crate::node::retry::backoff_ms(attempts);
-        eprintln!("jaros: held for retry (attempt {attempts} of {RUN_HELD_ATTEMPTS}, next in {wait} ms): {reason}");
+        tracing::warn!("held for retry (attempt {attempts} of {RUN_HELD_ATTEMPTS}, next in {wait} ms): {reason}");
         std::thread::sleep(std::time::Duration::from_millis(wait));
         rt.log
             .flush()

@@ -77,6 +77,22 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     cfg.notify = !args.no_notify;
     cfg.exit_when_idle = args.exit_when_idle;
     cfg.verbose = args.verbose;
+    cfg.checkpoint_key = loaded
+        .manifests
+        .nodes
+        .first()
+        .and_then(|n| n.m.spec.checkpoint_key.as_ref())
+        .map(|k| hive.join(k));
+    if let Some(url) = loaded
+        .manifests
+        .nodes
+        .first()
+        .and_then(|n| n.m.spec.otlp.as_deref())
+    {
+        crate::live_trace::start(&data, &cfg.node_id, url).map_err(CliError::failed)?;
+    }
+    let data_for_export = data.clone();
+    let node_id_for_export = cfg.node_id.clone();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())
@@ -102,7 +118,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             .and_then(|cfg| crate::console::spawn(cfg, stop.clone()));
         match started {
             Ok(url) => super::out(&format!("console: {url}\n")),
-            Err(e) => eprintln!("jaros: the console did not start, the node runs without it: {e}"),
+            Err(e) => tracing::error!("the console did not start, the node runs without it: {e}"),
         }
     }
     let proposer = super::proposer(&hive, &loaded);
@@ -116,13 +132,15 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         stop,
     )
     .map_err(CliError::failed)?;
+    if crate::live_trace::counts().is_some() {
+        // The last batch, and the status file's counters after it.
+        crate::live_trace::flush(crate::live_trace::SEND_TIMEOUT_MS * 2);
+        node::status::write_export_counts(&data_for_export, &node_id_for_export);
+    }
     match exit.fatal {
         Some(fatal) => Err(CliError::failed(format!("the node stopped: {fatal}"))),
         None => {
-            eprintln!(
-                "jaros: node stopped ({} done, {} failed)",
-                exit.done, exit.failed
-            );
+            tracing::info!("node stopped ({} done, {} failed)", exit.done, exit.failed);
             Ok(Outcome::Success)
         }
     }

@@ -37,15 +37,18 @@ pub struct WatchArgs {
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let data = ctx.existing_data_dir()?;
     let o = overview(&data);
-    let confinement = super::confinement(ctx);
-    let schedules = super::schedules_status(ctx);
     if args.json {
-        let mut v = serde_json::to_value(&o).expect("serializes");
-        v["confinement"] = serde_json::json!(confinement);
-        v["schedules"] = schedules;
-        out_json(&v);
+        out_json(&json_of(ctx, &o));
     } else {
+        let confinement = super::confinement(ctx);
+        let schedules = super::schedules_status(ctx);
         out(&human(&o));
+        let collected = crate::gc::collected_count(&data);
+        if collected > 0 {
+            out(&format!(
+                "collected: {collected} job(s) whose results `jaros gc` removed\n"
+            ));
+        }
         out(&format!("confinement: {confinement}\n"));
         match schedules.as_array() {
             Some(list) if !list.is_empty() => {
@@ -86,6 +89,17 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         Outcome::Failed
     })
+}
+
+/// What `jaros status --json` prints: also `jaros mcp serve`'s `status` tool.
+pub fn json_of(ctx: &Ctx, o: &Overview) -> serde_json::Value {
+    let mut v = serde_json::to_value(o).expect("serializes");
+    v["confinement"] = serde_json::json!(super::confinement(ctx));
+    v["schedules"] = super::schedules_status(ctx);
+    if let Ok(data) = ctx.existing_data_dir() {
+        v["jobs"]["collected"] = serde_json::json!(crate::gc::collected_count(&data));
+    }
+    v
 }
 
 fn human(o: &Overview) -> String {

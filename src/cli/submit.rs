@@ -39,18 +39,7 @@ pub struct ResultArgs {
 
 pub fn submit(ctx: &Ctx, args: SubmitArgs) -> CliResult {
     let input = parse_input(&args.input)?;
-    // With a hive at hand, refuse an unknown agent now rather than in failed/.
-    // With invalid manifests the node keeps its old plan: warn, and submit.
-    let plan = match ctx.hive() {
-        Ok(hive) => match super::load_plan(&hive) {
-            Err(_) => {
-                eprintln!("jaros: warning: the hive's manifests do not validate (`jaros validate`); submitting anyway");
-                None
-            }
-            Ok(plan) => Some(plan),
-        },
-        Err(_) => None,
-    };
+    let plan = plan_to_check(ctx);
     let data = ctx.data_dir()?;
     let id = write_job(&data, plan.as_ref(), &args.agent, input, args.id)
         .map_err(CliError::bad_input)?;
@@ -60,6 +49,22 @@ pub fn submit(ctx: &Ctx, args: SubmitArgs) -> CliResult {
             Ok(Outcome::Success)
         }
         Some(seconds) => wait_and_print(&data, &id, seconds),
+    }
+}
+
+/// The plan a submitted job's agent is checked against: with a hive at
+/// hand, an unknown agent is refused now rather than in failed/. With
+/// invalid manifests the node keeps its old plan: warn, and submit.
+pub fn plan_to_check(ctx: &Ctx) -> Option<crate::plan::Plan> {
+    match ctx.hive() {
+        Ok(hive) => match super::load_plan(&hive) {
+            Err(_) => {
+                tracing::warn!("warning: the hive's manifests do not validate (`jaros validate`); submitting anyway");
+                None
+            }
+            Ok(plan) => Some(plan),
+        },
+        Err(_) => None,
     }
 }
 
@@ -128,6 +133,19 @@ pub fn find_result(data: &DataDir, id: &JobId) -> Option<(bool, std::path::PathB
 }
 
 fn wait_and_print(data: &DataDir, id: &JobId, seconds: f64) -> CliResult {
+    let (value, outcome) = wait_result(data, id, seconds)?;
+    out_json(&value);
+    Ok(outcome)
+}
+
+/// Waits up to `seconds` for a job's result file and returns it with how
+/// `jaros result` exits on it (DONE success, FAILED failed); no result in
+/// time is an error saying where the job is.
+pub fn wait_result(
+    data: &DataDir,
+    id: &JobId,
+    seconds: f64,
+) -> Result<(serde_json::Value, Outcome), CliError> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0));
     let mut pause = Duration::from_millis(1);
     loop {
@@ -136,12 +154,24 @@ fn wait_and_print(data: &DataDir, id: &JobId, seconds: f64) -> CliResult {
                 crate::fsx::read_to_string(&path).map_err(|e| CliError::failed(e.to_string()))?;
             let value: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
-            out_json(&value);
-            return Ok(if done {
+            let outcome = if done {
                 Outcome::Success
             } else {
                 Outcome::Failed
-            });
+            };
+            return Ok((value, outcome));
+        }
+        // Its result was collected by `jaros gc`: the job ran and ended,
+        // and its tombstone says how.
+        if let Some(stone) = crate::gc::collected(data, id.as_str()) {
+            let outcome = if stone.was == "done" {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            };
+            let value = serde_json::to_value(&stone)
+                .map_err(|e| CliError::failed(format!("job '{id}': its tombstone: {e}")))?;
+            return Ok((value, outcome));
         }
         if Instant::now() >= deadline {
             let name = format!("{id}.json");

@@ -4,7 +4,7 @@ use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::exit::Outcome;
 use crate::manifest::{self, Diagnostic};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Check the hive's manifests: YAML syntax, each document against its JSON
 /// Schema, then every cross-reference (roles, agents, decision types,
@@ -38,41 +38,54 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         (None, _) => ctx.hive()?,
     };
     let prefix = ctx.display_prefix(&hive);
+    if args.json {
+        let (value, outcome) = report(&hive, &prefix);
+        out_json(&value);
+        return Ok(outcome);
+    }
     match manifest::validate_hive(&hive, chrono::Utc::now()) {
         Ok(loaded) => {
             let digest = loaded.plan.digest();
-            if args.json {
-                out_json(
-                    &json!({"ok": true, "counts": loaded.counts(), "digest": digest.to_hex(), "errors": []}),
-                );
-            } else {
-                out(&format!("ok: {}\nplan sha256:{digest}\n", loaded.summary()));
-            }
+            out(&format!("ok: {}\nplan sha256:{digest}\n", loaded.summary()));
             Ok(Outcome::Success)
         }
         Err(errors) => {
-            if args.json {
-                let errors: Vec<Diagnostic> = errors
-                    .into_iter()
-                    .map(|d| Diagnostic {
-                        file: format!("{prefix}{}", d.file),
-                        ..d
-                    })
-                    .collect();
-                out_json(&json!({"ok": false, "errors": errors}));
-            } else {
-                let mut text = String::new();
-                for d in &errors {
-                    text.push_str(&format!("{prefix}{d}\n"));
-                }
-                text.push_str(&format!(
-                    "{} error{}\n",
-                    errors.len(),
-                    if errors.len() == 1 { "" } else { "s" }
-                ));
-                out(&text);
+            let mut text = String::new();
+            for d in &errors {
+                text.push_str(&format!("{prefix}{d}\n"));
             }
+            text.push_str(&format!(
+                "{} error{}\n",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            ));
+            out(&text);
             Ok(Outcome::Failed)
+        }
+    }
+}
+
+/// What `jaros validate --json` prints for `hive` (files named with
+/// `prefix` before them), and how it exits: also `jaros mcp serve`'s
+/// `validate` tool.
+pub fn report(hive: &Path, prefix: &str) -> (serde_json::Value, Outcome) {
+    match manifest::validate_hive(hive, chrono::Utc::now()) {
+        Ok(loaded) => {
+            let digest = loaded.plan.digest();
+            (
+                json!({"ok": true, "counts": loaded.counts(), "digest": digest.to_hex(), "errors": []}),
+                Outcome::Success,
+            )
+        }
+        Err(errors) => {
+            let errors: Vec<Diagnostic> = errors
+                .into_iter()
+                .map(|d| Diagnostic {
+                    file: format!("{prefix}{}", d.file),
+                    ..d
+                })
+                .collect();
+            (json!({"ok": false, "errors": errors}), Outcome::Failed)
         }
     }
 }

@@ -182,7 +182,7 @@ impl Live {
             .name("console-live".into())
             .spawn(move || me.run(watcher, rx, stop));
         if let Err(e) = spawned {
-            eprintln!("jaros console: warning: no live updates: cannot start a thread: {e}");
+            tracing::warn!("console: warning: no live updates: cannot start a thread: {e}");
         }
         live
     }

@@ -267,7 +267,7 @@ pub fn spawn(cfg: Config, stop: Arc<AtomicBool>) -> Result<String, String> {
         .name("console".into())
         .spawn(move || {
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| console.serve())).is_err() {
-                eprintln!("jaros: the console stopped after a failure; the node keeps running");
+                tracing::error!("the console stopped after a failure; the node keeps running");
             }
         })
         .map_err(|e| format!("cannot start the console's thread: {e}"))?;

@@ -443,14 +443,26 @@ pub fn job(shared: &Arc<Shared>, id: &str) -> Response {
         crate::fsx::read_to_string(&p).ok().map(|text| (*a, text))
     });
     let history = crate::replay::job_history(&shared.data, &job_id).unwrap_or_default();
-    if area.is_none() && result_file.is_none() && history.is_empty() {
+    let collected = crate::gc::collected(&shared.data, id);
+    if area.is_none() && result_file.is_none() && history.is_empty() && collected.is_none() {
         return Response::html(404, not_found(&format!("/jobs/{id}")));
     }
+    let fallback = match (&result_file, &collected) {
+        (Some((a, _)), _) => a,
+        (None, Some(_)) => "collected",
+        (None, None) => "unknown",
+    };
     let mut b = format!(
         "<p>area <span class=\"badge {0}\" id=\"job-area\" data-job=\"{1}\">{0}</span></p>",
-        area.unwrap_or(result_file.as_ref().map_or("unknown", |(a, _)| a)),
+        area.unwrap_or(fallback),
         esc(id)
     );
+    if let (None, Some(stone)) = (&result_file, &collected) {
+        b += &format!(
+            "<section><h2>Result (collected)</h2><p id=\"result\">The job ended ({}); its result was removed by <code>jaros gc</code> as the node's retention says.</p></section>",
+            esc(&stone.was)
+        );
+    }
     if let Some((a, text)) = &result_file {
         let pretty = serde_json::from_str::<Value>(text)
             .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())

@@ -199,10 +199,15 @@ fn job_json(shared: &Shared, id: &str) -> Response {
         .map(|a| shared.data.root().join(a).join(format!("{id}.json")))
         .find_map(|p| crate::fsx::read_to_string(&p).ok())
         .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    if area.is_none() && result.is_none() {
+    let collected = crate::gc::collected(&shared.data, id);
+    if area.is_none() && result.is_none() && collected.is_none() {
         return Response::error(404, format!("no job '{id}' in this data dir"));
     }
-    Response::json(200, &json!({"id": id, "area": area, "result": result}))
+    let area = area.or(collected.is_some().then_some("collected"));
+    Response::json(
+        200,
+        &json!({"id": id, "area": area, "result": result, "collected": collected}),
+    )
 }
 
 fn post(shared: &Arc<Shared>, path: &str, body: Value) -> Response {

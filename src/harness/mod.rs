@@ -6,6 +6,7 @@
 //! [`sys`]), the capability [`fs::Handle`] they go through, the runner of
 //! executable tools ([`tools`]) and their kernel confinement ([`landlock`]
 //! for paths, [`launcher`] for the layers put in place before a tool runs),
+//! the handler of MCP tools and its live servers ([`mcp`]),
 //! and the node's audit log ([`audit`]). It does not decide whether a
 //! decision runs (the gate did) and never acts while replaying: handlers see
 //! no [`LiveIo`] then, and read their recorded outcome back instead (except
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod fs;
 pub mod landlock;
 pub mod launcher;
+pub mod mcp;
 pub mod status;
 pub mod sys;
 pub mod tools;
@@ -42,6 +44,10 @@ pub fn register(executor: Executor, tools: ToolRunner) -> Executor {
         .with("fs.disk_usage", Arc::new(fs::DiskUsage))
         .with("text.count", Arc::new(fs::TextCount))
         .with("sys.info", Arc::new(sys::SysInfo))
+        .with(
+            crate::plan::MCP_HANDLER,
+            Arc::new(mcp::McpHandler::new(&tools)),
+        )
         .with_exec(Arc::new(tools))
 }
 

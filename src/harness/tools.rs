@@ -86,6 +86,16 @@ impl ToolRunner {
         self
     }
 
+    /// The `jaros` binary that confines what this runner starts, if any.
+    pub fn launcher(&self) -> Option<&Path> {
+        self.launcher.as_deref()
+    }
+
+    /// Who confined tools (and MCP servers) run as.
+    pub fn run_as_user(&self) -> Option<RunAs> {
+        self.run_as
+    }
+
     /// Whether this runner confines the tools it starts, and how.
     pub fn status(&self) -> ConfinementStatus {
         status::status_with(self.launcher.as_deref(), self.run_as)

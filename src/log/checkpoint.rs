@@ -14,12 +14,15 @@
 
 use super::merkle::{self, Hash};
 use super::note::{NoteError, SignerKey, VerifierKey};
+use super::segment::{SealHook, SealedSegment};
 use super::LogError;
 use crate::datadir::DataDir;
 use crate::fsx::{self, IoError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// What a checkpoint file is named with, after its tree size.
 pub const EXTENSION: &str = "checkpoint";
@@ -167,6 +170,74 @@ pub struct Sealed {
 /// different checkpoint already at that size is [`CheckpointError::Conflict`].
 pub fn seal(data: &DataDir, node: &str, key: &SignerKey) -> Result<Sealed, CheckpointError> {
     seal_leaves(data, node, key, &leaf_hashes(data, node)?)
+}
+
+/// [`seal`] of the log's first `size` records (a sealed segment's end),
+/// whatever has been appended since.
+pub fn seal_at(
+    data: &DataDir,
+    node: &str,
+    key: &SignerKey,
+    size: u64,
+) -> Result<Sealed, CheckpointError> {
+    let mut leaves = leaf_hashes(data, node)?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if leaves.len() < size {
+        return Err(CheckpointError::Io(IoError::new(
+            "sign",
+            &data.log_path(node),
+            std::io::Error::other(format!(
+                "the log holds {} records, fewer than the {size} to sign",
+                leaves.len()
+            )),
+        )));
+    }
+    leaves.truncate(size);
+    seal_leaves(data, node, key, &leaves)
+}
+
+/// What a node's log writer calls when it seals a segment: a signed
+/// checkpoint at the segment's last record, taken on a thread of its own
+/// (it reads the whole log, and the writer must not wait for that). Its
+/// outcome is logged; a failure costs that checkpoint only (`jaros
+/// checkpoint` takes one by hand).
+pub fn seal_hook(data: DataDir, node: String, key: Arc<SignerKey>) -> SealHook {
+    Arc::new(move |sealed: &SealedSegment| {
+        let (data, node, key) = (data.clone(), node.clone(), key.clone());
+        let last = sealed.last_seq;
+        SIGNING.fetch_add(1, Ordering::SeqCst);
+        let spawned = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                match seal_at(&data, &node, &key, last) {
+                    Ok(done) => tracing::info!(
+                        "node {node}: log sealed through seq {last}; signed checkpoint {}",
+                        done.path.display()
+                    ),
+                    Err(e) => tracing::error!(
+                        "node {node}: no checkpoint of the log sealed through seq {last}: {e} (take one with `jaros checkpoint`)"
+                    ),
+                }
+                SIGNING.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            SIGNING.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!(
+                "cannot start the checkpoint of {} through seq {last}: {e}",
+                sealed.path.display()
+            );
+        }
+    })
+}
+
+/// Checkpoints [`seal_hook`] is signing in this process.
+static SIGNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many checkpoints [`seal_hook`] is still signing: a stopping node
+/// waits for them, so a segment sealed just before it stops still gets its
+/// checkpoint.
+pub fn signing() -> usize {
+    SIGNING.load(Ordering::SeqCst)
 }
 
 /// [`seal`] for a caller that already holds the leaf hashes (records 1..=n).

@@ -1,8 +1,10 @@
-//! The hash-chained log: one JSONL file per node under `log/`, plus the
-//! content-addressed blobs its records point to.
+//! The hash-chained log: one chain per node under `log/` (an open JSONL
+//! file and the sealed segments before it), plus the content-addressed
+//! blobs its records point to.
 //!
 //! Owns record encoding ([`record`]), durable appends with group commit
-//! ([`writer`]), and reading and verifying chains ([`read`]). It does not
+//! ([`writer`]), segments and sealing ([`segment`]), and reading and
+//! verifying chains across segments ([`read`]). It does not
 //! interpret records; replay does.
 // No clock, environment or randomness here: see clippy.toml.
 #![deny(clippy::disallowed_methods)]
@@ -10,15 +12,18 @@
 pub mod blobs;
 mod body_de;
 pub mod checkpoint;
+pub mod index;
 pub mod merkle;
 pub mod note;
 pub mod read;
 pub mod record;
+pub mod segment;
 pub mod writer;
 
 pub use blobs::Blobs;
 pub use read::{read_log, read_log_parts, verify_chain, ChainReport, LogFile, TornTail};
 pub use record::{Body, Record};
+pub use segment::{SealHook, SealedSegment, SegmentOptions};
 pub use writer::{set_thread_epoch, LogWriter, OpenReport};
 
 use crate::fsx::IoError;

@@ -1,21 +1,27 @@
 //! Reading a log file and checking its chain, without modifying anything.
 
 use super::record::{check_line, parse_line, ChainFields, Record, RecordError};
+use super::segment::{self, Segment};
 use super::LogError;
 use crate::canon::Digest;
 use crate::fsx;
 use std::path::{Path, PathBuf};
 
-/// A log file read into memory.
+/// A log read into memory: every segment's records, in chain order.
 #[derive(Debug)]
 pub struct LogFile {
+    /// The open segment's path (the log's own: `log/<node>.jsonl`).
     pub path: PathBuf,
     pub records: Vec<Record>,
-    /// Bytes after the last complete line: a write cut by a crash. A node
-    /// truncates them when it opens the log.
+    /// Bytes after the open segment's last complete line: a write cut by a
+    /// crash. A node truncates them when it opens the log.
     pub torn_tail: usize,
-    /// Byte length of the valid prefix (up to and including the last newline).
+    /// Byte length of the open segment's valid prefix (up to and including
+    /// the last newline).
     pub valid_len: u64,
+    /// The seq the open segment starts at (1 for a log with no sealed
+    /// segment).
+    pub open_first_seq: u64,
 }
 
 impl LogFile {
@@ -27,31 +33,27 @@ impl LogFile {
     }
 }
 
-/// Reads and verifies a whole log file: every record's hash, `seq` counting
-/// from 1 without gaps, and every `prev` naming the record before it. A torn
-/// tail is reported, not an error.
+/// Reads and verifies a whole log, every segment of it: every record's
+/// hash, `seq` counting from 1 without gaps across segments, and every
+/// `prev` naming the record before it. A torn tail of the open segment is
+/// reported, not an error; one in a sealed segment is tampering.
 pub fn read_log(path: &Path) -> Result<LogFile, LogError> {
-    let bytes = fsx::read(path)?;
-    parse_log(path, &bytes)
-}
-
-pub(crate) fn parse_log(path: &Path, bytes: &[u8]) -> Result<LogFile, LogError> {
-    let (chunks, torn_tail, valid_len) = scan(path, bytes, parse_line, record_chain)?;
+    let scanned = scan_log(path, parse_line, record_chain)?;
     Ok(LogFile {
         path: path.to_path_buf(),
-        records: concat(chunks),
-        torn_tail,
-        valid_len,
+        records: concat(scanned.parts),
+        torn_tail: scanned.torn.len(),
+        valid_len: scanned.valid_len,
+        open_first_seq: scanned.open_first_seq,
     })
 }
 
 /// [`read_log`]'s records as parsed, in file order, in a few parts (one
-/// per thread that parsed them): for a reader that can index parts, such
-/// as replay, which this spares copying a large log's records into one
-/// list (at 100,000 decisions, 70 MB less at replay's peak).
+/// per thread that parsed them, per segment): for a reader that can index
+/// parts, such as replay, which this spares copying a large log's records
+/// into one list (at 100,000 decisions, 70 MB less at replay's peak).
 pub fn read_log_parts(path: &Path) -> Result<Vec<Vec<Record>>, LogError> {
-    let bytes = fsx::read(path)?;
-    Ok(scan(path, &bytes, parse_line, record_chain)?.0)
+    Ok(scan_log(path, parse_line, record_chain)?.parts)
 }
 
 fn record_chain(r: &Record) -> (u64, Digest, Digest) {
@@ -71,15 +73,145 @@ fn concat<T>(parts: Vec<Vec<T>>) -> Vec<T> {
 /// Lines per parallel chunk when reading a log.
 const CHUNK_LINES: usize = 4096;
 
+/// Times a reader starts over when the writer sealed a segment while it
+/// read (the list of segments changed under it).
+const MAX_ROTATION_RETRIES: u32 = 3;
+
+/// Where the chain stands before a segment: the seq its first record must
+/// have, and the hash its `prev` must name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChainStart {
+    pub seq: u64,
+    pub prev: Digest,
+}
+
+impl ChainStart {
+    pub const GENESIS: ChainStart = ChainStart {
+        seq: 1,
+        prev: Digest::ZERO,
+    };
+}
+
+/// A whole log scanned: the parts of every segment in chain order, and
+/// the open segment's torn tail.
+struct Scanned<T> {
+    parts: Vec<Vec<T>>,
+    /// The open segment's bytes after its last newline.
+    torn: Vec<u8>,
+    valid_len: u64,
+    open_first_seq: u64,
+    /// Complete lines in the open segment.
+    open_lines: u64,
+}
+
+/// Scans every segment of the log whose open segment is `open`, starting
+/// over when a segment was sealed meanwhile.
+fn scan_log<T: Send>(
+    open: &Path,
+    parse: fn(&str) -> Result<T, RecordError>,
+    chain: fn(&T) -> (u64, Digest, Digest),
+) -> Result<Scanned<T>, LogError> {
+    let mut attempt = 0;
+    loop {
+        let before = segment::list(open)?;
+        let result = scan_segments(&before, parse, chain);
+        let after = segment::list(open)?;
+        if before == after || attempt >= MAX_ROTATION_RETRIES {
+            return result;
+        }
+        attempt += 1;
+    }
+}
+
+fn scan_segments<T: Send>(
+    segments: &[Segment],
+    parse: fn(&str) -> Result<T, RecordError>,
+    chain: fn(&T) -> (u64, Digest, Digest),
+) -> Result<Scanned<T>, LogError> {
+    let mut start = ChainStart::GENESIS;
+    let mut parts = Vec::new();
+    let mut out = Scanned {
+        parts: Vec::new(),
+        torn: Vec::new(),
+        valid_len: 0,
+        open_first_seq: 1,
+        open_lines: 0,
+    };
+    let any_sealed = segments.iter().any(|s| s.sealed);
+    for seg in segments {
+        let bytes = match fsx::read(&seg.path) {
+            Ok(bytes) => bytes,
+            // A log with sealed segments has no open file between a seal
+            // and the next open: an empty open segment.
+            Err(e) if !seg.sealed && any_sealed && e.kind() == std::io::ErrorKind::NotFound => {
+                Vec::new()
+            }
+            Err(e) if seg.stub.is_some() => {
+                return Err(LogError::Tampered {
+                    path: seg.path.clone(),
+                    line: 0,
+                    seq: start.seq,
+                    reason: format!(
+                        "the archived segment that {} names cannot be read ({}); restore it there",
+                        seg.stub.as_deref().unwrap_or(Path::new("?")).display(),
+                        e.source
+                    ),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(first) = seg.first_seq {
+            if first != start.seq {
+                return Err(LogError::Tampered {
+                    path: seg.path.clone(),
+                    line: 1,
+                    seq: start.seq,
+                    reason: format!(
+                        "the sealed segment's name says it starts at seq {first}, but the chain is at seq {}: a segment is missing, renamed or added",
+                        start.seq
+                    ),
+                });
+            }
+        }
+        let (segment_parts, torn, valid_len) = scan(&seg.path, &bytes, parse, chain, start)?;
+        let lines: u64 = segment_parts.iter().map(|p| p.len() as u64).sum();
+        if seg.sealed && torn > 0 {
+            return Err(LogError::Tampered {
+                path: seg.path.clone(),
+                line: lines + 1,
+                seq: start.seq + lines,
+                reason: "a sealed segment ends in a partial line, which sealing never leaves"
+                    .into(),
+            });
+        }
+        if !seg.sealed {
+            out.open_first_seq = start.seq;
+            out.torn = bytes[valid_len as usize..].to_vec();
+            out.valid_len = valid_len;
+            out.open_lines = lines;
+        }
+        if let Some((seq, _, hash)) = segment_parts.iter().rev().find_map(|p| p.last()).map(chain) {
+            start = ChainStart {
+                seq: seq + 1,
+                prev: hash,
+            };
+        }
+        parts.extend(segment_parts.into_iter().filter(|p| !p.is_empty()));
+    }
+    out.parts = parts;
+    Ok(out)
+}
+
 /// Splits the complete lines, parses them in parallel, then checks the chain
-/// in order: `seq` from 1 without gaps, each `prev` the hash before it.
-/// Returns the parsed parts in file order, the torn tail's length and the
-/// length up to it.
-fn scan<T: Send>(
+/// in order: `seq` from `start.seq` without gaps, each `prev` the hash before
+/// it (the first `start.prev`). Returns the parsed parts in file order, the
+/// torn tail's length and the length up to it.
+pub(crate) fn scan<T: Send>(
     path: &Path,
     bytes: &[u8],
     parse: fn(&str) -> Result<T, RecordError>,
     chain: fn(&T) -> (u64, Digest, Digest),
+    start: ChainStart,
 ) -> Result<(Vec<Vec<T>>, usize, u64), LogError> {
     let complete = match bytes.iter().rposition(|&b| b == b'\n') {
         Some(i) => i + 1,
@@ -139,12 +271,12 @@ fn scan<T: Send>(
     // The chain, in file order: the first bad line (a parse or a chain
     // error) is the one reported.
     let mut parts = Vec::with_capacity(chunks.len());
-    let mut prev = Digest::ZERO;
-    let mut expected_seq = 1;
+    let mut prev = start.prev;
+    let mut expected_seq = start.seq;
     for (items, error) in chunks {
         let tampered = |seq: u64, reason: String| LogError::Tampered {
             path: path.to_path_buf(),
-            line: seq,
+            line: seq - start.seq + 1,
             seq,
             reason,
         };
@@ -173,15 +305,20 @@ fn scan<T: Send>(
     Ok((parts, bytes.len() - complete, complete as u64))
 }
 
-/// Checks a log's chain without parsing record bodies (for `jaros verify`).
+/// Checks a log's chain, every segment, without parsing record bodies (for
+/// `jaros verify`).
 fn read_chain(path: &Path) -> Result<(Vec<ChainFields>, Option<TornTail>), LogError> {
-    let bytes = fsx::read(path)?;
-    let (parts, torn, valid_len) = scan(path, &bytes, check_line, |f: &ChainFields| {
-        (f.seq, f.prev, f.hash)
-    })?;
-    let records = concat(parts);
+    let scanned = scan_log(path, check_line, |f: &ChainFields| (f.seq, f.prev, f.hash))?;
+    let records = concat(scanned.parts);
     let next = records.len() as u64 + 1;
-    let torn = (torn > 0).then(|| TornTail::of(&bytes, valid_len, next, next));
+    let torn = (!scanned.torn.is_empty()).then(|| {
+        TornTail::of(
+            &scanned.torn,
+            scanned.valid_len,
+            scanned.open_lines + 1,
+            next,
+        )
+    });
     Ok((records, torn))
 }
 
@@ -209,9 +346,9 @@ pub struct TornTail {
 }
 
 impl TornTail {
-    fn of(file: &[u8], offset: u64, line: u64, seq: u64) -> TornTail {
-        // `offset` is the length of the file's valid prefix, within `file`.
-        let tail = &file[offset as usize..];
+    /// `tail`: the bytes after the open segment's last newline, which
+    /// starts at `offset`.
+    fn of(tail: &[u8], offset: u64, line: u64, seq: u64) -> TornTail {
         let member = |name: &[u8]| {
             super::record::members_before_a_cut(tail)
                 .into_iter()

@@ -28,8 +28,9 @@
 //! that never sets one (a job run in the foreground, with no lease) writes
 //! records without an epoch.
 
-use super::read::parse_log;
+use super::read::read_log;
 use super::record::{prepare_in_epoch, Body, Holes, Unsealed};
+use super::segment::{self, SealHook, SegmentOptions};
 use super::LogError;
 use crate::canon::Digest;
 use crate::fsx::{self, IoError};
@@ -38,6 +39,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a sync leader waits for appenders already on their way to join
@@ -180,6 +182,16 @@ struct Inner {
     durable: u64,
     /// Records the last sync covered.
     last_group: u64,
+    /// The open segment, written only by the thread whose batch's turn it
+    /// is; replaced when that thread seals it. A sync takes a handle
+    /// under the lock: one on a segment sealed meanwhile syncs a file the
+    /// seal already synced.
+    file: Arc<File>,
+    /// The seq the open segment starts at, and its length in bytes.
+    open_first_seq: u64,
+    open_bytes: u64,
+    segment_bytes: u64,
+    on_seal: Option<SealHook>,
 }
 
 impl Inner {
@@ -206,8 +218,6 @@ pub struct LogWriter {
     wrote: Condvar,
     /// Wakes a batch waiting for the one before it to be hashed.
     hashed: Condvar,
-    /// The open file; written only by the thread whose batch's turn it is.
-    file: File,
     /// Durable appenders between entering `append` and sealing their line
     /// (deferred ones are not counted: they do not wait for a sync, and a
     /// shared counter costs every append a contended cache line).
@@ -215,27 +225,18 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Opens (or creates) the log at `path`, takes an exclusive lock on it,
-    /// cuts a torn last line, and verifies the whole chain: a bad record
-    /// anywhere else refuses the open.
+    /// Opens (or creates) the log at `path` (its open segment), takes an
+    /// exclusive lock on it, cuts a torn last line, and verifies the whole
+    /// chain across every segment: a bad record anywhere else refuses the
+    /// open. Segments are sealed at [`segment::DEFAULT_SEGMENT_BYTES`]
+    /// until [`set_segment_options`](Self::set_segment_options) says
+    /// otherwise.
     pub fn open(path: &Path) -> Result<(LogWriter, OpenReport), LogError> {
         if let Some(dir) = path.parent() {
             fsx::create_dir_all(dir)?;
         }
-        let file = fsx::open_append(path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LogError::Busy {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(IoError::new("cannot lock", path, e).into())
-            }
-        }
-        let bytes = fsx::read(path)?;
-        let log = parse_log(path, &bytes)?;
+        let file = open_locked(path)?;
+        let log = read_log(path)?;
         let mut report = OpenReport {
             records: log.records.len() as u64,
             truncated_bytes: 0,
@@ -270,12 +271,16 @@ impl LogWriter {
                 gathering: false,
                 group_end: 0,
                 poisoned: None,
+                file: Arc::new(file),
+                open_first_seq: log.open_first_seq,
+                open_bytes: log.valid_len,
+                segment_bytes: segment::DEFAULT_SEGMENT_BYTES,
+                on_seal: None,
             }),
             synced: Condvar::new(),
             joined: Condvar::new(),
             wrote: Condvar::new(),
             hashed: Condvar::new(),
-            file,
             arriving: AtomicUsize::new(0),
         };
         Ok((writer, report))
@@ -283,6 +288,17 @@ impl LogWriter {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sets the size at which the open segment is sealed (at least
+    /// [`segment::MIN_SEGMENT_BYTES`]) and the hook called with each
+    /// segment sealed (a node sets its manifest's `log.segment_bytes` and
+    /// its checkpoint here). A log already past the size is sealed after
+    /// its next write.
+    pub fn set_segment_options(&self, options: SegmentOptions) {
+        let mut inner = self.lock();
+        inner.segment_bytes = options.segment_bytes.max(segment::MIN_SEGMENT_BYTES);
+        inner.on_seal = options.on_seal;
     }
 
     /// The seq of the last record appended (its hash is known once it is
@@ -393,8 +409,9 @@ impl LogWriter {
             }
             // Covers what was written meanwhile too.
             let target = inner.written;
+            let file = inner.file.clone();
             drop(inner);
-            let result = self.file.sync_data();
+            let result = file.sync_data();
             inner = self.lock();
             inner.syncing = false;
             match result {
@@ -512,6 +529,7 @@ impl LogWriter {
             self.hashed.wait(&mut inner);
         }
         // Poisoned meanwhile: the lines stay out of the file.
+        let mut batch_head = inner.last_hex;
         if inner.poisoned.is_none() {
             let mut prev = inner.last_hex;
             drop(inner);
@@ -520,6 +538,7 @@ impl LogWriter {
                 prev = at.fill(&prev, &mut lines);
             }
             drop(unlocked);
+            batch_head = prev;
             inner = self.lock();
             inner.last_hex = prev;
             inner.batches_hashed += 1;
@@ -529,15 +548,25 @@ impl LogWriter {
             }
         }
         if inner.poisoned.is_none() {
+            let file = inner.file.clone();
             drop(inner);
             let unlocked = WriteInFlight { writer: self };
-            let result = (&self.file).write_all(&lines);
+            let result = (&*file).write_all(&lines);
             drop(unlocked);
+            drop(file);
             inner = self.lock();
             match result {
-                Ok(()) => inner.written = through,
+                Ok(()) => {
+                    inner.written = through;
+                    inner.open_bytes += lines.len() as u64;
+                }
                 // A partial line may be on disk: a torn tail for the next open.
                 Err(e) => self.poison(&mut inner, format!("write failed: {e}")),
+            }
+            // Still this batch's turn: no other writes the file while it
+            // is sealed and replaced.
+            if inner.poisoned.is_none() && inner.open_bytes >= inner.segment_bytes {
+                inner = self.seal_segment(inner, through, batch_head);
             }
         }
         inner.batches_ended += 1;
@@ -554,6 +583,50 @@ impl LogWriter {
             holes,
         });
         self.wrote.notify_all();
+        inner
+    }
+
+    /// Seals the open segment, which ends with record `last_seq` (hash
+    /// `head_hex`), and opens the next; calls the seal hook. Called by
+    /// the thread whose batch's turn it is, so nothing else writes the
+    /// file meanwhile; a failure poisons the writer.
+    fn seal_segment<'a>(
+        &'a self,
+        inner: MutexGuard<'a, Inner>,
+        last_seq: u64,
+        head_hex: [u8; 64],
+    ) -> MutexGuard<'a, Inner> {
+        let mut inner = inner;
+        let file = inner.file.clone();
+        let first_seq = inner.open_first_seq;
+        let hook = inner.on_seal.clone();
+        drop(inner);
+        let unlocked = WriteInFlight { writer: self };
+        let head = std::str::from_utf8(&head_hex)
+            .ok()
+            .and_then(Digest::from_hex)
+            .unwrap_or(Digest::ZERO);
+        let sealed = segment::seal(&self.path, &file, first_seq, last_seq, head)
+            .map_err(LogError::from)
+            .and_then(|sealed| Ok((sealed, open_locked(&self.path)?)));
+        drop(unlocked);
+        inner = self.lock();
+        match sealed {
+            Ok((sealed, next)) => {
+                inner.file = Arc::new(next);
+                inner.open_first_seq = last_seq + 1;
+                inner.open_bytes = 0;
+                // The seal synced every record of the segment.
+                inner.durable = inner.durable.max(last_seq);
+                self.synced.notify_all();
+                if let Some(hook) = hook {
+                    drop(inner);
+                    hook(&sealed);
+                    inner = self.lock();
+                }
+            }
+            Err(e) => self.poison(&mut inner, format!("sealing a segment failed: {e}")),
+        }
         inner
     }
 
@@ -610,6 +683,19 @@ impl LogWriter {
             self.joined.notify_one();
         }
         Ok((inner, seq))
+    }
+}
+
+/// Opens the open segment at `path` for appending (creating it) and takes
+/// the exclusive lock that keeps a second writer out.
+fn open_locked(path: &Path) -> Result<File, LogError> {
+    let file = fsx::open_append(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Busy {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(IoError::new("cannot lock", path, e).into()),
     }
 }
 

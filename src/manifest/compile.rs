@@ -24,6 +24,18 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
 
     for t in &m.tools {
         let s = &t.m.spec;
+        if let Some(spec) = &s.mcp {
+            match super::mcp::compile(hive, t, spec) {
+                Ok((server, types)) => {
+                    for (kind, spec) in types {
+                        plan.types.entry(kind).or_insert(spec);
+                    }
+                    plan.mcp.insert(t.m.metadata.name.clone(), server);
+                }
+                Err(e) => errors.extend(e),
+            }
+            continue;
+        }
         let handler = match (&s.builtin, &s.command) {
             (Some(name), _) => Some(HandlerSpec::Builtin { name: name.clone() }),
             (None, Some(command)) => match executable(hive, t, command) {
@@ -72,7 +84,7 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
         let s = &r.m.spec;
         let defaults = Budget::default();
         let grant = Grant {
-            types: s.types.iter().cloned().collect(),
+            types: super::mcp::expand_types(&s.types, &plan.types),
             read: s.read.clone(),
             write: s.write.clone(),
             handoff: s.handoff.iter().cloned().collect(),

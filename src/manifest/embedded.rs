@@ -51,6 +51,10 @@ pub const FILES: &[(&str, &[u8])] = &[
         include_bytes!("../../evals/swarm-responses.json"),
     ),
     (
+        "evals/triage.yaml",
+        include_bytes!("../../evals/triage.yaml"),
+    ),
+    (
         "manifests/agents/disk-monitor.yaml",
         include_bytes!("../../manifests/agents/disk-monitor.yaml"),
     ),

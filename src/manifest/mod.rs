@@ -15,6 +15,7 @@
 
 pub mod compile;
 pub mod embedded;
+pub mod mcp;
 pub mod types;
 pub mod validate;
 pub mod yaml;

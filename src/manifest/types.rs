@@ -328,6 +328,47 @@ pub struct NodeSpec {
     /// The Ed25519 key that signs the log's checkpoints: a file `jaros keygen` wrote, relative to the hive or absolute. Keep it out of the data dir (whoever can write the data dir must not hold the key). Without it, `jaros checkpoint` needs `--key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_key: Option<String>,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g. `http://127.0.0.1:4318`; `/v1/traces` is appended): the node sends each job's spans there as the job ends, batched. Spans the collector cannot take in time are dropped and counted (node status, `jaros metrics`), never waited for; `jaros trace` exports them again later, with the same ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^https?://"))]
+    pub otlp: Option<String>,
+    /// How the node's log is kept: the size its segments are sealed at, and where `jaros gc` archives sealed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSpec>,
+    /// How long `jaros gc` keeps results, failed results and unreferenced blobs, and how often the node runs it. Without it, nothing is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+}
+
+/// How a node's log is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// Bytes at which the open segment of the log is sealed (made read-only, never written again) and a new one begun. Default 67108864 (64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 4096))]
+    pub segment_bytes: Option<u64>,
+    /// A directory (relative to the hive, or absolute) that `jaros gc` moves sealed segments to; readers follow them there. Default: sealed segments stay under `log/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
+}
+
+/// How long a node keeps what its jobs leave behind. Logs are never removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSpec {
+    /// How long a finished job's result file is kept after it was written. Default: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Duration>,
+    /// How long a failed job's result file is kept. Default: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Duration>,
+    /// How long a blob no log record names is kept after it was written. Default: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<Duration>,
+    /// How often a running node applies this retention itself. Default: never (run `jaros gc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
 }
 
 /// How a node starts executable tools.
@@ -546,12 +587,13 @@ fn empty_schema() -> Value {
     Value::Object(Default::default())
 }
 
-/// A decision type and how it is carried out: exactly one of `builtin` or `command`.
+/// A decision type and how it is carried out: exactly one of `builtin`, `command` or `mcp`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
-    {"required": ["builtin"], "not": {"required": ["command"]}},
-    {"required": ["command"], "not": {"required": ["builtin"]}}
+    {"required": ["builtin"], "not": {"anyOf": [{"required": ["command"]}, {"required": ["mcp"]}]}},
+    {"required": ["command"], "not": {"anyOf": [{"required": ["builtin"]}, {"required": ["mcp"]}]}},
+    {"required": ["mcp"], "not": {"anyOf": [{"required": ["builtin"]}, {"required": ["command"]}]}}
 ]))]
 pub struct ToolSpec {
     /// The decision type this tool handles, such as `greet`; roles grant it by this name.
@@ -585,10 +627,96 @@ pub struct ToolSpec {
     /// Environment variables passed through to the executable; all others are cleared.
     #[serde(default)]
     pub env: Vec<String>,
-    /// Most bytes of output the executable may print.
+    /// Most bytes of output the executable may print (for an MCP server: of one call's answer).
     #[serde(default = "default_max_output_bytes")]
     #[schemars(range(min = 1, max = 67108864))]
     pub max_output_bytes: u64,
+    /// An MCP server whose tools become decision types named `<type>.<tool name>` (such as `git.git_log`); its tool list is pinned in a lock file beside this manifest, written by `jaros mcp lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<Box<McpSpec>>,
+    /// Which of the MCP server's tools become decision types: a list of tool names, or `"*"` for all. Only with `mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expose: Option<Expose>,
+}
+
+/// An MCP server: exactly one of `command` (stdio) or `url` (Streamable HTTP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["command"], "not": {"required": ["url"]}},
+    {"required": ["url"], "not": {"required": ["command"]}}
+]))]
+pub struct McpSpec {
+    /// The server's program, started by the node and spoken to over stdin and stdout: a path relative to the hive, an absolute path, or a name looked up in the server's `PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Arguments of `command`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables passed through to `command`; all others are cleared (`PATH` is `/usr/bin:/bin` unless passed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_allow: Vec<String>,
+    /// Absolute paths outside the hive the server needs to read: its own code (a virtualenv, a `node_modules`) and the system files it reads (`/etc/ssl` for node, `/etc/gitconfig` for git); readable and executable by it under confinement, nothing else outside the hive and the system's run-time files is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install: Vec<String>,
+    /// The server's Streamable HTTP endpoint, such as `https://mcp.example.com/mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// HTTP headers sent to `url`, each taken from the named environment variable of the node (such as `Authorization: MCP_TOKEN`); values are never recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers_from_env: BTreeMap<String, String>,
+}
+
+/// Which tools of an MCP server are exposed: a list of names, or `"*"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expose {
+    All,
+    Names(Vec<String>),
+}
+
+impl Serialize for Expose {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Expose::All => s.serialize_str("*"),
+            Expose::Names(names) => names.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Expose {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Expose, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) if s == "*" => Ok(Expose::All),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(serde::de::Error::custom(
+                        "expose: each tool name is a string",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Expose::Names),
+            _ => Err(serde::de::Error::custom(
+                "expose: a list of tool names, or \"*\" for all",
+            )),
+        }
+    }
+}
+
+impl JsonSchema for Expose {
+    fn schema_name() -> Cow<'static, str> {
+        "Expose".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A list of tool names, or \"*\" for all.",
+            "oneOf": [
+                {"const": "*"},
+                {"type": "array", "items": {"type": "string"}, "uniqueItems": true}
+            ]
+        })
+    }
 }
 
 // ---------------------------------------------------------------- Schedule

@@ -435,7 +435,8 @@ fn semantic(m: &AnyManifest) -> Result<(), String> {
         AnyManifest::Tool(x) => {
             let s = &x.spec;
             check_name("spec.type", &s.decision_type)?;
-            if s.builtin.is_some() == s.command.is_some() {
+            let handlers = [s.builtin.is_some(), s.command.is_some(), s.mcp.is_some()];
+            if handlers.iter().filter(|b| **b).count() != 1 {
                 return Err(TOOL_ONE_OF.into());
             }
             if !(1..=MAX_TOOL_OUTPUT_BYTES).contains(&s.max_output_bytes) {
@@ -470,7 +471,7 @@ fn semantic(m: &AnyManifest) -> Result<(), String> {
 
 const AGENT_ONE_OF: &str =
     "an agent needs exactly one of 'template' (a template agent) or 'model' together with 'prompt' (a model agent)";
-const TOOL_ONE_OF: &str = "a tool needs exactly one of 'builtin' or 'command'";
+const TOOL_ONE_OF: &str = "a tool needs exactly one of 'builtin', 'command' or 'mcp'";
 const SCHEDULE_ONE_OF: &str = "a schedule needs exactly one of 'cron', 'every' or 'at'";
 const EVAL_RESPONSES: &str = "an eval case takes 'responses' or 'responses_file', not both";
 
@@ -885,11 +886,28 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
     }
     // While a file is unreadable, anything may be defined in it.
     let blind = m.unreadable_files > 0;
+    // An MCP tool's types are `<type>.<tool>`: which tools its lock file
+    // lists is checked when the plan is compiled.
+    let mcp_prefixes: BTreeSet<String> = m
+        .tools
+        .iter()
+        .filter(|t| t.m.spec.mcp.is_some())
+        .map(|t| format!("{}.", t.m.spec.decision_type))
+        .collect();
     let registered = |ty: &str| {
+        let is_glob = ty.contains(['*', '?']);
         blind
             || builtin.types.contains_key(ty)
-            || types.contains_key(ty)
+            || types.contains_key(ty) && !mcp_prefixes.contains(&format!("{ty}."))
             || m.invalid_types.contains(ty)
+            || mcp_prefixes.iter().any(|p| ty.starts_with(p.as_str()))
+            || is_glob
+                && builtin
+                    .types
+                    .keys()
+                    .map(String::as_str)
+                    .chain(types.keys().copied())
+                    .any(|known| crate::gate::glob_match(ty, known))
     };
     let invalid = |kind: Kind| {
         m.invalid_names

@@ -54,11 +54,29 @@ impl ModelProposer {
     }
 }
 
+/// The most `advance` events a model may propose in one decision: enough for
+/// `[start, complete]`; a small model otherwise fills the gate's 16 with
+/// repeats. The gate still accepts up to its own bound.
+pub const MODEL_ADVANCE_EVENTS: u64 = 2;
+/// The longest `advance` note a model may write, in characters.
+pub const MODEL_NOTE_CHARS: u64 = 200;
+/// The most decisions one answer may hold when the role's budget allows more.
+pub const MODEL_MAX_DECISIONS: u64 = 8;
+
 /// The JSON Schema a model's answer must follow: `{"decisions": [...]}` whose
 /// items are one of the `{type, payload}` shapes the agent's role grants.
+///
+/// The schema is the gate's, narrowed so that constrained decoding leaves a
+/// small model little room to ramble: between one decision and the role's
+/// decision budget (at most [`MODEL_MAX_DECISIONS`]), hand-off targets limited
+/// to the granted ones, `advance` events bounded by [`MODEL_ADVANCE_EVENTS`]
+/// and its note a bounded string. Every narrowing only removes answers, so an
+/// answer that follows it also follows the gate's schema.
 pub fn decisions_schema(plan: &Plan, agent: &str) -> Value {
     let mut shapes = Vec::new();
+    let mut most = MODEL_MAX_DECISIONS;
     if let Some(grant) = plan.grant_of(agent) {
+        most = most.min(u64::from(grant.budget.decisions.max(1)));
         for kind in &grant.types {
             if let Some(spec) = plan.types.get(kind) {
                 let mut payload = spec.payload_schema.clone();
@@ -74,6 +92,9 @@ pub fn decisions_schema(plan: &Plan, agent: &str) -> Value {
                         prop["enum"] = json!(grant.handoff.iter().collect::<Vec<_>>());
                     }
                 }
+                if kind == "advance" {
+                    narrow_advance(&mut payload);
+                }
                 shapes.push(json!({
                     "type": "object",
                     "properties": {"type": {"const": kind}, "payload": payload},
@@ -85,10 +106,31 @@ pub fn decisions_schema(plan: &Plan, agent: &str) -> Value {
     }
     json!({
         "type": "object",
-        "properties": {"decisions": {"type": "array", "items": {"anyOf": shapes}}},
+        "properties": {"decisions": {
+            "type": "array",
+            "items": {"anyOf": shapes},
+            "minItems": 1,
+            "maxItems": most
+        }},
         "required": ["decisions"],
         "additionalProperties": false
     })
+}
+
+/// Bounds the built-in `advance` payload for a model: few distinct events, a
+/// short string note. Left alone when a hive's `advance` has another shape.
+fn narrow_advance(payload: &mut Value) {
+    if let Some(events) = payload.pointer_mut("/properties/events") {
+        if events.get("type") == Some(&json!("array")) {
+            events["maxItems"] = json!(MODEL_ADVANCE_EVENTS);
+            events["uniqueItems"] = json!(true);
+        }
+    }
+    if let Some(note) = payload.pointer_mut("/properties/note") {
+        if note == &json!({}) {
+            *note = json!({"type": "string", "maxLength": MODEL_NOTE_CHARS});
+        }
+    }
 }
 
 /// Below this many tokens left in a job's budget, a call without a
@@ -193,5 +235,48 @@ mod clamp {
         );
         assert_eq!(output_limit(None, 1_000_000), None);
         assert_eq!(output_limit(Some(64), u64::MAX), Some(64));
+    }
+}
+
+#[cfg(test)]
+mod shaping {
+    use super::*;
+
+    #[test]
+    fn the_schema_sent_to_a_model_bounds_its_arrays_and_stays_within_the_gates() {
+        let mut plan = Plan::builtin();
+        plan.roles
+            .get_mut("advance")
+            .expect("builtin role")
+            .budget
+            .decisions = 1;
+        let schema = decisions_schema(&plan, "advance");
+        let decisions = &schema["properties"]["decisions"];
+        assert_eq!(decisions["minItems"], 1);
+        assert_eq!(decisions["maxItems"], 1, "the role's decision budget");
+        let payload = &decisions["items"]["anyOf"][0]["properties"]["payload"];
+        assert_eq!(
+            payload["properties"]["events"]["maxItems"],
+            MODEL_ADVANCE_EVENTS
+        );
+        assert_eq!(payload["properties"]["note"]["type"], "string");
+        // Narrower than the gate's: every answer it allows, the gate's allows.
+        let gate = jsonschema::validator_for(&crate::plan::advance_payload_schema())
+            .expect("the gate's schema compiles");
+        let sent = jsonschema::validator_for(payload).expect("the sent schema compiles");
+        let ok = json!({"events": ["start", "complete"], "note": "done"});
+        let repeats = json!({"events": vec!["fail"; 16]});
+        assert!(sent.is_valid(&ok) && gate.is_valid(&ok));
+        assert!(gate.is_valid(&repeats) && !sent.is_valid(&repeats));
+        plan.roles
+            .get_mut("advance")
+            .expect("builtin role")
+            .budget
+            .decisions = 1000;
+        let schema = decisions_schema(&plan, "advance");
+        assert_eq!(
+            schema["properties"]["decisions"]["maxItems"],
+            MODEL_MAX_DECISIONS
+        );
     }
 }

@@ -182,8 +182,8 @@ pub(super) fn history_for(
 /// A claim that is no longer this node's to run or fail: its slot is freed
 /// (and with it this node's lease, if it still has one), nothing written.
 fn drop_claim(shared: &Shared, id: &JobId, why: &str) {
-    eprintln!(
-        "jaros: node {}: dropped its claim on {id}: {why}",
+    tracing::info!(
+        "node {}: dropped its claim on {id}: {why}",
         shared.cfg.node_id
     );
     finish::free_slot(shared, id.as_str());
@@ -209,19 +209,19 @@ pub(super) fn fail(shared: &Shared, path: &Path, id: &JobId, reason: &str) {
                 .map(Failed::Refused)
         }
         Err(e) => {
-            eprintln!("jaros: node {node}: {id}.json: cannot read the logs ({e}); left claimed, to be tried again");
+            tracing::warn!("node {node}: {id}.json: cannot read the logs ({e}); left claimed, to be tried again");
             return;
         }
     };
     match outcome {
         Ok(Failed::Failed(_)) => {
-            eprintln!("jaros: node {node}: {id} failed: {reason} (failed/{id}.json)")
+            tracing::warn!("node {node}: {id} failed: {reason} (failed/{id}.json)")
         }
-        Ok(Failed::Refused(written)) => eprintln!(
-            "jaros: node {node}: {id}.json refused: its id has run already ({})",
+        Ok(Failed::Refused(written)) => tracing::warn!(
+            "node {node}: {id}.json refused: its id has run already ({})",
             relative(&written)
         ),
-        Err(e) => eprintln!("jaros: node {node}: {e}"),
+        Err(e) => tracing::error!("node {node}: {e}"),
     }
 }
 
@@ -231,12 +231,12 @@ pub(super) fn refuse(shared: &Shared, path: &Path, reason: &str) {
     shared.counters.bad_files.fetch_add(1, Ordering::SeqCst);
     let file = path.file_name().unwrap_or_default().to_string_lossy();
     match inbox::reject(&shared.rt.data, path, reason) {
-        Ok(written) => eprintln!(
-            "jaros: node {node}: {} refused: {reason} ({})",
+        Ok(written) => tracing::warn!(
+            "node {node}: {} refused: {reason} ({})",
             shorten(&file),
             relative(&written)
         ),
-        Err(e) => eprintln!("jaros: node {node}: {e}"),
+        Err(e) => tracing::error!("node {node}: {e}"),
     }
 }
 

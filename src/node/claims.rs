@@ -36,7 +36,7 @@ pub(super) fn claim_batch(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, name
         .filter_map(|name| match inbox::claim(data, name) {
             Ok(path) => path,
             Err(e) => {
-                eprintln!("jaros: node {node}: {e}");
+                tracing::error!("node {node}: {e}");
                 None
             }
         })
@@ -46,7 +46,7 @@ pub(super) fn claim_batch(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, name
     }
     if let Err(e) = crate::fsx::sync_dir(&data.claimed()) {
         // Unleased, the claims are taken over a lease's time from now.
-        eprintln!("jaros: node {node}: {e}");
+        tracing::error!("node {node}: {e}");
         return;
     }
     let mut leased = None;
@@ -74,7 +74,7 @@ pub(super) fn claim_batch(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>, name
                 }
             }
             Ok(None) => {}
-            Err(e) => eprintln!("jaros: node {node}: {e}"),
+            Err(e) => tracing::error!("node {node}: {e}"),
         }
     }
     if let Some(id) = leased {
@@ -134,8 +134,8 @@ pub(super) fn reclaim_expired(shared: &Arc<Shared>, tasks: &mpsc::Sender<Task>) 
     let now = match shared.probe.now_ms() {
         Ok(now) => now,
         Err(e) => {
-            eprintln!(
-                "jaros: node {}: {e}; no takeovers until it can",
+            tracing::error!(
+                "node {}: {e}; no takeovers until it can",
                 shared.cfg.node_id
             );
             return;
@@ -225,10 +225,7 @@ pub(super) fn take_over(
         }
         Ok(_) => {}
         Err(e) => {
-            eprintln!(
-                "jaros: node {}: cannot take {id} over: {e}",
-                shared.cfg.node_id
-            );
+            tracing::warn!("node {}: cannot take {id} over: {e}", shared.cfg.node_id);
             lease::remove(data, &lease);
             return;
         }
@@ -250,8 +247,8 @@ pub(super) fn claim_still_ours(shared: &Shared, path: &Path) -> bool {
     let id = inbox::id_of(path).unwrap_or_default();
     let ours = fence_holds(shared, &id, false);
     if !ours {
-        eprintln!(
-            "jaros: node {}: dropped its claim on {id}: lost the lease before running it; another node has it",
+        tracing::info!(
+            "node {}: dropped its claim on {id}: lost the lease before running it; another node has it",
             shared.cfg.node_id
         );
     }

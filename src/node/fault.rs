@@ -66,10 +66,12 @@ pub fn reached(point: Point, job: &str) {
     if name != point.name() || HITS.fetch_add(1, Ordering::SeqCst) + 1 != *nth {
         return;
     }
-    eprintln!("jaros: fault point {name} reached (job {job}); stopping");
+    tracing::warn!("fault point {name} reached (job {job}); stopping");
+    // The line must be out before the stop: a test waits for it.
+    crate::logging::flush();
     let me = rustix::process::getpid();
     if let Err(e) = rustix::process::kill_process(me, rustix::process::Signal::STOP) {
-        eprintln!("jaros: fault point {name}: cannot stop the process: {e}");
+        tracing::error!("fault point {name}: cannot stop the process: {e}");
     }
     // The stop is delivered to the process, through another thread: this
     // one may run on for a moment before it stops too. It must not run past

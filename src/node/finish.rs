@@ -76,8 +76,10 @@ fn finish_round(shared: &Arc<Shared>, round: Vec<Ended>) {
         .into_iter()
         .partition(|e| still_owned(shared, e.job.id.as_str()));
     for e in &lost {
-        eprintln!(
-            "jaros: node {node}: lost the lease on {} before publishing its result; another node resumes it",
+        let _job =
+            crate::logging::job_span(e.job.id.as_str(), e.job.agent.as_str(), node).entered();
+        tracing::warn!(
+            "node {node}: lost the lease on {} before publishing its result; another node resumes it",
             e.job.id
         );
         give_up(shared, e.job.id.as_str());
@@ -93,14 +95,14 @@ fn finish_round(shared: &Arc<Shared>, round: Vec<Ended>) {
                 ready.push(e);
             }
             Err(err) => {
-                eprintln!("jaros: node {node}: {err}");
+                tracing::error!("node {node}: {err}");
                 give_up(shared, e.job.id.as_str());
             }
         }
     }
     if let Err(err) = crate::fsx::publish(staged) {
         // Left claimed: resumed from the log by the next boot or takeover.
-        eprintln!("jaros: node {node}: {err}");
+        tracing::error!("node {node}: {err}");
         ready
             .iter()
             .for_each(|e| give_up(shared, e.job.id.as_str()));
@@ -120,15 +122,16 @@ pub(super) fn finish(shared: &Arc<Shared>, job: &JobFile, end: &JobEnd) {
         return;
     }
     if !still_owned(shared, job.id.as_str()) {
-        eprintln!(
-            "jaros: node {}: lost the lease on {} before publishing its result; another node resumes it",
-            shared.cfg.node_id, job.id
+        tracing::warn!(
+            "node {}: lost the lease on {} before publishing its result; another node resumes it",
+            shared.cfg.node_id,
+            job.id
         );
         return;
     }
     let result = runtime::result_file(end, &shared.cfg.node_id);
     if let Err(e) = runtime::write_result(&shared.rt.data, end, &result) {
-        eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+        tracing::error!("node {}: {e}", shared.cfg.node_id);
         return;
     }
     settle(shared, job, end);
@@ -159,6 +162,7 @@ fn settle(shared: &Shared, job: &JobFile, end: &JobEnd) {
         &shared.counters.failed
     };
     counter.fetch_add(1, Ordering::SeqCst);
+    crate::live_trace::job_ended(&job.id);
     let took_ms = shared
         .running
         .lock()
@@ -167,9 +171,15 @@ fn settle(shared: &Shared, job: &JobFile, end: &JobEnd) {
         .map_or(0, |r| r.started.elapsed().as_millis() as u64);
     shared.quick.store(took_ms < QUICK_JOB_MS, Ordering::SeqCst);
     if shared.cfg.verbose {
-        eprintln!(
-            "jaros: node {}: {} {} ({}, {took_ms} ms)",
-            shared.cfg.node_id, job.id, end.state, job.agent
+        let _job =
+            crate::logging::job_span(job.id.as_str(), job.agent.as_str(), &shared.cfg.node_id)
+                .entered();
+        tracing::info!(
+            "node {}: {} {} ({}, {took_ms} ms)",
+            shared.cfg.node_id,
+            job.id,
+            end.state,
+            job.agent
         );
     }
     let mut recent = shared.recent.lock().expect("recent lock");

@@ -30,7 +30,7 @@ pub(super) fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         let renewed = match shared.beat.beat() {
             Ok(()) => true,
             Err(e) => {
-                eprintln!("jaros: node {}: {e}", shared.cfg.node_id);
+                tracing::error!("node {}: {e}", shared.cfg.node_id);
                 false
             }
         };
@@ -103,7 +103,7 @@ pub(super) fn retake_after_stall(shared: &Shared) {
                 lost.push(id.as_str());
             }
             Err(e) => {
-                eprintln!("jaros: node {node}: {e}; giving {id} up");
+                tracing::warn!("node {node}: {e}; giving {id} up");
                 r.lost = true;
                 lost.push(id.as_str());
             }
@@ -117,8 +117,8 @@ pub(super) fn retake_after_stall(shared: &Shared) {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        eprintln!(
-            "jaros: node {node}: stalled longer than the fence trusts; kept {} job(s) under a new epoch ({}), lost {} to other nodes ({})",
+        tracing::warn!(
+            "node {node}: stalled longer than the fence trusts; kept {} job(s) under a new epoch ({}), lost {} to other nodes ({})",
             kept.len(),
             some(&kept),
             lost.len(),

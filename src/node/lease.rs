@@ -75,6 +75,9 @@ pub struct Beat {
     file: std::fs::File,
     /// What the beat file holds (every lease linked to it reads the same).
     bytes: Vec<u8>,
+    /// The beat file's (device, inode): beats rewrite it in place, so it
+    /// stays; read once rather than at every claim.
+    inode: (u64, u64),
     node: String,
     lease_ms: u64,
     /// The modification time the file system gave the last beat, in ms
@@ -120,11 +123,19 @@ impl Beat {
             .map_err(|e| IoError::new("cannot create", &path, e))?;
         std::io::Write::write_all(&mut file, &bytes)
             .map_err(|e| IoError::new("cannot write", &path, e))?;
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            let meta = file
+                .metadata()
+                .map_err(|e| IoError::new("cannot read", &path, e))?;
+            (meta.dev(), meta.ino())
+        };
         let born = Instant::now();
         let beat = Beat {
             path,
             file,
             bytes,
+            inode,
             node: node.into(),
             lease_ms,
             last_ms: AtomicU64::new(0),
@@ -209,14 +220,22 @@ impl Beat {
     /// Whether `lease` is still this node's, as the disk says: its epoch's
     /// file is a link to this beat file (not a lease another node took
     /// afresh after the job was finished and submitted again) and nobody
-    /// took the next epoch.
+    /// took the next epoch. A link is known by its inode where the file
+    /// system shows one inode for both names, else by its content, which
+    /// names this node and this run (sshfs shows a hard link under an inode
+    /// number of its own: by inode alone, every claim there was dropped and
+    /// waited a lease's time to be taken over).
     pub fn holds(&self, data: &DataDir, lease: &Lease) -> bool {
         use std::os::unix::fs::MetadataExt;
         let path = path(data, &lease.job, lease.epoch);
-        let (Ok(link), Ok(beat)) = (std::fs::metadata(&path), self.file.metadata()) else {
+        let Ok(link) = std::fs::metadata(&path) else {
             return false;
         };
-        (link.dev(), link.ino()) == (beat.dev(), beat.ino()) && still_held(data, lease)
+        let same_inode = (link.dev(), link.ino()) == self.inode;
+        let linked = same_inode
+            || (link.len() == self.bytes.len() as u64
+                && std::fs::read(&path).is_ok_and(|b| b == self.bytes));
+        linked && still_held(data, lease)
     }
 
     /// Removes this run's beat file name (leases still linked keep it).
@@ -400,6 +419,36 @@ mod tests {
         );
         remove_all(&data, "j", 2);
         assert!(current(&data, "j", 10_000).is_none());
+    }
+
+    #[test]
+    fn a_lease_shown_under_an_inode_of_its_own_is_still_held_by_its_node() {
+        // sshfs shows a hard link under an inode number of its own: the
+        // lease reads as the beat file but is not the same inode. Here a
+        // copy plays that link.
+        let (_dir, data) = crate::datadir::temp();
+        let a = Beat::start(&data, "a", 10_000).unwrap();
+        let b = Beat::start(&data, "b", 10_000).unwrap();
+        let lease = a.take(&data, "j", 1).unwrap().unwrap();
+        assert!(a.holds(&data, &lease));
+        let file = path(&data, "j", 1);
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, &bytes).unwrap();
+        assert!(a.holds(&data, &lease), "its own lease, under another inode");
+        assert!(!b.holds(&data, &lease), "another node's lease is not b's");
+        // Another node's lease under the same name is not a's.
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            !a.holds(&data, &lease),
+            "a lease that is gone is held by nobody"
+        );
+        let other = b.take(&data, "j", 1).unwrap().unwrap();
+        assert!(!a.holds(&data, &other));
+        assert!(b.holds(&data, &other));
+        // A later epoch taken: lost, whatever the file of this one says.
+        b.take(&data, "j", 2).unwrap().unwrap();
+        assert!(!b.holds(&data, &other));
     }
 
     #[test]

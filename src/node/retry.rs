@@ -73,8 +73,8 @@ fn give_back(shared: &Shared, job: &JobFile) {
         return;
     }
     match inbox::release(&shared.rt.data, job, held_epoch(shared, id)) {
-        Ok(()) => eprintln!("jaros: node {node}: gave held job {id} back to the inbox"),
-        Err(e) => eprintln!("jaros: node {node}: cannot give held job {id} back: {e}"),
+        Ok(()) => tracing::info!("node {node}: gave held job {id} back to the inbox"),
+        Err(e) => tracing::error!("node {node}: cannot give held job {id} back: {e}"),
     }
 }
 

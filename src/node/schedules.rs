@@ -89,8 +89,8 @@ impl Scheduler {
             // not break the others (the original's gap).
             match schedule::compile_allowing_past(&s.spec) {
                 Ok(trigger) => {
-                    eprintln!(
-                        "jaros: node {}: schedule '{}': {}{}",
+                    tracing::info!(
+                        "node {}: schedule '{}': {}{}",
                         self.node,
                         s.name,
                         trigger.describe(),
@@ -103,10 +103,14 @@ impl Scheduler {
                     };
                     armed.insert(s.name.clone(), armed_schedule);
                 }
-                Err(e) => eprintln!(
-                    "jaros: node {}: schedule '{}' in {} is skipped: spec.{}: {}; \
+                Err(e) => tracing::warn!(
+                    "node {}: schedule '{}' in {} is skipped: spec.{}: {}; \
                      the other schedules keep firing (check with `jaros validate`)",
-                    self.node, s.name, s.file, e.field, e.message
+                    self.node,
+                    s.name,
+                    s.file,
+                    e.field,
+                    e.message
                 ),
             }
         }
@@ -119,12 +123,12 @@ impl Scheduler {
             if let Err(e) =
                 schedule::tick(&self.data, &name, &paused, &old.trigger, self.since, now)
             {
-                eprintln!(
-                    "jaros: node {}: schedule '{name}' is gone but cannot be paused: {e}",
+                tracing::error!(
+                    "node {}: schedule '{name}' is gone but cannot be paused: {e}",
                     self.node
                 );
             } else {
-                eprintln!("jaros: node {}: schedule '{name}' removed", self.node);
+                tracing::info!("node {}: schedule '{name}' removed", self.node);
             }
         }
     }
@@ -137,13 +141,13 @@ impl Scheduler {
             match schedule::recover(&self.data, now) {
                 Ok(ids) => {
                     for id in ids {
-                        eprintln!(
-                            "jaros: node {}: recovered scheduled job {id} (its node stopped between claiming the slot and writing the job)",
+                        tracing::warn!(
+                            "node {}: recovered scheduled job {id} (its node stopped between claiming the slot and writing the job)",
                             self.node
                         );
                     }
                 }
-                Err(e) => eprintln!("jaros: node {}: schedule recovery: {e}", self.node),
+                Err(e) => tracing::error!("node {}: schedule recovery: {e}", self.node),
             }
             self.next_recover = now + TimeDelta::milliseconds(RECOVER_EVERY_MS);
         }
@@ -155,13 +159,13 @@ impl Scheduler {
                 Ok(report) => {
                     if self.verbose {
                         for id in &report.fired {
-                            eprintln!("jaros: node {}: schedule '{name}' fired {id}", self.node);
+                            tracing::info!("node {}: schedule '{name}' fired {id}", self.node);
                         }
                     }
                     a.due = report.next;
                 }
                 Err(e) => {
-                    eprintln!("jaros: node {}: schedule '{name}': {e}", self.node);
+                    tracing::error!("node {}: schedule '{name}': {e}", self.node);
                     a.due = Some(now + TimeDelta::milliseconds(RETRY_AFTER_MS));
                 }
             }

@@ -21,6 +21,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long a stopping node waits for the checkpoints of segments it sealed.
+const CHECKPOINT_GRACE: Duration = Duration::from_secs(30);
+
 /// Runs a node until `stop` is set (or until idle, when configured).
 pub fn serve(
     cfg: NodeConfig,
@@ -36,21 +39,45 @@ pub fn serve(
     })?;
     let rt =
         Runtime::open(hive, data.clone(), cfg.node_id.clone(), plan).map_err(|e| e.to_string())?;
+    // A signed checkpoint of each sealed segment, with the manifest's key.
+    let on_seal = match &cfg.checkpoint_key {
+        Some(path) => {
+            let text = crate::fsx::read_to_string(path).map_err(|e| {
+                format!("{e} (the node manifest's checkpoint_key; `jaros keygen NAME --out FILE` makes one)")
+            })?;
+            let key = crate::log::note::SignerKey::parse(&text).map_err(|e| {
+                format!(
+                    "{}: {e} (the node manifest's checkpoint_key)",
+                    path.display()
+                )
+            })?;
+            Some(crate::log::checkpoint::seal_hook(
+                data.clone(),
+                cfg.node_id.clone(),
+                Arc::new(key),
+            ))
+        }
+        None => None,
+    };
+    rt.log.set_segment_options(crate::log::SegmentOptions {
+        segment_bytes: cfg.segment_bytes,
+        on_seal,
+    });
     for (report, path) in [
         (&rt.open_report, rt.log.path()),
         (&rt.audit.open_report, rt.audit.path()),
     ] {
         if report.truncated_bytes > 0 {
-            eprintln!(
-                "jaros: node {}: cut a torn last record ({} bytes) from {} left by a crash",
+            tracing::warn!(
+                "node {}: cut a torn last record ({} bytes) from {} left by a crash",
                 cfg.node_id,
                 report.truncated_bytes,
                 path.display()
             );
         }
     }
-    eprintln!(
-        "jaros: node {} serving {} (data {}), pool {}, plan {}",
+    tracing::info!(
+        "node {} serving {} (data {}), pool {}, plan {}",
         cfg.node_id,
         hive.display(),
         data.root().display(),
@@ -126,8 +153,8 @@ pub fn serve(
         None
     };
     if cfg.notify && _watcher.is_none() {
-        eprintln!(
-            "jaros: node {}: no OS notifications for {}; scanning every {} ms",
+        tracing::info!(
+            "node {}: no OS notifications for {}; scanning every {} ms",
             cfg.node_id,
             data.inbox().display(),
             cfg.scan_ms
@@ -200,6 +227,17 @@ pub fn serve(
         while wake_rx.try_recv().is_ok() {}
     }
     shutdown(&shared, task_tx, workers, finisher);
+    let deadline = Instant::now() + CHECKPOINT_GRACE;
+    while crate::log::checkpoint::signing() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let unsigned = crate::log::checkpoint::signing();
+    if unsigned > 0 {
+        tracing::warn!(
+            "node {}: {unsigned} checkpoint(s) of sealed segments not yet signed at exit (take one with `jaros checkpoint`)",
+            shared.cfg.node_id
+        );
+    }
     let _ = heartbeat.join();
     shared.beat.retire();
     shared.probe.remove();
@@ -262,8 +300,8 @@ pub(super) fn reload_plan(shared: &Arc<Shared>, source: &PlanSource, scheduler: 
     match source() {
         Ok(HiveLoad { plan, schedules }) => {
             match shared.rt.set_plan(plan) {
-                Ok(true) => eprintln!(
-                    "jaros: node {}: manifests changed; plan {} in force for new jobs",
+                Ok(true) => tracing::info!(
+                    "node {}: manifests changed; plan {} in force for new jobs",
                     shared.cfg.node_id,
                     shared.rt.plan_digest().short()
                 ),
@@ -272,8 +310,8 @@ pub(super) fn reload_plan(shared: &Arc<Shared>, source: &PlanSource, scheduler: 
             }
             scheduler.load(&schedules, chrono::Utc::now());
         }
-        Err(errors) => eprintln!(
-            "jaros: node {}: manifests changed but do not validate; keeping plan {} and its schedules:\n{errors}",
+        Err(errors) => tracing::error!(
+            "node {}: manifests changed but do not validate; keeping plan {} and its schedules:\n{errors}",
             shared.cfg.node_id,
             shared.rt.plan_digest().short()
         ),
@@ -308,8 +346,8 @@ pub(super) fn shutdown(
         .cloned()
         .collect();
     if !remaining.is_empty() {
-        eprintln!(
-            "jaros: node {}: {} job(s) still claimed at exit",
+        tracing::warn!(
+            "node {}: {} job(s) still claimed at exit",
             shared.cfg.node_id,
             remaining.len()
         );

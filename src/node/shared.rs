@@ -36,6 +36,12 @@ pub struct NodeConfig {
     pub exit_when_idle: bool,
     /// Print a line per finished job.
     pub verbose: bool,
+    /// Bytes at which the node's log seals its open segment (the node
+    /// manifest's `log.segment_bytes`).
+    pub segment_bytes: u64,
+    /// The key file that signs a checkpoint whenever the log seals a
+    /// segment (the node manifest's `checkpoint_key`, resolved).
+    pub checkpoint_key: Option<std::path::PathBuf>,
 }
 
 impl NodeConfig {
@@ -50,6 +56,8 @@ impl NodeConfig {
             notify: true,
             exit_when_idle: false,
             verbose: false,
+            segment_bytes: crate::log::segment::DEFAULT_SEGMENT_BYTES,
+            checkpoint_key: None,
         }
     }
 }

@@ -55,6 +55,24 @@ pub struct NodeStatus {
     pub held: Vec<HeldJob>,
 }
 
+/// Rewrites node `node`'s status file with the live exporter's counters as
+/// they stand now: after its last batch, once the node has stopped.
+pub fn write_export_counts(data: &DataDir, node: &str) {
+    let path = nodes_dir(data).join(format!("{node}.json"));
+    let Some(export) = crate::live_trace::counts() else {
+        return;
+    };
+    let Ok(mut value) = fsx::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string()))
+    else {
+        return;
+    };
+    value["export"] = serde_json::to_value(export).expect("serializes");
+    let text = serde_json::to_string_pretty(&value).expect("serializes");
+    let _ = fsx::write_atomic_unsynced(&path, text.as_bytes());
+}
+
 pub fn nodes_dir(data: &DataDir) -> std::path::PathBuf {
     data.root().join("nodes")
 }
@@ -65,9 +83,15 @@ pub fn write_node_status(status: NodeStatus, data: &DataDir) {
     let dir = nodes_dir(data);
     if fsx::create_dir_all(&dir).is_ok() {
         let path = dir.join(format!("{}.json", status.node));
+        let mut value = serde_json::to_value(&status).expect("serializes");
+        // The live trace exporter's counters, when it runs (not a field of
+        // the status itself: the exporter is the CLI's, beside the node).
+        if let Some(export) = crate::live_trace::counts() {
+            value["export"] = serde_json::to_value(export).expect("serializes");
+        }
         let _ = fsx::write_atomic_unsynced(
             &path,
-            serde_json::to_string_pretty(&status)
+            serde_json::to_string_pretty(&value)
                 .expect("serializes")
                 .as_bytes(),
         );

@@ -39,6 +39,9 @@ pub(super) fn worker(
             },
         };
         let id = job.id.to_string();
+        // Whatever the run logs is logged in the job's span.
+        let _span =
+            crate::logging::job_span(&id, job.agent.as_str(), &shared.cfg.node_id).entered();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             retry::run_held(shared, &job, resume, run_job)
         }));
@@ -76,7 +79,7 @@ pub(super) fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: Stri
     let history = match job_history(shared, &job.id) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("jaros: node {node}: {reason}; its history cannot be read ({e}); left claimed to be resumed");
+            tracing::error!("node {node}: {reason}; its history cannot be read ({e}); left claimed to be resumed");
             return;
         }
     };
@@ -89,12 +92,12 @@ pub(super) fn fail_after_panic(shared: &Arc<Shared>, job: &JobFile, reason: Stri
     };
     match runner.abort(&history, reason.clone()) {
         Ok(Some(end)) => finish::finish(shared, job, &end),
-        Ok(None) => eprintln!(
-            "jaros: node {node}: {} {reason}; its last decision has no effect yet: left claimed to be resumed",
+        Ok(None) => tracing::warn!(
+            "node {node}: {} {reason}; its last decision has no effect yet: left claimed to be resumed",
             job.id
         ),
         Err(RunError::Log(e)) => *shared.fatal.lock().expect("fatal lock") = Some(e.to_string()),
-        Err(e) => eprintln!("jaros: node {node}: {} {reason}; {e}", job.id),
+        Err(e) => tracing::error!("node {node}: {} {reason}; {e}", job.id),
     }
 }
 
@@ -128,8 +131,8 @@ pub(super) fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Opti
         match job_history(shared, &job.id) {
             Ok(h) => h,
             Err(e) => {
-                eprintln!(
-                    "jaros: node {}: cannot read the history of {id}: {e}",
+                tracing::error!(
+                    "node {}: cannot read the history of {id}: {e}",
                     shared.cfg.node_id
                 );
                 return None;
@@ -173,20 +176,20 @@ pub(super) fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Opti
             if shared.releasing.load(Ordering::SeqCst) && fence_would_hold(shared, &id) {
                 // Shutting down: give the job back for another node to resume.
                 let _ = inbox::release(&shared.rt.data, job, held_epoch(shared, &id));
-                eprintln!(
-                    "jaros: node {}: released {id} to the inbox (shutdown grace expired)",
+                tracing::info!(
+                    "node {}: released {id} to the inbox (shutdown grace expired)",
                     shared.cfg.node_id
                 );
             } else {
-                eprintln!(
-                    "jaros: node {}: lost the lease on {id}; another node resumes it",
+                tracing::warn!(
+                    "node {}: lost the lease on {id}; another node resumes it",
                     shared.cfg.node_id
                 );
             }
         }
         Err(RunError::Held { reason, .. }) => {
-            eprintln!(
-                "jaros: node {}: holding {id} for retry: {reason}",
+            tracing::warn!(
+                "node {}: holding {id} for retry: {reason}",
                 shared.cfg.node_id
             );
             shared.held.hold(&id, &reason);
@@ -209,13 +212,14 @@ pub(super) fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Opti
                 epoch,
                 super::lease::now_ms(),
             ) {
-                Ok(()) => eprintln!(
-                    "jaros: node {}: {id} waits for a verdict on {} (`jaros approvals`)",
-                    shared.cfg.node_id, waiting.decision.id
+                Ok(()) => tracing::info!(
+                    "node {}: {id} waits for a verdict on {} (`jaros approvals`)",
+                    shared.cfg.node_id,
+                    waiting.decision.id
                 ),
                 // The job stays claimed: its lease lapses and a node that
                 // takes it over parks it again from its `waiting` record.
-                Err(e) => eprintln!("jaros: node {}: cannot park {id}: {e}", shared.cfg.node_id),
+                Err(e) => tracing::error!("node {}: cannot park {id}: {e}", shared.cfg.node_id),
             }
         }
         Err(RunError::Log(e)) => {

@@ -11,16 +11,25 @@ use std::collections::BTreeMap;
 /// Every record of one job in order, from all logs (for resuming it).
 pub fn job_history(dir: &DataDir, job: &JobId) -> Result<Vec<Body>, ReplayError> {
     // A log that cannot be read holds none of it, as for replay.
+    // Each log's records of the job come through its job index (only them
+    // are read); where the index cannot be written (a read-only data dir),
+    // from a read of the whole log.
     let mut records = Vec::new();
     for path in dir.log_files()? {
-        let Ok(log) = read_log(&path) else {
-            continue;
-        };
-        records.extend(
-            log.records
-                .into_iter()
-                .filter(|r| r.body.job_at().is_some_and(|(j, _)| j == job)),
-        );
+        match crate::log::index::job_records(&path, job.as_str()) {
+            Ok((mine, _)) => records.extend(mine),
+            Err(crate::log::LogError::Io(_)) => {
+                let Ok(log) = read_log(&path) else {
+                    continue;
+                };
+                records.extend(
+                    log.records
+                        .into_iter()
+                        .filter(|r| r.body.job_at().is_some_and(|(j, _)| j == job)),
+                );
+            }
+            Err(_) => continue,
+        }
     }
     Ok(own_history(records))
 }

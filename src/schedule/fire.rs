@@ -132,6 +132,56 @@ struct State {
     /// Set while the schedule is disabled; slots during a pause are not owed.
     paused: bool,
     updated: DateTime<Utc>,
+    /// Slots that came due while no node ran the schedule and that the
+    /// catch-up policy did not fire: a counter for `jaros metrics`, kept
+    /// across edits and pauses.
+    #[serde(default)]
+    missed: u64,
+    /// Missed slots up to here are counted (the `since` of the tick that
+    /// counted them), so a later tick does not count them again.
+    #[serde(default)]
+    missed_counted_through: Option<DateTime<Utc>>,
+}
+
+/// Most missed slots one tick counts: the count walks the slots one by one,
+/// and a every-second schedule down for a week has 604,800 of them. Past
+/// this, the count says "at least".
+pub const MAX_MISSES_COUNTED_PER_TICK: u64 = 100_000;
+
+/// Each schedule's missed slots (see [`tick`]), from its state hint in
+/// `schedules/state/`: for `jaros metrics`. A schedule without a hint, or
+/// one that cannot be read, is left out.
+pub fn misses(data_dir: &Path) -> Vec<(String, u64)> {
+    let layout = layout(data_dir);
+    json_ids(&layout.state)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, _)| read_state(&layout, &name).map(|s| (name, s.missed)))
+        .collect()
+}
+
+/// Slots after `from` and at or before `since` not among `fired`: the
+/// slots a node that starts watching at `since` missed.
+fn count_missed(
+    trigger: &Trigger,
+    from: DateTime<Utc>,
+    since: DateTime<Utc>,
+    fired: &[DateTime<Utc>],
+) -> u64 {
+    let mut n = 0;
+    let mut cursor = since;
+    while n < MAX_MISSES_COUNTED_PER_TICK {
+        match trigger.latest_at_or_before(cursor) {
+            Some(slot) if slot > from => {
+                if !fired.contains(&slot) {
+                    n += 1;
+                }
+                cursor = slot - TimeDelta::seconds(1);
+            }
+            _ => break,
+        }
+    }
+    n
 }
 
 struct Layout {
@@ -416,6 +466,8 @@ pub fn tick(
                 last_job: state.as_ref().and_then(|s| s.last_job.clone()),
                 paused: true,
                 updated: now,
+                missed: state.as_ref().map_or(0, |s| s.missed),
+                missed_counted_through: None,
             };
             write_state(&layout, name, &paused)?;
         }
@@ -431,6 +483,7 @@ pub fn tick(
     };
 
     let mut fired = Vec::new();
+    let mut settled_slots = Vec::new();
     let mut newest = None;
     let mut held = None;
     let mut failure = None;
@@ -449,10 +502,24 @@ pub fn tick(
                 break;
             }
         }
+        settled_slots.push(slot);
         newest = Some(slot);
     }
 
-    if fresh || newest.is_some_and(|slot| slot > settled) {
+    // Missed slots are counted once, by the tick that caught up without a
+    // failure (a failed one leaves its slots to the next tick, which may
+    // still fire them).
+    let counted = state.as_ref().and_then(|s| s.missed_counted_through);
+    let newly_missed = match &state {
+        Some(_) if !fresh && failure.is_none() && counted.is_none_or(|c| c < since) => {
+            let horizon = now - TimeDelta::seconds(MAX_CATCH_UP_AGE_SECS);
+            let from = settled.max(counted.unwrap_or(settled)).max(horizon);
+            Some(count_missed(trigger, from, since, &settled_slots))
+        }
+        _ => None,
+    };
+    if fresh || newly_missed.is_some() || newest.is_some_and(|slot| slot > settled) {
+        let missed_before = state.as_ref().map_or(0, |s| s.missed);
         let previous = state.filter(|s| s.trigger == key);
         let mut next_state = State {
             trigger: key,
@@ -461,6 +528,12 @@ pub fn tick(
             last_job: previous.as_ref().and_then(|s| s.last_job.clone()),
             paused: false,
             updated: now,
+            missed: missed_before + newly_missed.unwrap_or(0),
+            missed_counted_through: if fresh || newly_missed.is_some() {
+                Some(since)
+            } else {
+                counted
+            },
         };
         if let Some(slot) = newest {
             next_state.last_slot = Some(slot);
@@ -776,6 +849,8 @@ mod tests {
                     last_job: Some(marker.job.id.clone()),
                     paused: false,
                     updated: slot,
+                    missed: 0,
+                    missed_counted_through: None,
                 };
                 write_state(&layout(data), "beat", &state).unwrap();
             }
@@ -859,9 +934,10 @@ mod tests {
     #[test]
     fn catch_up_after_downtime_follows_the_policy() {
         let t0 = utc(T0);
+        // With the slots each policy passes over: counted as missed.
         let expected = [
-            (CatchUp::Skip, vec![]),
-            (CatchUp::Once, vec!["sched-hourly-20260301T040000Z"]),
+            (CatchUp::Skip, vec![], 3),
+            (CatchUp::Once, vec!["sched-hourly-20260301T040000Z"], 2),
             (
                 CatchUp::All,
                 vec![
@@ -869,9 +945,10 @@ mod tests {
                     "sched-hourly-20260301T030000Z",
                     "sched-hourly-20260301T040000Z",
                 ],
+                0,
             ),
         ];
-        for (policy, fired) in expected {
+        for (policy, fired, missed) in expected {
             let dir = tempfile::tempdir().unwrap();
             let data = dir.path();
             let spec = spec_every("1h", policy);
@@ -892,6 +969,10 @@ mod tests {
             let report = tick(data, "hourly", &spec, &trigger, since, since).unwrap();
             assert_eq!(report.fired, fired, "{policy:?}");
             assert_eq!(report.next, Some(utc("2026-03-01T05:00:00Z")));
+            assert_eq!(misses(data), [("hourly".to_string(), missed)], "{policy:?}");
+            // A later tick of the same run counts nothing again.
+            tick(data, "hourly", &spec, &trigger, since, since + ms(1000)).unwrap();
+            assert_eq!(misses(data), [("hourly".to_string(), missed)], "{policy:?}");
             let live = tick(
                 data,
                 "hourly",
@@ -902,6 +983,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(live.fired, ["sched-hourly-20260301T050000Z"], "{policy:?}");
+            assert_eq!(misses(data), [("hourly".to_string(), missed)], "{policy:?}");
         }
     }
 

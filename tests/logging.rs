@@ -1,0 +1,138 @@
+//! The node's diagnostics through `tracing`: the plain lines scripts read
+//! are still there in the text format, the JSON format is one object a
+//! line with level, target, fields and the job's span, and `JAROS_LOG`
+//! filters by level.
+
+mod common;
+
+use common::{bin, example_hive, wait_until, Hive};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Runs a node with `log_args` (before `serve`) and `env` over one job that
+/// is done and one whose agent does not exist, stops it and returns its
+/// stderr.
+fn node_stderr(hive: &Hive, log_args: &[&str], env: &[(&str, &str)]) -> String {
+    let stderr = hive.path().join("node.stderr");
+    let mut cmd = Command::new(bin());
+    cmd.args(log_args)
+        .arg("serve")
+        .args(common::FAST)
+        .args(["--node-id", "n1", "--verbose"])
+        .current_dir(hive.path())
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .env_remove("JAROS_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("JAROS_LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let inbox = hive.data().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let temp = hive.path().join("bad.tmp");
+    std::fs::write(&temp, r#"{"id":"bad","agent":"nope","input":{}}"#).unwrap();
+    std::fs::rename(&temp, inbox.join("bad.json")).unwrap();
+    let run = hive
+        .jaros(&["submit", "advance", "--id", "good", "--wait", "30"])
+        .expect(0);
+    assert_eq!(run.json()["state"], "DONE", "{}", run.context());
+    wait_until(WAIT, "the bad file to fail", || {
+        hive.data().join("failed/bad.json").exists()
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let code = common::wait_timeout(&mut child, WAIT);
+    let text = std::fs::read_to_string(&stderr).unwrap();
+    assert_eq!(code, 0, "{text}");
+    text
+}
+
+#[test]
+fn the_text_format_keeps_the_lines_the_node_always_printed() {
+    let hive = example_hive();
+    let text = node_stderr(&hive, &[], &[]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("jaros: node n1: bad failed: ")
+                && l.ends_with("(failed/bad.json)")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("jaros: node n1: good DONE (advance, ")),
+        "{text}"
+    );
+    assert!(
+        text.contains("jaros: node stopped (1 done, 0 failed)"),
+        "{text}"
+    );
+    assert!(!text.contains("\"level\""), "{text}");
+}
+
+#[test]
+fn the_json_format_is_one_object_a_line_with_level_target_fields_and_the_jobs_span() {
+    let hive = example_hive();
+    let text = node_stderr(&hive, &["--log-format", "json"], &[]);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{text}")))
+        .collect();
+    assert!(!lines.is_empty(), "{text}");
+    for line in &lines {
+        assert!(line["level"].is_string(), "{line}");
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert!(
+            line["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("jaros")),
+            "{line}"
+        );
+        assert!(line["fields"]["message"].is_string(), "{line}");
+    }
+    let message = |l: &serde_json::Value| l["fields"]["message"].as_str().unwrap_or("").to_string();
+    let failed = lines
+        .iter()
+        .find(|l| message(l).starts_with("node n1: bad failed: "))
+        .unwrap_or_else(|| panic!("no failure line\n{text}"));
+    assert_eq!(failed["level"], "WARN", "{failed}");
+    let done = lines
+        .iter()
+        .find(|l| message(l).starts_with("node n1: good DONE"))
+        .unwrap_or_else(|| panic!("no done line\n{text}"));
+    assert_eq!(done["level"], "INFO", "{done}");
+    assert_eq!(done["span"]["name"], "job", "{done}");
+    assert_eq!(done["span"]["job"], "good", "{done}");
+    assert_eq!(done["span"]["agent"], "advance", "{done}");
+    assert_eq!(done["span"]["node"], "n1", "{done}");
+}
+
+#[test]
+fn jaros_log_filters_by_level_and_the_format_comes_from_the_environment() {
+    let hive = example_hive();
+    let text = node_stderr(
+        &hive,
+        &[],
+        &[("JAROS_LOG", "warn"), ("JAROS_LOG_FORMAT", "json")],
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{text}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"] == "WARN" || l["level"] == "ERROR"),
+        "{text}"
+    );
+    assert!(text.contains("bad failed"), "{text}");
+    assert!(!text.contains("good DONE"), "{text}");
+}
