@@ -211,6 +211,34 @@ impl Runner<'_> {
         }
     }
 
+    /// Runs a decision the gate (and, where a rule asks, a person) accepted:
+    /// its record (durable first when its effect needs it), the fence once
+    /// more, the effect, and the effect's record.
+    fn run_accepted(
+        &self,
+        plan: &Plan,
+        state: &mut JobState,
+        job: &JobId,
+        cursor: &mut Cursor,
+        decision: &Decision,
+    ) -> Result<(), RunError> {
+        let body = Body::Decision {
+            job: job.clone(),
+            at: cursor.at,
+            decision: decision.clone(),
+            clock_ms: state.clock_ms,
+        };
+        let durable = self.durable_before_effect(state, decision);
+        self.record(job, cursor, body, durable)?;
+        self.fence_before_effect(job)?;
+        let effect = self
+            .executor
+            .execute(plan, state, decision, None, Some(self.live));
+        unless_held(job, decision, &effect)?;
+        self.append_effect(job, cursor, decision, &effect)?;
+        Ok(())
+    }
+
     /// Appends an effect: durable before the job moves on when replay reads
     /// it back; deferred when replay recomputes it (a deterministic built-in).
     fn append_effect(
@@ -556,20 +584,7 @@ impl Runner<'_> {
                         waiting: Box::new(waiting),
                     });
                 }
-                let body = Body::Decision {
-                    job: job.clone(),
-                    at: cursor.at,
-                    decision: decision.clone(),
-                    clock_ms: state.clock_ms,
-                };
-                let durable = self.durable_before_effect(state, &decision);
-                self.record(job, cursor, body, durable)?;
-                self.fence_before_effect(job)?;
-                let effect = self
-                    .executor
-                    .execute(plan, state, &decision, None, Some(self.live));
-                unless_held(job, &decision, &effect)?;
-                self.append_effect(job, cursor, &decision, &effect)?;
+                self.run_accepted(plan, state, job, cursor, &decision)?;
             }
         }
         Ok(Step::Done)
@@ -657,20 +672,7 @@ impl Runner<'_> {
         };
         state.clock_ms = waiting.clock_ms;
         if approved {
-            let body = Body::Decision {
-                job: job.clone(),
-                at: cursor.at,
-                decision: decision.clone(),
-                clock_ms: state.clock_ms,
-            };
-            let durable = self.durable_before_effect(state, &decision);
-            self.record(job, cursor, body, durable)?;
-            self.fence_before_effect(job)?;
-            let effect = self
-                .executor
-                .execute(plan, state, &decision, None, Some(self.live));
-            unless_held(job, &decision, &effect)?;
-            self.append_effect(job, cursor, &decision, &effect)?;
+            self.run_accepted(plan, state, job, cursor, &decision)?;
         } else {
             let why = crate::approval::denial_reason(&by, reason.as_deref());
             let check = gate::Check::Approval;
