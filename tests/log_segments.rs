@@ -244,3 +244,31 @@ fn gc_archives_sealed_segments_and_readers_follow_them_there() {
         verify.context()
     );
 }
+
+/// `retention.every`: a running node applies its retention itself, on its
+/// own thread, and the jobs it collected read as collected.
+#[test]
+fn a_node_applies_its_retention_every_so_often_by_itself() {
+    let (_dir, hive) = legacy_hive();
+    set_node_spec(
+        &hive,
+        "  retention:\n    results: 0s\n    failed: 0s\n    every: 1s\n",
+    );
+    let data = hive.join("data");
+    let ended = names(&data.join("done")).len() + names(&data.join("failed")).len();
+    assert!(ended > 0, "the fixture holds results");
+    let mut args = vec!["--data-dir", "data", "--node-id", "n1"];
+    args.extend_from_slice(common::FAST);
+    let node = common::Node::start(&hive, &args);
+    common::wait_until(
+        std::time::Duration::from_secs(30),
+        "the running node to collect every result",
+        || names(&data.join("done")).is_empty() && names(&data.join("failed")).is_empty(),
+    );
+    let (code, log) = node.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("retention removed or archived"), "{log}");
+    let status = jaros(&hive, &["status", "--json"]).json();
+    assert_eq!(status["jobs"]["collected"], ended);
+    readers_pass(&hive);
+}

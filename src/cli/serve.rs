@@ -83,6 +83,16 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         .first()
         .and_then(|n| n.m.spec.checkpoint_key.as_ref())
         .map(|k| hive.join(k));
+    if let Some(node) = loaded.manifests.nodes.first() {
+        cfg.retention = node.m.spec.retention.clone();
+        cfg.archive = node
+            .m
+            .spec
+            .log
+            .as_ref()
+            .and_then(|l| l.archive.as_ref())
+            .map(|a| hive.join(a));
+    }
     if let Some(url) = loaded
         .manifests
         .nodes

@@ -16,6 +16,7 @@ mod held;
 pub mod inbox;
 pub mod lease;
 pub mod park;
+mod retention;
 pub mod retry;
 pub mod schedules;
 mod seen;

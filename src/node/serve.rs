@@ -172,6 +172,8 @@ pub fn serve(
     let mut manifest_print = runtime::hive_fingerprint(hive);
     let mut last_fingerprint = Instant::now();
     let capacity = cfg.pool_size.clamp(1, MAX_POOL_SIZE);
+    let mut retention =
+        super::retention::Retention::new(cfg.retention.as_ref(), cfg.archive.clone());
     while !stop.load(Ordering::SeqCst) && shared.fatal.lock().expect("fatal lock").is_none() {
         if queue.is_empty() || last_scan.elapsed() >= Duration::from_millis(cfg.scan_ms) {
             // Parked jobs whose verdict came (or whose time ran out) go
@@ -209,6 +211,9 @@ pub fn serve(
             }
         }
         let schedules_wait = scheduler.run(chrono::Utc::now());
+        if let Some(retention) = &mut retention {
+            retention.tick(&data, &cfg.node_id);
+        }
         if cfg.exit_when_idle
             && queue.is_empty()
             && shared.active.load(Ordering::SeqCst) == 0

@@ -42,6 +42,10 @@ pub struct NodeConfig {
     /// The key file that signs a checkpoint whenever the log seals a
     /// segment (the node manifest's `checkpoint_key`, resolved).
     pub checkpoint_key: Option<std::path::PathBuf>,
+    /// The node manifest's `retention`, applied every `retention.every`
+    /// (nothing without it), and where sealed segments are archived.
+    pub retention: Option<crate::manifest::types::RetentionSpec>,
+    pub archive: Option<std::path::PathBuf>,
 }
 
 impl NodeConfig {
@@ -58,6 +62,8 @@ impl NodeConfig {
             verbose: false,
             segment_bytes: crate::log::segment::DEFAULT_SEGMENT_BYTES,
             checkpoint_key: None,
+            retention: None,
+            archive: None,
         }
     }
 }
