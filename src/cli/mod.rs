@@ -22,6 +22,7 @@ mod metrics;
 mod new;
 mod plan;
 mod plan_diff;
+mod plan_words;
 mod prove;
 mod replay;
 mod run;

@@ -196,7 +196,7 @@ fn grant(name: &str, old: &Grant, new: &Grant, out: &mut Vec<Change>) {
     // Approval rules, whole: a rule added narrows what runs unattended, a
     // rule removed widens it.
     let rule =
-        |r: &crate::plan::ApprovalRule| (json(r).to_string(), super::plan::approval_words(r));
+        |r: &crate::plan::ApprovalRule| (json(r).to_string(), super::plan_words::approval_words(r));
     // (the rule as JSON, the rule in words)
     type Rules = BTreeSet<(String, String)>;
     let (a, b): (Rules, Rules) = (
