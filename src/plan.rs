@@ -264,6 +264,9 @@ pub struct ApprovalRule {
     pub when: Option<String>,
     pub approvers: Vec<String>,
     pub expires_ms: u64,
+    /// The executable tool's decision type run when a request is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 /// How an agent proposes decisions.

@@ -647,3 +647,113 @@ fn jaros_run_meeting_a_rule_parks_the_job_says_how_to_answer_and_exits_3() {
     let _ = node.stop();
     replay_is_reproducible(&hive);
 }
+
+/// A tool that "posts" a request: prints the job the request names.
+const NOTIFIER: &str = "#!/bin/sh\ninput=$(cat)\njob=$(printf '%s' \"$input\" | tr '\\n' ' ' | sed -n 's/.*\"job\"[[:space:]]*:[[:space:]]*\"\\([^\"]*\\)\".*/\\1/p')\n[ -n \"$job\" ] || { echo 'no job in the request' >&2; exit 1; }\nprintf '{\"posted\": \"%s\"}\\n' \"$job\"\n";
+
+/// [`hive`] with an executable tool `notify-chat` as GOOD's notifier.
+fn notifying_hive(script: &str) -> Hive {
+    let hive = hive(&format!("{GOOD}\n      notify: notify-chat"));
+    hive.write(
+        "manifests/tools/notify-chat.yaml",
+        "apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: notify-chat\nspec:\n  type: notify-chat\n  command: tools/notify.sh\n  timeout: 5s\n",
+    );
+    hive.write("tools/notify.sh", script);
+    std::fs::set_permissions(
+        hive.path().join("tools/notify.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    hive
+}
+
+#[test]
+fn a_notifier_runs_through_the_harness_when_a_request_is_made_and_is_audited() {
+    let hive = notifying_hive(NOTIFIER);
+    hive.jaros(&["validate"]).expect(0);
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    let mut audit = String::new();
+    common::wait_until(
+        std::time::Duration::from_secs(30),
+        "the notifier's audit entry",
+        || {
+            audit = hive.jaros(&["audit"]).stdout();
+            audit.contains("notify notify-chat")
+        },
+    );
+    assert!(audit.contains(r#"{"posted":"big"}"#), "{audit}");
+    hive.jaros(&["approve", "big", "handoff", "--by", "finance"])
+        .expect(0);
+    assert_eq!(wait_result(&hive, "big")["state"], "DONE");
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_failing_notifier_neither_holds_up_nor_fails_the_job() {
+    let hive = notifying_hive("#!/bin/sh\necho 'the chat is down' >&2\nexit 1\n");
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "big",
+        "--input",
+        r#"{"amount": 500}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "big");
+    let mut audit = String::new();
+    common::wait_until(
+        std::time::Duration::from_secs(30),
+        "the notifier's refusal in the audit",
+        || {
+            audit = hive.jaros(&["audit", "--refusals"]).stdout();
+            audit.contains("the notifier failed")
+        },
+    );
+    hive.jaros(&["approve", "big", "handoff", "--by", "finance"])
+        .expect(0);
+    assert_eq!(wait_result(&hive, "big")["state"], "DONE", "{audit}");
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn a_notifier_must_be_an_executable_tool() {
+    let hive = hive(&format!("{GOOD}\n      notify: advance"));
+    let out = errors(&hive);
+    assert!(
+        out.contains("notifier 'advance' is not the type of an executable Tool"),
+        "{out}"
+    );
+}
+
+#[test]
+fn jaros_run_runs_the_notifier_before_it_exits_waiting() {
+    let hive = notifying_hive(NOTIFIER);
+    let run = hive.jaros(&[
+        "run",
+        "clerk",
+        "--id",
+        "fg",
+        "--input",
+        r#"{"amount": 500}"#,
+    ]);
+    assert_eq!(run.code(), 3, "{}", run.context());
+    let audit = hive.jaros(&["audit"]).stdout();
+    assert!(
+        audit.contains("notify notify-chat") && audit.contains(r#"{"posted":"fg"}"#),
+        "{audit}"
+    );
+}

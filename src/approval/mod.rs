@@ -156,6 +156,7 @@ mod tests {
             when: None,
             approvers: vec!["ops".into()],
             expires_ms: 60_000,
+            notify: None,
         }
     }
 

@@ -93,7 +93,10 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         end = runner.run(&ticket, &history);
     }
     if let Err(crate::job::RunError::Parked { waiting, .. }) = &end {
-        return park(&rt, &ticket, waiting);
+        park(&rt, &ticket, waiting)?;
+        // The rule's notifier, if it names one: its outcome is audited.
+        crate::node::notify::run(&rt.plan(), &executor, &live, &ticket.job, waiting);
+        return Ok(Outcome::Waiting);
     }
     let end = end.map_err(|e| CliError::failed(e.to_string()))?;
     let result = crate::runtime::result_file(&end, &rt.node_id);
@@ -111,7 +114,7 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
 /// request file, the ticket under `approvals/parked/`), so `jaros approve`
 /// or `jaros deny` answers it and a node (`jaros serve`) resumes it. Prints
 /// what waits and how to answer; exits [`crate::exit::WAITING`].
-fn park(rt: &Runtime, ticket: &Ticket, waiting: &crate::fold::Waiting) -> CliResult {
+fn park(rt: &Runtime, ticket: &Ticket, waiting: &crate::fold::Waiting) -> Result<(), CliError> {
     rt.log
         .flush()
         .map_err(|e| CliError::failed(e.to_string()))?;
@@ -149,5 +152,5 @@ fn park(rt: &Runtime, ticket: &Ticket, waiting: &crate::fold::Waiting) -> CliRes
         kind = d.kind,
         who = waiting.approvers.join(", "),
     );
-    Ok(Outcome::Waiting)
+    Ok(())
 }

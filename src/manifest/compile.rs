@@ -100,6 +100,7 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
                     when: a.when.clone(),
                     approvers: a.approvers.clone(),
                     expires_ms: a.expires.ms(),
+                    notify: a.notify.clone(),
                 })
                 .collect(),
             budget: Budget {

@@ -500,6 +500,9 @@ pub struct ApprovalSpec {
     /// How long a request lives before it counts as denied with the reason "expired" (default `24h`, at most `30d`).
     #[serde(default = "default_approval_expiry")]
     pub expires: Duration,
+    /// A decision type of an executable Tool (a script under `tools/`) run through the harness, confined like any tool, when a request is made: its payload is the request (job, agent, decision, approvers, deadline), to post to a team's chat. Its outcome is audited; it never holds up or fails the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 /// Limits per job.

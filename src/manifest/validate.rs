@@ -1136,6 +1136,17 @@ fn check_approvals(
                 ));
             }
         }
+        if let Some(notify) = &a.notify {
+            let executable = types
+                .get(notify.as_str())
+                .is_some_and(|t| t.m.spec.command.is_some());
+            if !blind && !executable {
+                errors.push(r.error(
+                    &at("/notify"),
+                    format!("notifier '{notify}' is not the type of an executable Tool (one with `command:` under tools/)"),
+                ));
+            }
+        }
         let ms = a.expires.ms();
         if !(crate::approval::MIN_EXPIRY_MS..=crate::approval::MAX_EXPIRY_MS).contains(&ms) {
             errors.push(r.error(

@@ -15,6 +15,7 @@ mod heartbeat;
 mod held;
 pub mod inbox;
 pub mod lease;
+pub mod notify;
 pub mod park;
 mod retention;
 pub mod retry;

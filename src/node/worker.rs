@@ -212,11 +212,14 @@ pub(super) fn run_job(shared: &Arc<Shared>, job: &JobFile, resume: bool) -> Opti
                 epoch,
                 super::lease::now_ms(),
             ) {
-                Ok(()) => tracing::info!(
-                    "node {}: {id} waits for a verdict on {} (`jaros approvals`)",
-                    shared.cfg.node_id,
-                    waiting.decision.id
-                ),
+                Ok(()) => {
+                    tracing::info!(
+                        "node {}: {id} waits for a verdict on {} (`jaros approvals`)",
+                        shared.cfg.node_id,
+                        waiting.decision.id
+                    );
+                    super::notify::notify(shared, &job.id, &waiting);
+                }
                 // The job stays claimed: its lease lapses and a node that
                 // takes it over parks it again from its `waiting` record.
                 Err(e) => tracing::error!("node {}: cannot park {id}: {e}", shared.cfg.node_id),
