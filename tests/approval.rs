@@ -303,6 +303,14 @@ fn wait_parked(hive: &Hive, job: &str) {
     );
 }
 
+/// Submits a `clerk` job for `amount` and waits until it parks.
+fn submit_and_park(hive: &Hive, id: &str, amount: u32) {
+    let input = format!(r#"{{"amount": {amount}}}"#);
+    hive.jaros(&["submit", "clerk", "--id", id, "--input", &input])
+        .expect(0);
+    wait_parked(hive, id);
+}
+
 fn replay_is_reproducible(hive: &Hive) -> serde_json::Value {
     let replay = hive.jaros(&["replay", "--json"]).expect(0).json();
     assert_eq!(replay["byte_identical"], true, "{replay}");
@@ -374,16 +382,7 @@ fn an_approved_decision_parks_its_job_then_runs_on_the_verdict_and_replays() {
 fn a_denied_decision_is_refused_with_its_reason_and_replays() {
     let hive = hive(GOOD);
     let node = common::Node::start(hive.path(), common::FAST);
-    hive.jaros(&[
-        "submit",
-        "clerk",
-        "--id",
-        "big",
-        "--input",
-        r#"{"amount": 500}"#,
-    ])
-    .expect(0);
-    wait_parked(&hive, "big");
+    submit_and_park(&hive, "big", 500);
     hive.jaros(&[
         "deny",
         "big",
@@ -441,16 +440,7 @@ fn a_node_killed_while_a_job_is_parked_and_the_verdict_given_while_down_resumes_
     let mut args = vec!["--node-id", "n1"];
     args.extend_from_slice(common::FAST);
     let first = common::Node::start(hive.path(), &args);
-    hive.jaros(&[
-        "submit",
-        "clerk",
-        "--id",
-        "big",
-        "--input",
-        r#"{"amount": 500}"#,
-    ])
-    .expect(0);
-    wait_parked(&hive, "big");
+    submit_and_park(&hive, "big", 500);
     first.signal("KILL");
     drop(first);
     // Every node is down: the verdict is a file, and only the file.
@@ -477,16 +467,7 @@ fn a_verdict_left_in_the_data_dir_while_the_command_died_still_wakes_the_job() {
     // between, the node's scan moves it.
     let hive = hive(GOOD);
     let node = common::Node::start(hive.path(), common::FAST);
-    hive.jaros(&[
-        "submit",
-        "clerk",
-        "--id",
-        "big",
-        "--input",
-        r#"{"amount": 500}"#,
-    ])
-    .expect(0);
-    wait_parked(&hive, "big");
+    submit_and_park(&hive, "big", 500);
     let store = Store::new(&DataDir::new(hive.data()));
     let request = store.request(&"big".parse().unwrap()).unwrap().unwrap();
     let verdict = jaros::approval::store::Verdict {
@@ -511,16 +492,7 @@ fn a_verdict_left_in_the_data_dir_while_the_command_died_still_wakes_the_job() {
 fn a_hand_written_verdict_for_a_stranger_is_refused_audited_and_the_job_keeps_waiting() {
     let hive = hive(GOOD);
     let node = common::Node::start(hive.path(), common::FAST);
-    hive.jaros(&[
-        "submit",
-        "clerk",
-        "--id",
-        "big",
-        "--input",
-        r#"{"amount": 500}"#,
-    ])
-    .expect(0);
-    wait_parked(&hive, "big");
+    submit_and_park(&hive, "big", 500);
     let store = Store::new(&DataDir::new(hive.data()));
     std::fs::write(
         store.verdict_path(&jaros::decision::DecisionId::new(&"big".parse().unwrap(), 1, 0)),
@@ -584,16 +556,7 @@ fn blame_names_the_approver_when_an_approved_decision_led_to_a_failure() {
         r#"[{"type": "advance", "payload": {"events": ["complete"]}}]"#,
     );
     let node = common::Node::start(hive.path(), common::FAST);
-    hive.jaros(&[
-        "submit",
-        "clerk",
-        "--id",
-        "big",
-        "--input",
-        r#"{"amount": 500}"#,
-    ])
-    .expect(0);
-    wait_parked(&hive, "big");
+    submit_and_park(&hive, "big", 500);
     hive.jaros(&["approve", "big", "1.0", "--by", "ops-lead"])
         .expect(0);
     assert_eq!(wait_result(&hive, "big-1.0")["state"], "FAILED");
@@ -672,16 +635,7 @@ fn a_notifier_runs_through_the_harness_when_a_request_is_made_and_is_audited() {
     let hive = notifying_hive(NOTIFIER);
     hive.jaros(&["validate"]).expect(0);
     let node = common::Node::start(hive.path(), common::FAST);
-    hive.jaros(&[
-        "submit",
-        "clerk",
-        "--id",
-        "big",
-        "--input",
-        r#"{"amount": 500}"#,
-    ])
-    .expect(0);
-    wait_parked(&hive, "big");
+    submit_and_park(&hive, "big", 500);
     let mut audit = String::new();
     common::wait_until(
         std::time::Duration::from_secs(30),
@@ -703,16 +657,7 @@ fn a_notifier_runs_through_the_harness_when_a_request_is_made_and_is_audited() {
 fn a_failing_notifier_neither_holds_up_nor_fails_the_job() {
     let hive = notifying_hive("#!/bin/sh\necho 'the chat is down' >&2\nexit 1\n");
     let node = common::Node::start(hive.path(), common::FAST);
-    hive.jaros(&[
-        "submit",
-        "clerk",
-        "--id",
-        "big",
-        "--input",
-        r#"{"amount": 500}"#,
-    ])
-    .expect(0);
-    wait_parked(&hive, "big");
+    submit_and_park(&hive, "big", 500);
     let mut audit = String::new();
     common::wait_until(
         std::time::Duration::from_secs(30),
