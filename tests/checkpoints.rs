@@ -62,6 +62,16 @@ impl Log {
     fn vkey(&self) -> String {
         std::fs::read_to_string(self.path().join("vkey")).unwrap()
     }
+    /// `jaros verify --checkpoint CP --key <the verifier key>` (`--json`).
+    fn verify_against(&self, checkpoint: &Path, json: bool) -> common::Run {
+        let cp = checkpoint.to_str().unwrap();
+        let vkey = self.vkey();
+        let mut args = vec!["verify", "--checkpoint", cp, "--key", &vkey];
+        if json {
+            args.push("--json");
+        }
+        self.jaros(&args)
+    }
     /// `jaros` in the temp dir, without a data dir (as keygen runs).
     fn plain(&self, args: &[&str]) -> common::Run {
         run_in(self.path(), args)
@@ -134,16 +144,7 @@ fn a_log_that_grew_extends_its_checkpoint_with_a_consistency_proof() {
     log.append(1, 10);
     let cp = log.checkpoint();
     log.append(11, 25);
-    let run = log
-        .jaros(&[
-            "verify",
-            "--json",
-            "--checkpoint",
-            cp.to_str().unwrap(),
-            "--key",
-            &log.vkey(),
-        ])
-        .expect(0);
+    let run = log.verify_against(&cp, true).expect(0);
     let result = &run.json()["checkpoints"][0]["result"];
     assert_eq!(result["verdict"], "extends");
     assert_eq!(result["old_size"], 10);
@@ -167,24 +168,8 @@ fn a_log_rewritten_with_recomputed_hashes_passes_verify_but_fails_its_checkpoint
     log.rewrite(20, 15);
     log.jaros(&["verify"]).expect(0);
     // The earlier checkpoint (records 1..=10) still holds.
-    log.jaros(&[
-        "verify",
-        "--checkpoint",
-        cp10.to_str().unwrap(),
-        "--key",
-        &log.vkey(),
-    ])
-    .expect(0);
-    let run = log
-        .jaros(&[
-            "verify",
-            "--json",
-            "--checkpoint",
-            cp20.to_str().unwrap(),
-            "--key",
-            &log.vkey(),
-        ])
-        .expect(1);
+    log.verify_against(&cp10, false).expect(0);
+    let run = log.verify_against(&cp20, true).expect(1);
     let result = &run.json()["checkpoints"][0]["result"];
     assert_eq!(result["verdict"], "rewritten", "{}", run.context());
     // The data dir's checkpoint of 10 still matches, that of 20 does not.
@@ -192,15 +177,7 @@ fn a_log_rewritten_with_recomputed_hashes_passes_verify_but_fails_its_checkpoint
         (result["first_seq"].as_u64(), result["last_seq"].as_u64()),
         (Some(11), Some(20))
     );
-    let text = log
-        .jaros(&[
-            "verify",
-            "--checkpoint",
-            cp20.to_str().unwrap(),
-            "--key",
-            &log.vkey(),
-        ])
-        .expect(1);
+    let text = log.verify_against(&cp20, false).expect(1);
     assert!(
         text.stdout().contains("one of seq 11..=20"),
         "{}",
@@ -217,15 +194,7 @@ fn with_a_checkpoint_at_every_size_the_first_rewritten_record_is_named_exactly()
         last = log.checkpoint();
     }
     log.rewrite(20, 15);
-    let run = log
-        .jaros(&[
-            "verify",
-            "--checkpoint",
-            last.to_str().unwrap(),
-            "--key",
-            &log.vkey(),
-        ])
-        .expect(1);
+    let run = log.verify_against(&last, false).expect(1);
     assert!(
         run.stdout()
             .contains("the first record that differs from the signed history is seq 15."),
@@ -243,15 +212,7 @@ fn a_truncated_log_fails_its_checkpoint() {
     let kept: String = text.lines().take(12).map(|l| format!("{l}\n")).collect();
     std::fs::write(log.log_file(), kept).unwrap();
     log.jaros(&["verify"]).expect(0);
-    let run = log
-        .jaros(&[
-            "verify",
-            "--checkpoint",
-            cp.to_str().unwrap(),
-            "--key",
-            &log.vkey(),
-        ])
-        .expect(1);
+    let run = log.verify_against(&cp, false).expect(1);
     assert!(
         run.stdout()
             .contains("The log has 12 records, fewer than the checkpoint's 20"),
@@ -268,15 +229,7 @@ fn an_edited_checkpoint_or_another_key_is_refused_naming_the_line() {
     let note = std::fs::read_to_string(&cp).unwrap();
     let edited = log.path().join("edited.checkpoint");
     std::fs::write(&edited, note.replacen("\n5\n", "\n4\n", 1)).unwrap();
-    let run = log
-        .jaros(&[
-            "verify",
-            "--checkpoint",
-            edited.to_str().unwrap(),
-            "--key",
-            &log.vkey(),
-        ])
-        .expect(1);
+    let run = log.verify_against(&edited, false).expect(1);
     assert!(
         run.stderr()
             .contains("edited.checkpoint: line 5 of the note"),
