@@ -171,6 +171,27 @@ fn wait_for_all(hive: &Hive, n: usize) {
     });
 }
 
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    match name.starts_with('_') {
+                        true => format!(
+                            "{name}: {}",
+                            std::fs::read_to_string(e.path()).unwrap_or_default()
+                        ),
+                        false => name,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// What counts in the logs, the takeover rule applied: per job, its ends;
 /// per decision, its effects; and the records voided.
 #[derive(Default, Debug)]
@@ -228,7 +249,10 @@ fn assert_exactly_once(hive: &Hive, jobs: &[String]) -> Counted {
     }
     assert_eq!(
         count_jobs(&data, "done") + count_jobs(&data, "failed"),
-        jobs.len()
+        jobs.len(),
+        "results: {:?} {:?}",
+        listing(&data.join("done")),
+        listing(&data.join("failed"))
     );
     let c = counted(&data);
     for job in jobs {

@@ -73,6 +73,9 @@ pub(super) fn claimed(shared: &Shared, path: &Path) -> Option<JobFile> {
             return None;
         }
         Err(Unread::Bad(reason)) => {
+            if !still_ours(shared, &id) {
+                return None;
+            }
             fail(shared, path, &id, &reason);
             finish::free_slot(shared, id.as_str());
             return None;
@@ -90,6 +93,9 @@ pub(super) fn claimed(shared: &Shared, path: &Path) -> Option<JobFile> {
             }
         },
     };
+    if verdict.is_err() && !still_ours(shared, &id) {
+        return None;
+    }
     match verdict {
         Ok(job) => return Some(job),
         Err(Verdict::Fail(reason)) => fail(shared, path, &id, &reason),
@@ -177,6 +183,32 @@ pub(super) fn history_for(
     }
     shared.rt.log.flush().map_err(|e| e.to_string())?;
     history(shared, &job.id)
+}
+
+/// Whether the claim on `id` is still this node's to fail or refuse, checked
+/// again just before a failure or refusal is written: reading the file and
+/// the logs takes time, and a node paused past its lease in between finds
+/// its claim taken over (and perhaps finished) by another node, whose job
+/// it must not answer for. The fence waits for the heartbeat after a stall;
+/// the lease on disk says whether another node took a higher epoch. A claim
+/// no longer ours is dropped.
+fn still_ours(shared: &Shared, id: &JobId) -> bool {
+    let lease = shared
+        .running
+        .lock()
+        .expect("running lock")
+        .get(id.as_str())
+        .map(|r| r.lease.clone());
+    let ours = super::fence::fence_holds(shared, id.as_str(), false)
+        && lease.is_some_and(|l| shared.beat.holds(&shared.rt.data, &l));
+    if !ours {
+        drop_claim(
+            shared,
+            id,
+            "another node took the job over while this node read its file",
+        );
+    }
+    ours
 }
 
 /// A claim that is no longer this node's to run or fail: its slot is freed
