@@ -32,5 +32,6 @@ tests=(
     a_result_that_meets_a_full_disk_is_written_once_space_is_freed
     jaros_run_holds_a_file_write_on_a_full_disk_and_finishes_it_once_space_is_freed
     an_audit_log_on_a_full_disk_stops_the_node_and_a_restart_completes_the_job
+    a_log_that_meets_a_full_disk_while_it_seals_and_signs_loses_nothing
 )
 cargo test --test disk_full -- --ignored --exact "${tests[@]}"

@@ -53,6 +53,16 @@ impl Tmpfs {
         assert!(probe.is_err(), "the tmpfs is not full");
     }
 
+    /// Frees `bytes` of a full file system (the filler's last ones).
+    fn leave(&self, bytes: u64) {
+        let filler = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.0.join("filler"))
+            .unwrap();
+        let len = filler.metadata().unwrap().len();
+        filler.set_len(len.saturating_sub(bytes)).unwrap();
+    }
+
     fn free(&self) {
         std::fs::remove_file(self.0.join("filler")).unwrap();
     }
@@ -355,4 +365,93 @@ fn an_audit_log_on_a_full_disk_stops_the_node_and_a_restart_completes_the_job() 
     let (code, stderr) = node.stop();
     assert_eq!(code, 0, "{stderr}");
     all_done_once(&hive, 1);
+}
+
+/// A node whose log seals a segment (and signs a checkpoint of it) every
+/// few jobs meets a full disk at whatever write comes next (an append, a
+/// seal's rename, a new open segment, a checkpoint file), for several
+/// amounts of space left. Whatever it meets, nothing is lost: once space is
+/// freed and the node restarted, every job has one result, the chain runs
+/// across every segment, replay passes, and every checkpoint written
+/// verifies against the log that grew past it.
+#[test]
+#[ignore = "needs root for a tmpfs: run by scripts/fault-tests.sh"]
+fn a_log_that_meets_a_full_disk_while_it_seals_and_signs_loses_nothing() {
+    const JOBS: usize = 24;
+    for room in [2 * 4096, 6 * 4096, 12 * 4096, 20 * 4096] {
+        let hive = example_hive();
+        let keygen = hive
+            .jaros(&["keygen", "example.com/hive", "--out", "hive.key"])
+            .expect(0);
+        let vkey = keygen.stdout().lines().next().unwrap().to_string();
+        let node_yaml = hive.path().join("manifests/node.yaml");
+        let text = std::fs::read_to_string(&node_yaml).unwrap().replacen(
+            "spec:\n",
+            "spec:\n  checkpoint_key: hive.key\n  log:\n    segment_bytes: 4096\n",
+            1,
+        );
+        std::fs::write(&node_yaml, text).unwrap();
+        let fs = data_dir_on_tmpfs_but(&hive, &["nodes"]);
+        for n in 0..JOBS {
+            hive.jaros(&["submit", "advance", "--id", &format!("j{n}")])
+                .expect(0);
+        }
+        fs.fill();
+        fs.leave(room);
+        // The first run stops at the full disk (a poisoned log stops the
+        // node) or holds jobs until it is stopped; either way it is cut
+        // short there.
+        let mut first = Command::new(common::bin())
+            .args(["serve", "--node-id", "n1", "--exit-when-idle"])
+            .args(FAST)
+            .current_dir(hive.path())
+            .env_remove("JAROS_HIVE")
+            .env_remove("JAROS_DATA_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while first.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if first.try_wait().unwrap().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &first.id().to_string()])
+                .status();
+            common::wait_timeout(&mut first, WAIT);
+        }
+        let done_before = count_jobs(&hive.data(), "done");
+        assert!(
+            done_before < JOBS,
+            "room {room}: the disk filled too late to matter ({done_before} done)"
+        );
+        fs.free();
+        let mut again = vec!["serve", "--node-id", "n1", "--exit-when-idle"];
+        again.extend_from_slice(FAST);
+        let run = hive.jaros(&again);
+        assert_eq!(run.code(), 0, "room {room}: {}", run.context());
+        all_done_once(&hive, JOBS);
+        let sealed = std::fs::read_dir(hive.data().join("log/n1.segments"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert!(sealed >= 2, "room {room}: {sealed} segments sealed");
+        let checkpoints: Vec<PathBuf> = std::fs::read_dir(hive.data().join("checkpoints/n1"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "checkpoint"))
+            .collect();
+        assert!(!checkpoints.is_empty(), "room {room}: no checkpoint");
+        for file in checkpoints {
+            let verify = hive.jaros(&[
+                "verify",
+                "--checkpoint",
+                file.to_str().unwrap(),
+                "--key",
+                &vkey,
+            ]);
+            assert_eq!(verify.code(), 0, "room {room}: {}", verify.context());
+        }
+    }
 }
