@@ -1008,8 +1008,11 @@ mod tests {
             segment_bytes,
             on_seal: None,
         });
+        // Each record written on its own (no fsync): the segments end
+        // wherever a record first passes the size.
         for i in 0..n {
-            w.append(&job(i)).unwrap();
+            w.append_deferred(&job(i)).unwrap();
+            w.flush().unwrap();
         }
         drop(w);
         let log = crate::log::read_log(&path).unwrap();
