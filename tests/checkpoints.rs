@@ -368,27 +368,20 @@ fn prove_rebuilds_a_missing_or_damaged_tree_file_and_its_proof_checks_against_th
     assert!(trees.len() >= 3, "150 records in 4 KiB segments: {trees:?}");
     let (file, good) = trees[1].clone();
     proves_against(&log, 20, &cp);
-    let damages: [(&str, Box<dyn Fn() -> Option<Vec<u8>>>); 3] = [
-        ("deleted", Box::new(|| None)),
-        (
-            "a bit flipped",
-            Box::new(|| {
-                let mut b = good.clone();
-                b[good.len() / 2] ^= 1;
-                Some(b)
-            }),
-        ),
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 1;
+    let mut leaf = good.clone();
+    leaf[good.len() - 33] ^= 1;
+    let damages = [
+        ("deleted", None),
+        ("a bit flipped", Some(flipped)),
         (
             "a stored leaf flipped, its checksum recomputed",
-            Box::new(|| {
-                let mut b = good.clone();
-                b[good.len() - 33] ^= 1;
-                Some(with_checksum(b))
-            }),
+            Some(with_checksum(leaf)),
         ),
     ];
     for (what, damage) in damages {
-        match damage() {
+        match damage {
             None => std::fs::remove_file(&file).unwrap(),
             Some(bytes) => std::fs::write(&file, bytes).unwrap(),
         }
