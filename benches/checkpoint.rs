@@ -188,8 +188,13 @@ fn append(data: &DataDir, from: u64, to: u64) {
 
 /// Runs the release binary under GNU time: wall seconds, peak MB, stdout.
 fn timed(dir: &Path, args: &[&str]) -> (f64, f64, String) {
+    timed_with(env!("CARGO_BIN_EXE_jaros"), dir, args)
+}
+
+/// [`timed`] with another binary (JAROS_BENCH_BEFORE: an earlier build).
+fn timed_with(bin: &str, dir: &Path, args: &[&str]) -> (f64, f64, String) {
     let out = std::process::Command::new("/usr/bin/time")
-        .args(["-f", "%e %M", env!("CARGO_BIN_EXE_jaros"), "--data-dir", "data"])
+        .args(["-f", "%e %M", bin, "--data-dir", "data"])
         .args(args)
         .current_dir(dir)
         .output()
@@ -253,7 +258,13 @@ fn real_log(n: u64) {
     }
     let (s, mb, out) = timed(
         dir.path(),
-        &["verify", "--checkpoint", kept.to_str().unwrap(), "--key", &vkey],
+        &[
+            "verify",
+            "--checkpoint",
+            kept.to_str().unwrap(),
+            "--key",
+            &vkey,
+        ],
     );
     assert!(out.contains("every log extends"), "{out}");
     rows.push((
@@ -261,6 +272,28 @@ fn real_log(n: u64) {
         s,
         mb,
     ));
+    // The same commands by an earlier build, on the same log, when given.
+    if let Ok(before) = std::env::var("JAROS_BENCH_BEFORE") {
+        let kept = kept.to_str().unwrap();
+        let mid = (n / 2 + 7).to_string();
+        let runs: [(&str, Vec<&str>); 4] = [
+            ("checkpoint", vec!["checkpoint", "--key", "hive.key"]),
+            ("prove 1", vec!["prove", "1"]),
+            ("prove n/2+7", vec!["prove", mid.as_str()]),
+            (
+                "verify --checkpoint",
+                vec!["verify", "--checkpoint", kept, "--key", &vkey],
+            ),
+        ];
+        for (what, args) in runs {
+            let (s, mb, _) = timed_with(&before, dir.path(), &args);
+            rows.push((
+                format!("before (JAROS_BENCH_BEFORE): `jaros {what}` at {n}"),
+                s,
+                mb,
+            ));
+        }
+    }
 
     // Through the tree files, in this process: opening the tree (the open
     // segment is read), then proofs from it.
