@@ -9,7 +9,7 @@ use common::run_in;
 use jaros::canon::Digest;
 use jaros::datadir::DataDir;
 use jaros::decision::{AgentName, JobId};
-use jaros::log::{Body, LogWriter};
+use jaros::log::{Body, LogWriter, SegmentOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -87,6 +87,39 @@ impl Log {
         for n in from..=to {
             w.append(&body(n, "kept")).unwrap();
         }
+    }
+    /// Appends records `from..=to` with input `note` to the log at `open`,
+    /// sealing it into 4 KiB segments (each record written on its own, so
+    /// a segment ends where a record first passes the size).
+    fn append_sealed_to(open: &Path, from: u64, to: u64, note: impl Fn(u64) -> &'static str) {
+        let (w, _) = LogWriter::open(open).unwrap();
+        w.set_segment_options(SegmentOptions {
+            segment_bytes: jaros::log::segment::MIN_SEGMENT_BYTES,
+            on_seal: None,
+        });
+        for n in from..=to {
+            w.append_deferred(&body(n, note(n))).unwrap();
+            w.flush().unwrap();
+        }
+    }
+    fn append_sealed(&self, from: u64, to: u64) {
+        Log::append_sealed_to(&self.log_file(), from, to, |_| "kept");
+    }
+    /// The sealed segments' tree files, in order, with their bytes.
+    fn tree_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.data().join("log/n1.segments"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "tree"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect()
     }
     /// Signs a checkpoint now and keeps a copy outside the data dir, as an
     /// auditor would: `kept/<size>.checkpoint`.
@@ -271,6 +304,166 @@ fn prove_prints_an_inclusion_proof_against_the_newest_checkpoint_that_holds_the_
     assert_eq!(run.json()["tree_size"], 13);
     assert!(run.json()["checkpoint"].is_null());
     log.jaros(&["prove", "14"]).expect(2);
+}
+
+/// The first seq a segment's file is named with.
+fn first_seq(path: &Path) -> u64 {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    name.split('.').next().unwrap().parse().unwrap()
+}
+
+/// A tree file with its checksum (its last 32 bytes) recomputed: damage
+/// (or a forgery) no checksum catches.
+fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
+    use sha2::Digest as _;
+    let body = bytes.len() - 32;
+    let sum = sha2::Sha256::digest(&bytes[..body]);
+    bytes[body..].copy_from_slice(&sum);
+    bytes
+}
+
+/// `prove SEQ --json` checked as an auditor checks it: against the signed
+/// root of the checkpoint `cp` (a file outside the data dir).
+fn proves_against(log: &Log, seq: u64, cp: &Path) {
+    use base64::Engine as _;
+    let b64 = |v: &serde_json::Value| -> [u8; 32] {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let run = log.jaros(&["prove", &seq.to_string(), "--json"]).expect(0);
+    let p = run.json();
+    let note = std::fs::read_to_string(cp).unwrap();
+    assert_eq!(
+        p["checkpoint"]["note"].as_str(),
+        Some(note.as_str()),
+        "proved against the signed checkpoint: {}",
+        run.context()
+    );
+    let root_line = note.lines().nth(2).unwrap();
+    let root = b64(&serde_json::Value::String(root_line.into()));
+    assert_eq!(b64(&p["root"]), root);
+    let proof: Vec<[u8; 32]> = p["proof"].as_array().unwrap().iter().map(b64).collect();
+    jaros::log::merkle::verify_inclusion(
+        seq - 1,
+        p["tree_size"].as_u64().unwrap(),
+        &b64(&p["leaf_hash"]),
+        &proof,
+        &root,
+    )
+    .unwrap();
+}
+
+/// The sealed segments' tree files are a cache: deleted, damaged, or
+/// damaged with a checksum that still holds, `prove` rebuilds them from
+/// the log and its proof still checks against the signed root.
+#[test]
+fn prove_rebuilds_a_missing_or_damaged_tree_file_and_its_proof_checks_against_the_signed_root() {
+    let log = Log::new();
+    log.append_sealed(1, 150);
+    let cp = log.checkpoint();
+    let trees = log.tree_files();
+    assert!(trees.len() >= 3, "150 records in 4 KiB segments: {trees:?}");
+    let (file, good) = trees[1].clone();
+    proves_against(&log, 20, &cp);
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 1;
+    let mut leaf = good.clone();
+    leaf[good.len() - 33] ^= 1;
+    let damages = [
+        ("deleted", None),
+        ("a bit flipped", Some(flipped)),
+        (
+            "a stored leaf flipped, its checksum recomputed",
+            Some(with_checksum(leaf)),
+        ),
+    ];
+    for (what, damage) in damages {
+        match damage {
+            None => std::fs::remove_file(&file).unwrap(),
+            Some(bytes) => std::fs::write(&file, bytes).unwrap(),
+        }
+        proves_against(&log, 20, &cp);
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            good,
+            "{what}: the tree file is rebuilt from the log"
+        );
+    }
+}
+
+/// The rewrite attack, with the stored tree levels in on it: a log
+/// rewritten with recomputed hashes and its tree files rebuilt from it, or
+/// the old tree files retied to the new segments (their checksums
+/// recomputed), still fails against the earlier checkpoint, because
+/// `verify --checkpoint` reads the log itself; and `prove` never proves a
+/// rewritten record against the signed root.
+#[test]
+fn a_log_rewritten_with_its_tree_files_rebuilt_or_forged_still_fails_its_checkpoint() {
+    let log = Log::new();
+    log.append_sealed(1, 200);
+    let cp = log.checkpoint();
+    let old = log.tree_files();
+    assert!(old.len() >= 3, "200 records in 4 KiB segments: {old:?}");
+    // A checkpoint in the data dir at the end of the second segment, as a
+    // node signs one when it seals it: all of it in stored levels.
+    let sealed_size = first_seq(&old[2].0) - 1;
+    let key = std::fs::read_to_string(log.path().join("hive.key")).unwrap();
+    let key = jaros::log::note::SignerKey::parse(&key).unwrap();
+    let data = DataDir::new(log.data());
+    let sealed = jaros::log::checkpoint::seal_at(&data, "n1", &key, sealed_size).unwrap();
+    let cp_sealed = log.path().join(format!("kept/{sealed_size}.checkpoint"));
+    std::fs::write(&cp_sealed, &sealed.note).unwrap();
+    // The whole log written again with record 7's input edited ("KEPT" is
+    // as long as "kept": the segments end where they ended, at the same
+    // bytes).
+    let forged = log.path().join("forged/log/n1.jsonl");
+    Log::append_sealed_to(&forged, 1, 200, |n| if n == 7 { "KEPT" } else { "kept" });
+    let logs = log.data().join("log");
+    std::fs::remove_file(log.log_file()).unwrap();
+    for (path, _) in &old {
+        std::fs::remove_file(path).unwrap();
+    }
+    for entry in std::fs::read_dir(forged.with_file_name("n1.segments")).unwrap() {
+        let from = entry.unwrap().path();
+        let to = logs.join("n1.segments").join(from.file_name().unwrap());
+        std::fs::remove_file(&to).unwrap();
+        std::fs::rename(&from, &to).unwrap();
+    }
+    std::fs::rename(&forged, log.log_file()).unwrap();
+    log.jaros(&["verify"]).expect(0);
+    // Tree files rebuilt from the rewritten log (prove finds none).
+    log.jaros(&["prove", "3"]).expect(0);
+    let rebuilt = log.tree_files();
+    assert_eq!(rebuilt.len(), old.len());
+    assert_ne!(rebuilt[0].1, old[0].1, "the first segment's tree changed");
+    for cp in [&cp, &cp_sealed] {
+        let run = log.verify_against(cp, false).expect(1);
+        assert!(run.stdout().contains("REWRITTEN"), "{}", run.context());
+    }
+    // The old tree files (the signed history's levels) retied to the
+    // rewritten segments: their length, first prev and last hash, and a
+    // checksum that holds. A reader that trusted them would see the old root.
+    const TIE: std::ops::Range<usize> = 32..104;
+    for ((path, new), (_, was)) in rebuilt.iter().zip(&old) {
+        assert_eq!(new[8..32], was[8..32], "the same segment boundaries");
+        let mut bytes = was.clone();
+        bytes[TIE].copy_from_slice(&new[TIE]);
+        std::fs::write(path, with_checksum(bytes)).unwrap();
+    }
+    for cp in [&cp, &cp_sealed] {
+        let run = log.verify_against(cp, false).expect(1);
+        assert!(run.stdout().contains("REWRITTEN"), "{}", run.context());
+    }
+    // Record 7 as rewritten is never proved against the signed root, though
+    // the forged levels give the sealed checkpoint's root: the leaf read
+    // from the log disagrees with them, they are rebuilt, and then no
+    // checkpoint matches.
+    let run = log.jaros(&["prove", "7", "--json"]).expect(0);
+    assert!(run.json()["checkpoint"].is_null(), "{}", run.context());
+    assert_eq!(run.json()["tree_size"], 200);
 }
 
 // ---- the independent verifier ------------------------------------------

@@ -5,11 +5,12 @@ use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::datadir::DataDir;
 use crate::exit::Outcome;
 use crate::log::checkpoint::{self, Audit, Checkpoint};
-use crate::log::merkle::{self, Hash};
+use crate::log::merkle;
 use crate::log::note::{SignerKey, VerifierKey};
+use crate::log::tree::{self, Levels};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use std::collections::BTreeMap;
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::path::{Path, PathBuf};
 
 /// Sign a checkpoint of a node's log as it is now: its size and the root of
@@ -164,7 +165,10 @@ pub(super) fn verify(ctx: &Ctx, files: &[PathBuf], key: Option<&str>, json: bool
         })?;
         given.push((file.clone(), c, node));
     }
-    let mut leaves: BTreeMap<String, Vec<Hash>> = BTreeMap::new();
+    // Each node's log is read once, from the log itself (never from its
+    // stored tree levels: a log rewritten together with them must still
+    // disagree with the signed root), keeping what the proofs need.
+    let mut logs: BTreeMap<String, (Levels, Vec<Checkpoint>, Vec<String>)> = BTreeMap::new();
     let mut reports = Vec::new();
     let mut intact = true;
     for (file, c, node) in &given {
@@ -175,22 +179,28 @@ pub(super) fn verify(ctx: &Ctx, files: &[PathBuf], key: Option<&str>, json: bool
                 data.log_dir().display()
             )));
         }
-        if !leaves.contains_key(node) {
-            let l = checkpoint::leaf_hashes(&data, node).map_err(|e| {
-                CliError::failed(format!(
-                    "{e}\n(`jaros verify` names where the chain breaks)"
-                ))
-            })?;
-            leaves.insert(node.clone(), l);
-        }
-        let (kept, unreadable) =
-            checkpoint::kept(&data, node, &key).map_err(|e| CliError::failed(e.to_string()))?;
-        let trusted: Vec<Checkpoint> = kept
-            .into_iter()
-            .map(|(_, k)| k)
-            .chain(given.iter().filter(|g| g.2 == *node).map(|g| g.1.clone()))
-            .collect();
-        let audit = checkpoint::audit(&leaves[node], c, &trusted);
+        let (levels, trusted, unreadable) = match logs.entry(node.clone()) {
+            Entry::Occupied(read) => read.into_mut(),
+            Entry::Vacant(slot) => {
+                let (kept, unreadable) = checkpoint::kept(&data, node, &key)
+                    .map_err(|e| CliError::failed(e.to_string()))?;
+                let trusted: Vec<Checkpoint> = kept
+                    .into_iter()
+                    .map(|(_, k)| k)
+                    .chain(given.iter().filter(|g| g.2 == *node).map(|g| g.1.clone()))
+                    .collect();
+                let sizes: Vec<u64> = trusted.iter().map(|t| t.size).collect();
+                let levels = tree::stream_levels(&data.log_path(node), &sizes).map_err(|e| {
+                    CliError::failed(format!(
+                        "{e}\n(`jaros verify` names where the chain breaks)"
+                    ))
+                })?;
+                slot.insert((levels, trusted, unreadable))
+            }
+        };
+        let size = levels.range().1;
+        let audit = checkpoint::audit(levels, size, c, trusted)
+            .map_err(|e| CliError::failed(format!("internal: {e}")))?;
         if let Audit::Extends {
             old_size,
             new_size,
@@ -211,7 +221,7 @@ pub(super) fn verify(ctx: &Ctx, files: &[PathBuf], key: Option<&str>, json: bool
         } else {
             intact = false;
         }
-        reports.push((file, node, c, audit, unreadable, trusted.len()));
+        reports.push((file, node, c, audit, unreadable.clone(), trusted.len()));
     }
     if json {
         let list: Vec<_> = reports

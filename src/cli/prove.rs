@@ -2,12 +2,15 @@
 
 use super::checkpoint::pick_node;
 use super::{out, out_json, CliError, CliResult, Ctx};
+use crate::datadir::DataDir;
 use crate::exit::Outcome;
 use crate::log::checkpoint::{self, Checkpoint};
-use crate::log::merkle;
+use crate::log::merkle::{self, Hash};
 use crate::log::note;
+use crate::log::tree::{LogTree, Stored, TreeError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use std::path::PathBuf;
 
 /// Print an RFC 6962 inclusion proof that record SEQ is in the log: against
 /// the newest checkpoint in the data dir that holds it (so the proof checks
@@ -27,60 +30,55 @@ pub struct Args {
     json: bool,
 }
 
+/// A proof made, and what it is against.
+struct Made {
+    leaf: Hash,
+    tree_size: u64,
+    root: Hash,
+    proof: Vec<Hash>,
+    chosen: Option<(PathBuf, String, Checkpoint)>,
+}
+
 pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let data = ctx.existing_data_dir()?;
     let node = pick_node(&data, args.node)?;
-    let leaves =
-        checkpoint::leaf_hashes(&data, &node).map_err(|e| CliError::failed(e.to_string()))?;
-    let size = leaves.len() as u64;
-    if args.seq == 0 || args.seq > size {
-        return Err(CliError::bad_input(format!(
-            "seq {} is not in log/{node}.jsonl, which has records 1..={size}",
-            args.seq
-        )));
-    }
-    // The newest checkpoint that holds the record and still matches the
-    // log (its signature is the auditor's to check, with the note). The
-    // roots of the prefixes they name come from one streaming pass.
-    let mut candidates: Vec<(std::path::PathBuf, String, Checkpoint)> = Vec::new();
-    let dir = checkpoint::dir(&data, &node);
-    if dir.is_dir() {
-        for path in crate::fsx::list_dir(&dir).map_err(|e| CliError::failed(e.to_string()))? {
-            let Ok(text) = crate::fsx::read_to_string(&path) else {
-                continue;
-            };
-            let parsed = note::unverified_text(&text).map(|body| Checkpoint::parse(&path, body));
-            if let Some(Ok(c)) = parsed {
-                if c.size >= args.seq && c.size <= size {
-                    candidates.push((path, text, c));
+    let log = data.log_path(&node);
+    let index = args.seq.wrapping_sub(1);
+    // From the stored tree levels; when they lead nowhere (a damaged node
+    // no checksum caught: no checkpoint matches, or the proof does not
+    // verify), once more with every level rebuilt from the log. A proof is
+    // printed only once it verifies against the root it names.
+    let mut made = None;
+    for stored in [Stored::Use, Stored::Rebuild] {
+        let mut tree = LogTree::open(&log, stored).map_err(|e| CliError::failed(e.to_string()))?;
+        let size = tree.size();
+        if args.seq == 0 || args.seq > size {
+            return Err(CliError::bad_input(format!(
+                "seq {} is not in log/{node}.jsonl, which has records 1..={size}",
+                args.seq
+            )));
+        }
+        let candidates = candidates(&data, &node, args.seq, size)?;
+        let had_candidates = !candidates.is_empty();
+        match prove(&mut tree, index, candidates) {
+            Ok(m) => {
+                let settled = m.chosen.is_some() || !had_candidates;
+                made = Some(m);
+                if settled {
+                    break;
                 }
             }
+            Err(e) if stored == Stored::Rebuild => return Err(CliError::failed(e)),
+            Err(e) => tracing::warn!("{e}: rebuilding the tree levels from the log"),
         }
     }
-    candidates.sort_by_key(|(_, _, c)| c.size);
-    let mut roots = std::collections::BTreeMap::new();
-    let mut tree = merkle::TreeBuilder::new();
-    let mut wanted = candidates.iter().map(|(_, _, c)| c.size).peekable();
-    for leaf in &leaves {
-        tree.push(*leaf);
-        while wanted.peek() == Some(&tree.size()) {
-            roots.insert(tree.size(), tree.root());
-            wanted.next();
-        }
-    }
-    let chosen = candidates
-        .into_iter()
-        .rev()
-        .find(|(_, _, c)| roots.get(&c.size) == Some(&c.root));
-    let tree_size = chosen.as_ref().map_or(size, |(_, _, c)| c.size);
-    let tree = &leaves[..tree_size as usize];
-    let index = args.seq - 1;
-    let proof =
-        merkle::inclusion_proof(index, tree).map_err(|e| CliError::failed(e.to_string()))?;
-    let root = merkle::root(tree);
-    let leaf = leaves[index as usize];
-    merkle::verify_inclusion(index, tree_size, &leaf, &proof, &root)
-        .map_err(|e| CliError::failed(format!("internal: the proof does not verify ({e})")))?;
+    let Made {
+        leaf,
+        tree_size,
+        root,
+        proof,
+        chosen,
+    } = made.ok_or_else(|| CliError::failed("internal: no proof made"))?;
     let proof_b64: Vec<String> = proof.iter().map(|h| B64.encode(h)).collect();
     if args.json {
         out_json(&serde_json::json!({
@@ -112,4 +110,67 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The checkpoints in the data dir that hold record `seq` of a log of
+/// `size` records, smallest first (their signatures are the auditor's to
+/// check, with the note).
+fn candidates(
+    data: &DataDir,
+    node: &str,
+    seq: u64,
+    size: u64,
+) -> Result<Vec<(PathBuf, String, Checkpoint)>, CliError> {
+    let mut found = Vec::new();
+    let dir = checkpoint::dir(data, node);
+    if !dir.is_dir() {
+        return Ok(found);
+    }
+    for path in crate::fsx::list_dir(&dir).map_err(|e| CliError::failed(e.to_string()))? {
+        let Ok(text) = crate::fsx::read_to_string(&path) else {
+            continue;
+        };
+        let parsed = note::unverified_text(&text).map(|body| Checkpoint::parse(&path, body));
+        if let Some(Ok(c)) = parsed {
+            if c.size >= seq && c.size <= size {
+                found.push((path, text, c));
+            }
+        }
+    }
+    found.sort_by_key(|(_, _, c)| c.size);
+    Ok(found)
+}
+
+/// The proof of leaf `index` against the newest of `candidates` whose
+/// root the tree has at its size, else against the tree's current head;
+/// checked before it is returned.
+fn prove(
+    tree: &mut LogTree,
+    index: u64,
+    candidates: Vec<(PathBuf, String, Checkpoint)>,
+) -> Result<Made, String> {
+    let e = |e: TreeError| e.to_string();
+    let mut chosen = None;
+    for candidate in candidates.into_iter().rev() {
+        if tree.root(candidate.2.size).map_err(e)? == candidate.2.root {
+            chosen = Some(candidate);
+            break;
+        }
+    }
+    let tree_size = chosen.as_ref().map_or(tree.size(), |(_, _, c)| c.size);
+    let root = match &chosen {
+        Some((_, _, c)) => c.root,
+        None => tree.root(tree_size).map_err(e)?,
+    };
+    let leaf = tree.leaf_from_log(index).map_err(e)?;
+    let proof = merkle::inclusion_proof_from(tree, index, tree_size).map_err(e)?;
+    merkle::verify_inclusion(index, tree_size, &leaf, &proof, &root)
+        .map_err(|e| format!("the proof does not verify against its root ({e})"))?;
+    Ok(Made {
+        leaf,
+        tree_size,
+        root,
+        proof,
+        chosen,
+    })
 }

@@ -10,11 +10,15 @@
 //!
 //! Owns the checkpoint text, sealing (tree head, sign, durable write) and
 //! the audit of a log against checkpoints. Reads a log only through
-//! [`leaf_hashes`].
+//! [`super::tree`]: a tree head from the stored levels of the sealed
+//! segments and the open segment ([`tree_head`]), an audit from whatever
+//! [`Nodes`] source its caller trusts (`jaros verify --checkpoint` streams
+//! the log itself).
 
-use super::merkle::{self, Hash};
+use super::merkle::{self, Hash, Nodes};
 use super::note::{NoteError, SignerKey, VerifierKey};
 use super::segment::{SealHook, SealedSegment};
+use super::tree::{LogTree, Stored, TreeError};
 use super::LogError;
 use crate::datadir::DataDir;
 use crate::fsx::{self, IoError};
@@ -34,6 +38,8 @@ pub enum CheckpointError {
     Io(#[from] IoError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
     #[error("{}: {source}", path.display())]
     Note { path: PathBuf, source: NoteError },
     #[error("{}: line {line} of the checkpoint: {reason}", path.display())]
@@ -139,17 +145,29 @@ pub fn dir(data: &DataDir, node: &str) -> PathBuf {
     data.root().join("checkpoints").join(node)
 }
 
-/// The leaf hashes of `node`'s log, record 1 first: `SHA-256(0x00 ||
-/// chain hash)` of each record. The log's chain is verified on the way; a
-/// torn tail is outside the tree. This is the one place checkpoints read
-/// a log.
-pub fn leaf_hashes(data: &DataDir, node: &str) -> Result<Vec<Hash>, CheckpointError> {
-    let log = super::read_log(&data.log_path(node))?;
-    Ok(log
-        .records
-        .iter()
-        .map(|r| merkle::leaf_hash(&r.hash.0))
-        .collect())
+/// The size of `node`'s log and the root of its tree at `size` (None:
+/// all of it), from the sealed segments' stored levels (checked, or
+/// rebuilt from the log) and the open segment: O(open segment + log n).
+/// A torn tail is outside the tree.
+pub fn tree_head(
+    data: &DataDir,
+    node: &str,
+    size: Option<u64>,
+) -> Result<(u64, Hash), CheckpointError> {
+    let path = data.log_path(node);
+    let mut tree = LogTree::open(&path, Stored::Use)?;
+    let size = size.unwrap_or(tree.size());
+    if size > tree.size() {
+        return Err(CheckpointError::Io(IoError::new(
+            "sign",
+            &path,
+            std::io::Error::other(format!(
+                "the log holds {} records, fewer than the {size} to sign",
+                tree.size()
+            )),
+        )));
+    }
+    Ok((size, tree.root(size)?))
 }
 
 /// A checkpoint signed and written.
@@ -169,7 +187,8 @@ pub struct Sealed {
 /// deterministic), so a second seal at the same size rewrites nothing; a
 /// different checkpoint already at that size is [`CheckpointError::Conflict`].
 pub fn seal(data: &DataDir, node: &str, key: &SignerKey) -> Result<Sealed, CheckpointError> {
-    seal_leaves(data, node, key, &leaf_hashes(data, node)?)
+    let (size, root) = tree_head(data, node, None)?;
+    sign(data, node, key, size, root)
 }
 
 /// [`seal`] of the log's first `size` records (a sealed segment's end),
@@ -180,25 +199,14 @@ pub fn seal_at(
     key: &SignerKey,
     size: u64,
 ) -> Result<Sealed, CheckpointError> {
-    let mut leaves = leaf_hashes(data, node)?;
-    let size = usize::try_from(size).unwrap_or(usize::MAX);
-    if leaves.len() < size {
-        return Err(CheckpointError::Io(IoError::new(
-            "sign",
-            &data.log_path(node),
-            std::io::Error::other(format!(
-                "the log holds {} records, fewer than the {size} to sign",
-                leaves.len()
-            )),
-        )));
-    }
-    leaves.truncate(size);
-    seal_leaves(data, node, key, &leaves)
+    let (size, root) = tree_head(data, node, Some(size))?;
+    sign(data, node, key, size, root)
 }
 
 /// What a node's log writer calls when it seals a segment: a signed
 /// checkpoint at the segment's last record, taken on a thread of its own
-/// (it reads the whole log, and the writer must not wait for that). Its
+/// (it reads the sealed segment once, to store its tree levels beside it,
+/// and the open segment; the writer must not wait for that). Its
 /// outcome is logged; a failure costs that checkpoint only (`jaros
 /// checkpoint` takes one by hand).
 pub fn seal_hook(data: DataDir, node: String, key: Arc<SignerKey>) -> SealHook {
@@ -240,17 +248,19 @@ pub fn signing() -> usize {
     SIGNING.load(Ordering::SeqCst)
 }
 
-/// [`seal`] for a caller that already holds the leaf hashes (records 1..=n).
-pub fn seal_leaves(
+/// Signs the checkpoint of `node`'s log at `size` with root `root` and
+/// writes it.
+fn sign(
     data: &DataDir,
     node: &str,
     key: &SignerKey,
-    leaves: &[Hash],
+    size: u64,
+    root: Hash,
 ) -> Result<Sealed, CheckpointError> {
     let checkpoint = Checkpoint {
         origin: origin(key.name(), node),
-        size: leaves.len() as u64,
-        root: merkle::root(leaves),
+        size,
+        root,
         extensions: Vec::new(),
     };
     let dir = dir(data, node);
@@ -353,46 +363,39 @@ pub enum Audit {
     },
 }
 
-/// Checks `leaves` (the log's leaf hashes) against `checkpoint`. When they
-/// are not an extension of it, `trusted` (other checkpoints opened with the
-/// same key for the same log) narrow down where the log first differs.
-pub fn audit(leaves: &[Hash], checkpoint: &Checkpoint, trusted: &[Checkpoint]) -> Audit {
-    let new_size = leaves.len() as u64;
-    // The root of every prefix a checkpoint names, in one streaming pass.
-    let mut sizes: Vec<u64> = trusted
-        .iter()
-        .chain(std::iter::once(checkpoint))
-        .map(|c| c.size)
-        .filter(|&s| s <= new_size)
-        .collect();
-    sizes.sort_unstable();
-    sizes.dedup();
+/// Checks the log whose tree is `src`, of `size` leaves, against
+/// `checkpoint`. When it is not an extension of it, `trusted` (other
+/// checkpoints opened with the same key for the same log) narrow down where
+/// the log first differs. Whoever calls this decides what `src` may be
+/// trusted for: `jaros verify --checkpoint` computes it from the log.
+pub fn audit<N: Nodes + ?Sized>(
+    src: &mut N,
+    size: u64,
+    checkpoint: &Checkpoint,
+    trusted: &[Checkpoint],
+) -> Result<Audit, N::Error> {
+    let new_size = size;
+    // The root of every prefix a checkpoint names.
     let mut prefix_roots = std::collections::BTreeMap::new();
-    let mut b = merkle::TreeBuilder::new();
-    prefix_roots.insert(0, merkle::empty_root());
-    let mut wanted = sizes.iter().peekable();
-    for leaf in leaves {
-        b.push(*leaf);
-        if wanted.peek() == Some(&&b.size()) {
-            prefix_roots.insert(b.size(), b.root());
-            wanted.next();
+    for c in trusted.iter().chain(std::iter::once(checkpoint)) {
+        if c.size <= new_size && !prefix_roots.contains_key(&c.size) {
+            prefix_roots.insert(c.size, merkle::range_root(src, 0, c.size)?);
         }
     }
     let matches = |c: &Checkpoint| prefix_roots.get(&c.size) == Some(&c.root);
-    let new_root = b.root();
+    let new_root = merkle::range_root(src, 0, new_size)?;
     if matches(checkpoint) {
         let proof = match checkpoint.size {
             0 => Vec::new(),
-            // The sizes were checked: 0 < size <= new_size.
-            old => merkle::consistency_proof(old, leaves).unwrap_or_default(),
+            old => merkle::consistency_proof_from(src, old, new_size)?,
         };
-        return Audit::Extends {
+        return Ok(Audit::Extends {
             old_size: checkpoint.size,
             new_size,
             old_root: checkpoint.root,
             new_root,
             proof,
-        };
+        });
     }
     let first_bad = trusted
         .iter()
@@ -407,13 +410,13 @@ pub fn audit(leaves: &[Hash], checkpoint: &Checkpoint, trusted: &[Checkpoint]) -
         .map(|c| c.size)
         .max()
         .unwrap_or(0);
-    Audit::Rewritten {
+    Ok(Audit::Rewritten {
         size: checkpoint.size,
         log_size: new_size,
         first_seq: matches_up_to + 1,
         last_seq: first_bad.min(new_size + 1),
         matches_up_to,
-    }
+    })
 }
 
 /// Hashes as standard base64, as checkpoints write them.
@@ -442,6 +445,11 @@ pub mod b64_list {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::merkle::Leaves;
+
+    fn audit(l: &[Hash], c: &Checkpoint, trusted: &[Checkpoint]) -> Audit {
+        super::audit(&mut Leaves(l), l.len() as u64, c, trusted).unwrap()
+    }
 
     fn leaves(n: u32) -> Vec<Hash> {
         (0..n)

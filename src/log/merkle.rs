@@ -9,10 +9,12 @@
 //! §2.1.1 is the same). The chain hash already covers the record's every
 //! byte and, through `prev`, every record before it.
 //!
-//! Owns only the arithmetic: it reads no files (see [`super::checkpoint`]).
-//! The tree head is computed streaming, in O(log n) memory (a stack of
-//! subtree hashes: [`TreeBuilder`]); proofs are computed from the list of
-//! leaf hashes, in O(n) hashing and O(log n) extra memory.
+//! Owns only the arithmetic: it reads no files (see [`super::checkpoint`]
+//! and [`super::tree`]). The tree head is computed streaming, in O(log n)
+//! memory (a stack of subtree hashes: [`TreeBuilder`]). Proofs are computed
+//! from any [`Nodes`] source, which answers the root of a complete aligned
+//! subtree: from a list of leaf hashes ([`Leaves`], O(n) hashing) or from
+//! stored tree levels ([`super::tree`], O(log² n) lookups).
 
 use sha2::{Digest as _, Sha256};
 
@@ -101,9 +103,9 @@ pub fn root(leaves: &[Hash]) -> Hash {
 
 /// The largest power of two strictly below `n` (n ≥ 2): where RFC 6962
 /// splits a tree of `n` leaves.
-fn split(n: usize) -> usize {
+fn split(n: u64) -> u64 {
     debug_assert!(n >= 2);
-    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
 }
 
 /// Why a proof was not produced or did not verify.
@@ -119,60 +121,143 @@ pub enum ProofError {
     RootMismatch,
 }
 
+/// Where the hashes of a tree come from: the root of every complete,
+/// aligned subtree, `MTH(D[start .. start + 2^level])` with `start` a
+/// multiple of `2^level`. Every node RFC 6962 needs is a fold of a few of
+/// those ([`range_root`]), so a proof asks a source for O(log² n) of them:
+/// a list of leaf hashes ([`Leaves`]) computes each from its leaves, stored
+/// tree levels ([`super::tree`]) read them.
+pub trait Nodes {
+    type Error: From<ProofError>;
+    fn subtree(&mut self, start: u64, level: u32) -> Result<Hash, Self::Error>;
+}
+
+/// A list of leaf hashes as a [`Nodes`] source: each subtree hashed from
+/// its leaves (O(n) for a proof over n leaves).
+pub struct Leaves<'a>(pub &'a [Hash]);
+
+impl Nodes for Leaves<'_> {
+    type Error = ProofError;
+    fn subtree(&mut self, start: u64, level: u32) -> Result<Hash, ProofError> {
+        let size = self.0.len() as u64;
+        let end = start.saturating_add(1u64 << level);
+        if end > size {
+            return Err(ProofError::IndexOutOfRange {
+                index: end - 1,
+                size,
+            });
+        }
+        // Both fit: end <= len.
+        Ok(root(&self.0[start as usize..end as usize]))
+    }
+}
+
+/// `MTH(D[a..b])`, the root of leaves `a..b` split as RFC 6962 splits
+/// them: one subtree when the range is a complete aligned one, else the
+/// fold of its left part (the largest power of two below its size) and the
+/// rest. The empty range is the empty tree.
+pub fn range_root<N: Nodes + ?Sized>(src: &mut N, a: u64, b: u64) -> Result<Hash, N::Error> {
+    let n = b.saturating_sub(a);
+    if n == 0 {
+        return Ok(empty_root());
+    }
+    if n.is_power_of_two() && a.is_multiple_of(n) {
+        return src.subtree(a, n.trailing_zeros());
+    }
+    let k = split(n);
+    let left = range_root(src, a, a + k)?;
+    let right = range_root(src, a + k, b)?;
+    Ok(node_hash(&left, &right))
+}
+
 /// The inclusion proof (audit path, RFC 6962 §2.1.1 `PATH(m, D[n])`) of
 /// leaf `index` in the tree of `leaves`, nearest the leaf first.
 pub fn inclusion_proof(index: u64, leaves: &[Hash]) -> Result<Vec<Hash>, ProofError> {
-    let size = leaves.len() as u64;
+    inclusion_proof_from(&mut Leaves(leaves), index, leaves.len() as u64)
+}
+
+/// [`inclusion_proof`] of leaf `index` in the tree of the first `size`
+/// leaves of `src`.
+pub fn inclusion_proof_from<N: Nodes + ?Sized>(
+    src: &mut N,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, N::Error> {
     if index >= size {
-        return Err(ProofError::IndexOutOfRange { index, size });
+        return Err(ProofError::IndexOutOfRange { index, size }.into());
     }
     let mut proof = Vec::new();
-    path(index as usize, leaves, &mut proof);
+    path(src, index, 0, size, &mut proof)?;
     Ok(proof)
 }
 
-fn path(m: usize, d: &[Hash], out: &mut Vec<Hash>) {
-    if d.len() <= 1 {
-        return;
+/// `PATH(m, D[a..b])`, `m` counted from `a`.
+fn path<N: Nodes + ?Sized>(
+    src: &mut N,
+    m: u64,
+    a: u64,
+    b: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), N::Error> {
+    if b - a <= 1 {
+        return Ok(());
     }
-    let k = split(d.len());
+    let k = split(b - a);
     if m < k {
-        path(m, &d[..k], out);
-        out.push(root(&d[k..]));
+        path(src, m, a, a + k, out)?;
+        out.push(range_root(src, a + k, b)?);
     } else {
-        path(m - k, &d[k..], out);
-        out.push(root(&d[..k]));
+        path(src, m - k, a + k, b, out)?;
+        out.push(range_root(src, a, a + k)?);
     }
+    Ok(())
 }
 
 /// The consistency proof (RFC 6962 §2.1.2 `PROOF(m, D[n])`) that the tree
 /// of the first `old` leaves is a prefix of the tree of all `leaves`.
 pub fn consistency_proof(old: u64, leaves: &[Hash]) -> Result<Vec<Hash>, ProofError> {
-    let new = leaves.len() as u64;
+    consistency_proof_from(&mut Leaves(leaves), old, leaves.len() as u64)
+}
+
+/// [`consistency_proof`] from the first `old` to the first `new` leaves of
+/// `src`.
+pub fn consistency_proof_from<N: Nodes + ?Sized>(
+    src: &mut N,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, N::Error> {
     if old == 0 || old > new {
-        return Err(ProofError::BadSizes { old, new });
+        return Err(ProofError::BadSizes { old, new }.into());
     }
     let mut proof = Vec::new();
-    subproof(old as usize, leaves, true, &mut proof);
+    subproof(src, old, 0, new, true, &mut proof)?;
     Ok(proof)
 }
 
-fn subproof(m: usize, d: &[Hash], whole: bool, out: &mut Vec<Hash>) {
-    let n = d.len();
-    if m == n {
+/// `SUBPROOF(m, D[a..b], whole)`.
+fn subproof<N: Nodes + ?Sized>(
+    src: &mut N,
+    m: u64,
+    a: u64,
+    b: u64,
+    whole: bool,
+    out: &mut Vec<Hash>,
+) -> Result<(), N::Error> {
+    if m == b - a {
         if !whole {
-            out.push(root(d));
+            out.push(range_root(src, a, b)?);
         }
-        return;
+        return Ok(());
     }
-    let k = split(n);
+    let k = split(b - a);
     if m <= k {
-        subproof(m, &d[..k], whole, out);
-        out.push(root(&d[k..]));
+        subproof(src, m, a, a + k, whole, out)?;
+        out.push(range_root(src, a + k, b)?);
     } else {
-        subproof(m - k, &d[k..], false, out);
-        out.push(root(&d[..k]));
+        subproof(src, m - k, a + k, b, false, out)?;
+        out.push(range_root(src, a, a + k)?);
     }
+    Ok(())
 }
 
 /// Checks an inclusion proof (RFC 9162 §2.1.3.2): that `leaf` is leaf
@@ -279,7 +364,7 @@ pub fn verify_consistency(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn hex(s: &str) -> Hash {
@@ -447,6 +532,7 @@ mod tests {
             assert_eq!(r, reference_root(d), "streaming root of {n}");
             for i in 0..n as u64 {
                 let p = inclusion_proof(i, d).unwrap();
+                assert_eq!(p, reference_path(i as usize, d), "path of {i} in {n}");
                 verify_inclusion(i, n as u64, &d[i as usize], &p, &r).unwrap();
                 for j in 0..p.len() {
                     let mut bad = p.clone();
@@ -463,6 +549,7 @@ mod tests {
             }
             for m in 1..=n as u64 {
                 let p = consistency_proof(m, d).unwrap();
+                assert_eq!(p, reference_proof(m as usize, d, true), "proof {m} -> {n}");
                 let old = roots[m as usize];
                 verify_consistency(m, n as u64, &p, &old, &r).unwrap();
                 for j in 0..p.len() {
@@ -484,14 +571,46 @@ mod tests {
 
     /// MTH as RFC 6962 writes it, recursively: what the streaming builder
     /// must agree with.
-    fn reference_root(d: &[Hash]) -> Hash {
+    pub(crate) fn reference_root(d: &[Hash]) -> Hash {
         match d.len() {
             0 => empty_root(),
             1 => d[0],
             n => {
-                let k = split(n);
+                let k = split(n as u64) as usize;
                 node_hash(&reference_root(&d[..k]), &reference_root(&d[k..]))
             }
         }
+    }
+
+    /// `PATH(m, D[n])` as RFC 6962 writes it, over the leaves themselves:
+    /// what a proof from any [`Nodes`] source must equal.
+    pub(crate) fn reference_path(m: usize, d: &[Hash]) -> Vec<Hash> {
+        if d.len() <= 1 {
+            return Vec::new();
+        }
+        let k = split(d.len() as u64) as usize;
+        let (mut p, other) = match m < k {
+            true => (reference_path(m, &d[..k]), &d[k..]),
+            false => (reference_path(m - k, &d[k..]), &d[..k]),
+        };
+        p.push(reference_root(other));
+        p
+    }
+
+    /// `PROOF(m, D[n])` as RFC 6962 writes it, over the leaves themselves.
+    pub(crate) fn reference_proof(m: usize, d: &[Hash], whole: bool) -> Vec<Hash> {
+        if m == d.len() {
+            return match whole {
+                true => Vec::new(),
+                false => vec![reference_root(d)],
+            };
+        }
+        let k = split(d.len() as u64) as usize;
+        let (mut p, other) = match m <= k {
+            true => (reference_proof(m, &d[..k], whole), &d[k..]),
+            false => (reference_proof(m - k, &d[k..], false), &d[..k]),
+        };
+        p.push(reference_root(other));
+        p
     }
 }
