@@ -14,6 +14,7 @@ mod attribution;
 mod blame;
 mod history;
 mod load;
+mod one;
 mod pass;
 
 pub use crate::fold::{fold, Divergence, FoldCounts, Folded, Met};
@@ -219,6 +220,10 @@ pub fn replay(
     executor: &Executor,
     options: &Options,
 ) -> Result<Report, ReplayError> {
+    // One job: only its records, through the job indexes.
+    if let Some(report) = one::replay(dir, executor, options)? {
+        return Ok(report);
+    }
     let loaded = load(dir, options)?;
     if loaded.records == 0 && loaded.chain_errors.is_empty() {
         return Err(ReplayError::Empty(dir.root().to_path_buf()));
