@@ -186,6 +186,12 @@ fn main() {
         } else {
             "-".into()
         };
-        println!("| {label} | {:.3} s | {rate} | {mb:.0} MB |", secs);
+        // One job's rows take milliseconds: say them so.
+        let time = if secs < 1.0 {
+            format!("{:.1} ms", secs * 1000.0)
+        } else {
+            format!("{secs:.3} s")
+        };
+        println!("| {label} | {time} | {rate} | {mb:.0} MB |");
     }
 }

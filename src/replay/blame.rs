@@ -70,6 +70,7 @@ pub struct Blame {
 pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, ReplayError> {
     let mut loaded = Jobs::open(dir, None)?;
     loaded.read_lineage(job);
+    loaded.close();
     let Some(bodies) = loaded.bodies(job) else {
         return Err(ReplayError::UnknownJob {
             job: job.clone(),

@@ -254,6 +254,12 @@ impl Jobs {
         }
     }
 
+    /// Lets go of every log's index (and its lock, which a node resuming a
+    /// job waits for) once what is needed is read.
+    pub(super) fn close(&mut self) {
+        self.sources.clear();
+    }
+
     /// A job's records' bodies, in `at` order.
     pub(super) fn bodies(&self, job: &JobId) -> Option<Vec<&Body>> {
         self.records_of(job)
@@ -284,6 +290,7 @@ pub(super) fn replay(
         return Err(ReplayError::Empty(dir.root().to_path_buf()));
     }
     jobs.read_lineage(job);
+    jobs.close();
     let Some(records) = jobs.jobs.get(job) else {
         return Err(ReplayError::UnknownJob {
             job: job.clone(),
