@@ -102,6 +102,15 @@ fn child(what: &str, dir: &Path, job: &str) {
             let _ = jaros::replay::blame(&data, &Executor::core(), &id);
             0
         }
+        "replay-job" => {
+            let options = jaros::replay::Options {
+                job: Some(JobId::new(job).unwrap()),
+                until: None,
+            };
+            let r = jaros::replay::replay(&data, &Executor::core(), &options).unwrap();
+            assert!(r.reproducible() && r.jobs == 1);
+            r.records
+        }
         other => panic!("unknown measurement {other}"),
     };
     println!(
@@ -164,14 +173,25 @@ fn main() {
         ("replay", "replay incl. second pass"),
         ("index", "job index, built from the log (first lookup)"),
         ("history", "one job's history through the index (resume)"),
-        ("blame", "blame of one job"),
+        ("blame", "blame of one job (through the index)"),
+        ("replay-job", "replay --job of one job (through the index)"),
     ] {
+        // JAROS_BENCH_ONLY=index,history: only those rows.
+        if std::env::var("JAROS_BENCH_ONLY").is_ok_and(|only| !only.split(',').any(|w| w == what)) {
+            continue;
+        }
         let (secs, records, mb) = measure(what, dir, &job);
         let rate = if records > 0 && secs > 0.0 {
             format!("{:.0}", records as f64 / secs)
         } else {
             "-".into()
         };
-        println!("| {label} | {:.3} s | {rate} | {mb:.0} MB |", secs);
+        // One job's rows take milliseconds: say them so.
+        let time = if secs < 1.0 {
+            format!("{:.1} ms", secs * 1000.0)
+        } else {
+            format!("{secs:.3} s")
+        };
+        println!("| {label} | {time} | {rate} | {mb:.0} MB |");
     }
 }

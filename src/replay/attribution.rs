@@ -7,8 +7,25 @@ use crate::decision::{AgentName, DecisionId, JobId};
 use crate::jobstate::JobEnd;
 use crate::log::Body;
 
-pub(super) fn decision_kind(loaded: &Loaded, job: &JobId, id: &DecisionId) -> Option<String> {
-    loaded.job(job)?.find_map(|b| match b {
+/// What attribution reads: one job's records in `at` order, `None` for a
+/// job none holds (the whole data dir loaded, or one job's lineage read
+/// through the job index).
+pub(super) trait JobRecords {
+    fn records_of(&self, job: &JobId) -> Option<Vec<&Body>>;
+}
+
+impl JobRecords for Loaded {
+    fn records_of(&self, job: &JobId) -> Option<Vec<&Body>> {
+        self.job(job).map(|r| r.collect())
+    }
+}
+
+pub(super) fn decision_kind(
+    loaded: &impl JobRecords,
+    job: &JobId,
+    id: &DecisionId,
+) -> Option<String> {
+    loaded.records_of(job)?.into_iter().find_map(|b| match b {
         Body::Decision { decision, .. } | Body::Rejected { decision, .. } if decision.id == *id => {
             Some(decision.kind.clone())
         }
@@ -17,7 +34,7 @@ pub(super) fn decision_kind(loaded: &Loaded, job: &JobId, id: &DecisionId) -> Op
 }
 
 /// Names the agent and decision behind a failed job and walks its parents.
-pub(super) fn attribute(loaded: &Loaded, job: &JobId, end: &JobEnd) -> Attribution {
+pub(super) fn attribute(loaded: &impl JobRecords, job: &JobId, end: &JobEnd) -> Attribution {
     const MAX_CHAIN: usize = 64;
     let mut chain = Vec::new();
     let mut current = Some((job.clone(), end.blame.clone()));
@@ -25,14 +42,15 @@ pub(super) fn attribute(loaded: &Loaded, job: &JobId, end: &JobEnd) -> Attributi
         if chain.len() >= MAX_CHAIN {
             break;
         }
-        let (agent, parent, via) = match loaded.job(&id).and_then(|mut r| r.next()) {
+        let records = loaded.records_of(&id);
+        let (agent, parent, via) = match records.as_ref().and_then(|r| r.first().copied()) {
             Some(Body::Job {
                 agent, parent, via, ..
             }) => (agent.clone(), parent.clone(), via.clone()),
             _ => (AgentName::new("unknown").expect("valid name"), None, None),
         };
-        let state = loaded.job(&id).and_then(|r| {
-            r.rev().find_map(|b| match b {
+        let state = records.as_ref().and_then(|r| {
+            r.iter().rev().find_map(|b| match b {
                 Body::End { state, .. } => Some(*state),
                 _ => None,
             })

@@ -1,10 +1,16 @@
 //! `jaros blame`: one failed job walked back through its chain of
 //! hand-offs, with a counterfactual for the blamed decision.
+//!
+//! It reads only the job's records and those of the jobs up its chain,
+//! through the job indexes ([`super::one`]); only the counterfactual of a
+//! failed non-deterministic decision (a tool that errored), which looks for
+//! a successful sibling in every job, loads the whole data dir.
 
-use super::attribution::attribute;
-use super::attribution::decision_kind;
+use super::attribution::{attribute, decision_kind, JobRecords};
 use super::load::{load, Loaded};
+use super::one::Jobs;
 use super::{Options, ReplayError};
+use crate::canon::JsonText;
 use crate::datadir::DataDir;
 use crate::decision::{AgentName, DecisionId, JobId};
 use crate::exec::Executor;
@@ -62,14 +68,15 @@ pub struct Blame {
 /// Explains one job: its chain of hand-offs and, for a failure, the
 /// counterfactual check.
 pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, ReplayError> {
-    let loaded = load(dir, &Options::default())?;
-    let Some(records) = loaded.job(job) else {
+    let mut loaded = Jobs::open(dir, None)?;
+    loaded.read_lineage(job);
+    loaded.close();
+    let Some(bodies) = loaded.bodies(job) else {
         return Err(ReplayError::UnknownJob {
             job: job.clone(),
             dir: dir.root().to_path_buf(),
         });
     };
-    let bodies: Vec<&Body> = records.collect();
     let plan = match bodies.first() {
         Some(Body::Job { plan, .. }) => loaded.plans.get(plan).and_then(|p| p.as_ref().ok()),
         _ => None,
@@ -119,15 +126,18 @@ pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, R
                 (None, false) => "created the next job".into(),
             };
             let approved_by = link.decision.as_ref().and_then(|d| {
-                loaded.job(&link.job)?.find_map(|body| match body {
-                    Body::Verdict {
-                        decision,
-                        verdict,
-                        by,
-                        ..
-                    } if decision == d && verdict == "approve" => Some(by.clone()),
-                    _ => None,
-                })
+                loaded
+                    .records_of(&link.job)?
+                    .into_iter()
+                    .find_map(|body| match body {
+                        Body::Verdict {
+                            decision,
+                            verdict,
+                            by,
+                            ..
+                        } if decision == d && verdict == "approve" => Some(by.clone()),
+                        _ => None,
+                    })
             });
             BlameLink {
                 job: link.job.clone(),
@@ -140,10 +150,13 @@ pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, R
         })
         .collect();
     let counterfactual = match (&end, plan) {
-        (Some(e), Some(plan)) if e.state == State::Failed => e
-            .blame
-            .as_ref()
-            .and_then(|b| counterfactual(&loaded, plan, executor, &bodies, b)),
+        (Some(e), Some(plan)) if e.state == State::Failed => e.blame.as_ref().and_then(|b| {
+            counterfactual(plan, executor, &bodies, b, |blamed, kind| {
+                // Every job's effects: the whole data dir.
+                let all = load(dir, &Options::default()).ok()?;
+                sibling(&all, blamed, kind)
+            })
+        }),
         _ => None,
     };
     Ok(Blame {
@@ -156,13 +169,16 @@ pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, R
     })
 }
 
-/// Replays `bodies` with the blamed decision taken away (see [`Counterfactual`]).
+/// Replays `bodies` with the blamed decision taken away (see
+/// [`Counterfactual`]); `find_sibling` finds a successful sibling of a
+/// failed non-deterministic decision (its id and result), given the
+/// decision and its type.
 pub(super) fn counterfactual(
-    loaded: &Loaded,
     plan: &Plan,
     executor: &Executor,
     bodies: &[&Body],
     blamed: &DecisionId,
+    find_sibling: impl FnOnce(&DecisionId, &str) -> Option<(DecisionId, JsonText)>,
 ) -> Option<Counterfactual> {
     let involves = |b: &Body| match b {
         Body::Decision { decision, .. } | Body::Rejected { decision, .. } => decision.id == *blamed,
@@ -182,28 +198,7 @@ pub(super) fn counterfactual(
         .is_some_and(|t| t.deterministic);
     // A successful sibling: the same type, executed without error, elsewhere.
     let sibling = (errored && !deterministic)
-        .then(|| {
-            let kind = blamed_kind.as_ref()?;
-            loaded
-                .jobs
-                .values()
-                .flat_map(|places| loaded.bodies(places))
-                .find_map(|b| match b {
-                    Body::Effect {
-                        decision,
-                        result,
-                        error: None,
-                        ..
-                    } if decision != blamed
-                        && decision_kind(loaded, &decision_job(loaded, decision)?, decision)
-                            .as_deref()
-                            == Some(kind) =>
-                    {
-                        Some((decision.clone(), result.clone()))
-                    }
-                    _ => None,
-                })
-        })
+        .then(|| find_sibling(blamed, blamed_kind.as_ref()?))
         .flatten();
     let mut edited: Vec<Body> = Vec::new();
     for body in bodies.iter().take_while(|b| !matches!(b, Body::End { .. })) {
@@ -249,6 +244,29 @@ pub(super) fn counterfactual(
         state_without: state.state,
         failure_disappears: state.state != State::Failed,
     })
+}
+
+/// The first successful effect, in the whole data dir, of another decision
+/// of type `kind` than `blamed`: its decision and result.
+fn sibling(loaded: &Loaded, blamed: &DecisionId, kind: &str) -> Option<(DecisionId, JsonText)> {
+    loaded
+        .jobs
+        .values()
+        .flat_map(|places| loaded.bodies(places))
+        .find_map(|b| match b {
+            Body::Effect {
+                decision,
+                result,
+                error: None,
+                ..
+            } if decision != blamed
+                && decision_kind(loaded, &decision_job(loaded, decision)?, decision).as_deref()
+                    == Some(kind) =>
+            {
+                Some((decision.clone(), result.clone()))
+            }
+            _ => None,
+        })
 }
 
 pub(super) fn decision_job(loaded: &Loaded, id: &DecisionId) -> Option<JobId> {

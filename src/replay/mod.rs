@@ -1,12 +1,14 @@
 //! Replay: rebuild every job from the logs, in memory, with the plan recorded
 //! in the log, the same gate and the same executor, zero model calls and zero
 //! tool executions; compare every recomputed state digest with the recorded
-//! one; do it twice and compare the two passes. It never writes anything.
+//! one; do it twice and compare the two passes. It writes nothing but the
+//! job index (a cache, `crate::log::index`) when it reads one job.
 //!
 //! Stands on [`crate::fold`] (one job's records → its state). Here: the
 //! report and the whole-data-dir [`replay`]; [`load`] reads the logs,
 //! [`pass`] folds every job once, [`attribution`] names who failed a job,
-//! [`blame`] walks one failure back, [`history`] gives one job's records.
+//! [`blame`] walks one failure back, [`history`] gives one job's records,
+//! [`one`] reads one job (and its chain of hand-offs) through the job index.
 // No clock, environment or randomness here: see clippy.toml.
 #![deny(clippy::disallowed_methods)]
 
@@ -14,6 +16,7 @@ mod attribution;
 mod blame;
 mod history;
 mod load;
+mod one;
 mod pass;
 
 pub use crate::fold::{fold, Divergence, FoldCounts, Folded, Met};
@@ -219,6 +222,10 @@ pub fn replay(
     executor: &Executor,
     options: &Options,
 ) -> Result<Report, ReplayError> {
+    // One job: only its records, through the job indexes.
+    if let Some(report) = one::replay(dir, executor, options)? {
+        return Ok(report);
+    }
     let loaded = load(dir, options)?;
     if loaded.records == 0 && loaded.chain_errors.is_empty() {
         return Err(ReplayError::Empty(dir.root().to_path_buf()));

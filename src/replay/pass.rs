@@ -8,6 +8,7 @@ use crate::fold::{fold_records, Checks, Divergence, FoldCounts};
 use crate::jobstate::JobEnd;
 use crate::log::Body;
 use crate::plan::Plan;
+use std::collections::HashMap;
 
 /// Per job, in the order of `Loaded::jobs` (lists, not maps keyed by a
 /// copy of each job's id, which cost an allocation and a tree insert a
@@ -58,13 +59,21 @@ pub(super) fn recorded_plan<'l>(
     loaded: &'l Loaded,
     bodies: &[&Body],
 ) -> Result<&'l Plan, Divergence> {
+    plan_in(&loaded.plans, bodies)
+}
+
+/// The same, among `plans` (the recorded plans read, by digest).
+pub(super) fn plan_in<'l>(
+    plans: &'l HashMap<Digest, Result<Plan, String>>,
+    bodies: &[&Body],
+) -> Result<&'l Plan, Divergence> {
     let cannot = |what: String| Divergence {
         index: 0,
         decision: None,
         what,
     };
     match bodies.first() {
-        Some(Body::Job { plan, .. }) => match loaded.plans.get(plan) {
+        Some(Body::Job { plan, .. }) => match plans.get(plan) {
             Some(Ok(plan)) => Ok(plan),
             Some(Err(e)) => Err(cannot(format!("its plan cannot be loaded: {e}"))),
             None => Err(cannot(format!(
