@@ -89,6 +89,19 @@ pub fn stream_log<T: Send>(
     chain: fn(&T) -> (u64, Digest, Digest),
     stop_after: Option<u64>,
     progress: Option<&Progress>,
+    visit: impl FnMut(Vec<T>),
+) -> Result<Streamed, LogError> {
+    stream_in_blocks(open, parse, chain, stop_after, progress, BLOCK_BYTES, visit)
+}
+
+/// [`stream_log`], reading `block_bytes` at a time.
+fn stream_in_blocks<T: Send>(
+    open: &Path,
+    parse: fn(&str) -> Result<T, RecordError>,
+    chain: fn(&T) -> (u64, Digest, Digest),
+    stop_after: Option<u64>,
+    progress: Option<&Progress>,
+    block_bytes: usize,
     mut visit: impl FnMut(Vec<T>),
 ) -> Result<Streamed, LogError> {
     let (segments, open_file) = list_and_open(open)?;
@@ -109,15 +122,17 @@ pub fn stream_log<T: Send>(
         let file = if seg.sealed {
             match File::open(&seg.path) {
                 Ok(f) => Some(f),
-                Err(e) if seg.stub.is_some() => return Err(LogError::Tampered {
-                    path: seg.path.clone(),
-                    line: 0,
-                    seq: start.seq,
-                    reason: format!(
+                Err(e) if seg.stub.is_some() => {
+                    return Err(LogError::Tampered {
+                        path: seg.path.clone(),
+                        line: 0,
+                        seq: start.seq,
+                        reason: format!(
                         "the archived segment that {} names cannot be read ({e}); restore it there",
                         seg.stub.as_deref().unwrap_or(Path::new("?")).display(),
                     ),
-                }),
+                    })
+                }
                 Err(e) => return Err(IoError::new("cannot read", &seg.path, e).into()),
             }
         } else {
@@ -149,23 +164,21 @@ pub fn stream_log<T: Send>(
                 });
             }
         }
-        let read = stream_segment(
-            seg,
-            file,
+        let reader = Reader {
             parse,
             chain,
-            start,
             stop_after,
             progress,
-            |batch| {
-                if let Some(last) = batch.last() {
-                    let (seq, _, hash) = chain(last);
-                    out.head = (seq, hash);
-                    out.records += batch.len() as u64;
-                }
-                visit(batch)
-            },
-        )?;
+            block_bytes,
+        };
+        let read = reader.segment(seg, file, start, |batch| {
+            if let Some(last) = batch.last() {
+                let (seq, _, hash) = chain(last);
+                out.head = (seq, hash);
+                out.records += batch.len() as u64;
+            }
+            visit(batch)
+        })?;
         if seg.sealed && !read.torn.is_empty() {
             return Err(LogError::Tampered {
                 path: seg.path.clone(),
@@ -215,108 +228,230 @@ struct SegmentRead {
     next: ChainStart,
 }
 
-/// Reads one segment a block at a time from `file`, checking the chain
-/// from `start`.
-#[allow(clippy::too_many_arguments)]
-fn stream_segment<T: Send>(
-    seg: &Segment,
-    mut file: File,
+/// How a log is read: its records' parser and chain fields, where to stop,
+/// what to count into, how much to read at a time.
+struct Reader<'p, T> {
     parse: fn(&str) -> Result<T, RecordError>,
     chain: fn(&T) -> (u64, Digest, Digest),
-    mut start: ChainStart,
     stop_after: Option<u64>,
-    progress: Option<&Progress>,
-    mut visit: impl FnMut(Vec<T>),
-) -> Result<SegmentRead, LogError> {
-    let path = &seg.path;
-    let segment_first = start.seq;
-    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK_BYTES);
-    let mut target = BLOCK_BYTES;
-    let mut offset: u64 = 0;
-    let mut lines: u64 = 0;
-    let mut eof = false;
-    loop {
-        while !eof && buf.len() < target {
-            let want = (target - buf.len()) as u64;
-            let n = (&mut file)
-                .take(want)
-                .read_to_end(&mut buf)
-                .map_err(|e| LogError::from(IoError::new("cannot read", path, e)))?;
-            eof = n == 0;
-        }
-        let Some(complete) = buf.iter().rposition(|&b| b == b'\n').map(|i| i + 1) else {
+    progress: Option<&'p Progress>,
+    block_bytes: usize,
+}
+
+impl<T: Send> Reader<'_, T> {
+    /// Reads one segment a block at a time from `file`, checking the chain
+    /// from `start`.
+    fn segment(
+        &self,
+        seg: &Segment,
+        mut file: File,
+        mut start: ChainStart,
+        mut visit: impl FnMut(Vec<T>),
+    ) -> Result<SegmentRead, LogError> {
+        let Reader {
+            parse,
+            chain,
+            stop_after,
+            progress,
+            block_bytes,
+        } = *self;
+        let path = &seg.path;
+        let segment_first = start.seq;
+        let mut buf: Vec<u8> = Vec::with_capacity(block_bytes);
+        let mut target = block_bytes;
+        let mut offset: u64 = 0;
+        let mut lines: u64 = 0;
+        let mut eof = false;
+        loop {
+            while !eof && buf.len() < target {
+                let want = (target - buf.len()) as u64;
+                let n = (&mut file)
+                    .take(want)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| LogError::from(IoError::new("cannot read", path, e)))?;
+                eof = n == 0;
+            }
+            let Some(complete) = buf.iter().rposition(|&b| b == b'\n').map(|i| i + 1) else {
+                if eof {
+                    break;
+                }
+                // A line longer than a block: read on.
+                target = buf.len() + block_bytes;
+                continue;
+            };
+            target = block_bytes;
+            let block_first = start.seq;
+            let (parts, _, _) =
+                scan(path, &buf[..complete], parse, chain, start).map_err(|e| match e {
+                    // The block's line numbers count from its start.
+                    LogError::Tampered {
+                        path,
+                        line,
+                        seq,
+                        reason,
+                    } => LogError::Tampered {
+                        path,
+                        line: line + (block_first - segment_first),
+                        seq,
+                        reason,
+                    },
+                    other => other,
+                })?;
+            let mut stop = false;
+            for mut part in parts {
+                if let Some(s) = stop_after {
+                    if part.last().is_some_and(|t| chain(t).0 >= s) {
+                        part.truncate(part.partition_point(|t| chain(t).0 <= s));
+                        stop = true;
+                    }
+                }
+                if let Some((seq, _, hash)) = part.last().map(chain) {
+                    start = ChainStart {
+                        seq: seq + 1,
+                        prev: hash,
+                    };
+                }
+                lines += part.len() as u64;
+                if let Some(p) = progress {
+                    p.add(0, part.len() as u64);
+                }
+                if !part.is_empty() {
+                    visit(part);
+                }
+                if stop {
+                    break;
+                }
+            }
+            if let Some(p) = progress {
+                p.add(complete as u64, 0);
+            }
+            offset += complete as u64;
+            if stop {
+                // What follows is not read: no torn tail to speak of.
+                return Ok(SegmentRead {
+                    lines,
+                    torn: Vec::new(),
+                    valid_len: offset,
+                    next: start,
+                });
+            }
+            buf.drain(..complete);
             if eof {
                 break;
             }
-            // A line longer than a block: read on.
-            target = buf.len() + BLOCK_BYTES;
-            continue;
-        };
-        target = BLOCK_BYTES;
-        let block_first = start.seq;
-        let (parts, _, _) =
-            scan(path, &buf[..complete], parse, chain, start).map_err(|e| match e {
-                // The block's line numbers count from its start.
-                LogError::Tampered {
-                    path,
-                    line,
-                    seq,
-                    reason,
-                } => LogError::Tampered {
-                    path,
-                    line: line + (block_first - segment_first),
-                    seq,
-                    reason,
-                },
-                other => other,
-            })?;
-        let mut stop = false;
-        for mut part in parts {
-            if let Some(s) = stop_after {
-                if part.last().is_some_and(|t| chain(t).0 >= s) {
-                    part.truncate(part.partition_point(|t| chain(t).0 <= s));
-                    stop = true;
-                }
-            }
-            if let Some((seq, _, hash)) = part.last().map(chain) {
-                start = ChainStart {
-                    seq: seq + 1,
-                    prev: hash,
+        }
+        Ok(SegmentRead {
+            lines,
+            valid_len: offset,
+            torn: buf,
+            next: start,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{AgentName, JobId};
+    use crate::log::record::{parse_line, Record};
+    use crate::log::{read_log, Body, LogWriter, SegmentOptions};
+    use serde_json::json;
+
+    /// A log of `n` records, some much longer than others, sealed every
+    /// MIN_SEGMENT_BYTES.
+    fn log(n: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log/n1.jsonl");
+        let (writer, _) = LogWriter::open(&path).unwrap();
+        writer.set_segment_options(SegmentOptions {
+            segment_bytes: segment::MIN_SEGMENT_BYTES,
+            on_seal: None,
+        });
+        for i in 0..n {
+            writer
+                .append(&Body::Job {
+                    job: JobId::new(format!("j{}", i % 7)).unwrap(),
+                    at: i,
+                    agent: AgentName::new("advance").unwrap(),
+                    input: json!({"pad": "x".repeat((i as usize * 37) % 900)}),
+                    plan: Digest::ZERO,
+                    parent: None,
+                    via: None,
+                    started_ms: None,
+                    depth: None,
+                    tree_jobs: None,
+                })
+                .unwrap();
+        }
+        (dir, path)
+    }
+
+    fn chain_of(r: &Record) -> (u64, Digest, Digest) {
+        (r.seq, r.prev, r.hash)
+    }
+
+    fn streamed(path: &Path, block: usize, stop: Option<u64>) -> Result<Vec<Record>, LogError> {
+        let mut out = Vec::new();
+        stream_in_blocks(path, parse_line, chain_of, stop, None, block, |b| {
+            out.extend(b)
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_log_streamed_in_blocks_of_any_size_is_the_log_read_whole() {
+        let (_dir, path) = log(300);
+        let whole = read_log(&path).unwrap();
+        assert!(segment::list(&path).unwrap().len() > 10);
+        // Blocks shorter than a line, a few lines, a segment, the default.
+        for block in [16, 700, 5000, BLOCK_BYTES] {
+            assert_eq!(
+                streamed(&path, block, None).unwrap(),
+                whole.records,
+                "{block}"
+            );
+            let cut = streamed(&path, block, Some(123)).unwrap();
+            assert_eq!(cut, whole.records[..123], "{block}");
+        }
+        // A torn tail is left out and reported as read whole reports it.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"{\"at\":9,\"job\":\"j1").unwrap();
+        let whole = read_log(&path).unwrap();
+        let s = stream_in_blocks(&path, parse_line, chain_of, None, None, 700, |_| {}).unwrap();
+        assert_eq!(s.torn.len(), whole.torn_tail);
+        assert_eq!(s.valid_len, whole.valid_len);
+        assert_eq!(s.head, whole.head());
+    }
+
+    #[test]
+    fn a_bad_record_deep_in_a_segment_is_named_as_a_whole_read_names_it() {
+        let (_dir, path) = log(300);
+        // The open segment's fourth line from the end, edited.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 5, "{}", lines.len());
+        let k = lines.len() - 4;
+        let edited: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let l = if i == k {
+                    l.replacen("advance", "advancf", 1)
+                } else {
+                    l.to_string()
                 };
-            }
-            lines += part.len() as u64;
-            if let Some(p) = progress {
-                p.add(0, part.len() as u64);
-            }
-            if !part.is_empty() {
-                visit(part);
-            }
-            if stop {
-                break;
-            }
-        }
-        if let Some(p) = progress {
-            p.add(complete as u64, 0);
-        }
-        offset += complete as u64;
-        if stop {
-            // What follows is not read: no torn tail to speak of.
-            return Ok(SegmentRead {
-                lines,
-                torn: Vec::new(),
-                valid_len: offset,
-                next: start,
-            });
-        }
-        buf.drain(..complete);
-        if eof {
-            break;
+                format!("{l}\n")
+            })
+            .collect();
+        std::fs::write(&path, edited).unwrap();
+        let whole = read_log(&path).unwrap_err().to_string();
+        assert!(whole.contains(&format!("line {}", k + 1)), "{whole}");
+        for block in [16, 700, BLOCK_BYTES] {
+            let e = streamed(&path, block, None).unwrap_err().to_string();
+            assert_eq!(e, whole, "{block}");
         }
     }
-    Ok(SegmentRead {
-        lines,
-        valid_len: offset,
-        torn: buf,
-        next: start,
-    })
 }
