@@ -303,3 +303,52 @@ fn a_divergence_planted_in_late_segments_is_named_exactly() {
     assert_eq!(json["divergence"]["job"], a.as_str());
     assert_eq!(report.jobs, 200);
 }
+
+/// A line whose hash holds but whose body no reader knows (a tamperer who
+/// recomputed the hash, or a record from a newer writer): the chain check
+/// passes it, the parse does not, and the whole log is left out and named,
+/// as when logs were read whole.
+#[test]
+fn a_log_with_a_sealed_but_unreadable_record_is_left_out_whole_and_named() {
+    let hive = Hive::empty();
+    run_jobs(&hive, "n1", 10, 0, u64::MAX);
+    let intact = replay_all(&hive);
+    run_jobs(&hive, "n2", 10, 0, u64::MAX);
+    let path = DataDir::new(hive.data()).log_path("n2");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // The last line: no record after it names its hash.
+    let k = lines.len() - 1;
+    let record = parse_line(&lines[k]).unwrap();
+    // The same line with another kind, its hash recomputed over it.
+    let hash = format!(",\"hash\":\"{}\"", record.hash.to_hex());
+    let edited = lines[k]
+        .replace(hash.as_str(), "")
+        .replacen("\"kind\":\"", "\"kind\":\"x", 1);
+    let digest = Digest::of_bytes(edited.as_bytes());
+    let at = edited.find(",\"kind\"").unwrap();
+    lines[k] = format!(
+        "{},\"hash\":\"{}\"{}",
+        &edited[..at],
+        digest.to_hex(),
+        &edited[at..]
+    );
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    // The chain itself is intact.
+    hive.jaros(&["verify"]).expect(0);
+    let report = replay_all(&hive);
+    assert!(!report.chain_intact);
+    assert_eq!(report.chain_errors.len(), 1, "{:?}", report.chain_errors);
+    let error = &report.chain_errors[0];
+    assert!(
+        error.contains(&format!("n2.jsonl: line {} (seq {})", k + 1, k + 1))
+            && error.contains("not a known record"),
+        "{error}"
+    );
+    // Nothing of n2 is counted: the report is n1's alone.
+    assert_eq!(
+        (report.logs, report.records, report.jobs),
+        (2, intact.records, intact.jobs)
+    );
+    assert_eq!(report.final_states, intact.final_states);
+}

@@ -51,9 +51,9 @@ const MAX_CHAIN: usize = 64;
 struct LogScan {
     name: Arc<str>,
     path: PathBuf,
-    /// The last seq the second scan reads (up to `--until`); `None` when
-    /// the log's chain is broken and it is left out.
-    last: Option<u64>,
+    /// The last seq the first scan read and the second reads to; `None`
+    /// when the log is broken and left out.
+    head: Option<u64>,
 }
 
 /// What the first scan learnt of every log.
@@ -75,12 +75,22 @@ pub(super) fn replay_streaming(
     options: &Options,
     progress: Option<&Progress>,
 ) -> Result<Report, ReplayError> {
-    let mut census = census_of(dir, options, progress)?;
-    if census.records == 0 && census.chain_errors.is_empty() {
-        return Err(ReplayError::Empty(dir.root().to_path_buf()));
-    }
-    let counts = std::mem::take(&mut census.counts);
-    let mut tally = fold_all(&census, counts, executor, options, progress)?;
+    // Logs the second scan found broken (a record whose hash holds but
+    // whose body does not parse, which the first scan does not parse): a
+    // broken log is left out whole, so the replay starts over without it.
+    let mut broken: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let (census, mut tally) = loop {
+        let mut census = census_of(dir, options, progress, &broken)?;
+        if census.records == 0 && census.chain_errors.is_empty() {
+            return Err(ReplayError::Empty(dir.root().to_path_buf()));
+        }
+        let counts = std::mem::take(&mut census.counts);
+        let (tally, failed) = fold_all(&census, counts, executor, options, progress);
+        if failed.is_empty() {
+            break (census, tally);
+        }
+        broken.extend(failed);
+    };
     if let Some(job) = &options.job {
         if tally.jobs == 0 {
             return Err(ReplayError::UnknownJob {
@@ -89,7 +99,11 @@ pub(super) fn replay_streaming(
             });
         }
     }
-    let failures = attribute_all(&census, std::mem::take(&mut tally.failed))?;
+    let failures = attribute_all(
+        &census,
+        options.until.unwrap_or(u64::MAX),
+        std::mem::take(&mut tally.failed),
+    );
     let mut report = Report {
         data_dir: dir.root().to_path_buf(),
         logs: census.logs.len(),
@@ -155,6 +169,7 @@ fn census_of(
     dir: &DataDir,
     options: &Options,
     progress: Option<&Progress>,
+    broken: &BTreeMap<PathBuf, String>,
 ) -> Result<Census, ReplayError> {
     let blobs = Blobs::new(dir.root());
     let paths = dir.log_files()?;
@@ -174,6 +189,15 @@ fn census_of(
     let mut highest = 0;
     for path in paths {
         let name = log_name(&path);
+        if let Some(error) = broken.get(&path) {
+            census.chain_errors.push(error.clone());
+            census.logs.push(LogScan {
+                name,
+                path,
+                head: None,
+            });
+            continue;
+        }
         // This log's counts join the others' only if its chain holds.
         let mut counts: HashMap<JobKey, u32> = HashMap::new();
         let mut parents: HashMap<JobKey, JobKey> = HashMap::new();
@@ -222,7 +246,7 @@ fn census_of(
                 census.logs.push(LogScan {
                     name,
                     path,
-                    last: Some(s.head.0.min(until)),
+                    head: Some(s.head.0),
                 });
             }
             Err(e) => {
@@ -230,7 +254,7 @@ fn census_of(
                 census.logs.push(LogScan {
                     name,
                     path,
-                    last: None,
+                    head: None,
                 });
             }
         }
@@ -333,7 +357,7 @@ fn fold_all(
     executor: &Executor,
     options: &Options,
     progress: Option<&Progress>,
-) -> Result<Tally, ReplayError> {
+) -> (Tally, Vec<(PathBuf, String)>) {
     let names: Vec<Arc<str>> = census.logs.iter().map(|l| l.name.clone()).collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (send, receive) = mpsc::sync_channel::<JobWork>(QUEUED_JOBS);
@@ -353,26 +377,28 @@ fn fold_all(
                 })
             })
             .collect();
-        gather(census, options, &mut counts, progress, &send);
+        let failed = gather(census, options, &mut counts, progress, &send);
         drop(send);
         let mut tally = Tally::new();
         for h in handles {
             // A fold that panicked is a bug in the fold; say so loudly.
             tally.merge(h.join().expect("folding a job does not panic"));
         }
-        Ok(tally)
+        (tally, failed)
     })
 }
 
 /// Reads every intact log's records again and sends each job to the
-/// workers once its last record is read.
+/// workers once its last record is read. Returns the logs found broken.
 fn gather(
     census: &Census,
     options: &Options,
     counts: &mut HashMap<JobKey, u32>,
     progress: Option<&Progress>,
     send: &mpsc::SyncSender<JobWork>,
-) {
+) -> Vec<(PathBuf, String)> {
+    let until = options.until.unwrap_or(u64::MAX);
+    let mut failed = Vec::new();
     /// A job's records read so far (or several jobs', when their keys meet).
     struct Pending {
         left: u32,
@@ -387,18 +413,22 @@ fn gather(
         }
     };
     for (index, log) in census.logs.iter().enumerate() {
-        let Some(last) = log.last else { continue };
+        let Some(head) = log.head else { continue };
         let index = u32::try_from(index).expect("fewer than 2^32 logs");
-        // The chain held a moment ago; a log rewritten since fails here and
-        // what was read of it is folded as it was read.
-        let _ = stream_log(
+        // Read to the head the first scan checked (past `--until` too: a
+        // record there whose body does not parse breaks the log, as it
+        // did when logs were read whole).
+        let read = stream_log(
             &log.path,
             record_line,
             record_chain,
-            Some(last),
+            Some(head),
             progress,
             |batch| {
                 for record in batch {
+                    if record.seq > until {
+                        continue;
+                    }
                     let Some((job, _)) = record.body.job_at() else {
                         continue;
                     };
@@ -422,11 +452,15 @@ fn gather(
                 }
             },
         );
+        if let Err(e) = read {
+            failed.push((log.path.clone(), chain_error(e)));
+        }
     }
     // Jobs whose count was not met (a log that changed between the scans).
     for (_, p) in pending {
         dispatch(p.records);
     }
+    failed
 }
 
 /// Records gathered under one key, per job (two jobs may share a key).
@@ -548,9 +582,9 @@ fn fold_job(
 
 /// Attributes the failed jobs, in job order: their records and their
 /// ancestors' read again (a third scan, only of those jobs).
-fn attribute_all(census: &Census, failed: Vec<JobEnd>) -> Result<Vec<Attribution>, ReplayError> {
+fn attribute_all(census: &Census, until: u64, failed: Vec<JobEnd>) -> Vec<Attribution> {
     if failed.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let mut wanted: HashSet<JobKey> = HashSet::new();
     for end in &failed {
@@ -576,14 +610,14 @@ fn attribute_all(census: &Census, failed: Vec<JobEnd>) -> Result<Vec<Attribution
     };
     let mut jobs: HashMap<JobId, Vec<Place>> = HashMap::new();
     for log in &census.logs {
-        let Some(last) = log.last else { continue };
+        let Some(head) = log.head else { continue };
         let mut records: Vec<Record> = Vec::new();
         // A log rewritten since the first scan gives what could be read.
         let _ = stream_log(
             &log.path,
             keyed_line,
             |k: &KeyedLine| census_chain(&k.census),
-            Some(last),
+            Some(head.min(until)),
             None,
             |batch| {
                 for k in batch {
@@ -614,5 +648,5 @@ fn attribute_all(census: &Census, failed: Vec<JobEnd>) -> Result<Vec<Attribution
         .map(|end| attribute(&loaded, &end.job, end))
         .collect();
     out.sort_by(|a, b| a.job.cmp(&b.job));
-    Ok(out)
+    out
 }
