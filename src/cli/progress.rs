@@ -78,20 +78,20 @@ pub fn line(what: &str, records: u64, bytes: u64, total: u64, secs: f64) -> Stri
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     let share = if total > 0 {
         format!(
-            ", {:.0} of {:.0} MB ({}%)",
+            ", {:.1} of {:.1} MB ({}%)",
             mb(bytes),
             mb(total),
             (bytes.saturating_mul(100) / total).min(100)
         )
     } else {
-        format!(", {:.0} MB", mb(bytes))
+        format!(", {:.1} MB", mb(bytes))
     };
     let rate = if secs > 0.0 {
         format!(", {} records/s", grouped((records as f64 / secs) as u64))
     } else {
         String::new()
     };
-    format!("{what}: {} records{share}{rate}", grouped(records))
+    format!("{what}: {} records read{share}{rate}", grouped(records))
 }
 
 /// `1234567` → `1,234,567`.
@@ -116,16 +116,16 @@ mod tests {
         let mib = 1024 * 1024;
         assert_eq!(
             line("replay", 1_234_567, 512 * mib, 2048 * mib, 2.0),
-            "replay: 1,234,567 records, 512 of 2048 MB (25%), 617,283 records/s"
+            "replay: 1,234,567 records read, 512.0 of 2048.0 MB (25%), 617,283 records/s"
         );
         // Past the expected total (a third scan): never above 100%.
         assert_eq!(
             line("verify", 10, 3 * mib, 2 * mib, 0.0),
-            "verify: 10 records, 3 of 2 MB (100%)"
+            "verify: 10 records read, 3.0 of 2.0 MB (100%)"
         );
         assert_eq!(
-            line("verify", 0, mib, 0, 1.0),
-            "verify: 0 records, 1 MB, 0 records/s"
+            line("verify", 0, mib / 2, 0, 1.0),
+            "verify: 0 records read, 0.5 MB, 0 records/s"
         );
         assert_eq!(
             (grouped(0), grouped(999), grouped(1000), grouped(100_000)),
