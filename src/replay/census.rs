@@ -5,9 +5,8 @@
 //! verify` finds the jobs written under several epochs with it.
 
 use crate::canon::Digest;
-use crate::log::record::{
-    check_line, members_before_a_cut, parse_line, ChainFields, Record, RecordError,
-};
+use crate::log::record::{line_fields, parse_line, ChainFields, Record, RecordError};
+use std::borrow::Cow;
 use std::hash::{BuildHasher, BuildHasherDefault};
 
 /// A job's compact key: a hash of its id. Two jobs may share one; every
@@ -36,45 +35,31 @@ pub(super) struct Census {
     pub(super) id: Option<Box<str>>,
 }
 
-/// Checks the line's hash, then reads its job members.
+/// Checks the line's hash and reads its job members, in one walk.
 pub(super) fn census_checked(line: &str) -> Result<Census, RecordError> {
-    let fields = check_line(line)?;
-    census(line, fields, false)
+    census(line, true, false)
 }
 
 /// Reads the line's chain fields as written (not its hash: for a log whose
 /// chain was just verified), its job members and the job's id.
 pub(super) fn census_with_id(line: &str) -> Result<Census, RecordError> {
-    census_unchecked(line, true)
+    census(line, false, true)
 }
 
 /// [`census_with_id`] without the id.
 pub(super) fn census_light(line: &str) -> Result<Census, RecordError> {
-    census_unchecked(line, false)
+    census(line, false, false)
 }
 
-fn census_unchecked(line: &str, with_id: bool) -> Result<Census, RecordError> {
-    let mut fields = ChainFields {
-        seq: 0,
-        prev: Digest::ZERO,
-        hash: Digest::ZERO,
-        epoch: 0,
-    };
-    for (key, value) in members_before_a_cut(line.as_bytes()) {
-        let text = std::str::from_utf8(value).unwrap_or("");
-        let digest = || Digest::from_hex(text.trim_matches('"'));
-        match key {
-            b"seq" => fields.seq = text.parse().map_err(|_| RecordError::Field("seq"))?,
-            b"prev" => fields.prev = digest().ok_or(RecordError::Field("prev"))?,
-            b"hash" => fields.hash = digest().ok_or(RecordError::Field("hash"))?,
-            b"epoch" => fields.epoch = text.parse().map_err(|_| RecordError::Field("epoch"))?,
-            _ => {}
-        }
-    }
-    census(line, fields, with_id)
-}
-
-fn census(line: &str, fields: ChainFields, with_id: bool) -> Result<Census, RecordError> {
+fn census(line: &str, check_hash: bool, with_id: bool) -> Result<Census, RecordError> {
+    let (mut kind, mut job, mut parent, mut at) = ("", None, None, None);
+    let fields = line_fields(line, check_hash, |key, value| match key {
+        b"kind" => kind = value,
+        b"job" => job = Some(value),
+        b"parent" => parent = Some(value),
+        b"at" => at = Some(value),
+        _ => {}
+    })?;
     let mut out = Census {
         fields,
         job: None,
@@ -83,50 +68,39 @@ fn census(line: &str, fields: ChainFields, with_id: bool) -> Result<Census, Reco
         plan: None,
         id: None,
     };
-    let mut kind: &[u8] = b"";
-    for (key, value) in members_before_a_cut(line.as_bytes()) {
-        match key {
-            b"kind" => kind = value,
-            b"job" => {
-                let id = json_string(value).ok_or(RecordError::Field("job"))?;
-                out.job = Some(job_key(&id));
-                if with_id {
-                    out.id = Some(id.into());
-                }
-            }
-            b"parent" => out.parent = json_string(value).map(|p| job_key(&p)),
-            b"at" => {
-                out.at = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|t| t.parse().ok())
-                    .ok_or(RecordError::Field("at"))?
-            }
-            _ => {}
-        }
-    }
     match kind {
         // A plan is loaded as it is met: parse it whole.
-        b"\"plan\"" => {
+        "\"plan\"" => {
             out.plan = Some(parse_line(line)?);
-            out.job = None;
+            return Ok(out);
         }
         // Audit records are outside any job's history (and belong in audit/).
-        b"\"audit\"" => out.job = None,
+        "\"audit\"" => return Ok(out),
         _ => {}
     }
-    if kind != b"\"job\"" {
-        out.parent = None;
+    if let Some(value) = job {
+        let id = json_string(value).ok_or(RecordError::Field("job"))?;
+        out.job = Some(job_key(&id));
+        if with_id {
+            out.id = Some(id.as_ref().into());
+        }
+        out.at = match at {
+            Some(text) => text.parse().map_err(|_| RecordError::Field("at"))?,
+            None => 0,
+        };
+    }
+    if kind == "\"job\"" {
+        out.parent = parent.and_then(json_string).map(|p| job_key(&p));
     }
     Ok(out)
 }
 
-/// A JSON string value's text (`None` for any other value).
-fn json_string(value: &[u8]) -> Option<String> {
-    match value {
-        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
-            std::str::from_utf8(inner).ok().map(str::to_owned)
-        }
-        _ => serde_json::from_slice::<String>(value).ok(),
+/// A JSON string value's text (`None` for any other value), borrowed
+/// unless it holds an escape.
+fn json_string(value: &str) -> Option<Cow<'_, str>> {
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<String>(value).ok().map(Cow::Owned),
     }
 }
 
@@ -140,7 +114,7 @@ pub(super) struct KeyedLine {
 /// [`census_with_id`] and the line.
 pub(super) fn keyed_line(line: &str) -> Result<KeyedLine, RecordError> {
     Ok(KeyedLine {
-        census: census_unchecked(line, false)?,
+        census: census(line, false, false)?,
         line: line.into(),
     })
 }
