@@ -1,7 +1,7 @@
 //! Counting the records a later epoch's takeover voided, per log and job,
 //! across the data dir's logs (for `jaros verify`), in bounded memory: one
-//! streaming scan notes each job's first epoch (a compact key and two
-//! words per job) and which jobs were written under more than one; only
+//! streaming scan notes each job's first epoch (a compact key and one
+//! word per job) and which jobs were written under more than one; only
 //! when some were, a second scan reads those jobs' positions and applies
 //! [`crate::takeover::voided`] to them, as replay does.
 
@@ -12,6 +12,10 @@ use crate::decision::JobId;
 use crate::log::stream::{stream_log, Progress};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+
+/// The flag set in a job's first epoch once another epoch is seen (an
+/// epoch is a lease count: it never reaches 2^63).
+const SEVERAL: u64 = 1 << 63;
 
 /// Records a later epoch's takeover voided, per log and job, across the
 /// data dir's logs; logs whose chain is broken are left out.
@@ -24,36 +28,45 @@ pub fn voided_records_with(
     dir: &DataDir,
     progress: Option<&Progress>,
 ) -> Result<Vec<VoidedRecords>, ReplayError> {
-    let mut logs: Vec<(String, PathBuf)> = Vec::new();
-    // Per job: the epoch of its first record, and whether another was seen.
-    let mut epochs: HashMap<JobKey, (u64, bool)> = HashMap::new();
-    for path in dir.log_files()? {
-        let mut mixed: HashMap<JobKey, (u64, bool)> = HashMap::new();
-        let streamed = stream_log(&path, census_light, census_chain, None, progress, |batch| {
-            for c in batch {
-                if let Some(key) = c.job {
-                    let e = mixed.entry(key).or_insert((c.fields.epoch, false));
-                    e.1 |= e.0 != c.fields.epoch;
-                }
+    // A log found broken is left out: the count starts over without it
+    // (one map for all logs, not one per log, keeps the peak at one).
+    let mut broken: HashSet<PathBuf> = HashSet::new();
+    let (logs, several) = 'count: loop {
+        let mut logs: Vec<(String, PathBuf)> = Vec::new();
+        // Per job: the epoch of its first record, with SEVERAL set once
+        // another epoch is seen.
+        let mut epochs: HashMap<JobKey, u64> = HashMap::new();
+        for path in dir.log_files()? {
+            if broken.contains(&path) {
+                continue;
             }
-        });
-        if streamed.is_err() {
-            continue;
+            let streamed = stream_log(&path, census_light, census_chain, None, progress, |batch| {
+                for c in batch {
+                    if let Some(key) = c.job {
+                        let epoch = c.fields.epoch & !SEVERAL;
+                        let e = epochs.entry(key).or_insert(epoch);
+                        if *e & !SEVERAL != epoch {
+                            *e |= SEVERAL;
+                        }
+                    }
+                }
+            });
+            if streamed.is_err() {
+                broken.insert(path);
+                continue 'count;
+            }
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            logs.push((name, path));
         }
-        for (key, (epoch, several)) in mixed {
-            let e = epochs.entry(key).or_insert((epoch, false));
-            e.1 |= several || e.0 != epoch;
-        }
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        logs.push((name, path));
-    }
-    let several: HashSet<JobKey> = epochs
-        .into_iter()
-        .filter_map(|(key, (_, several))| several.then_some(key))
-        .collect();
+        let several: HashSet<JobKey> = epochs
+            .into_iter()
+            .filter_map(|(key, epoch)| (epoch & SEVERAL != 0).then_some(key))
+            .collect();
+        break (logs, several);
+    };
     if several.is_empty() {
         return Ok(Vec::new());
     }
