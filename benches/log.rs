@@ -85,6 +85,13 @@ fn child(what: &str, dir: &Path, job: &str) {
             assert!(report.error.is_none(), "{:?}", report.error);
             report.records
         }
+        "verify-all" => {
+            // What `jaros verify` does: the chain, then what takeovers voided.
+            let report = verify_chain(&log, None);
+            assert!(report.error.is_none(), "{:?}", report.error);
+            jaros::replay::voided_records(&data).unwrap();
+            report.records
+        }
         "replay" => {
             let r = jaros::replay::replay(&data, &Executor::core(), &Default::default()).unwrap();
             assert!(r.reproducible());
@@ -170,6 +177,10 @@ fn main() {
     let job = format!("b{}", decisions / 2);
     for (what, label) in [
         ("verify", "verify"),
+        (
+            "verify-all",
+            "verify incl. the voided-records scan (`jaros verify`)",
+        ),
         ("replay", "replay incl. second pass"),
         ("index", "job index, built from the log (first lookup)"),
         ("history", "one job's history through the index (resume)"),

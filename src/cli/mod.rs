@@ -23,6 +23,7 @@ mod new;
 mod plan;
 mod plan_diff;
 mod plan_words;
+mod progress;
 mod prove;
 mod replay;
 mod run;

@@ -42,7 +42,10 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     if let Some(under) = &args.under {
         return super::under::main(ctx, under, args.json);
     }
-    let report = run(ctx, args.job, args.until)?;
+    let draw = super::progress::wanted(args.json);
+    let report = super::progress::with("replay", draw, |progress| {
+        run_with(ctx, args.job, args.until, progress)
+    })?;
     if args.json {
         out_json(&report);
     } else {
@@ -58,15 +61,26 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
 /// Replays the data dir's logs (one job, up to a seq): also `jaros mcp
 /// serve`'s `replay` tool.
 pub fn run(ctx: &Ctx, job: Option<String>, until: Option<u64>) -> Result<Report, CliError> {
+    run_with(ctx, job, until, None)
+}
+
+/// [`run`], counting what it reads into `progress`.
+fn run_with(
+    ctx: &Ctx,
+    job: Option<String>,
+    until: Option<u64>,
+    progress: Option<&replay::Progress>,
+) -> Result<Report, CliError> {
     let data = ctx.existing_data_dir()?;
     let job = match job {
         Some(j) => Some(JobId::new(j).map_err(|e| CliError::bad_input(e.to_string()))?),
         None => None,
     };
-    Ok(replay::replay(
+    Ok(replay::replay_with(
         &data,
         &super::executor(),
         &Options { job, until },
+        progress,
     )?)
 }
 

@@ -3,7 +3,8 @@
 use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::canon::Digest;
 use crate::exit::Outcome;
-use crate::log::verify_chain;
+use crate::log::read::verify_chain_with;
+use crate::log::stream::log_bytes;
 
 /// Check every node's hash-chained log under the data dir: edits, inserted,
 /// deleted or reordered records, and (with --anchor) truncation. Prints each
@@ -97,15 +98,6 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             "several logs here: name the node in the anchor, NODE@SEQ:HASH",
         ));
     }
-    let mut reports = Vec::new();
-    for path in &logs {
-        let is_audit = path.parent().is_some_and(|p| p.ends_with("audit"));
-        let anchor = anchors
-            .iter()
-            .find(|a| !is_audit && a.node.as_deref().is_none_or(|n| n == node_of(path)))
-            .map(|a| (a.seq, a.hash));
-        reports.push(verify_chain(path, anchor));
-    }
     for a in &anchors {
         if let Some(node) = &a.node {
             if !logs.iter().any(|p| node_of(p) == *node) {
@@ -116,14 +108,38 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             }
         }
     }
+    let draw = super::progress::wanted(args.json);
+    let (reports, voided) = super::progress::with("verify", draw, |progress| {
+        if let Some(p) = progress {
+            // Every chain once, then every node's log once more for what
+            // takeovers voided.
+            let nodes: u64 = data
+                .log_files()
+                .unwrap_or_default()
+                .iter()
+                .map(|l| log_bytes(l))
+                .sum();
+            p.expect(logs.iter().map(|l| log_bytes(l)).sum::<u64>() + nodes);
+        }
+        let mut reports = Vec::new();
+        for path in &logs {
+            let is_audit = path.parent().is_some_and(|p| p.ends_with("audit"));
+            let anchor = anchors
+                .iter()
+                .find(|a| !is_audit && a.node.as_deref().is_none_or(|n| n == node_of(path)))
+                .map(|a| (a.seq, a.hash));
+            reports.push(verify_chain_with(path, anchor, progress));
+        }
+        // Records a node wrote after losing their job: the chain holds them
+        // intact; readers leave them out.
+        let voided = if reports.iter().all(|r| r.error.is_none()) {
+            crate::replay::voided_records_with(&data, progress).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        (reports, voided)
+    });
     let intact = reports.iter().all(|r| r.error.is_none());
-    // Records a node wrote after losing their job: the chain holds them
-    // intact; readers leave them out.
-    let voided = if intact {
-        crate::replay::voided_records(&data).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
     if args.json {
         out_json(&serde_json::json!({"intact": intact, "chains": reports, "voided": voided}));
     } else {

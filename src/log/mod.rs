@@ -18,6 +18,7 @@ pub mod note;
 pub mod read;
 pub mod record;
 pub mod segment;
+pub mod stream;
 pub mod tree;
 pub mod writer;
 

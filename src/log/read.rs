@@ -2,6 +2,7 @@
 
 use super::record::{check_line, parse_line, ChainFields, Record, RecordError};
 use super::segment::{self, Segment};
+use super::stream::{stream_log, Progress};
 use super::LogError;
 use crate::canon::Digest;
 use crate::fsx;
@@ -100,8 +101,6 @@ struct Scanned<T> {
     torn: Vec<u8>,
     valid_len: u64,
     open_first_seq: u64,
-    /// Complete lines in the open segment.
-    open_lines: u64,
 }
 
 /// Scans every segment of the log whose open segment is `open`, starting
@@ -135,7 +134,6 @@ fn scan_segments<T: Send>(
         torn: Vec::new(),
         valid_len: 0,
         open_first_seq: 1,
-        open_lines: 0,
     };
     let any_sealed = segments.iter().any(|s| s.sealed);
     for seg in segments {
@@ -188,7 +186,6 @@ fn scan_segments<T: Send>(
             out.open_first_seq = start.seq;
             out.torn = bytes[valid_len as usize..].to_vec();
             out.valid_len = valid_len;
-            out.open_lines = lines;
         }
         if let Some((seq, _, hash)) = segment_parts.iter().rev().find_map(|p| p.last()).map(chain) {
             start = ChainStart {
@@ -305,23 +302,6 @@ pub(crate) fn scan<T: Send>(
     Ok((parts, bytes.len() - complete, complete as u64))
 }
 
-/// Checks a log's chain, every segment, without parsing record bodies (for
-/// `jaros verify`).
-fn read_chain(path: &Path) -> Result<(Vec<ChainFields>, Option<TornTail>), LogError> {
-    let scanned = scan_log(path, check_line, |f: &ChainFields| (f.seq, f.prev, f.hash))?;
-    let records = concat(scanned.parts);
-    let next = records.len() as u64 + 1;
-    let torn = (!scanned.torn.is_empty()).then(|| {
-        TornTail::of(
-            &scanned.torn,
-            scanned.valid_len,
-            scanned.open_lines + 1,
-            next,
-        )
-    });
-    Ok((records, torn))
-}
-
 /// Characters of a torn tail shown to a reader, at most: enough to
 /// recognise the record (its first members), not a whole payload.
 const TORN_TAIL_SHOWN_CHARS: usize = 80;
@@ -390,28 +370,54 @@ pub struct ChainReport {
 /// earlier: the record at `seq` must still exist and have that hash, which
 /// catches truncation and rewriting of the history before it.
 pub fn verify_chain(path: &Path, anchor: Option<(u64, Digest)>) -> ChainReport {
-    match read_chain(path) {
-        Ok((records, torn_tail)) => {
-            let (head_seq, head_hash) = records
-                .last()
-                .map_or((0, Digest::ZERO), |r| (r.seq, r.hash));
-            let error =
-                anchor.and_then(
-                    |(seq, hash)| match records.get((seq as usize).wrapping_sub(1)) {
-                        None => Some(format!(
-                        "anchor seq {seq} is beyond the head ({head_seq}): the log was truncated"
-                    )),
-                        Some(r) if r.hash != hash => Some(format!(
-                            "record {seq} has hash {}, the anchor says {}: history was rewritten",
-                            r.hash.short(),
-                            hash.short()
-                        )),
-                        Some(_) => None,
-                    },
-                );
+    verify_chain_with(path, anchor, None)
+}
+
+/// [`verify_chain`], reading the log a block at a time (holding only the
+/// chain's head and the anchor's record, whatever the log's size) and
+/// counting what it read into `progress`.
+pub fn verify_chain_with(
+    path: &Path,
+    anchor: Option<(u64, Digest)>,
+    progress: Option<&Progress>,
+) -> ChainReport {
+    let mut anchored: Option<Digest> = None;
+    let streamed = stream_log(
+        path,
+        check_line,
+        |f: &ChainFields| (f.seq, f.prev, f.hash),
+        None,
+        progress,
+        |batch| {
+            if let Some((seq, _)) = anchor {
+                let first = batch.first().map_or(u64::MAX, |f| f.seq);
+                if seq >= first {
+                    if let Some(f) = batch.get((seq - first) as usize) {
+                        anchored = Some(f.hash);
+                    }
+                }
+            }
+        },
+    );
+    match streamed {
+        Ok(s) => {
+            let (head_seq, head_hash) = s.head;
+            let torn_tail = (!s.torn.is_empty())
+                .then(|| TornTail::of(&s.torn, s.valid_len, s.open_lines + 1, head_seq + 1));
+            let error = anchor.and_then(|(seq, hash)| match anchored {
+                _ if seq == 0 || seq > head_seq => Some(format!(
+                    "anchor seq {seq} is beyond the head ({head_seq}): the log was truncated"
+                )),
+                Some(h) if h != hash => Some(format!(
+                    "record {seq} has hash {}, the anchor says {}: history was rewritten",
+                    h.short(),
+                    hash.short()
+                )),
+                _ => None,
+            });
             ChainReport {
                 path: path.to_path_buf(),
-                records: records.len() as u64,
+                records: s.records,
                 head_seq,
                 head_hash,
                 torn_tail_bytes: torn_tail.as_ref().map_or(0, |t| t.bytes),

@@ -814,6 +814,18 @@ pub struct ChainFields {
 
 /// Checks one line's hash and reads its chain fields without parsing the body.
 pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
+    line_fields(line, true, |_, _| {})
+}
+
+/// [`check_line`] when `check_hash`, else the chain fields as written (for
+/// a line whose hash was checked a moment ago); every other top-level
+/// member goes to `other` as (key, value's JSON text), in the same one walk
+/// over the line.
+pub(crate) fn line_fields<'l>(
+    line: &'l str,
+    check_hash: bool,
+    mut other: impl FnMut(&'l [u8], &'l str),
+) -> Result<ChainFields, RecordError> {
     let bytes = line.as_bytes();
     // One pass over the members; the first of a name counts.
     let (mut hash_m, mut prev_m, mut seq_m, mut epoch_m) = (None, None, None, None);
@@ -823,7 +835,11 @@ pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
             b"hash" => &mut hash_m,
             b"prev" => &mut prev_m,
             b"seq" => &mut seq_m,
-            _ => return,
+            key => {
+                // Spans of a walk over `line` itself: on char boundaries.
+                other(key, &line[m.value.0..m.value.1]);
+                return;
+            }
         };
         slot.get_or_insert(m);
     })
@@ -856,11 +872,13 @@ pub fn check_line(line: &str) -> Result<ChainFields, RecordError> {
     if bytes[cut_from] != b',' {
         return Err(RecordError::Field("hash"));
     }
-    let mut hasher = Sha256::new();
-    hasher.update(&bytes[..cut_from]);
-    hasher.update(&bytes[hash_m.value.1..]);
-    if Digest(hasher.finalize().into()) != hash {
-        return Err(RecordError::HashMismatch);
+    if check_hash {
+        let mut hasher = Sha256::new();
+        hasher.update(&bytes[..cut_from]);
+        hasher.update(&bytes[hash_m.value.1..]);
+        if Digest(hasher.finalize().into()) != hash {
+            return Err(RecordError::HashMismatch);
+        }
     }
     Ok(ChainFields {
         seq,

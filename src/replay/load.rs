@@ -1,7 +1,9 @@
-//! Reading a data dir's logs for replay: every record in place, grouped by
-//! job, the recorded plans loaded, what a later epoch voided dropped.
+//! Reading a data dir's logs into memory: every record in place, grouped
+//! by job, the recorded plans loaded, what a later epoch voided dropped.
+//! For readers that want every job at hand (`jaros replay --under`,
+//! blame); replay itself streams (see [`super::stream`]).
 
-use super::{Options, RecordRef, ReplayError, VoidedRecords};
+use super::{Options, ReplayError};
 use crate::canon::Digest;
 use crate::datadir::DataDir;
 use crate::decision::JobId;
@@ -44,14 +46,6 @@ impl Loaded {
     /// A job's records, `None` for a job no log holds.
     pub(super) fn job(&self, job: &JobId) -> Option<impl DoubleEndedIterator<Item = &Body>> {
         self.jobs.get(job).map(|places| self.bodies(places))
-    }
-
-    pub(super) fn place(&self, (part, index): Place) -> RecordRef {
-        let (name, records) = &self.parts[part as usize];
-        RecordRef {
-            log: name.clone(),
-            seq: records[index as usize].seq,
-        }
     }
 }
 
@@ -166,24 +160,6 @@ pub(super) fn drop_voided(
         }
         !is_void
     });
-}
-
-/// Records a later epoch's takeover voided, per log and job, across the
-/// data dir's logs (for `jaros verify`).
-pub fn voided_records(dir: &DataDir) -> Result<Vec<VoidedRecords>, ReplayError> {
-    Ok(voided_list(&load(dir, &Options::default())?))
-}
-
-pub(super) fn voided_list(loaded: &Loaded) -> Vec<VoidedRecords> {
-    loaded
-        .voided
-        .iter()
-        .map(|((log, job), &records)| VoidedRecords {
-            log: log.to_string(),
-            job: job.clone(),
-            records,
-        })
-        .collect()
 }
 
 /// The plan in `blob`, checked against the digest its record names.

@@ -5,24 +5,32 @@
 //! job index (a cache, `crate::log::index`) when it reads one job.
 //!
 //! Stands on [`crate::fold`] (one job's records → its state). Here: the
-//! report and the whole-data-dir [`replay`]; [`load`] reads the logs,
-//! [`pass`] folds every job once, [`attribution`] names who failed a job,
-//! [`blame`] walks one failure back, [`history`] gives one job's records,
-//! [`one`] reads one job (and its chain of hand-offs) through the job index.
+//! report and the whole-data-dir [`replay`], which [`stream`] runs in
+//! bounded memory (reading the logs as streams, [`census`] learning what
+//! each job holds); [`load`] reads whole logs into memory for the readers
+//! that want every job at hand (`--under`, blame), [`pass`] finds a job's
+//! recorded plan, [`attribution`] names who failed a job, [`blame`] walks
+//! one failure back, [`history`] gives one job's records, [`voided`]
+//! counts what takeovers voided for `jaros verify`; [`one`] reads one job
+//! (and its chain of hand-offs) through the job index.
 // No clock, environment or randomness here: see clippy.toml.
 #![deny(clippy::disallowed_methods)]
 
 mod attribution;
 mod blame;
+mod census;
 mod history;
 mod load;
 mod one;
 mod pass;
+mod stream;
+mod voided;
 
 pub use crate::fold::{fold, Divergence, FoldCounts, Folded, Met};
+pub use crate::log::stream::Progress;
 pub use blame::{blame, Blame, BlameLink, Counterfactual};
 pub use history::{job_histories, job_history};
-pub use load::voided_records;
+pub use voided::{voided_records, voided_records_with};
 
 use crate::datadir::DataDir;
 use crate::decision::{AgentName, DecisionId, JobId};
@@ -31,9 +39,8 @@ use crate::fold::{fold_records, Checks};
 use crate::log::Body;
 use crate::plan::Plan;
 use crate::state::State;
-use attribution::attribute;
-use load::{load, voided_list};
-use pass::{pass, recorded_plan};
+use load::load;
+use pass::recorded_plan;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -205,7 +212,7 @@ pub fn each_decision(
     walked.plans.sort();
     for (job, places) in &loaded.jobs {
         let bodies: Vec<&Body> = loaded.bodies(places).collect();
-        let result = recorded_plan(&loaded, &bodies).and_then(|plan| {
+        let result = recorded_plan(&loaded.plans, &bodies).and_then(|plan| {
             let mut at = |met: &Met<'_>| visit(plan, met);
             fold_records(plan, executor, &bodies, Checks::All, false, Some(&mut at))
         });
@@ -216,119 +223,26 @@ pub fn each_decision(
     Ok(walked)
 }
 
-/// Replays the data dir's logs in memory (twice) and reports.
+/// Replays the data dir's logs (twice) and reports.
 pub fn replay(
     dir: &DataDir,
     executor: &Executor,
     options: &Options,
 ) -> Result<Report, ReplayError> {
+    replay_with(dir, executor, options, None)
+}
+
+/// [`replay`], counting the bytes and records it reads into `progress`
+/// (for a progress line; see [`Progress`]).
+pub fn replay_with(
+    dir: &DataDir,
+    executor: &Executor,
+    options: &Options,
+    progress: Option<&Progress>,
+) -> Result<Report, ReplayError> {
     // One job: only its records, through the job indexes.
     if let Some(report) = one::replay(dir, executor, options)? {
         return Ok(report);
     }
-    let loaded = load(dir, options)?;
-    if loaded.records == 0 && loaded.chain_errors.is_empty() {
-        return Err(ReplayError::Empty(dir.root().to_path_buf()));
-    }
-    if let Some(job) = &options.job {
-        if !loaded.jobs.contains_key(job) {
-            return Err(ReplayError::UnknownJob {
-                job: job.clone(),
-                dir: dir.root().to_path_buf(),
-            });
-        }
-    }
-    // The two passes are independent: run them side by side.
-    let (first, second) = std::thread::scope(|s| {
-        let second = s.spawn(|| pass(&loaded, executor, false));
-        let first = pass(&loaded, executor, true);
-        (first, second.join().expect("a replay pass does not panic"))
-    });
-    let mut report = Report {
-        data_dir: dir.root().to_path_buf(),
-        logs: loaded.logs,
-        records: loaded.records,
-        jobs: loaded.jobs.len() as u64,
-        decisions: 0,
-        rejected: 0,
-        per_agent: BTreeMap::new(),
-        model_calls: 0,
-        tool_executions: 0,
-        model_records: 0,
-        effects_reexecuted: 0,
-        effects_read_back: 0,
-        final_states: BTreeMap::new(),
-        unfinished_jobs: 0,
-        byte_identical: true,
-        divergence: None,
-        chain_intact: loaded.chain_errors.is_empty(),
-        chain_errors: loaded.chain_errors.clone(),
-        deterministic: first.digests == second.digests,
-        failures: Vec::new(),
-        voided_records: loaded.voided.values().sum(),
-        voided: voided_list(&loaded),
-    };
-    let agent_of = |job: &JobId| -> AgentName {
-        match loaded.job(job).and_then(|mut r| r.next()) {
-            Some(Body::Job { agent, .. }) => agent.clone(),
-            _ => AgentName::new("unknown").expect("valid name"),
-        }
-    };
-    for (job, result) in loaded.jobs.keys().zip(&first.folded) {
-        let agent = agent_of(job);
-        let stats = report.per_agent.entry(agent.to_string()).or_default();
-        stats.jobs += 1;
-        match result {
-            Ok(f) => {
-                stats.decisions += f.counts.decisions;
-                stats.rejected += f.counts.rejected;
-                report.decisions += f.counts.decisions;
-                report.rejected += f.counts.rejected;
-                report.model_records += f.counts.model_records;
-                report.effects_reexecuted += f.counts.reexecuted;
-                report.effects_read_back += f.counts.read_back;
-                match &f.ended {
-                    Some(end) => {
-                        *report
-                            .final_states
-                            .entry(end.state.to_string())
-                            .or_default() += 1;
-                        if end.state == State::Failed {
-                            stats.failed_jobs += 1;
-                            report.failures.push(attribute(&loaded, job, end));
-                        }
-                    }
-                    None => report.unfinished_jobs += 1,
-                }
-            }
-            Err(d) => {
-                report.byte_identical = false;
-                let place = loaded.jobs[job]
-                    .get(d.index)
-                    .map(|&p| loaded.place(p))
-                    .unwrap_or(RecordRef {
-                        log: "?".into(),
-                        seq: 0,
-                    });
-                let candidate = FirstDivergence {
-                    record: place,
-                    job: job.clone(),
-                    agent,
-                    decision: d.decision.clone(),
-                    what: d.what.clone(),
-                };
-                // The first divergence in log order (log name, then seq).
-                let earlier = report.divergence.as_ref().is_none_or(|cur| {
-                    (&candidate.record.log, candidate.record.seq)
-                        < (&cur.record.log, cur.record.seq)
-                });
-                if earlier {
-                    report.divergence = Some(candidate);
-                }
-            }
-        }
-    }
-    // Freeing a large log's records takes a while; nothing waits for it.
-    std::thread::spawn(move || drop((loaded, first, second)));
-    Ok(report)
+    stream::replay_streaming(dir, executor, options, progress)
 }

@@ -11,7 +11,7 @@
 
 use super::attribution::{attribute, JobRecords};
 use super::load::{load_plan, position_in_job};
-use super::pass::plan_in;
+use super::pass::recorded_plan as plan_in;
 use super::{AgentStats, FirstDivergence, Options, RecordRef, ReplayError, Report, VoidedRecords};
 use crate::canon::Digest;
 use crate::datadir::DataDir;
