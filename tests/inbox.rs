@@ -1,5 +1,6 @@
 //! The inbox under hostile or unlucky input: special files, ids too long for
-//! the names they derive, a finished job's id dropped in again, lineage a
+//! the names they derive, a finished job's id dropped in again (also one
+//! another node's log gained after this node cached its listing), lineage a
 //! file claims for itself, and claims another node finished meanwhile. Each
 //! ends with a result or a refusal that says why, and the node runs on.
 
@@ -299,6 +300,40 @@ fn a_finished_jobs_id_dropped_into_the_inbox_is_refused_and_never_runs_twice() {
     assert_eq!(job_records(&hive.data(), "f2").len(), 1);
     assert_eq!(claimed_files(&hive), Vec::<String>::new());
     hive.jaros(&["replay"]).expect(0);
+}
+
+#[test]
+fn an_id_another_nodes_log_gained_after_the_node_cached_its_listing_is_refused() {
+    let hive = example_hive();
+    let node = Node::start(hive.path(), &args(&["--node-id", "n1"]));
+    hive.jaros(&["submit", "advance", "--id", "g1", "--wait", "30"])
+        .expect(0);
+    // Past the time the node lists `log/` at every claim: it now lists it
+    // again only when the directory changes.
+    std::thread::sleep(Duration::from_secs(3));
+    hive.jaros(&["submit", "advance", "--id", "g2", "--wait", "30"])
+        .expect(0);
+    // A second node's log appears and ends job g3 (its result not written,
+    // or removed by retention).
+    std::fs::write(
+        hive.data().join("log/n2.jsonl"),
+        "{\"job\":\"g3\",\"kind\":\"end\",\"seq\":1}\n",
+    )
+    .unwrap();
+    drop_in(
+        &inbox(&hive),
+        "g3.json",
+        r#"{"id":"g3","agent":"advance","input":{}}"#,
+    );
+    wait_until(Duration::from_secs(20), "g3 refused", || {
+        failures(&hive).len() == 1 && count_jobs(&hive.data(), "inbox") == 0
+    });
+    let (code, log) = node.stop();
+    assert_eq!(code, 0, "{log}");
+    let (name, reason, _) = &failures(&hive)[0];
+    assert!(name.starts_with("_rejected-"), "{name}: {reason}");
+    assert!(reason.contains("a log records its end"), "{reason}");
+    assert!(!hive.data().join("done/g3.json").exists());
 }
 
 #[test]
