@@ -592,9 +592,10 @@ fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
     /// Cases of `evals/triage.yaml` (8 spam, 9 genuine) that must pass on
     /// every run, per class. Measured on SmolLM2-135M-Instruct Q4_1 under
     /// llama.cpp's server with the planner's verdicts and examples as
-    /// committed: spam 5 of 8 rejected, genuine 9 of 9 accepted (14 of 17,
-    /// the same on every run). The floors sit one or two below, so a server
-    /// build that shifts an answer does not fail CI; a prompt, example or
+    /// committed: spam 5 or 6 of 8 rejected (one close ticket follows the
+    /// server's prompt cache), genuine 9 of 9 accepted, the same on every run
+    /// of one invocation. The floors sit below, so a server build that
+    /// shifts an answer does not fail CI; a prompt, example or
     /// mapping change that makes the model answer one verdict to everything
     /// (8 of 17, as before verdicts) fails on one class or the other.
     const MIN_SPAM_REJECTED: usize = 4;
