@@ -433,7 +433,7 @@ impl Runner<'_> {
             };
             folded.state.turn = turn;
             let skip = if resuming { folded.positions_done } else { 0 };
-            let proposals = match decision::parse_proposals(&text) {
+            let proposals = match proposals_of(spec, ticket, &text) {
                 Ok(p) => p,
                 Err(reason) => {
                     if skip == 0 {
@@ -800,6 +800,28 @@ fn budget_exhausted(
         ));
     }
     None
+}
+
+/// The proposals of a turn's text: the decisions it lists, or for a verdict
+/// agent the decisions its verdict stands for under the plan's mapping. A
+/// live turn and a resumed one both come here with the recorded text, so
+/// they derive the same decisions. An answer that gives none is the agent's
+/// error, recorded as an unparsed turn.
+fn proposals_of(spec: &AgentSpec, ticket: &Ticket, text: &str) -> Result<Vec<Proposal>, String> {
+    match &spec.kind {
+        crate::plan::AgentKind::Model {
+            verdicts: Some(verdicts),
+            ..
+        } => crate::verdict::proposals(
+            verdicts,
+            text,
+            &ticket.input,
+            ticket.agent.as_str(),
+            ticket.job.as_str(),
+        )
+        .map_err(|e| e.to_string()),
+        _ => decision::parse_proposals(text),
+    }
 }
 
 /// The stand-in decision a `rejected` record holds when a turn's text could

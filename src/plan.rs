@@ -288,7 +288,50 @@ pub enum AgentKind {
         seed: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_tokens: Option<u32>,
+        /// The model answers with one verdict, which the runtime maps to
+        /// decisions (see [`crate::verdict`]). Left out of the plan's JSON
+        /// when absent, so an agent without verdicts keeps its digest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verdicts: Option<Verdicts>,
     },
+}
+
+/// A model agent's verdicts: the words it may answer with, each mapped to
+/// the decisions the runtime proposes for it, and the worked examples the
+/// model is shown first. The mapping is part of the plan, so a resumed job
+/// and a replay derive the same decisions from the recorded answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdicts {
+    /// Each verdict and its decisions, in the order they are proposed.
+    pub map: BTreeMap<String, Vec<DecisionTemplate>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<VerdictExample>,
+}
+
+/// One decision a verdict stands for: a fixed type and a payload whose
+/// strings may be minijinja templates over the job (see [`crate::verdict`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionTemplate {
+    /// The decision type; the agent's role must grant it.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The payload. A string that is one `{{ expression }}` becomes the expression's value (`"{{ input }}"` is the job input as an object); any other string with template syntax renders to text.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// A worked example a verdict agent's model is shown before the job's own
+/// input: an input, rendered by the agent's prompt as a job's would be, and
+/// the verdict it deserves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictExample {
+    /// An input like a job's.
+    pub input: Value,
+    /// The verdict it deserves; one of the agent's `verdicts`.
+    pub verdict: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -582,21 +582,24 @@ fn a_denial_without_a_reason_is_an_error_at_its_place() {
 }
 
 /// The example planner's triage (`evals/triage.yaml`) on the real model, the
-/// way the README measures it: every answer is one well-formed decision the
-/// gate lets through its schema, and the share of right verdicts does not
+/// way the README measures it: every answer is one verdict whose decision
+/// the gate lets through its schema, and the share of right verdicts does not
 /// fall below what SmolLM2-135M was measured to reach (temperature 0 and a
 /// fixed seed, so the outcome is the same on every run of one input).
 #[test]
 #[ignore = "needs a model server: scripts/real-model-tests.sh"]
 fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
     /// Cases of `evals/triage.yaml` (8 spam, 9 genuine) that must pass on
-    /// every run. Measured on SmolLM2-135M-Instruct Q4_1 under llama.cpp's
-    /// server with `agents/planner.j2` as committed: 8 of 17 (every spam
-    /// ticket rejected, every genuine one rejected too; the model answers
-    /// `advance` to all). The floor sits below that so a server build that
-    /// shifts one answer does not fail CI; a prompt or schema change that
-    /// breaks well-formedness or loses most rejections does.
-    const MIN_PASSING_CASES: usize = 6;
+    /// every run, per class. Measured on SmolLM2-135M-Instruct Q4_1 under
+    /// llama.cpp's server with the planner's verdicts and examples as
+    /// committed: spam 5 or 6 of 8 rejected (one close ticket follows the
+    /// server's prompt cache), genuine 9 of 9 accepted, the same on every run
+    /// of one invocation. The floors sit below, so a server build that
+    /// shifts an answer does not fail CI; a prompt, example or
+    /// mapping change that makes the model answer one verdict to everything
+    /// (8 of 17, as before verdicts) fails on one class or the other.
+    const MIN_SPAM_REJECTED: usize = 4;
+    const MIN_GENUINE_ACCEPTED: usize = 7;
     const RUNS: u64 = 2;
     /// The cases in `evals/triage.yaml`.
     const TRIAGE_CASES: usize = 17;
@@ -645,13 +648,17 @@ fn the_planner_triages_tickets_on_the_real_model_at_its_measured_rate() {
             }
         }
     }
-    let passing = cases
-        .iter()
-        .filter(|c| c["passed_runs"].as_u64() == Some(RUNS))
-        .count();
+    let passing = |class: &str| {
+        cases
+            .iter()
+            .filter(|c| c["name"].as_str().unwrap().starts_with(class))
+            .filter(|c| c["passed_runs"].as_u64() == Some(RUNS))
+            .count()
+    };
+    let (spam, genuine) = (passing("spam-"), passing("genuine-"));
     assert!(
-        passing >= MIN_PASSING_CASES,
-        "{passing} of {TRIAGE_CASES} triage cases passed on every run, below the floor {MIN_PASSING_CASES}: {}",
+        spam >= MIN_SPAM_REJECTED && genuine >= MIN_GENUINE_ACCEPTED,
+        "spam rejected {spam} of 8 (floor {MIN_SPAM_REJECTED}), genuine accepted {genuine} of 9 (floor {MIN_GENUINE_ACCEPTED}) on every run: {}",
         run.context()
     );
 }

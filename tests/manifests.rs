@@ -202,7 +202,7 @@ fn a_typo_in_a_field_name_is_pointed_at_with_a_suggestion() {
         errors_of(&hive),
         "\
 manifests/agent.yaml:6:3: missing required field 'role' in spec
-manifests/agent.yaml:6:3: unknown field 'rol' in spec (did you mean 'role'?); allowed: description, max_steps, model, prompt, role, template
+manifests/agent.yaml:6:3: unknown field 'rol' in spec (did you mean 'role'?); allowed: description, examples, max_steps, model, prompt, role, template, verdicts
 2 errors
 "
     );

@@ -17,6 +17,7 @@ const DETERMINISTIC_PLANE: &[&str] = &[
     "replay",
     "state.rs",
     "takeover.rs",
+    "verdict.rs",
 ];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {

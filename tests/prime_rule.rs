@@ -509,6 +509,7 @@ fn model_plan(set: impl Fn(&mut jaros::plan::Budget), max_steps: u32) -> Plan {
         temperature: None,
         seed: None,
         max_tokens: None,
+        verdicts: None,
     };
     plan
 }

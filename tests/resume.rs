@@ -86,6 +86,7 @@ fn plan() -> Plan {
                 temperature: None,
                 seed: None,
                 max_tokens: None,
+                verdicts: None,
             },
             description: String::new(),
         },

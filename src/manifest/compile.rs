@@ -144,6 +144,10 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
                 temperature: model.temperature,
                 seed: model.seed,
                 max_tokens: model.max_tokens,
+                verdicts: (!s.verdicts.is_empty()).then(|| crate::plan::Verdicts {
+                    map: s.verdicts.clone(),
+                    examples: s.examples.clone(),
+                }),
             },
         };
         let description = s

@@ -555,6 +555,14 @@ pub struct AgentSpec {
     /// A model agent's prompt: a minijinja template under `agents/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// A model agent that answers with one word instead of decisions: each verdict it may give (`spam`, `request`, ...) and the decisions the runtime proposes for it, gated like any proposal. The model is asked for `{"verdict": ...}` under constrained decoding, with no system message; an answer outside these verdicts is refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub verdicts: BTreeMap<String, Vec<crate::plan::DecisionTemplate>>,
+    /// A verdict agent's worked examples, shown to the model as earlier turns (its prompt rendered for each input, then the verdict as the answer) before the job's own input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub examples: Vec<crate::plan::VerdictExample>,
 }
 
 /// The model a model agent calls.

@@ -978,6 +978,32 @@ pub fn cross_check(m: &Manifests, builtin: &crate::plan::Plan) -> Vec<Diagnostic
                 format!("role '{role}' is not defined; roles: {}", known.join(", ")),
             ));
         }
+        let grant_types: Option<Vec<&str>> = m
+            .roles
+            .iter()
+            .find(|r| r.m.metadata.name == role)
+            .map(|r| r.m.spec.types.iter().map(String::as_str).collect())
+            .or_else(|| {
+                let g = builtin.roles.get(role)?;
+                Some(g.types.iter().map(String::as_str).collect())
+            });
+        let granted = |ty: &str| {
+            let types = grant_types.as_ref().filter(|_| !blind)?;
+            Some(
+                types
+                    .iter()
+                    .any(|g| *g == ty || crate::gate::glob_match(g, ty)),
+            )
+        };
+        let spec = &a.m.spec;
+        for (pointer, message) in crate::verdict::check(
+            &spec.verdicts,
+            &spec.examples,
+            spec.model.is_some(),
+            &granted,
+        ) {
+            errors.push(a.error(&pointer, message));
+        }
         if let Some(model) = &a.m.spec.model {
             let p = model.provider.as_str();
             if blind || m.invalid_names.iter().any(|(k, _)| *k == Kind::Node) {

@@ -133,6 +133,33 @@ fn narrow_advance(payload: &mut Value) {
     }
 }
 
+/// A verdict agent's worked examples as earlier turns of the conversation:
+/// for each, its input rendered by the agent's prompt (as a job's own input
+/// is, with no results yet) and its verdict as the answer. No system
+/// message comes first: the examples show the answer's shape, the schema
+/// enforces it, and SmolLM2-135M chose worse under every system message
+/// tried (docs/evals.md has the measurements).
+fn verdict_examples(
+    plan: &Plan,
+    template: &str,
+    context: &Value,
+    verdicts: &crate::plan::Verdicts,
+) -> Result<Vec<Message>, String> {
+    let mut messages = Vec::with_capacity(2 * verdicts.examples.len() + 1);
+    for (i, example) in verdicts.examples.iter().enumerate() {
+        let mut shown = context.clone();
+        shown["input"] = example.input.clone();
+        shown["results"] = json!([]);
+        let prompt = agents::render(plan, template, &shown)
+            .map_err(|e| format!("example {i} of the agent's verdicts: {e}"))?;
+        messages.push(Message::user(prompt));
+        messages.push(Message::assistant(crate::verdict::answer_text(
+            &example.verdict,
+        )));
+    }
+    Ok(messages)
+}
+
 /// Below this many tokens left in a job's budget, a call without a
 /// `max_tokens` of its own is sent the budget's remainder as its limit;
 /// above it none is sent (a server may refuse a limit past its model's).
@@ -160,6 +187,7 @@ impl Proposer for ModelProposer {
             temperature,
             seed,
             max_tokens,
+            verdicts,
         } = &request.spec.kind
         else {
             return Err(format!("agent '{}' is not a model agent", request.agent));
@@ -173,10 +201,20 @@ impl Proposer for ModelProposer {
         let max_tokens = &output_limit(*max_tokens, left);
         let context = agents::template_context(request);
         let prompt = agents::render(request.plan, template, &context)?;
-        let schema = decisions_schema(request.plan, request.agent.as_str());
+        let (messages, schema) = match verdicts {
+            None => (
+                vec![Message::system(SYSTEM_PROMPT), Message::user(prompt)],
+                decisions_schema(request.plan, request.agent.as_str()),
+            ),
+            Some(verdicts) => {
+                let mut messages = verdict_examples(request.plan, template, &context, verdicts)?;
+                messages.push(Message::user(prompt));
+                (messages, crate::verdict::schema(verdicts))
+            }
+        };
         let chat = ChatRequest {
             model: model.clone(),
-            messages: vec![Message::system(SYSTEM_PROMPT), Message::user(prompt)],
+            messages,
             temperature: *temperature,
             seed: *seed,
             max_tokens: *max_tokens,
