@@ -651,19 +651,25 @@ fn a_node_signs_a_checkpoint_at_the_end_of_every_segment_it_seals() {
         1,
     );
     std::fs::write(&node_yaml, text).unwrap();
-    for n in 0..40 {
-        hive.jaros(&["submit", "advance", "--input", &format!("{{\"n\": {n}}}")])
-            .expect(0);
+    // Four runs of ten jobs, each writing past a segment's size: a run
+    // seals at least once whatever its append batches (one batch may hold
+    // every record of a run, and a segment is sealed after a batch).
+    for wave in 0..4 {
+        for n in 0..10 {
+            let input = format!("{{\"n\": {}}}", wave * 10 + n);
+            hive.jaros(&["submit", "advance", "--input", &input])
+                .expect(0);
+        }
+        let run = hive.jaros(&[
+            "serve",
+            "--node-id",
+            "n1",
+            "--exit-when-idle",
+            "--scan-ms",
+            "20",
+        ]);
+        assert_eq!(run.code(), 0, "{}", run.context());
     }
-    let run = hive.jaros(&[
-        "serve",
-        "--node-id",
-        "n1",
-        "--exit-when-idle",
-        "--scan-ms",
-        "20",
-    ]);
-    assert_eq!(run.code(), 0, "{}", run.context());
     // The sealed segments, named by their first seq; each ends just before
     // the next one (or the open segment) begins.
     let sealed_dir = hive.data().join("log/n1.segments");

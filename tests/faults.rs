@@ -162,6 +162,19 @@ fn wait_for_takeover(hive: &Hive, job: &str) {
     });
 }
 
+/// Waits until node `b`'s log holds a record of `job` under a later epoch
+/// than the first.
+fn wait_for_a_record_of_the_new_owner(hive: &Hive, job: &str) {
+    let log = hive.data().join("log/b.jsonl");
+    wait_until(WAIT, "the new owner's first record of the job", || {
+        read_log(&log).is_ok_and(|l| {
+            l.records
+                .iter()
+                .any(|r| r.epoch >= 2 && r.body.job_at().is_some_and(|(j, _)| j.as_str() == job))
+        })
+    });
+}
+
 fn wait_for_all(hive: &Hive, n: usize) {
     wait_until(WAIT, "every job to have a result", || {
         count_jobs(&hive.data(), "done") + count_jobs(&hive.data(), "failed") >= n
@@ -275,11 +288,23 @@ fn assert_exactly_once(hive: &Hive, jobs: &[String]) -> Counted {
 /// fault stops it; node `b` starts, takes the stopped job over (and the rest
 /// of a's, whose leases lapse with it); `a` is continued; both finish.
 fn pause_past_the_lease(hive: &Hive, fault: &str, agent: &str, jobs: &[String]) -> String {
+    pause_past_the_lease_until(hive, fault, agent, jobs, wait_for_takeover)
+}
+
+/// [`pause_past_the_lease`], continuing `a` once `taken(hive, job)` says
+/// the new owner has got far enough with the stopped job.
+fn pause_past_the_lease_until(
+    hive: &Hive,
+    fault: &str,
+    agent: &str,
+    jobs: &[String],
+    taken: fn(&Hive, &str),
+) -> String {
     submit(hive, agent, jobs);
     let a = Node::start(hive, "a", Some(fault));
     let job = a.wait_for_fault();
     let b = Node::start(hive, "b", None);
-    wait_for_takeover(hive, &job);
+    taken(hive, &job);
     a.signal("CONT");
     wait_for_all(hive, jobs.len());
     let (code_b, log_b) = b.stop();
@@ -302,7 +327,16 @@ fn a_node_paused_while_it_holds_claims_runs_none_of_them_after() {
 fn a_record_after_a_fence_check_and_a_pause_is_void() {
     let hive = example_hive();
     let jobs = ids("r", 4);
-    let log_a = pause_past_the_lease(&hive, "pause-after-fence", "advance", &jobs);
+    // `a` is continued only once `b`'s first record of the job is in b's
+    // log: a's record, landing before b had read the job's history, would
+    // be history b resumes from, not a record to void.
+    let log_a = pause_past_the_lease_until(
+        &hive,
+        "pause-after-fence",
+        "advance",
+        &jobs,
+        wait_for_a_record_of_the_new_owner,
+    );
     assert!(log_a.contains("lost the lease"), "{log_a}");
     let c = assert_exactly_once(&hive, &jobs);
     // The job record the paused node wrote after the takeover is in its
