@@ -373,7 +373,8 @@ fn an_audit_log_on_a_full_disk_stops_the_node_and_a_restart_completes_the_job() 
 /// amounts of space left. Whatever it meets, nothing is lost: once space is
 /// freed and the node restarted, every job has one result, the chain runs
 /// across every segment, replay passes, and every checkpoint written
-/// verifies against the log that grew past it.
+/// verifies against the log that grew past it, and every sealed segment
+/// has one (what a seal could not sign, the restarted node signs).
 #[test]
 #[ignore = "needs root for a tmpfs: run by scripts/fault-tests.sh"]
 fn a_log_that_meets_a_full_disk_while_it_seals_and_signs_loses_nothing() {
@@ -443,6 +444,15 @@ fn a_log_that_meets_a_full_disk_while_it_seals_and_signs_loses_nothing() {
             .filter(|p| p.extension().is_some_and(|e| e == "checkpoint"))
             .collect();
         assert!(!checkpoints.is_empty(), "room {room}: no checkpoint");
+        // A seal that met the full disk signed nothing; the restarted node
+        // signed it.
+        let unsigned =
+            jaros::log::checkpoint::unsigned_ends(&jaros::datadir::DataDir::new(hive.data()), "n1")
+                .unwrap();
+        assert!(
+            unsigned.is_empty(),
+            "room {room}: unsigned ends {unsigned:?}"
+        );
         for file in checkpoints {
             let verify = hive.jaros(&[
                 "verify",

@@ -211,31 +211,74 @@ pub fn seal_at(
 /// checkpoint` takes one by hand).
 pub fn seal_hook(data: DataDir, node: String, key: Arc<SignerKey>) -> SealHook {
     Arc::new(move |sealed: &SealedSegment| {
-        let (data, node, key) = (data.clone(), node.clone(), key.clone());
-        let last = sealed.last_seq;
-        SIGNING.fetch_add(1, Ordering::SeqCst);
-        let spawned = std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || {
-                match seal_at(&data, &node, &key, last) {
+        sign_unsigned(
+            data.clone(),
+            node.clone(),
+            key.clone(),
+            Some(sealed.last_seq),
+        );
+    })
+}
+
+/// Signs, on a thread of its own, a checkpoint at the end of every sealed
+/// segment of `node`'s log that has none (and at `also`, the segment just
+/// sealed): what a seal could not sign (a full disk, a crash before its
+/// thread ran) is signed at the next seal, or when the node boots.
+pub fn sign_unsigned(data: DataDir, node: String, key: Arc<SignerKey>, also: Option<u64>) {
+    SIGNING.fetch_add(1, Ordering::SeqCst);
+    let whose = node.clone();
+    let spawned = std::thread::Builder::new()
+        .name("checkpoint".into())
+        .spawn(move || {
+            let mut ends = match unsigned_ends(&data, &node) {
+                Ok(ends) => ends,
+                Err(e) => {
+                    tracing::error!("node {node}: cannot list the sealed segments to sign: {e}");
+                    Vec::new()
+                }
+            };
+            if let Some(end) = also.filter(|end| !ends.contains(end)) {
+                ends.push(end);
+            }
+            for end in ends {
+                match seal_at(&data, &node, &key, end) {
                     Ok(done) => tracing::info!(
-                        "node {node}: log sealed through seq {last}; signed checkpoint {}",
+                        "node {node}: log sealed through seq {end}; signed checkpoint {}",
                         done.path.display()
                     ),
                     Err(e) => tracing::error!(
-                        "node {node}: no checkpoint of the log sealed through seq {last}: {e} (take one with `jaros checkpoint`)"
+                        "node {node}: no checkpoint of the log sealed through seq {end}: {e} (signed at the next seal or boot, or take one with `jaros checkpoint`)"
                     ),
                 }
-                SIGNING.fetch_sub(1, Ordering::SeqCst);
-            });
-        if let Err(e) = spawned {
+            }
             SIGNING.fetch_sub(1, Ordering::SeqCst);
-            tracing::error!(
-                "cannot start the checkpoint of {} through seq {last}: {e}",
-                sealed.path.display()
-            );
+        });
+    if let Err(e) = spawned {
+        SIGNING.fetch_sub(1, Ordering::SeqCst);
+        tracing::error!("cannot start signing the checkpoints of {whose}'s log: {e}");
+    }
+}
+
+/// The ends of `node`'s sealed segments that have no checkpoint file, in
+/// order: each ends just before the next begins, the last at its last
+/// record.
+pub fn unsigned_ends(data: &DataDir, node: &str) -> Result<Vec<u64>, CheckpointError> {
+    let sealed: Vec<_> = super::segment::list(&data.log_path(node))?
+        .into_iter()
+        .filter(|s| s.sealed)
+        .collect();
+    let firsts: Vec<u64> = sealed.iter().filter_map(|s| s.first_seq).collect();
+    let mut ends: Vec<u64> = firsts.windows(2).map(|pair| pair[1] - 1).collect();
+    if let Some(last) = sealed.last() {
+        if let Some(end) = super::index::last_seq(&last.path)? {
+            ends.push(end);
         }
-    })
+    }
+    let signed = dir(data, node);
+    ends.retain(|end| {
+        std::fs::symlink_metadata(signed.join(format!("{end}.{EXTENSION}"))).is_err()
+    });
+    Ok(ends)
 }
 
 /// Checkpoints [`seal_hook`] is signing in this process.

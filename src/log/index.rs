@@ -726,7 +726,7 @@ fn first_seq(path: &Path) -> Option<u64> {
 }
 
 /// The seq of a file's last complete record (reading only its end).
-fn last_seq(path: &Path) -> Result<Option<u64>, LogError> {
+pub(crate) fn last_seq(path: &Path) -> Result<Option<u64>, LogError> {
     let file = File::open(path).map_err(|e| IoError::new("cannot open", path, e))?;
     let len = file
         .metadata()

@@ -51,10 +51,18 @@ pub fn serve(
                     path.display()
                 )
             })?;
+            let key = Arc::new(key);
+            // What a seal before the last stop could not sign.
+            crate::log::checkpoint::sign_unsigned(
+                data.clone(),
+                cfg.node_id.clone(),
+                key.clone(),
+                None,
+            );
             Some(crate::log::checkpoint::seal_hook(
                 data.clone(),
                 cfg.node_id.clone(),
-                Arc::new(key),
+                key,
             ))
         }
         None => None,
