@@ -159,3 +159,63 @@ fn replay_of_one_job_says_what_the_whole_replay_says_of_it() {
         .count() as u64;
     assert_eq!(records + plans, whole["records"].as_u64().unwrap());
 }
+
+/// The example hive plus `flaky`, a non-deterministic tool that fails when
+/// its payload says so, and two agents proposing it: `steady` (it works)
+/// and `shaky` (it fails).
+fn hive_with_a_flaky_tool() -> common::Hive {
+    let hive = common::example_hive();
+    hive.write(
+        "manifests/tools/flaky.yaml",
+        "apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: flaky\nspec:\n  type: flaky\n  description: Fails when asked to.\n  command: tools/flaky.sh\n  timeout: 20s\n  deterministic: false\n  payload_schema: {type: object}\n  result_schema: {type: object}\n",
+    );
+    hive.write(
+        "tools/flaky.sh",
+        "#!/bin/sh\nif grep -q fail; then echo broken >&2; exit 1; fi\necho '{\"worked\": true}'\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        hive.path().join("tools/flaky.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    hive.write(
+        "manifests/roles/flaky.yaml",
+        "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: flaky\nspec:\n  types: [flaky, advance]\n",
+    );
+    for (agent, payload) in [("steady", "{}"), ("shaky", r#"{"fail": true}"#)] {
+        hive.write(
+            &format!("manifests/agents/{agent}.yaml"),
+            &format!("apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: {agent}\nspec:\n  role: flaky\n  template: agents/{agent}.j2\n"),
+        );
+        hive.write(
+            &format!("agents/{agent}.j2"),
+            &format!(r#"[{{"type": "flaky", "payload": {payload}}}, {{"type": "advance", "payload": {{"events": ["start", "complete"]}}}}]"#),
+        );
+    }
+    hive.jaros(&["validate"]).expect(0);
+    hive
+}
+
+/// A failed tool run's counterfactual takes a successful sibling's result
+/// (another decision of its type, in another job): blame finds it by
+/// reading the logs as streams, after jobs of other types.
+#[test]
+fn blame_of_a_failed_tool_run_substitutes_a_successful_siblings_result() {
+    let hive = hive_with_a_flaky_tool();
+    for n in 0..5 {
+        hive.jaros(&["submit", "advance", "--id", &format!("a{n}")])
+            .expect(0);
+    }
+    hive.jaros(&["submit", "steady", "--id", "good"]).expect(0);
+    hive.jaros(&["submit", "shaky", "--id", "bad"]).expect(0);
+    hive.jaros(&["serve", "--exit-when-idle", "--scan-ms", "20"])
+        .expect(0);
+    assert!(hive.data().join("done/good.json").exists());
+    assert!(hive.data().join("failed/bad.json").exists());
+    let blame = hive.jaros(&["blame", "bad", "--json"]).expect(0).json();
+    let method = blame["counterfactual"]["method"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(method.starts_with("sibling result from good#"), "{blame:#}");
+}

@@ -4,23 +4,26 @@
 //! It reads only the job's records and those of the jobs up its chain,
 //! through the job indexes ([`super::one`]); only the counterfactual of a
 //! failed non-deterministic decision (a tool that errored), which looks for
-//! a successful sibling in every job, loads the whole data dir.
+//! a successful sibling in every job, reads the logs, as streams (memory:
+//! the ids of that type's decisions met), until it finds one.
 
-use super::attribution::{attribute, decision_kind, JobRecords};
-use super::load::{load, Loaded};
+use super::attribution::{attribute, JobRecords};
+use super::census::{record_chain, record_line};
 use super::one::Jobs;
-use super::{Options, ReplayError};
+use super::ReplayError;
 use crate::canon::JsonText;
 use crate::datadir::DataDir;
 use crate::decision::{AgentName, DecisionId, JobId};
 use crate::exec::Executor;
 use crate::fold::{fold, fold_lenient};
 use crate::jobstate::JobEnd;
+use crate::log::stream::stream_log;
 use crate::log::Body;
 use crate::plan::Plan;
 use crate::state::State;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashSet;
 
 /// One link of `jaros blame`'s chain, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,9 +155,7 @@ pub fn blame(dir: &DataDir, executor: &Executor, job: &JobId) -> Result<Blame, R
     let counterfactual = match (&end, plan) {
         (Some(e), Some(plan)) if e.state == State::Failed => e.blame.as_ref().and_then(|b| {
             counterfactual(plan, executor, &bodies, b, |blamed, kind| {
-                // Every job's effects: the whole data dir.
-                let all = load(dir, &Options::default()).ok()?;
-                sibling(&all, blamed, kind)
+                sibling(dir, blamed, kind)
             })
         }),
         _ => None,
@@ -248,37 +249,43 @@ pub(super) fn counterfactual(
 
 /// The first successful effect, in the whole data dir, of another decision
 /// of type `kind` than `blamed`: its decision and result.
-fn sibling(loaded: &Loaded, blamed: &DecisionId, kind: &str) -> Option<(DecisionId, JsonText)> {
-    loaded
-        .jobs
-        .values()
-        .flat_map(|places| loaded.bodies(places))
-        .find_map(|b| match b {
-            Body::Effect {
-                decision,
-                result,
-                error: None,
-                ..
-            } if decision != blamed
-                && decision_kind(loaded, &decision_job(loaded, decision)?, decision).as_deref()
-                    == Some(kind) =>
-            {
-                Some((decision.clone(), result.clone()))
+/// A successful sibling of `blamed`: the result of another decision of
+/// type `kind` that executed without error, the first in the logs' order
+/// (logs by name, records in file order). Read as streams, stopping at the
+/// first log that holds one; a log that cannot be read is passed over (the
+/// counterfactual is a hint; `jaros verify` names a broken log).
+fn sibling(dir: &DataDir, blamed: &DecisionId, kind: &str) -> Option<(DecisionId, JsonText)> {
+    // Decision records of the type, across logs: a job taken over may
+    // have its decision in one node's log and its effect in another's.
+    let mut of_kind: HashSet<DecisionId> = HashSet::new();
+    for path in dir.log_files().ok()? {
+        let mut found = None;
+        let _ = stream_log(&path, record_line, record_chain, None, None, |batch| {
+            for record in batch {
+                if found.is_some() {
+                    return;
+                }
+                match record.body {
+                    Body::Decision { decision, .. }
+                        if decision.kind == kind && decision.id != *blamed =>
+                    {
+                        of_kind.insert(decision.id);
+                    }
+                    Body::Effect {
+                        decision,
+                        result,
+                        error: None,
+                        ..
+                    } if of_kind.contains(&decision) => found = Some((decision, result)),
+                    _ => {}
+                }
             }
-            _ => None,
-        })
-}
-
-pub(super) fn decision_job(loaded: &Loaded, id: &DecisionId) -> Option<JobId> {
-    loaded
-        .jobs
-        .iter()
-        .find(|(_, places)| {
-            loaded
-                .bodies(places)
-                .any(|b| matches!(b, Body::Decision { decision, .. } if decision.id == *id))
-        })
-        .map(|(j, _)| j.clone())
+        });
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 pub(super) fn set_at(body: &mut Body, new_at: u32) {
