@@ -11,13 +11,12 @@
 
 use super::attribution::{attribute, JobRecords};
 use super::load::{load_plan, position_in_job};
-use super::pass::recorded_plan as plan_in;
+use super::pass::{agent_of, fold_twice};
 use super::{AgentStats, FirstDivergence, Options, RecordRef, ReplayError, Report, VoidedRecords};
 use crate::canon::Digest;
 use crate::datadir::DataDir;
-use crate::decision::{AgentName, JobId};
+use crate::decision::JobId;
 use crate::exec::Executor;
-use crate::fold::{fold_records, Checks};
 use crate::log::index::Index;
 use crate::log::{read_log, Blobs, Body, LogError, Record};
 use crate::plan::Plan;
@@ -298,21 +297,9 @@ pub(super) fn replay(
         });
     };
     let bodies: Vec<&Body> = records.iter().map(|(_, r)| &r.body).collect();
-    let fold_once = || {
-        plan_in(&jobs.plans, &bodies)
-            .and_then(|plan| fold_records(plan, executor, &bodies, Checks::All, false, None))
-    };
     // Replay's two passes, one job each.
-    let first = fold_once();
-    let second = fold_once();
-    let digest = |r: &Result<crate::fold::Folded, crate::fold::Divergence>| match r {
-        Ok(f) => Ok(f.state.digest()),
-        Err(d) => Err((d.index, d.what.clone())),
-    };
-    let agent = match bodies.first() {
-        Some(Body::Job { agent, .. }) => agent.clone(),
-        _ => AgentName::new("unknown").expect("valid name"),
-    };
+    let (first, deterministic) = fold_twice(&jobs.plans, executor, &bodies);
+    let agent = agent_of(&bodies);
     let mut report = Report {
         data_dir: dir.root().to_path_buf(),
         logs: jobs.logs,
@@ -338,7 +325,7 @@ pub(super) fn replay(
         divergence: None,
         chain_intact: jobs.chain_errors.is_empty(),
         chain_errors: jobs.chain_errors.clone(),
-        deterministic: digest(&first) == digest(&second),
+        deterministic,
         failures: Vec::new(),
         voided_records: 0,
         voided: Vec::new(),
@@ -408,6 +395,7 @@ pub(super) fn replay(
 mod tests {
     use super::super::load::load;
     use super::*;
+    use crate::decision::AgentName;
     use crate::log::{set_thread_epoch, LogWriter};
     use serde_json::json;
 

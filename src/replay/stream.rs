@@ -20,16 +20,15 @@ use super::census::{
     census_chain, census_checked, job_key, keyed_line, record_chain, record_line, JobKey, KeyedLine,
 };
 use super::load::{drop_voided, load_plan, position_in_job, Loaded, Place};
-use super::pass::{recorded_plan, Outcome};
+use super::pass::{agent_of, fold_twice, Outcome};
 use super::{
     AgentStats, Attribution, FirstDivergence, Options, RecordRef, ReplayError, Report,
     VoidedRecords,
 };
 use crate::canon::Digest;
 use crate::datadir::DataDir;
-use crate::decision::{AgentName, JobId};
+use crate::decision::JobId;
 use crate::exec::Executor;
-use crate::fold::{fold_records, Checks};
 use crate::jobstate::JobEnd;
 use crate::log::stream::{log_bytes, stream_log, Progress};
 use crate::log::{Blobs, Body, LogError, Record};
@@ -511,26 +510,13 @@ fn fold_job(
         });
     }
     let bodies: Vec<&Body> = records.iter().map(|(_, r)| &r.body).collect();
-    let fold_once = || {
-        recorded_plan(&census.plans, &bodies)
-            .and_then(|plan| fold_records(plan, executor, &bodies, Checks::All, false, None))
-    };
-    let first = fold_once();
-    let second = fold_once();
-    let digest = |r: &Result<crate::fold::Folded, crate::fold::Divergence>| match r {
-        Ok(f) => Ok(f.state.digest()),
-        Err(d) => Err((d.index, d.what.clone())),
-    };
-    tally.deterministic &= digest(&first) == digest(&second);
-    drop(second);
+    let (first, deterministic) = fold_twice(&census.plans, executor, &bodies);
+    tally.deterministic &= deterministic;
     let first = first.map(|f| Outcome {
         counts: f.counts,
         ended: f.ended,
     });
-    let agent = match bodies.first() {
-        Some(Body::Job { agent, .. }) => agent.clone(),
-        _ => AgentName::new("unknown").expect("valid name"),
-    };
+    let agent = agent_of(&bodies);
     tally.jobs += 1;
     let stats = tally.per_agent.entry(agent.to_string()).or_default();
     stats.jobs += 1;
