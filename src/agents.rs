@@ -9,8 +9,7 @@ use crate::plan::{AgentKind, Plan};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Fuel for one template render: bounds loops so a template cannot hang a job.
-pub const TEMPLATE_FUEL: u64 = 200_000;
+pub use crate::template::{environment, TEMPLATE_FUEL};
 /// Longest rendered template, in bytes.
 pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
 
@@ -64,15 +63,6 @@ pub fn template_context(request: &TurnRequest<'_>) -> Value {
             "handoff": grant.map(|g| g.handoff.iter().collect::<Vec<_>>()).unwrap_or_default(),
         },
     })
-}
-
-/// A template environment with nothing but the template language: no clock,
-/// no file loader, no randomness; bounded by fuel.
-pub fn environment() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    env.set_fuel(Some(TEMPLATE_FUEL));
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env
 }
 
 /// Checks that a template parses; the error names the template and the line.

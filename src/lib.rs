@@ -23,6 +23,7 @@ pub mod plan;
 pub mod replay;
 pub mod state;
 pub mod takeover;
+pub mod template;
 pub mod verdict;
 
 // The harness: built-in tools, executable tools and their confinement, audit.

@@ -115,7 +115,7 @@ pub fn render(
     templates: &[DecisionTemplate],
     context: &Value,
 ) -> Result<Vec<Proposal>, VerdictError> {
-    let env = crate::agents::environment();
+    let env = crate::template::environment();
     let ctx = minijinja::Value::from(minijinja::value::Serde(context));
     templates
         .iter()
@@ -188,7 +188,7 @@ fn render_value(
 fn unparsable(value: &Value, pointer: &str, out: &mut Vec<(String, String)>) {
     match value {
         Value::String(text) if is_template(text) => {
-            let env = crate::agents::environment();
+            let env = crate::template::environment();
             let parsed = match whole_expression(text) {
                 Some(expr) => env.compile_expression(expr).map(|_| ()),
                 None => env.template_from_str(text).map(|_| ()),

@@ -3,7 +3,7 @@
 use super::{out, out_json, CliError, CliResult, Ctx};
 use crate::canon::Digest;
 use crate::exit::Outcome;
-use crate::log::read::verify_chain_with;
+use crate::log::chain::verify_chain_with;
 use crate::log::stream::log_bytes;
 
 /// Check every node's hash-chained log under the data dir: edits, inserted,

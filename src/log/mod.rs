@@ -4,13 +4,14 @@
 //!
 //! Owns record encoding ([`record`]), durable appends with group commit
 //! ([`writer`]), segments and sealing ([`segment`]), and reading and
-//! verifying chains across segments ([`read`]). It does not
+//! verifying chains across segments ([`read`], [`stream`], [`chain`]). It does not
 //! interpret records; replay does.
 // No clock, environment or randomness here: see clippy.toml.
 #![deny(clippy::disallowed_methods)]
 
 pub mod blobs;
 mod body_de;
+pub mod chain;
 pub mod checkpoint;
 pub mod index;
 pub mod merkle;
@@ -23,7 +24,8 @@ pub mod tree;
 pub mod writer;
 
 pub use blobs::Blobs;
-pub use read::{read_log, read_log_parts, verify_chain, ChainReport, LogFile, TornTail};
+pub use chain::{verify_chain, ChainReport, TornTail};
+pub use read::{read_log, read_log_parts, LogFile};
 pub use record::{Body, Record};
 pub use segment::{SealHook, SealedSegment, SegmentOptions};
 pub use writer::{set_thread_epoch, LogWriter, OpenReport};
