@@ -118,6 +118,15 @@ fn child(what: &str, dir: &Path, job: &str) {
             assert!(r.reproducible() && r.jobs == 1);
             r.records
         }
+        "under" => {
+            // `jaros replay --under`: every decision folded once and handed
+            // to a visitor (here only counted), in bounded memory.
+            let mut met = 0u64;
+            let walked =
+                jaros::replay::each_decision(&data, &Executor::core(), |_, _| met += 1).unwrap();
+            assert!(walked.stopped.is_empty() && met > 0, "{walked:?}");
+            walked.jobs * 4
+        }
         other => panic!("unknown measurement {other}"),
     };
     println!(
@@ -186,6 +195,7 @@ fn main() {
         ("history", "one job's history through the index (resume)"),
         ("blame", "blame of one job (through the index)"),
         ("replay-job", "replay --job of one job (through the index)"),
+        ("under", "every decision met once (`replay --under`)"),
     ] {
         // JAROS_BENCH_ONLY=index,history: only those rows.
         if std::env::var("JAROS_BENCH_ONLY").is_ok_and(|only| !only.split(',').any(|w| w == what)) {

@@ -40,6 +40,11 @@ pub struct Group {
     pub count: u64,
     /// The first few, in job order.
     pub examples: Vec<Example>,
+    /// Each example's place: its job, then its decision's place in the
+    /// job's fold. Jobs are met in the order the logs end them, so the
+    /// first few by job are kept by this key, not by arrival.
+    #[serde(skip)]
+    places: Vec<(String, u64)>,
 }
 
 /// Everything `jaros replay --under` reports.
@@ -94,7 +99,13 @@ fn judge(recorded: &Plan, other: &Plan, met: &Met<'_>) -> Verdict {
     }
 }
 
-fn add(groups: &mut BTreeMap<(String, String), Group>, agent: &str, role: &str, ex: Example) {
+fn add(
+    groups: &mut BTreeMap<(String, String), Group>,
+    agent: &str,
+    role: &str,
+    place: (String, u64),
+    ex: Example,
+) {
     let group = groups
         .entry((agent.to_string(), role.to_string()))
         .or_insert_with(|| Group {
@@ -103,8 +114,12 @@ fn add(groups: &mut BTreeMap<(String, String), Group>, agent: &str, role: &str, 
             ..Group::default()
         });
     group.count += 1;
-    if group.examples.len() < EXAMPLES_PER_GROUP {
-        group.examples.push(ex);
+    let at = group.places.partition_point(|p| *p < place);
+    if at < EXAMPLES_PER_GROUP {
+        group.places.insert(at, place);
+        group.examples.insert(at, ex);
+        group.places.truncate(EXAMPLES_PER_GROUP);
+        group.examples.truncate(EXAMPLES_PER_GROUP);
     }
 }
 
@@ -120,8 +135,17 @@ pub fn impact(
     let mut asked: BTreeMap<String, u64> = BTreeMap::new();
     let mut decisions = 0;
     let mut refused_otherwise = 0;
+    // The decision's place in its job's fold (jobs are folded one by one).
+    let mut job = String::new();
+    let mut in_job = 0u64;
     let walked = replay::each_decision(data, &executor, |recorded, met| {
         decisions += 1;
+        if met.state.job.as_str() != job {
+            job = met.state.job.to_string();
+            in_job = 0;
+        }
+        in_job += 1;
+        let place = (job.clone(), in_job);
         let agent = met.state.agent.as_str();
         *asked.entry(agent.to_string()).or_default() += 1;
         let v = judge(recorded, other, met);
@@ -132,8 +156,8 @@ pub fn impact(
             reason: reason.to_string(),
         };
         match (&v.then, &v.now) {
-            (None, Some(now)) => add(&mut refused, agent, &v.role, example(now)),
-            (Some(then), None) => add(&mut allowed, agent, &v.role, example(then)),
+            (None, Some(now)) => add(&mut refused, agent, &v.role, place, example(now)),
+            (Some(then), None) => add(&mut allowed, agent, &v.role, place, example(then)),
             (Some(then), Some(now)) if then != now => refused_otherwise += 1,
             _ => {}
         }
@@ -283,4 +307,55 @@ pub fn human(r: &Impact, dir: &Path) -> String {
         "verdict: no decision that succeeded would be refused\n"
     });
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(job: &str, n: u64) -> ((String, u64), Example) {
+        let ex = Example {
+            job: job.to_string(),
+            decision: format!("d{n}"),
+            kind: "fs.write".into(),
+            reason: "scope".into(),
+        };
+        ((job.to_string(), n), ex)
+    }
+
+    #[test]
+    fn the_examples_kept_are_the_first_by_job_whatever_order_jobs_are_met_in() {
+        let mut groups = BTreeMap::new();
+        // Jobs met as their logs end them: j9 first, j0 last.
+        let met = [
+            ("j9", 1),
+            ("j5", 2),
+            ("j5", 1),
+            ("j7", 1),
+            ("j2", 3),
+            ("j1", 1),
+            ("j0", 2),
+        ];
+        for (job, n) in met {
+            let (place, ex) = example(job, n);
+            add(&mut groups, "writer", "role", place, ex);
+        }
+        let group = &groups[&("writer".to_string(), "role".to_string())];
+        assert_eq!(group.count, 7);
+        let kept: Vec<(&str, &str)> = group
+            .examples
+            .iter()
+            .map(|e| (e.job.as_str(), e.decision.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("j0", "d2"),
+                ("j1", "d1"),
+                ("j2", "d3"),
+                ("j5", "d1"),
+                ("j5", "d2")
+            ]
+        );
+    }
 }

@@ -1,29 +1,21 @@
-//! Reading a data dir's logs into memory: every record in place, grouped
-//! by job, the recorded plans loaded, what a later epoch voided dropped.
-//! For readers that want every job at hand (`jaros replay --under`,
-//! blame); replay itself streams (see [`super::stream`]).
+//! Some jobs' records held in memory, in place, grouped by job, with what a
+//! later epoch voided dropped: what attribution reads of a failed job and
+//! its chain of hand-offs. Replay itself streams (see [`super::stream`]).
 
-use super::{Options, ReplayError};
 use crate::canon::Digest;
-use crate::datadir::DataDir;
 use crate::decision::JobId;
-use crate::log::{read_log_parts, Blobs, Body, LogError, Record};
+use crate::log::{Blobs, Body, Record};
 use crate::plan::Plan;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub(super) struct Loaded {
-    /// Logs found, read or not.
-    pub(super) logs: usize,
     /// The records of every log read, in the parts it was read in, each
     /// with its log's name, in file order (up to `--until`).
     pub(super) parts: Vec<(Arc<str>, Vec<Record>)>,
     /// Per job: where its records are (part, index in that part), in `at`
     /// order. Records stay where the log was read into, not copied per job.
     pub(super) jobs: BTreeMap<JobId, Vec<Place>>,
-    pub(super) plans: HashMap<Digest, Result<Plan, String>>,
-    pub(super) records: u64,
-    pub(super) chain_errors: Vec<String>,
     /// Records a later epoch's takeover voided, per log and job.
     pub(super) voided: BTreeMap<(Arc<str>, JobId), u64>,
 }
@@ -47,91 +39,6 @@ impl Loaded {
     pub(super) fn job(&self, job: &JobId) -> Option<impl DoubleEndedIterator<Item = &Body>> {
         self.jobs.get(job).map(|places| self.bodies(places))
     }
-}
-
-pub(super) fn load(dir: &DataDir, options: &Options) -> Result<Loaded, ReplayError> {
-    let blobs = Blobs::new(dir.root());
-    let mut loaded = Loaded {
-        logs: 0,
-        parts: Vec::new(),
-        jobs: BTreeMap::new(),
-        plans: HashMap::new(),
-        records: 0,
-        chain_errors: Vec::new(),
-        voided: BTreeMap::new(),
-    };
-    let mut highest = 0;
-    // Grouped by hashing (a tree's string comparisons per record were a
-    // tenth of replay), ordered once at the end.
-    let mut jobs: HashMap<JobId, Vec<Place>> = HashMap::new();
-    for path in dir.log_files()? {
-        let node: Arc<str> = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-            .into();
-        loaded.logs += 1;
-        let parts = match read_log_parts(&path) {
-            Ok(parts) => parts,
-            Err(LogError::Tampered {
-                path,
-                line,
-                seq,
-                reason,
-            }) => {
-                loaded.chain_errors.push(format!(
-                    "{}: line {line} (seq {seq}): {reason}",
-                    path.display()
-                ));
-                continue;
-            }
-            Err(e) => {
-                loaded.chain_errors.push(e.to_string());
-                continue;
-            }
-        };
-        for mut records in parts {
-            highest = highest.max(records.last().map_or(0, |r| r.seq));
-            if let Some(until) = options.until {
-                records.truncate(records.partition_point(|r| r.seq <= until));
-            }
-            let part_index = u32::try_from(loaded.parts.len()).expect("fewer than 2^32 parts");
-            for (index, record) in records.iter().enumerate() {
-                loaded.records += 1;
-                let place = (
-                    part_index,
-                    u32::try_from(index).expect("fewer than 2^32 records in a log"),
-                );
-                match &record.body {
-                    Body::Plan { digest, blob, .. } => {
-                        loaded
-                            .plans
-                            .entry(*digest)
-                            .or_insert_with(|| load_plan(&blobs, digest, blob));
-                    }
-                    // Audit records live in audit/, not log/; skip any that strayed.
-                    body => match body.job_at() {
-                        Some((job, _)) if options.job.as_ref().is_none_or(|j| j == job) => {
-                            add_place(&mut jobs, job, place);
-                        }
-                        _ => {}
-                    },
-                }
-            }
-            loaded.parts.push((node.clone(), records));
-        }
-    }
-    if let Some(until) = options.until {
-        if until > highest && highest > 0 {
-            return Err(ReplayError::UntilBeyondEnd { until, highest });
-        }
-    }
-    for (job, places) in jobs.iter_mut() {
-        places.sort_by_key(|&p| position_in_job(loaded.body(p)));
-        drop_voided(&mut loaded.voided, &loaded.parts, job, places);
-    }
-    loaded.jobs = jobs.into_iter().collect();
-    Ok(loaded)
 }
 
 /// Removes from `places` (one job's, in `at` order) the records a later
@@ -175,18 +82,44 @@ pub(super) fn load_plan(blobs: &Blobs, digest: &Digest, blob: &Digest) -> Result
     Ok(plan)
 }
 
-/// Adds `place` to `job`'s places, copying the job's id only the first
-/// time it is seen.
-pub(super) fn add_place(jobs: &mut HashMap<JobId, Vec<Place>>, job: &JobId, place: Place) {
-    match jobs.get_mut(job) {
-        Some(places) => places.push(place),
-        None => {
-            jobs.insert(job.clone(), vec![place]);
-        }
-    }
-}
-
 /// A record's `at` in its job's history, the order records are folded in.
 pub(super) fn position_in_job(body: &Body) -> u32 {
     body.job_at().map_or(0, |(_, at)| at)
+}
+
+/// Every job of the data dir's logs held at once: the whole-load reading
+/// the indexed and streamed readers are checked against.
+#[cfg(test)]
+pub(super) fn load(
+    dir: &crate::datadir::DataDir,
+    options: &super::Options,
+) -> Result<Loaded, super::ReplayError> {
+    let mut loaded = Loaded {
+        parts: Vec::new(),
+        jobs: BTreeMap::new(),
+        voided: BTreeMap::new(),
+    };
+    let mut jobs: BTreeMap<JobId, Vec<Place>> = BTreeMap::new();
+    for path in dir.log_files()? {
+        let node: Arc<str> = path.file_stem().unwrap().to_string_lossy().into();
+        for mut records in crate::log::read_log_parts(&path).expect("an intact log") {
+            if let Some(until) = options.until {
+                records.truncate(records.partition_point(|r| r.seq <= until));
+            }
+            let part = u32::try_from(loaded.parts.len()).unwrap();
+            for (index, record) in records.iter().enumerate() {
+                if let Some((job, _)) = record.body.job_at() {
+                    let place = (part, u32::try_from(index).unwrap());
+                    jobs.entry(job.clone()).or_default().push(place);
+                }
+            }
+            loaded.parts.push((node.clone(), records));
+        }
+    }
+    for (job, places) in jobs.iter_mut() {
+        places.sort_by_key(|&p| position_in_job(loaded.body(p)));
+        drop_voided(&mut loaded.voided, &loaded.parts, job, places);
+    }
+    loaded.jobs = jobs;
+    Ok(loaded)
 }

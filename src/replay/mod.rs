@@ -7,8 +7,8 @@
 //! Stands on [`crate::fold`] (one job's records → its state). Here: the
 //! report and the whole-data-dir [`replay`], which [`stream`] runs in
 //! bounded memory (reading the logs as streams, [`census`] learning what
-//! each job holds); [`load`] reads whole logs into memory for the readers
-//! that want every job at hand (`--under`, blame), [`pass`] finds a job's
+//! each job holds), as it does [`each_decision`] for `--under`; [`load`]
+//! holds the few jobs attribution reads, [`pass`] finds a job's
 //! recorded plan, [`attribution`] names who failed a job, [`blame`] walks
 //! one failure back, [`history`] gives one job's records, [`voided`]
 //! counts what takeovers voided for `jaros verify`; [`one`] reads one job
@@ -35,12 +35,8 @@ pub use voided::{voided_records, voided_records_with};
 use crate::datadir::DataDir;
 use crate::decision::{AgentName, DecisionId, JobId};
 use crate::exec::Executor;
-use crate::fold::{fold_records, Checks};
-use crate::log::Body;
 use crate::plan::Plan;
 use crate::state::State;
-use load::load;
-use pass::recorded_plan;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -198,29 +194,7 @@ pub fn each_decision(
     executor: &Executor,
     mut visit: impl FnMut(&Plan, &Met<'_>),
 ) -> Result<Walked, ReplayError> {
-    let loaded = load(dir, &Options::default())?;
-    if loaded.records == 0 && loaded.chain_errors.is_empty() {
-        return Err(ReplayError::Empty(dir.root().to_path_buf()));
-    }
-    let mut walked = Walked {
-        logs: loaded.logs,
-        jobs: loaded.jobs.len() as u64,
-        plans: loaded.plans.keys().map(|d| d.to_hex()).collect(),
-        stopped: Vec::new(),
-        chain_errors: loaded.chain_errors.clone(),
-    };
-    walked.plans.sort();
-    for (job, places) in &loaded.jobs {
-        let bodies: Vec<&Body> = loaded.bodies(places).collect();
-        let result = recorded_plan(&loaded.plans, &bodies).and_then(|plan| {
-            let mut at = |met: &Met<'_>| visit(plan, met);
-            fold_records(plan, executor, &bodies, Checks::All, false, Some(&mut at))
-        });
-        if let Err(d) = result {
-            walked.stopped.push((job.clone(), d.what));
-        }
-    }
-    Ok(walked)
+    stream::walk_decisions(dir, executor, &mut visit)
 }
 
 /// Replays the data dir's logs (twice) and reports.

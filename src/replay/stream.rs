@@ -20,15 +20,16 @@ use super::census::{
     census_chain, census_checked, job_key, keyed_line, record_chain, record_line, JobKey, KeyedLine,
 };
 use super::load::{drop_voided, load_plan, position_in_job, Loaded, Place};
-use super::pass::{agent_of, fold_twice, Outcome};
+use super::pass::{agent_of, fold_twice, recorded_plan, Outcome};
 use super::{
     AgentStats, Attribution, FirstDivergence, Options, RecordRef, ReplayError, Report,
-    VoidedRecords,
+    VoidedRecords, Walked,
 };
 use crate::canon::Digest;
 use crate::datadir::DataDir;
 use crate::decision::JobId;
 use crate::exec::Executor;
+use crate::fold::{fold_records, Checks, Met};
 use crate::jobstate::JobEnd;
 use crate::log::stream::{log_bytes, stream_log, Progress};
 use crate::log::{Blobs, Body, LogError, Record};
@@ -480,16 +481,15 @@ fn split_by_job(records: Vec<(u32, Record)>) -> Vec<JobWork> {
     out
 }
 
-/// Folds one job twice, compares, and adds what the report says of it.
-fn fold_job(
-    census: &Census,
-    executor: &Executor,
+/// Puts one job's records in `at` order (records at one `at` stay in log
+/// order: a stable sort) and drops those a takeover voided, counting them
+/// per log in `voided`.
+fn in_job_order(
     names: &[Arc<str>],
-    work: JobWork,
-    tally: &mut Tally,
+    job: &JobId,
+    records: &mut Vec<(u32, Record)>,
+    voided: &mut BTreeMap<(Arc<str>, JobId), u64>,
 ) {
-    let JobWork { job, mut records } = work;
-    // In `at` order; records at one `at` stay in log order (a stable sort).
     records.sort_by_key(|(_, r)| position_in_job(&r.body));
     let keys: Vec<(u64, u32)> = records
         .iter()
@@ -501,14 +501,79 @@ fn fold_job(
         records.retain(|(log, _)| {
             let is_void = flags.next().unwrap_or(false);
             if is_void {
-                *tally
-                    .voided
+                *voided
                     .entry((names[*log as usize].clone(), job.clone()))
                     .or_default() += 1;
             }
             !is_void
         });
     }
+}
+
+/// [`super::each_decision`] in bounded memory: the first scan as replay's,
+/// then each job, once its last record is read, folded once on this thread
+/// with `visit` at every decision. Jobs are met in the order their last
+/// records are read (the same for the same logs), not by id.
+pub(super) fn walk_decisions(
+    dir: &DataDir,
+    executor: &Executor,
+    visit: &mut dyn FnMut(&Plan, &Met<'_>),
+) -> Result<Walked, ReplayError> {
+    let options = Options::default();
+    let mut census = census_of(dir, &options, None, &BTreeMap::new())?;
+    if census.records == 0 && census.chain_errors.is_empty() {
+        return Err(ReplayError::Empty(dir.root().to_path_buf()));
+    }
+    let mut counts = std::mem::take(&mut census.counts);
+    let names: Vec<Arc<str>> = census.logs.iter().map(|l| l.name.clone()).collect();
+    let mut plans: Vec<String> = census.plans.keys().map(|d| d.to_hex()).collect();
+    plans.sort();
+    let mut walked = Walked {
+        logs: census.logs.len(),
+        jobs: 0,
+        plans,
+        stopped: Vec::new(),
+        chain_errors: census.chain_errors.clone(),
+    };
+    let mut voided = BTreeMap::new();
+    let (send, receive) = mpsc::sync_channel::<JobWork>(QUEUED_JOBS);
+    let census = &census;
+    let broken = std::thread::scope(|s| {
+        let reader = s.spawn(move || gather(census, &options, &mut counts, None, &send));
+        for JobWork { job, mut records } in receive {
+            in_job_order(&names, &job, &mut records, &mut voided);
+            let bodies: Vec<&Body> = records.iter().map(|(_, r)| &r.body).collect();
+            walked.jobs += 1;
+            let folded = recorded_plan(&census.plans, &bodies).and_then(|plan| {
+                let mut at = |met: &Met<'_>| visit(plan, met);
+                fold_records(plan, executor, &bodies, Checks::All, false, Some(&mut at))
+            });
+            if let Err(d) = folded {
+                walked.stopped.push((job, d.what));
+            }
+        }
+        // The reader ends when the channel's sender is dropped with it.
+        reader.join().expect("reading the logs does not panic")
+    });
+    // A log whose second read failed (it changed between the scans): its
+    // jobs read before the break were met; the rest were not.
+    walked
+        .chain_errors
+        .extend(broken.into_iter().map(|(_, error)| error));
+    walked.stopped.sort();
+    Ok(walked)
+}
+
+/// Folds one job twice, compares, and adds what the report says of it.
+fn fold_job(
+    census: &Census,
+    executor: &Executor,
+    names: &[Arc<str>],
+    work: JobWork,
+    tally: &mut Tally,
+) {
+    let JobWork { job, mut records } = work;
+    in_job_order(names, &job, &mut records, &mut tally.voided);
     let bodies: Vec<&Body> = records.iter().map(|(_, r)| &r.body).collect();
     let (first, deterministic) = fold_twice(&census.plans, executor, &bodies);
     tally.deterministic &= deterministic;
@@ -586,12 +651,8 @@ fn attribute_all(census: &Census, until: u64, failed: Vec<JobEnd>) -> Vec<Attrib
         }
     }
     let mut loaded = Loaded {
-        logs: census.logs.len(),
         parts: Vec::new(),
         jobs: BTreeMap::new(),
-        plans: HashMap::new(),
-        records: 0,
-        chain_errors: Vec::new(),
         voided: BTreeMap::new(),
     };
     let mut jobs: HashMap<JobId, Vec<Place>> = HashMap::new();
