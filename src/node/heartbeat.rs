@@ -58,12 +58,16 @@ pub(super) fn heartbeat_loop(shared: &Arc<Shared>, started_ms: u64) {
         if done {
             return;
         }
-        // Sleep in short steps so a stopping node is not held up.
+        // Sleep to the next beat. Parked, an idle node's heartbeat wakes
+        // once a beat; the node unparks it when it has stopped, so a
+        // stopping node is not held up.
         let until = Instant::now() + Duration::from_millis(shared.cfg.heartbeat_ms.clamp(10, 1000));
-        while Instant::now() < until
-            && !(shared.stopping.load(Ordering::SeqCst) && holds_nothing(shared))
-        {
-            std::thread::sleep(Duration::from_millis(10));
+        loop {
+            let now = Instant::now();
+            if now >= until || (shared.stopping.load(Ordering::SeqCst) && holds_nothing(shared)) {
+                break;
+            }
+            std::thread::park_timeout(until - now);
         }
     }
 }

@@ -251,6 +251,9 @@ pub fn serve(
             shared.cfg.node_id
         );
     }
+    // Everything is released: the heartbeat's last beat writes the final
+    // status now, not at its next beat.
+    heartbeat.thread().unpark();
     let _ = heartbeat.join();
     shared.beat.retire();
     shared.probe.remove();
