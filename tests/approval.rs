@@ -159,6 +159,14 @@ fn a_verdict_counts_once_and_moves_the_job_back_to_the_inbox() {
         .stdout();
     assert!(out.contains("job-1#1.0 approved by finance"), "{out}");
     assert!(hive.data().join("inbox/job-1.json").exists());
+    // Until a node records it, the request is listed as answered.
+    let listed = hive.jaros(&["approvals"]).expect(0).stdout();
+    assert!(
+        listed.contains("answered  approve by finance") && listed.contains("0 waiting, 1 answered"),
+        "{listed}"
+    );
+    let json = hive.jaros(&["approvals", "--json"]).expect(0).json();
+    assert_eq!(json["requests"][0]["answered"]["note"], "ok", "{json}");
     let store = Store::new(&DataDir::new(hive.data()));
     assert!(!store.parked_path(&request.job).exists());
     let second = hive

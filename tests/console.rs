@@ -677,11 +677,60 @@ fn the_approvals_page_lists_what_waits_and_gives_one_verdict_from_its_own_origin
         "{}",
         stranger.body
     );
+    // The navigation's count is live: the event stream says when it changes.
+    let mut events = TcpStream::connect(&c.host).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let req = format!(
+        "GET /events HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n",
+        c.host,
+        c.cookie()
+    );
+    events.write_all(req.as_bytes()).unwrap();
+    let mut events = BufReader::new(events);
+    let mut line = String::new();
+    while line != "event: hello\n" {
+        line.clear();
+        assert!(events.read_line(&mut line).unwrap() > 0, "the stream ended");
+    }
     let ok = c.post_json("/api/verdict", &body);
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(
         hive.data().join("inbox/job-7.json").exists(),
         "the job is back in the inbox"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no approvals event; saw {seen:?}"
+        );
+        line.clear();
+        assert!(
+            events.read_line(&mut line).unwrap() > 0,
+            "the stream ended; saw {seen:?}"
+        );
+        if line.contains(r#"{"count":0,"type":"approvals"}"#) {
+            break;
+        }
+        seen.push(line.clone());
+    }
+    // Answered, the request waits for a node to record the verdict: it is
+    // not counted, and the page shows the verdict instead of the form.
+    let listed = c.get("/api/approvals").json();
+    assert_eq!(listed["count"], 0, "{listed}");
+    assert_eq!(
+        listed["requests"][0]["answered"]["by"], "finance",
+        "{listed}"
+    );
+    let page = c.get("/approvals");
+    assert!(
+        page.body.contains("answered: approve by finance")
+            && !page.body.contains("form class=\"verdict\""),
+        "{}",
+        page.body
     );
     let again = c.post_json("/api/verdict", &json!({"job": "job-7", "decision": "job-7#1.0", "verdict": "deny", "by": "ops-lead", "text": "no"}));
     assert_eq!(again.status, 409, "{}", again.body);

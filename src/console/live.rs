@@ -479,6 +479,81 @@ mod tests {
     }
 
     #[test]
+    fn the_count_of_approvals_follows_requests_and_verdicts_with_and_without_notifications() {
+        use crate::approval::store::{Answer, Request, Store, Verdict};
+        use crate::decision::{AgentName, Decision, DecisionId, JobId};
+        for notify in [true, false] {
+            let (_dir, data) = crate::datadir::temp();
+            let store = Store::new(&data);
+            let request = |job: &str| {
+                let id = JobId::new(job).unwrap();
+                Request {
+                    job: id.clone(),
+                    agent: "clerk".into(),
+                    decision: Decision {
+                        id: DecisionId::new(&id, 1, 0),
+                        source: AgentName::new("clerk").unwrap(),
+                        kind: "refund".into(),
+                        payload: json!({"amount": 500}),
+                    },
+                    approvers: vec!["ops".into()],
+                    requested_ms: 1,
+                    expires_ms: u64::MAX / 2,
+                    chain: vec![],
+                    node: "n1".into(),
+                }
+            };
+            store.write_request(&request("a")).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let live = Live::start_watching(data.clone(), stop.clone(), notify);
+            assert_eq!(live.lock().approvals, 1, "counted at start");
+            let wait_for = |want: usize| {
+                for _ in 0..3000 {
+                    if live.lock().approvals == want {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                panic!("notify {notify}: the count never reached {want}");
+            };
+            let seq = live.lock().seq;
+            store.write_request(&request("b")).unwrap();
+            wait_for(2);
+            // A verdict given (not yet recorded by a node) takes the request
+            // out of the count, at once.
+            let a = request("a");
+            let verdict = Verdict {
+                job: a.job.clone(),
+                decision: a.decision.id.clone(),
+                verdict: Answer::Approve,
+                by: "ops".into(),
+                at_ms: 2,
+                note: None,
+                reason: None,
+            };
+            store.give(&verdict).unwrap();
+            wait_for(1);
+            store.close(&JobId::new("b").unwrap()).unwrap();
+            wait_for(0);
+            let st = live.lock();
+            let events: Vec<String> = st
+                .events_after(seq)
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e)
+                .filter(|e| e.contains("\"approvals\""))
+                .collect();
+            assert_eq!(
+                events,
+                [2, 1, 0].map(|n| format!("{{\"count\":{n},\"type\":\"approvals\"}}")),
+                "notify {notify}"
+            );
+            drop(st);
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
     fn a_client_that_fell_behind_is_told_so() {
         let mut st = State::default();
         for i in 0..MAX_EVENTS + 10 {
