@@ -1000,9 +1000,16 @@ fn a_crash_between_the_waiting_record_and_the_park_parks_the_job_again_on_takeov
 }
 
 #[test]
-fn two_verdicts_at_once_on_a_running_node_one_counts_the_job_runs_once_and_replays() {
+fn two_verdicts_at_once_while_two_nodes_race_one_counts_the_job_runs_once_and_replays() {
     let hive = hive(GOOD);
-    let node = common::Node::start(hive.path(), common::FAST);
+    let nodes: Vec<common::Node> = ["n1", "n2"]
+        .into_iter()
+        .map(|id| {
+            let mut args = vec!["--node-id", id];
+            args.extend_from_slice(common::FAST);
+            common::Node::start(hive.path(), &args)
+        })
+        .collect();
     submit_and_park(&hive, "big", 500);
     let path = hive.path().to_path_buf();
     let racers: Vec<_> = [("approve", "finance"), ("deny", "ops-lead")]
@@ -1028,8 +1035,15 @@ fn two_verdicts_at_once_on_a_running_node_one_counts_the_job_runs_once_and_repla
         "FAILED"
     };
     assert_eq!(result["state"], expected, "{results:?}: {result}");
-    let _ = node.stop();
+    if expected == "DONE" {
+        assert_eq!(wait_result(&hive, "big-1.0")["state"], "DONE");
+    }
+    for node in nodes {
+        let _ = node.stop();
+    }
+    // One verdict record in all the logs, and the job ended once.
     let log = hive.jaros(&["logs", "--job", "big"]).expect(0).stdout();
     assert_eq!(log.matches("verdict  big#1.0").count(), 1, "{log}");
+    assert_eq!(log.matches("end ").count(), 1, "{log}");
     replay_is_reproducible(&hive);
 }
