@@ -244,6 +244,26 @@ fn a_denial_needs_a_reason_and_a_decision_that_does_not_wait_is_refused() {
     park(&hive, "job-1", FAR);
     hive.jaros(&["deny", "job-1", "1.0", "--by", "finance", "--reason", " "])
         .expect(2);
+    // A note is one line: no forged log lines, no terminal escapes.
+    for text in [
+        "ok\nn1#9     verdict  job-1#1.0 approve by ops-lead",
+        "\u{1b}[2Jok",
+    ] {
+        let run = hive
+            .jaros(&["deny", "job-1", "1.0", "--by", "finance", "--reason", text])
+            .expect(2);
+        assert!(
+            run.stderr()
+                .contains("one line of text, without control characters"),
+            "{}",
+            run.context()
+        );
+    }
+    let store = Store::new(&DataDir::new(hive.data()));
+    assert_eq!(
+        std::fs::read_dir(store.verdicts()).map_or(0, |d| d.count()),
+        0
+    );
     let run = hive
         .jaros(&["approve", "job-1", "2.0", "--by", "finance"])
         .expect(2);
@@ -1045,5 +1065,85 @@ fn two_verdicts_at_once_while_two_nodes_race_one_counts_the_job_runs_once_and_re
     let log = hive.jaros(&["logs", "--job", "big"]).expect(0).stdout();
     assert_eq!(log.matches("verdict  big#1.0").count(), 1, "{log}");
     assert_eq!(log.matches("end ").count(), 1, "{log}");
+    replay_is_reproducible(&hive);
+}
+
+#[test]
+fn each_decision_of_a_turn_that_a_rule_holds_waits_for_its_own_verdict() {
+    let hive = hive(GOOD);
+    hive.write(
+        "manifests/pair.yaml",
+        "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: pair\nspec:\n  role: clerk\n  template: agents/pair.j2\n",
+    );
+    hive.write(
+        "agents/pair.j2",
+        r#"[{"type": "handoff", "payload": {"agent": "billing", "input": {"amount": 500}}}, {"type": "handoff", "payload": {"agent": "billing", "input": {"amount": 700}}}, {"type": "fs.write", "payload": {"path": "out/{{ input.name }}.txt", "content": "after both"}}]"#,
+    );
+    let node = common::Node::start(hive.path(), common::FAST);
+    for job in ["yes", "no"] {
+        let input = format!(r#"{{"name": "{job}"}}"#);
+        hive.jaros(&["submit", "pair", "--id", job, "--input", &input])
+            .expect(0);
+        wait_parked(&hive, job);
+    }
+    let store = Store::new(&DataDir::new(hive.data()));
+    // Approving the first decision does not approve the second: it waits in
+    // its turn, under its own request.
+    hive.jaros(&["approve", "yes", "1.0", "--by", "finance"])
+        .expect(0);
+    common::wait_until(
+        std::time::Duration::from_secs(60),
+        "the second request",
+        || {
+            store
+                .request(&"yes".parse().unwrap())
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.decision.id.as_str() == "yes#1.1")
+        },
+    );
+    wait_parked(&hive, "yes");
+    assert!(
+        !hive.path().join("out/yes.txt").exists(),
+        "the decision after the waiting one ran before its turn"
+    );
+    hive.jaros(&["approve", "yes", "1.1", "--by", "ops-lead"])
+        .expect(0);
+    assert_eq!(wait_result(&hive, "yes")["state"], "DONE");
+    assert!(hive.path().join("out/yes.txt").exists());
+    // A denial is refused as the gate refuses: the rest of the turn is still
+    // gated in order (the second hand-off waits for its own verdict, the
+    // write runs), and the job fails at the end of its last turn.
+    hive.jaros(&["deny", "no", "1.0", "--by", "finance", "--reason", "no"])
+        .expect(0);
+    common::wait_until(
+        std::time::Duration::from_secs(60),
+        "the second request of 'no'",
+        || {
+            store
+                .request(&"no".parse().unwrap())
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.decision.id.as_str() == "no#1.1")
+        },
+    );
+    wait_parked(&hive, "no");
+    hive.jaros(&[
+        "deny", "no", "1.1", "--by", "ops-lead", "--reason", "neither",
+    ])
+    .expect(0);
+    let result = wait_result(&hive, "no");
+    assert_eq!(result["state"], "FAILED", "{result}");
+    assert!(
+        result.to_string().contains("denied by finance: no"),
+        "the job fails on the turn's first refusal: {result}"
+    );
+    assert!(!hive.data().join("done/no-1.0.json").exists());
+    assert!(!hive.data().join("done/no-1.1.json").exists());
+    assert!(hive.path().join("out/no.txt").exists());
+    let _ = node.stop();
+    let log = hive.jaros(&["logs", "--job", "no"]).expect(0).stdout();
+    assert_eq!(log.matches("waiting").count(), 2, "{log}");
+    assert_eq!(log.matches("verdict  no#").count(), 2, "{log}");
     replay_is_reproducible(&hive);
 }

@@ -439,6 +439,15 @@ fn check_verdict(verdict: &Verdict, approvers: &[String]) -> Result<(), Refusal>
             "a note or reason is at most {MAX_NOTE_BYTES} bytes"
         )));
     }
+    // Shown raw by `jaros logs`, `jaros blame` and to the agent: a newline
+    // would forge a line, an escape sequence drive the reader's terminal.
+    let controlled =
+        |t: &Option<String>| t.as_ref().is_some_and(|t| t.chars().any(char::is_control));
+    if controlled(&verdict.note) || controlled(&verdict.reason) {
+        return Err(Refusal::Malformed(
+            "a note or reason is one line of text, without control characters".into(),
+        ));
+    }
     if verdict.verdict == Answer::Deny
         && verdict.reason.as_ref().is_none_or(|r| r.trim().is_empty())
     {
