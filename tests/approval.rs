@@ -852,12 +852,13 @@ fn a_malformed_a_fifo_and_a_strangers_verdict_are_each_refused_and_audited_by_th
         1,
         0,
     ));
-    let attempts: [(&str, &dyn Fn(&std::path::Path)); 3] = [
-        ("not a valid verdict", &|p| {
+    type Plant = fn(&std::path::Path);
+    let attempts: [(&str, Plant); 3] = [
+        ("not a valid verdict", |p| {
             std::fs::write(p, "{not json").unwrap()
         }),
-        ("a FIFO (named pipe), not a regular file", &|p| mkfifo(p)),
-        ("'mallory' is not among the approvers", &|p| {
+        ("a FIFO (named pipe), not a regular file", |p| mkfifo(p)),
+        ("'mallory' is not among the approvers", |p| {
             std::fs::write(p, r#"{"job": "big", "decision": "big#1.0", "verdict": "approve", "by": "mallory", "at_ms": 5}"#).unwrap()
         }),
     ];
