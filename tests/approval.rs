@@ -1148,3 +1148,52 @@ fn each_decision_of_a_turn_that_a_rule_holds_waits_for_its_own_verdict() {
     assert_eq!(log.matches("verdict  no#").count(), 2, "{log}");
     replay_is_reproducible(&hive);
 }
+
+#[test]
+fn a_request_in_a_handed_off_job_lists_its_chain_root_first_with_the_time_left() {
+    let hive = hive(GOOD);
+    // Billing hands a small amount on as a large one: the second hand-off,
+    // in the child job, is the one that waits.
+    hive.write(
+        "agents/billing.j2",
+        r#"{% if input.amount < 100 %}[{"type": "handoff", "payload": {"agent": "billing", "input": {"amount": 500}}}]{% else %}[{"type": "advance", "payload": {"events": ["start", "complete"]}}]{% endif %}"#,
+    );
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "clerk",
+        "--id",
+        "root",
+        "--input",
+        r#"{"amount": 5}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "root-1.0");
+    let json = hive.jaros(&["approvals", "--json"]).expect(0).json();
+    let request = &json["requests"][0];
+    assert_eq!(request["job"], "root-1.0", "{json}");
+    assert_eq!(request["agent"], "billing");
+    assert_eq!(request["decision"]["id"], "root-1.0#1.0");
+    assert_eq!(
+        request["chain"],
+        serde_json::json!([
+            {"job": "root", "agent": "clerk", "via": "root#1.0"},
+            {"job": "root-1.0", "agent": "billing"}
+        ]),
+        "{json}"
+    );
+    let left = request["left_ms"].as_u64().unwrap();
+    assert!(left > 3 * 3600 * 1000 && left <= 4 * 3600 * 1000, "{json}");
+    assert_eq!(request["answered"], serde_json::Value::Null);
+    let text = hive.jaros(&["approvals"]).expect(0).stdout();
+    assert!(
+        text.contains("chain     root (clerk) → root-1.0 (billing)")
+            && text.contains("left      3h 5"),
+        "{text}"
+    );
+    hive.jaros(&["approve", "root-1.0", "1.0", "--by", "ops-lead"])
+        .expect(0);
+    assert_eq!(wait_result(&hive, "root-1.0-1.0")["state"], "DONE");
+    let _ = node.stop();
+    replay_is_reproducible(&hive);
+}
