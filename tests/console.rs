@@ -672,6 +672,40 @@ fn the_approvals_page_lists_what_waits_and_gives_one_verdict_from_its_own_origin
         &json!({"job": "job-7", "decision": "job-7#1.0", "verdict": "approve", "by": "mallory"}),
     );
     assert_eq!(stranger.status, 400, "{}", stranger.body);
+    // Ids with path tricks name no file: the job id is checked as a name, the
+    // decision must be the one that waits.
+    for (job, decision) in [
+        ("../job-7", "job-7#1.0"),
+        ("job-7", "job-7#1.0/../../../../evil"),
+        ("job-7", "../../evil#1.0"),
+    ] {
+        let tricky = c.post_json(
+            "/api/verdict",
+            &json!({"job": job, "decision": decision, "verdict": "approve", "by": "finance"}),
+        );
+        assert_eq!(tricky.status, 400, "{job} {decision}: {}", tricky.body);
+    }
+    let verdicts = hive.data().join("approvals/verdicts");
+    assert_eq!(
+        std::fs::read_dir(&verdicts).map_or(0, |d| d.count()),
+        0,
+        "nothing was written"
+    );
+    for dir in [
+        hive.path().to_path_buf(),
+        hive.data(),
+        hive.data().join("approvals"),
+    ] {
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.contains("evil")),
+            "{}: {names:?}",
+            dir.display()
+        );
+    }
     assert!(
         stranger.body.contains("'mallory' may not answer"),
         "{}",

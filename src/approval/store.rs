@@ -235,6 +235,22 @@ impl Store {
     /// against the request's approvers, then creates the verdict file
     /// exclusively. Does not resume the job: see [`Store::unpark`].
     pub fn give(&self, verdict: &Verdict) -> Result<Given, VerdictError> {
+        // The decision id names the verdict file: only `<job>#<turn>.<position>`
+        // of this very job, so no id reaches another file, whatever the request.
+        let own = verdict
+            .decision
+            .turn_position()
+            .is_some_and(|(t, p)| verdict.decision.is_for(&verdict.job, t, p));
+        if !own {
+            return Err(VerdictError::Malformed {
+                path: self.verdicts(),
+                why: format!(
+                    "'{}' is not a decision id of job {} (JOB#TURN.POSITION)",
+                    crate::decision::excerpt(verdict.decision.as_str(), 80),
+                    verdict.job
+                ),
+            });
+        }
         let request = self.request(&verdict.job)?.ok_or(VerdictError::NoRequest {
             job: verdict.job.clone(),
         })?;
