@@ -627,6 +627,25 @@ fn jaros_run_meeting_a_rule_parks_the_job_says_how_to_answer_and_exits_3() {
     );
     assert!(hive.data().join("approvals/parked/big.json").is_file());
     assert!(!hive.data().join("claimed/big.json").exists());
+    // Its id is taken while it waits: a second job under it is refused.
+    let again = hive
+        .jaros(&[
+            "submit",
+            "clerk",
+            "--id",
+            "big",
+            "--input",
+            r#"{"amount": 5}"#,
+        ])
+        .expect(2);
+    assert!(
+        again
+            .stderr()
+            .contains("job 'big' exists already (approvals/parked/big.json in the data dir)"),
+        "{}",
+        again.context()
+    );
+    assert!(!hive.data().join("inbox/big.json").exists());
     let listed = hive.jaros(&["approvals", "--json"]).expect(0).json();
     assert_eq!(listed["requests"][0]["job"], "big", "{listed}");
     // Answered, then resumed by a node like any parked job.

@@ -364,6 +364,10 @@ pub fn submit(data: &DataDir, job: &JobFile) -> Result<PathBuf, String> {
     let name = format!("{}.json", job.id);
     for (stage, dir) in [
         ("claimed", data.claimed()),
+        (
+            "approvals/parked",
+            crate::approval::store::Store::new(data).parked(),
+        ),
         ("done", data.done()),
         ("failed", data.failed()),
     ] {
