@@ -1216,3 +1216,53 @@ fn a_request_in_a_handed_off_job_lists_its_chain_root_first_with_the_time_left()
     let _ = node.stop();
     replay_is_reproducible(&hive);
 }
+
+#[test]
+fn a_ticket_written_by_hand_for_a_parked_job_cannot_change_its_agent_or_input() {
+    let hive = hive(GOOD);
+    hive.write(
+        "manifests/two.yaml",
+        "apiVersion: jaros/v1\nkind: Agent\nmetadata:\n  name: two\nspec:\n  role: clerk\n  max_steps: 2\n  template: agents/two.j2\n",
+    );
+    hive.write(
+        "agents/two.j2",
+        r#"{% if turn == 1 %}[{"type": "handoff", "payload": {"agent": "billing", "input": {"amount": 500}}}]{% else %}[{"type": "advance", "payload": {"events": ["start", "complete"], "note": {{ input.tag | tojson }}}}]{% endif %}"#,
+    );
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&[
+        "submit",
+        "two",
+        "--id",
+        "t",
+        "--input",
+        r#"{"tag": "original"}"#,
+    ])
+    .expect(0);
+    wait_parked(&hive, "t");
+    // The inbox is where work enters: a file there, marked to resume the
+    // parked job, names another agent and another input.
+    let forged = hive.data().join("inbox/t.json");
+    std::fs::write(
+        &forged,
+        r#"{"id": "t", "agent": "billing", "input": {"tag": "forged"}, "resume": true}"#,
+    )
+    .unwrap();
+    common::wait_until(
+        std::time::Duration::from_secs(60),
+        "the ticket to be taken",
+        || !forged.exists(),
+    );
+    wait_parked(&hive, "t");
+    hive.jaros(&["approve", "t", "1.0", "--by", "finance"])
+        .expect(0);
+    let result = wait_result(&hive, "t");
+    assert_eq!(result["state"], "DONE", "{result}");
+    assert_eq!(result["agent"], "two", "{result}");
+    let _ = node.stop();
+    let log = hive.jaros(&["logs", "--job", "t"]).expect(0).stdout();
+    assert!(
+        log.contains(r#""note":"original""#) && !log.contains("forged"),
+        "the second turn ran as the recorded agent on the recorded input: {log}"
+    );
+    replay_is_reproducible(&hive);
+}
