@@ -345,19 +345,27 @@ def main():
         # Two refunds over 100 EUR: the worker role's rule parks each until a
         # verdict from demo-operator.
         refund = {"id": "T4", "ticket": "Please refund the 250 EUR I paid for a plan I cancelled the same day."}
-        for job in ("refund-a", "refund-b"):
+        for job in ("refund-a", "refund-b", "refund-c"):
             r = jaros(binary, hive, "submit", "worker", "--id", job, "--input", json.dumps(refund))
             check(r.returncode == 0, f"jaros submit worker --id {job}: {r.stderr.strip()}")
         deadline = time.time() + WAIT_S
         waiting = []
-        while time.time() < deadline and len(waiting) < 2:
+        while time.time() < deadline and len(waiting) < 3:
             listed = json.loads(jaros(binary, hive, "approvals", "--json").stdout or "{}")
             waiting = [r["job"] for r in listed.get("requests", [])]
             time.sleep(0.1)
-        check(sorted(waiting) == ["refund-a", "refund-b"], f"both refunds wait for a person ({waiting})")
+        check(sorted(waiting) == ["refund-a", "refund-b", "refund-c"], f"the three refunds wait for a person ({waiting})")
         browser.goto(base + "/approvals")
-        browser.wait_for("document.getElementById('approvals-count').textContent === '2'", "the navigation to count 2 approvals")
-        check(browser.eval("document.querySelectorAll('section.approval').length") == 2, "the page lists both requests")
+        browser.wait_for("document.getElementById('approvals-count').textContent === '3'", "the navigation to count 3 approvals")
+        check(browser.eval("document.querySelectorAll('section.approval').length") == 3, "the page lists the three requests")
+        # A verdict given elsewhere (the CLI) changes the count live: no reload.
+        browser.eval("window.stillThisPage = true")
+        r = jaros(binary, hive, "approve", "refund-c", "refund", "--by", "demo-operator", "--note", "from the CLI")
+        check(r.returncode == 0, f"jaros approve refund-c: {r.stderr.strip()}")
+        browser.wait_for("document.getElementById('approvals-count').textContent === '2'", "the count to drop to 2 live after a verdict from the CLI")
+        check(browser.eval("window.stillThisPage === true"), "without a reload")
+        r = jaros(binary, hive, "result", "refund-c", "--wait", "60")
+        check(r.returncode == 0 and "refunded" in r.stdout, f"the refund approved from the CLI ran (DONE): {r.stdout.strip()[-300:]}")
         check("demo-operator" in browser.text("section.approval[data-job=refund-a]"), "a request names its approvers")
         check('"amount": 250' in browser.text("section.approval[data-job=refund-a] pre"), "and shows the payload")
         browser.screenshot(os.path.join(shots, "approvals.png"))
@@ -376,11 +384,13 @@ def main():
         check(browser.eval("document.getElementById('approvals-count').textContent") == "2", "a refused verdict changes no count")
         answer("refund-a", "demo-operator", "cancelled the same day", "approve")
         browser.wait_for(f"{status('refund-a')} === 'approved by demo-operator'", "the approval")
+        browser.wait_for("document.getElementById('approvals-count').textContent === '1'", "the count to drop to 1 at the verdict")
+        check(browser.eval("window.stillThisPage === true"), "still without a reload")
         r = jaros(binary, hive, "result", "refund-a", "--wait", "60")
         check(r.returncode == 0 and "refunded" in r.stdout, f"the approved refund ran (DONE): {r.stdout.strip()[-300:]}")
-        # The request goes once a node resumed the job; the page counts on load.
+        # The requests go once a node resumed their jobs.
         browser.goto(base + "/approvals")
-        browser.wait_for("document.getElementById('approvals-count').textContent === '1'", "the count to drop to 1")
+        browser.wait_for("document.getElementById('approvals-count').textContent === '1'", "the count of 1 on a new page")
         check(browser.eval("document.querySelectorAll('section.approval').length") == 1, "only the other request is left")
         answer("refund-b", "demo-operator", "", "deny")
         check(browser.eval(status("refund-b")) == "a denial needs a reason", "a denial without a reason is not sent")

@@ -312,6 +312,91 @@ pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Why [`read_regular`] read nothing.
+#[derive(Debug)]
+pub enum Unregular {
+    /// Nothing is there (or it went while being read).
+    Gone,
+    /// The name is not a regular file: "a FIFO (named pipe)", "a symbolic
+    /// link", "a directory", ….
+    NotRegular(&'static str),
+    /// Larger than the limit given: its size, as far as it was read.
+    TooLarge(u64),
+    /// Another error; `action` is "cannot look at", "cannot open" or
+    /// "cannot read", as [`IoError`] names it.
+    Io {
+        action: &'static str,
+        source: io::Error,
+    },
+}
+
+/// Reads at most `max_bytes` of a file someone else may have put there,
+/// without trusting what its name points at: a link is not followed, nothing
+/// but a regular file is opened (a FIFO would block the reader forever, a
+/// device could be anything), and no more than `max_bytes` + 1 bytes are
+/// read, whatever its size said.
+pub fn read_regular(path: &Path, max_bytes: u64) -> std::result::Result<Vec<u8>, Unregular> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |action: &'static str| {
+        move |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => Unregular::Gone,
+            _ => Unregular::Io { action, source: e },
+        }
+    };
+    // Looked at first, so a device or FIFO is never even opened; the open
+    // below refuses links and does not block, and its fstat is what counts.
+    let seen = fs::symlink_metadata(path).map_err(failed("cannot look at"))?;
+    if let Some(what) = not_regular(&seen.file_type()) {
+        return Err(Unregular::NotRegular(what));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Unregular::NotRegular("a symbolic link"),
+            _ => failed("cannot open")(e),
+        })?;
+    let meta = file.metadata().map_err(failed("cannot look at"))?;
+    if let Some(what) = not_regular(&meta.file_type()) {
+        return Err(Unregular::NotRegular(what));
+    }
+    if meta.len() > max_bytes {
+        return Err(Unregular::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed("cannot read"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(Unregular::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// What a file of this type is, when it is not a regular file.
+fn not_regular(kind: &fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        None
+    } else if kind.is_symlink() {
+        Some("a symbolic link")
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("of an unknown kind")
+    }
+}
+
 /// Opens a file for appending, creating it (and making its directory entry
 /// durable) when it does not exist yet.
 pub fn open_append(path: &Path) -> Result<File> {

@@ -300,6 +300,38 @@ impl Runner<'_> {
         tree: Tree,
         history: &[Body],
     ) -> Result<JobEnd, RunError> {
+        // On resume the job is what its `job` record says, whatever the
+        // ticket says: a ticket written by hand (a parked job's id dropped
+        // into the inbox marked to resume) must not run the job's later
+        // turns as another agent or on another input.
+        let recorded;
+        let ticket = match history.first() {
+            Some(Body::Job {
+                agent,
+                input,
+                parent,
+                via,
+                ..
+            }) => {
+                recorded = Ticket {
+                    job: ticket.job.clone(),
+                    agent: agent.clone(),
+                    input: input.clone(),
+                    parent: parent.clone(),
+                    via: via.clone(),
+                };
+                if recorded.agent != ticket.agent || recorded.input != ticket.input {
+                    tracing::warn!(
+                        "job {}: its ticket (agent {}) differs from its job record (agent {}) in agent or input; the record counts",
+                        ticket.job,
+                        ticket.agent,
+                        recorded.agent
+                    );
+                }
+                &recorded
+            }
+            _ => ticket,
+        };
         let plan = &*self.plan;
         let mut cursor = Cursor { at: 0 };
         let started_ms;

@@ -672,16 +672,99 @@ fn the_approvals_page_lists_what_waits_and_gives_one_verdict_from_its_own_origin
         &json!({"job": "job-7", "decision": "job-7#1.0", "verdict": "approve", "by": "mallory"}),
     );
     assert_eq!(stranger.status, 400, "{}", stranger.body);
+    // Ids with path tricks name no file: the job id is checked as a name, the
+    // decision must be the one that waits.
+    for (job, decision) in [
+        ("../job-7", "job-7#1.0"),
+        ("job-7", "job-7#1.0/../../../../evil"),
+        ("job-7", "../../evil#1.0"),
+    ] {
+        let tricky = c.post_json(
+            "/api/verdict",
+            &json!({"job": job, "decision": decision, "verdict": "approve", "by": "finance"}),
+        );
+        assert_eq!(tricky.status, 400, "{job} {decision}: {}", tricky.body);
+    }
+    let verdicts = hive.data().join("approvals/verdicts");
+    assert_eq!(
+        std::fs::read_dir(&verdicts).map_or(0, |d| d.count()),
+        0,
+        "nothing was written"
+    );
+    for dir in [
+        hive.path().to_path_buf(),
+        hive.data(),
+        hive.data().join("approvals"),
+    ] {
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.contains("evil")),
+            "{}: {names:?}",
+            dir.display()
+        );
+    }
     assert!(
         stranger.body.contains("'mallory' may not answer"),
         "{}",
         stranger.body
     );
+    // The navigation's count is live: the event stream says when it changes.
+    let mut events = TcpStream::connect(&c.host).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let req = format!(
+        "GET /events HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n",
+        c.host,
+        c.cookie()
+    );
+    events.write_all(req.as_bytes()).unwrap();
+    let mut events = BufReader::new(events);
+    let mut line = String::new();
+    while line != "event: hello\n" {
+        line.clear();
+        assert!(events.read_line(&mut line).unwrap() > 0, "the stream ended");
+    }
     let ok = c.post_json("/api/verdict", &body);
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(
         hive.data().join("inbox/job-7.json").exists(),
         "the job is back in the inbox"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no approvals event; saw {seen:?}"
+        );
+        line.clear();
+        assert!(
+            events.read_line(&mut line).unwrap() > 0,
+            "the stream ended; saw {seen:?}"
+        );
+        if line.contains(r#"{"count":0,"type":"approvals"}"#) {
+            break;
+        }
+        seen.push(line.clone());
+    }
+    // Answered, the request waits for a node to record the verdict: it is
+    // not counted, and the page shows the verdict instead of the form.
+    let listed = c.get("/api/approvals").json();
+    assert_eq!(listed["count"], 0, "{listed}");
+    assert_eq!(
+        listed["requests"][0]["answered"]["by"], "finance",
+        "{listed}"
+    );
+    let page = c.get("/approvals");
+    assert!(
+        page.body.contains("answered: approve by finance")
+            && !page.body.contains("form class=\"verdict\""),
+        "{}",
+        page.body
     );
     let again = c.post_json("/api/verdict", &json!({"job": "job-7", "decision": "job-7#1.0", "verdict": "deny", "by": "ops-lead", "text": "no"}));
     assert_eq!(again.status, 409, "{}", again.body);

@@ -65,8 +65,9 @@ fn the_demo_attributes_the_bad_hand_off_to_the_worker_and_its_decision() {
     // The refund over 100 EUR waited, was approved as the demo operator, ran,
     // and replays with the rest.
     let err = run.stderr();
+    // On a line of its own: the progress bar ended its line first.
     assert!(
-        err.contains("jaros demo: job T4-1.0 waits for a person: refund {\"amount\":250,\"ticket\":\"T4\"} (approvers: demo-operator)"),
+        err.contains("\njaros demo: job T4-1.0 waits for a person: refund {\"amount\":250,\"ticket\":\"T4\"} (approvers: demo-operator)"),
         "{}",
         run.context()
     );

@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 /// note, a request a decision (payloads are capped well below this).
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Refused verdict files kept per decision and resumption; past this, a
+/// refused file is removed (its refusal is in the audit log).
+pub const MAX_REFUSED_PER_STAMP: u64 = 1000;
+
 /// Longest note or reason a verdict may carry, in bytes.
 pub const MAX_NOTE_BYTES: usize = 4096;
 
@@ -231,6 +235,22 @@ impl Store {
     /// against the request's approvers, then creates the verdict file
     /// exclusively. Does not resume the job: see [`Store::unpark`].
     pub fn give(&self, verdict: &Verdict) -> Result<Given, VerdictError> {
+        // The decision id names the verdict file: only `<job>#<turn>.<position>`
+        // of this very job, so no id reaches another file, whatever the request.
+        let own = verdict
+            .decision
+            .turn_position()
+            .is_some_and(|(t, p)| verdict.decision.is_for(&verdict.job, t, p));
+        if !own {
+            return Err(VerdictError::Malformed {
+                path: self.verdicts(),
+                why: format!(
+                    "'{}' is not a decision id of job {} (JOB#TURN.POSITION)",
+                    crate::decision::excerpt(verdict.decision.as_str(), 80),
+                    verdict.job
+                ),
+            });
+        }
         let request = self.request(&verdict.job)?.ok_or(VerdictError::NoRequest {
             job: verdict.job.clone(),
         })?;
@@ -314,15 +334,31 @@ impl Store {
     }
 
     /// Moves a refused verdict file aside, so the decision can be answered
-    /// again and the file is kept for whoever audits it.
-    pub fn refuse(&self, refused: &Refused, stamp_ms: u64) -> Result<(), IoError> {
+    /// again and the file is kept for whoever audits it: as
+    /// `<stamp>.<name>`, or `<stamp>-<n>.<name>` when the same decision had
+    /// a file refused before (each one is kept, none replaces another).
+    pub fn refuse(&self, refused: &Refused, stamp: u64) -> Result<(), IoError> {
         self.create_dirs()?;
         let name = refused
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let to = self.refused().join(format!("{stamp_ms}.{name}"));
+        let to = (0..MAX_REFUSED_PER_STAMP)
+            .map(|n| match n {
+                0 => self.refused().join(format!("{stamp}.{name}")),
+                n => self.refused().join(format!("{stamp}-{n}.{name}")),
+            })
+            .find(|to| !present(to));
+        let Some(to) = to else {
+            // Kept no longer: the audit log holds every refusal all the same.
+            return match std::fs::remove_file(&refused.path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(IoError::new("cannot remove", &refused.path, e))
+                }
+                _ => fsx::sync_dir(&self.verdicts()),
+            };
+        };
         match fsx::rename_durable(&refused.path, &to) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
@@ -355,6 +391,26 @@ impl Store {
         }
     }
 
+    /// The verdict given on `request` that counts (a valid file by one of
+    /// its approvers), while no node has recorded it yet.
+    pub fn answer_of(&self, request: &Request) -> Option<Verdict> {
+        self.verdict(&request.job, &request.decision.id, &request.approvers)
+            .ok()
+            .flatten()
+    }
+
+    /// How many requests wait for a person: those without a verdict that
+    /// counts. Reads each request file, so it costs what waits, never what
+    /// ran.
+    pub fn waiting_count(&self) -> Result<usize, IoError> {
+        Ok(self
+            .list()?
+            .requests
+            .iter()
+            .filter(|r| self.answer_of(r).is_none())
+            .count())
+    }
+
     /// Parked jobs that can go on: a verdict file exists, or the request
     /// expired at `now_ms`. The node's periodic scan unparks them, so a
     /// verdict given while every node was down still resumes its job.
@@ -363,8 +419,10 @@ impl Store {
             .list()?
             .requests
             .into_iter()
-            .filter(|r| self.parked_path(&r.job).exists())
-            .filter(|r| now_ms >= r.expires_ms || self.verdict_path(&r.decision.id).exists())
+            .filter(|r| present(&self.parked_path(&r.job)))
+            // Whatever is there, a node looks: a file it will not count is
+            // refused and audited, so the decision can be answered again.
+            .filter(|r| now_ms >= r.expires_ms || present(&self.verdict_path(&r.decision.id)))
             .map(|r| r.job)
             .collect())
     }
@@ -397,6 +455,15 @@ fn check_verdict(verdict: &Verdict, approvers: &[String]) -> Result<(), Refusal>
             "a note or reason is at most {MAX_NOTE_BYTES} bytes"
         )));
     }
+    // Shown raw by `jaros logs`, `jaros blame` and to the agent: a newline
+    // would forge a line, an escape sequence drive the reader's terminal.
+    let controlled =
+        |t: &Option<String>| t.as_ref().is_some_and(|t| t.chars().any(char::is_control));
+    if controlled(&verdict.note) || controlled(&verdict.reason) {
+        return Err(Refusal::Malformed(
+            "a note or reason is one line of text, without control characters".into(),
+        ));
+    }
     if verdict.verdict == Answer::Deny
         && verdict.reason.as_ref().is_none_or(|r| r.trim().is_empty())
     {
@@ -406,6 +473,11 @@ fn check_verdict(verdict: &Verdict, approvers: &[String]) -> Result<(), Refusal>
         return Err(Refusal::NotApprover);
     }
     Ok(())
+}
+
+/// Whether anything, even a dangling link, has this name.
+fn present(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
 }
 
 fn is_temp(path: &Path) -> bool {
@@ -421,27 +493,29 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
+/// Reads a request or verdict file: `None` when there is none. Anyone who
+/// can write the data dir can put anything under these names, so nothing
+/// but a regular file is read (a FIFO would block the node's scan, a link
+/// could read any file), and at most [`MAX_FILE_BYTES`].
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, VerdictError> {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(IoError::new("cannot open", path, e).into()),
+    let malformed = |why: String| VerdictError::Malformed {
+        path: path.into(),
+        why,
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| IoError::new("cannot read", path, e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(VerdictError::Malformed {
-            path: path.into(),
-            why: format!("larger than {MAX_FILE_BYTES} bytes"),
-        });
-    }
+    let bytes = match fsx::read_regular(path, MAX_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(fsx::Unregular::Gone) => return Ok(None),
+        Err(fsx::Unregular::NotRegular(what)) => {
+            return Err(malformed(format!("it is {what}, not a regular file")))
+        }
+        Err(fsx::Unregular::TooLarge(_)) => {
+            return Err(malformed(format!("larger than {MAX_FILE_BYTES} bytes")))
+        }
+        Err(fsx::Unregular::Io { action, source }) => {
+            return Err(IoError::new(action, path, source).into())
+        }
+    };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| VerdictError::Malformed {
-            path: path.into(),
-            why: e.to_string(),
-        })
+        .map_err(|e| malformed(e.to_string()))
 }

@@ -90,9 +90,8 @@ pub fn chain_text(request: &Request) -> String {
 
 pub fn list(ctx: &Ctx, args: ListArgs) -> CliResult {
     let data = ctx.existing_data_dir()?;
-    let listing = Store::new(&data)
-        .list()
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    let store = Store::new(&data);
+    let listing = store.list().map_err(|e| CliError::failed(e.to_string()))?;
     let now = now_ms();
     if args.json {
         let requests: Vec<serde_json::Value> = listing
@@ -102,6 +101,8 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> CliResult {
                 let mut v = serde_json::to_value(r).expect("requests serialize");
                 v["left_ms"] = r.expires_ms.saturating_sub(now).into();
                 v["expired"] = (now >= r.expires_ms).into();
+                v["answered"] =
+                    serde_json::to_value(store.answer_of(r)).expect("verdicts serialize");
                 v
             })
             .collect();
@@ -121,9 +122,21 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> CliResult {
         return Ok(Outcome::Success);
     }
     let mut text = String::new();
+    let mut answered_count = 0;
     for r in &listing.requests {
+        let answered = match store.answer_of(r) {
+            Some(v) => {
+                answered_count += 1;
+                format!(
+                    "  answered  {} by {}; the job resumes on the next node to pick it up\n",
+                    v.verdict.as_str(),
+                    v.by
+                )
+            }
+            None => String::new(),
+        };
         text.push_str(&format!(
-            "{}  {}  {} (agent {})\n  payload   {}\n  chain     {}\n  approvers {}\n  left      {}\n\n",
+            "{}  {}  {} (agent {})\n  payload   {}\n  chain     {}\n  approvers {}\n  left      {}\n{answered}\n",
             r.job,
             r.decision.id,
             r.decision.kind,
@@ -135,8 +148,12 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> CliResult {
         ));
     }
     text.push_str(&format!(
-        "{} waiting; answer with `jaros approve JOB DECISION --by NAME` or `jaros deny JOB DECISION --by NAME --reason TEXT`\n",
-        listing.requests.len()
+        "{} waiting{}; answer with `jaros approve JOB DECISION --by NAME` or `jaros deny JOB DECISION --by NAME --reason TEXT`\n",
+        listing.requests.len() - answered_count,
+        match answered_count {
+            0 => String::new(),
+            n => format!(", {n} answered"),
+        }
     ));
     out(&text);
     Ok(Outcome::Success)

@@ -201,8 +201,6 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     let mut cfg = super::node_config(&loaded, "demo".into());
     cfg.exit_when_idle = true;
     cfg.scan_ms = 20;
-    let stop = Arc::new(AtomicBool::new(false));
-    let progress = spawn_progress(data.clone(), stop.clone());
     let started = std::time::Instant::now();
     let serve = |cfg: node::NodeConfig| -> Result<(u64, u64), CliError> {
         let exit = node::serve(
@@ -222,14 +220,22 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
     };
     // The node stops once nothing is left but what waits for a person; the
     // demo operator approves it and a node runs the rest.
-    let (mut done, mut failed) = serve(cfg.clone())?;
+    // Each run of the node has its bar, ended before the demo speaks of
+    // what waits.
+    let with_progress = |cfg: node::NodeConfig, from: u64| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress = spawn_progress(data.clone(), stop.clone(), from as usize);
+        let served = serve(cfg);
+        stop.store(true, Ordering::SeqCst);
+        let _ = progress.join();
+        served
+    };
+    let (mut done, mut failed) = with_progress(cfg.clone(), 0)?;
     if approve_waiting(&data)? > 0 {
-        let (d, f) = serve(cfg)?;
+        let (d, f) = with_progress(cfg, done + failed)?;
         done += d;
         failed += f;
     }
-    stop.store(true, Ordering::SeqCst);
-    let _ = progress.join();
     eprintln!(
         "jaros demo: {} jobs ran in {:.2} s ({done} done, {failed} failed); replaying…",
         done + failed,
@@ -343,8 +349,13 @@ fn next_steps(hive: &Path, typed_data: Option<&Path>, data: &DataDir) -> String 
     format!("\nthe hive is at {h}; try:\n  cd {h}\n  jaros{data_flag} replay            # again, from the log alone\n{blame}  jaros{data_flag} logs              # every record\n  jaros{data_flag} status            # counts from the files\n  jaros{data_flag} run advance --input '{{\"note\": \"more\"}}'\n(`jaros` not on your PATH? from the source tree: cargo install --path .)\n")
 }
 
-/// A progress bar on stderr while the node works.
-fn spawn_progress(data: DataDir, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// A progress bar on stderr while the node works; `from` jobs had finished
+/// before this run of the node.
+fn spawn_progress(
+    data: DataDir,
+    stop: Arc<AtomicBool>,
+    from: usize,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let submitted = demo_jobs().len();
         let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -355,7 +366,7 @@ fn spawn_progress(data: DataDir, stop: Arc<AtomicBool>) -> std::thread::JoinHand
         loop {
             let jobs = node::status::overview(&data).jobs;
             let n = jobs.done + jobs.failed;
-            begun = begun || n + jobs.claimed > 0;
+            begun = begun || n + jobs.claimed > from;
             if !begun && !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;

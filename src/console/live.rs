@@ -2,7 +2,9 @@
 //! changes rather than rescans: the ids in each job area (inbox, claimed,
 //! done, failed) ordered by arrival, a short history of finished jobs per
 //! second for the throughput chart, and a bounded feed of change events for
-//! the server-sent event streams.
+//! the server-sent event streams; and how many approval requests wait for a
+//! person, counted again when `approvals/requests/` or `approvals/verdicts/`
+//! changes (it costs what waits, not what ran).
 //!
 //! The areas are listed once at start; afterwards each OS notification costs
 //! one `stat` of the file it names, so an update costs the same with 100 or
@@ -89,6 +91,9 @@ pub struct State {
     pub throughput: VecDeque<(u64, u32, u32)>,
     /// Whether OS notifications are watching the areas.
     pub notified: bool,
+    /// Approval requests without a verdict that counts (see
+    /// [`crate::approval::store::Store::waiting_count`]).
+    pub approvals: usize,
 }
 
 impl State {
@@ -177,6 +182,7 @@ impl Live {
                 live.rescan(&mut st, i);
             }
         }
+        live.recount_approvals();
         let me = live.clone();
         let spawned = std::thread::Builder::new()
             .name("console-live".into())
@@ -204,6 +210,28 @@ impl Live {
 
     fn dir(&self, area: usize) -> PathBuf {
         self.data.root().join(AREAS[area])
+    }
+
+    /// The directories whose changes change the count of approvals.
+    fn approval_dirs(&self) -> [PathBuf; 2] {
+        let store = crate::approval::store::Store::new(&self.data);
+        [store.requests(), store.verdicts()]
+    }
+
+    /// Counts the approvals that wait again, and tells the streams when the
+    /// count changed. Reads the request files outside the lock.
+    fn recount_approvals(&self) -> bool {
+        let store = crate::approval::store::Store::new(&self.data);
+        let Ok(count) = store.waiting_count() else {
+            return false;
+        };
+        let mut st = self.lock();
+        if st.approvals == count {
+            return false;
+        }
+        st.approvals = count;
+        st.push(json!({"type": "approvals", "count": count}));
+        true
     }
 
     /// Lists one area again (at start, after dropped notifications, or when
@@ -275,6 +303,8 @@ impl Live {
     ) {
         let _keep = watcher;
         let mut dir_mtimes = [None; 4];
+        let mut approval_mtimes = [None; 2];
+        let approval_dirs = self.approval_dirs();
         let mut last_reconcile = now_ms();
         let mut last_counts = Value::Null;
         while !stop.load(Ordering::SeqCst) {
@@ -294,11 +324,15 @@ impl Live {
             let mut st = self.lock();
             let mut changed = false;
             let mut rescan_all = false;
+            let mut approvals_touched = false;
             for event in events {
                 match event {
                     Ok(e) if e.need_rescan() => rescan_all = true,
                     Ok(e) => {
                         for p in &e.paths {
+                            approvals_touched |= p
+                                .parent()
+                                .is_some_and(|d| approval_dirs.iter().any(|a| a == d));
                             changed |= self.apply(&mut st, p);
                         }
                     }
@@ -331,6 +365,17 @@ impl Live {
                 changed = true;
             }
             drop(st);
+            // A notification, a directory that changed (two changes within
+            // one tick of the file system's clock look alike: hence also the
+            // reconcile), or nodes on other hosts: count again.
+            for (dir, seen) in approval_dirs.iter().zip(approval_mtimes.iter_mut()) {
+                let mtime = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
+                approvals_touched |= mtime != *seen;
+                *seen = mtime;
+            }
+            if approvals_touched || rescan_all || reconcile {
+                changed |= self.recount_approvals();
+            }
             if changed {
                 self.changed.notify_all();
             }
@@ -357,7 +402,8 @@ fn record_throughput(st: &mut State, done: bool) {
     }
 }
 
-/// Watches the four areas; `None` when notifications are not available.
+/// Watches the four areas and the approval requests and verdicts; `None`
+/// when notifications are not available.
 fn watch(
     data: &DataDir,
     tx: std::sync::mpsc::Sender<notify::Result<notify::Event>>,
@@ -367,8 +413,13 @@ fn watch(
         let _ = tx.send(event);
     })
     .ok()?;
-    for area in AREAS {
-        let dir = data.root().join(area);
+    let store = crate::approval::store::Store::new(data);
+    let approvals = [store.requests(), store.verdicts()];
+    for dir in AREAS
+        .iter()
+        .map(|area| data.root().join(area))
+        .chain(approvals)
+    {
         crate::fsx::create_dir_all(&dir).ok()?;
         watcher
             .watch(&dir, notify::RecursiveMode::NonRecursive)
@@ -422,6 +473,81 @@ mod tests {
                 "notify {notify}: {events:?}"
             );
             assert_eq!(st.area_of("new"), Some("done"));
+            drop(st);
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_count_of_approvals_follows_requests_and_verdicts_with_and_without_notifications() {
+        use crate::approval::store::{Answer, Request, Store, Verdict};
+        use crate::decision::{AgentName, Decision, DecisionId, JobId};
+        for notify in [true, false] {
+            let (_dir, data) = crate::datadir::temp();
+            let store = Store::new(&data);
+            let request = |job: &str| {
+                let id = JobId::new(job).unwrap();
+                Request {
+                    job: id.clone(),
+                    agent: "clerk".into(),
+                    decision: Decision {
+                        id: DecisionId::new(&id, 1, 0),
+                        source: AgentName::new("clerk").unwrap(),
+                        kind: "refund".into(),
+                        payload: json!({"amount": 500}),
+                    },
+                    approvers: vec!["ops".into()],
+                    requested_ms: 1,
+                    expires_ms: u64::MAX / 2,
+                    chain: vec![],
+                    node: "n1".into(),
+                }
+            };
+            store.write_request(&request("a")).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let live = Live::start_watching(data.clone(), stop.clone(), notify);
+            assert_eq!(live.lock().approvals, 1, "counted at start");
+            let wait_for = |want: usize| {
+                for _ in 0..3000 {
+                    if live.lock().approvals == want {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                panic!("notify {notify}: the count never reached {want}");
+            };
+            let seq = live.lock().seq;
+            store.write_request(&request("b")).unwrap();
+            wait_for(2);
+            // A verdict given (not yet recorded by a node) takes the request
+            // out of the count, at once.
+            let a = request("a");
+            let verdict = Verdict {
+                job: a.job.clone(),
+                decision: a.decision.id.clone(),
+                verdict: Answer::Approve,
+                by: "ops".into(),
+                at_ms: 2,
+                note: None,
+                reason: None,
+            };
+            store.give(&verdict).unwrap();
+            wait_for(1);
+            store.close(&JobId::new("b").unwrap()).unwrap();
+            wait_for(0);
+            let st = live.lock();
+            let events: Vec<String> = st
+                .events_after(seq)
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e)
+                .filter(|e| e.contains("\"approvals\""))
+                .collect();
+            assert_eq!(
+                events,
+                [2, 1, 0].map(|n| format!("{{\"count\":{n},\"type\":\"approvals\"}}")),
+                "notify {notify}"
+            );
             drop(st);
             stop.store(true, Ordering::SeqCst);
         }

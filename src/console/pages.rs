@@ -1057,11 +1057,12 @@ model responses, the real gate and executor, each case in a temporary data dir. 
     page("Evals", "/evals", &b)
 }
 
-/// What waits for a person's verdict, as `jaros approvals --json` lists it.
+/// What waits for a person's verdict, as `jaros approvals --json` lists it;
+/// `count` leaves out the requests answered already (a node has yet to
+/// record their verdict), as the navigation's live count does.
 pub fn approvals_json(shared: &Shared) -> Value {
-    let listing = crate::approval::store::Store::new(&shared.data)
-        .list()
-        .unwrap_or_default();
+    let store = crate::approval::store::Store::new(&shared.data);
+    let listing = store.list().unwrap_or_default();
     let now = now_ms();
     let requests: Vec<Value> = listing
         .requests
@@ -1070,18 +1071,19 @@ pub fn approvals_json(shared: &Shared) -> Value {
             let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
             v["left_ms"] = r.expires_ms.saturating_sub(now).into();
             v["expired"] = (now >= r.expires_ms).into();
+            v["answered"] = serde_json::to_value(store.answer_of(r)).unwrap_or(Value::Null);
             v
         })
         .collect();
-    json!({"count": requests.len(), "requests": requests})
+    let count = requests.iter().filter(|r| r["answered"].is_null()).count();
+    json!({"count": count, "requests": requests})
 }
 
 /// The Approvals page: each request with its chain, and approve / deny
 /// forms that post to `/api/verdict` (same rules as every state change).
 pub fn approvals(shared: &Arc<Shared>) -> Response {
-    let listing = crate::approval::store::Store::new(&shared.data)
-        .list()
-        .unwrap_or_default();
+    let store = crate::approval::store::Store::new(&shared.data);
+    let listing = store.list().unwrap_or_default();
     let now = now_ms();
     let mut b = String::from(
         "<p>Decisions that wait for a person. A verdict is recorded in the log with your name, which is asserted \
@@ -1107,15 +1109,24 @@ pub fn approvals(shared: &Arc<Shared>) -> Response {
             Some(left) => format!("{} left", age(left)),
             None => "expired".into(),
         };
-        b += &format!(
-            "<section class=\"approval\" data-job=\"{job}\" data-decision=\"{id}\"><h2>{kind} <span class=\"muted\">by {agent}</span></h2>\
-<p>{link} · decision <code>{id}</code> · {left} · approvers: {approvers}</p>\
-<p>chain: {chain}</p><pre>{payload}</pre>\
-<form class=\"verdict\"><label>your name <input name=\"by\" required></label>\
+        // Answered, the request stays until a node records the verdict.
+        let form = match store.answer_of(r) {
+            Some(v) => format!(
+                "<p class=\"answered\">answered: {} by {}; the job resumes on the next node to pick it up</p>",
+                v.verdict.as_str(),
+                esc(&v.by)
+            ),
+            None => "<form class=\"verdict\"><label>your name <input name=\"by\" required></label>\
 <label>note or reason <input name=\"text\"></label>\
 <button type=\"submit\" name=\"verdict\" value=\"approve\">Approve</button>\
 <button type=\"submit\" name=\"verdict\" value=\"deny\">Deny</button>\
-<span class=\"verdict-status\" role=\"status\"></span></form></section>",
+<span class=\"verdict-status\" role=\"status\"></span></form>"
+                .to_string(),
+        };
+        b += &format!(
+            "<section class=\"approval\" data-job=\"{job}\" data-decision=\"{id}\"><h2>{kind} <span class=\"muted\">by {agent}</span></h2>\
+<p>{link} · decision <code>{id}</code> · {left} · approvers: {approvers}</p>\
+<p>chain: {chain}</p><pre>{payload}</pre>{form}</section>",
             job = esc(r.job.as_str()),
             id = esc(r.decision.id.as_str()),
             kind = esc(&r.decision.kind),

@@ -83,63 +83,12 @@ pub fn read_job(path: &Path, plan: &Plan) -> Result<JobFile, Unread> {
 /// for reading (a FIFO would block a worker forever), and at most
 /// [`MAX_JOB_FILE_BYTES`] + 1 bytes are read, whatever the size said.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, Unread> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let gone_or = |e: std::io::Error, what: &str| match e.kind() {
-        ErrorKind::NotFound => Unread::Gone,
-        _ => Unread::Bad(format!("cannot {what} it: {e}")),
-    };
-    // Looked at first, so a device or FIFO is never even opened; the open
-    // below refuses links and does not block, and its fstat is what counts.
-    let seen = std::fs::symlink_metadata(path).map_err(|e| gone_or(e, "look at"))?;
-    not_regular(&seen.file_type()).map_or(Ok(()), |what| Err(Unread::Bad(what)))?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => Unread::Bad(not_regular_text("a symbolic link")),
-            _ => gone_or(e, "open"),
-        })?;
-    let meta = file.metadata().map_err(|e| gone_or(e, "look at"))?;
-    not_regular(&meta.file_type()).map_or(Ok(()), |what| Err(Unread::Bad(what)))?;
-    let over = |len: u64| {
-        Unread::Bad(format!("job file is {len} bytes, over the limit of {MAX_JOB_FILE_BYTES}; put large inputs in a file the agent may read"))
-    };
-    if meta.len() > MAX_JOB_FILE_BYTES {
-        return Err(over(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_JOB_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| gone_or(e, "read"))?;
-    if bytes.len() as u64 > MAX_JOB_FILE_BYTES {
-        return Err(over(bytes.len() as u64));
-    }
-    Ok(bytes)
-}
-
-/// The reason a file of this type is no job file; `None` for a regular file.
-fn not_regular(kind: &std::fs::FileType) -> Option<String> {
-    use std::os::unix::fs::FileTypeExt;
-    let what = if kind.is_file() {
-        return None;
-    } else if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "of an unknown kind"
-    };
-    Some(not_regular_text(what))
+    fsx::read_regular(path, MAX_JOB_FILE_BYTES).map_err(|e| match e {
+        fsx::Unregular::Gone => Unread::Gone,
+        fsx::Unregular::NotRegular(what) => Unread::Bad(not_regular_text(what)),
+        fsx::Unregular::TooLarge(len) => Unread::Bad(format!("job file is {len} bytes, over the limit of {MAX_JOB_FILE_BYTES}; put large inputs in a file the agent may read")),
+        fsx::Unregular::Io { action, source } => Unread::Bad(format!("{action} it: {source}")),
+    })
 }
 
 fn not_regular_text(what: &str) -> String {
@@ -415,6 +364,10 @@ pub fn submit(data: &DataDir, job: &JobFile) -> Result<PathBuf, String> {
     let name = format!("{}.json", job.id);
     for (stage, dir) in [
         ("claimed", data.claimed()),
+        (
+            "approvals/parked",
+            crate::approval::store::Store::new(data).parked(),
+        ),
         ("done", data.done()),
         ("failed", data.failed()),
     ] {

@@ -54,12 +54,16 @@ function connect() {
   if (!live || typeof EventSource === "undefined") return;
   const src = new EventSource("/events");
   src.addEventListener("hello", () => { live.textContent = "live"; live.className = "live on"; });
-  src.addEventListener("reset", () => { fetch("/api/overview").then(r => r.json()).then(o => setCounts(o.counts)); });
+  src.addEventListener("reset", () => {
+    fetch("/api/overview").then(r => r.json()).then(o => setCounts(o.counts));
+    approvalsCount();
+  });
   src.onerror = () => { live.textContent = "reconnecting"; live.className = "live off"; };
   src.onmessage = (m) => {
     let ev;
     try { ev = JSON.parse(m.data); } catch (_) { return; }
     if (ev.type === "counts") setCounts(ev.counts);
+    if (ev.type === "approvals") setApprovalsCount(ev.count);
     if (ev.type === "job") onJobEvent(ev);
   };
 }
@@ -209,11 +213,18 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // ---- approvals ------------------------------------------------------------
 
-function approvalsCount() {
+// The navigation's count: read when a page loads, then kept current by the
+// event stream's "approvals" events (a verdict given anywhere, a request
+// made by any node).
+function setApprovalsCount(n) {
   const badge = document.getElementById("approvals-count");
-  if (!badge) return;
+  if (badge) badge.textContent = n > 0 ? String(n) : "";
+}
+
+function approvalsCount() {
+  if (!document.getElementById("approvals-count")) return;
   fetch("/api/approvals", { credentials: "same-origin" }).then(r => r.json()).then(a => {
-    badge.textContent = a.count > 0 ? String(a.count) : "";
+    setApprovalsCount(a.count);
   }).catch(() => {});
 }
 
