@@ -226,7 +226,7 @@ mod tests {
         unsorted.tools.reverse();
         let err = Lock::parse(&unsorted.to_bytes().unwrap(), "x").unwrap_err();
         assert!(err.contains("tool 'a' comes after tool 'b'"), "{err}");
-        // A key given twice: the JSON parser keeps the last one.
+        // A key given twice.
         let doubled = text.replacen(
             "{\"lock_version\"",
             "{\"lock_version\":1,\"lock_version\"",
