@@ -344,6 +344,50 @@ fn cli_errors_come_back_as_error_results_with_the_cli_message() {
 }
 
 #[test]
+fn every_tool_but_submit_leaves_the_hive_and_its_data_dir_as_they_were() {
+    let hive = example_hive();
+    let ran = hive
+        .jaros(&["run", "advance", "--input", "{}", "--id", "ran"])
+        .expect(0);
+    let before = common::fingerprint(hive.path());
+    assert!(
+        before
+            .iter()
+            .any(|(f, _)| f.starts_with(".jaros-data/log/")),
+        "{}",
+        ran.context()
+    );
+    let mut s = Session::ready(&hive);
+    for (tool, args) in [
+        ("validate", json!({})),
+        ("plan", json!({})),
+        ("status", json!({})),
+        ("result", json!({"id": "ran"})),
+        ("replay", json!({})),
+        ("replay", json!({"job": "ran"})),
+        ("blame", json!({"job": "ran"})),
+        ("eval", json!({})),
+    ] {
+        let result = s.call(tool, args);
+        assert_ne!(result["isError"], true, "{tool}: {result}");
+    }
+    assert_eq!(s.end(), 0);
+    // The job index is a cache of the log that readers build as the CLI's
+    // do (rebuilt from the log, never trusted over it): not a record.
+    let records = |files: Vec<(String, String)>| -> Vec<(String, String)> {
+        files
+            .into_iter()
+            .filter(|(f, _)| !f.starts_with(".jaros-data/index/"))
+            .collect()
+    };
+    assert_eq!(
+        records(common::fingerprint(hive.path())),
+        records(before),
+        "a tool changed a file of the hive or its data dir"
+    );
+}
+
+#[test]
 fn submit_writes_only_a_job_file_in_the_inbox() {
     let hive = example_hive();
     let mut s = Session::ready(&hive);

@@ -81,8 +81,9 @@ fn first_effect(result: &Value) -> (Value, String) {
 }
 
 /// One bad call, then a good one on the same node: the bad one fails with
-/// `reason`, the good one succeeds, and the audit names the reason.
-fn bad_then_good(ty: &str, reason: &str) {
+/// `reason`, the good one succeeds, and the audit names the reason. Returns
+/// the bad call's result and the audit.
+fn bad_then_good(ty: &str, reason: &str) -> (Value, String) {
     let hive = fixture_hive();
     lock(&hive);
     hive.jaros(&["validate"]).expect(0);
@@ -105,6 +106,7 @@ fn bad_then_good(ty: &str, reason: &str) {
         "echo: hi",
         "{good}"
     );
+    (bad, audit)
 }
 
 #[test]
@@ -138,17 +140,100 @@ fn a_result_that_breaks_its_own_output_schema_fails_only_its_decision() {
 }
 
 #[test]
-fn a_request_from_the_server_is_answered_method_not_found_and_the_call_goes_on() {
+fn a_request_from_the_server_is_answered_method_not_found_audited_and_the_call_goes_on() {
     let hive = fixture_hive();
     lock(&hive);
     let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
     let asked = call(&hive, "ask", "fx.ask");
+    let audit = hive.jaros(&["audit"]).stdout();
     assert_eq!(node.stop().0, 0);
     assert_eq!(asked["state"], "DONE", "{asked}");
     assert_eq!(
         first_effect(&asked).0["content"][0]["text"],
         "the client answered error -32601"
     );
+    let line = audit
+        .lines()
+        .find(|l| l.contains("sampling/createMessage"))
+        .unwrap_or_else(|| panic!("the refused request is not audited:\n{audit}"));
+    assert!(line.contains("REFUSED"), "{line}");
+    assert!(line.contains("answered -32601"), "{line}");
+}
+
+#[test]
+fn a_server_that_forks_a_daemon_and_exits_fails_at_once_and_the_daemon_dies() {
+    // The daemon holds the server's stdout open: without watching the
+    // process, the call would wait for its time-out.
+    let (bad, audit) = bad_then_good(
+        "fx.daemon",
+        "the server exited (exit status: 0) before answering",
+    );
+    assert!(audit.contains("confined by Landlock"), "{audit}");
+    let text = bad.to_string();
+    // seccomp keeps it in the process group the node kills.
+    assert!(text.contains("setsid refused"), "{text}");
+    let pid: u32 = text
+        .split("daemon pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no daemon pid in {text}"));
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the daemon to be gone",
+        || gone(pid),
+    );
+}
+
+#[test]
+fn a_server_that_floods_stderr_still_answers() {
+    let hive = fixture_hive();
+    lock(&hive);
+    let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    let flooded = call(&hive, "flood", "fx.flood");
+    let good = call(&hive, "good", "fx.echo");
+    assert_eq!(node.stop().0, 0);
+    assert_eq!(flooded["state"], "DONE", "{flooded}");
+    assert_eq!(
+        first_effect(&flooded).0["content"][0]["text"],
+        "after the flood"
+    );
+    assert_eq!(good["state"], "DONE", "{good}");
+}
+
+#[test]
+fn a_server_that_died_between_calls_is_started_again_and_the_next_call_succeeds() {
+    let hive = fixture_hive();
+    lock(&hive);
+    let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    let pid_of = |result: &Value| -> u32 {
+        let text = first_effect(result).0["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        text.strip_prefix("pid ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{result}"))
+    };
+    let first = call(&hive, "first", "fx.pid");
+    let second = call(&hive, "second", "fx.pid");
+    assert_eq!(pid_of(&first), pid_of(&second), "the server is kept warm");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid_of(&first).to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the killed server to exit",
+        || gone(pid_of(&first)),
+    );
+    let third = call(&hive, "third", "fx.pid");
+    let good = call(&hive, "good", "fx.echo");
+    assert_eq!(node.stop().0, 0);
+    assert_eq!(third["state"], "DONE", "{third}");
+    assert_ne!(pid_of(&third), pid_of(&first), "a new server answered");
+    assert_eq!(good["state"], "DONE", "{good}");
 }
 
 #[test]
@@ -194,7 +279,7 @@ fn the_lock_is_canonical_sorted_and_covered_by_the_plan_digest() {
     sorted.sort();
     assert_eq!(names, sorted);
     // Both pages of tools/list are in it.
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 13, "{names:?}");
     assert_eq!(
         text,
         format!("{}\n", jaros::canon::to_string(&lock).unwrap())
@@ -223,6 +308,7 @@ fn a_live_tool_list_that_differs_from_the_lock_is_refused_naming_the_change() {
         }
     }
     tools.push(json!({"name": "gone", "description": "", "input_schema": {}}));
+    tools.sort_by_key(|t| t["name"].as_str().unwrap().to_string());
     std::fs::write(&path, jaros::canon::to_string(&lock).unwrap()).unwrap();
     let node = Node::start(hive.path(), &args(&["--node-id", "a"]));
     let refused = call(&hive, "drift", "fx.echo");
@@ -251,6 +337,217 @@ fn replay_reads_mcp_calls_back_and_needs_no_server() {
     let replay = hive.jaros(&["replay", "--json"]).expect(0).json();
     assert_eq!(replay["tool_executions"], 0, "{replay:#}");
     assert_eq!(replay["byte_identical"], true, "{replay:#}");
+}
+
+/// `jaros run caller` in `hive` calling `ty` with `text`, with the
+/// environment variables `env` set: the job's result.
+fn run_with_env(hive: &Hive, ty: &str, text: &str, env: &[(&str, &str)]) -> Value {
+    let input = json!({"type": ty, "text": text}).to_string();
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(["run", "caller", "--input", &input])
+        .current_dir(hive.path())
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The fixture hive with `fx` alone (its `mcp:` given `extra` lines) and a
+/// role granting `fx.*` and `hosts`.
+fn fx_hive(extra: &str, hosts: &str) -> Hive {
+    let hive = fixture_hive();
+    std::fs::remove_file(hive.path().join("manifests/tools/silent.yaml")).unwrap();
+    hive.write(
+        "manifests/tools/fx.yaml",
+        &format!("apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: fx\nspec:\n  type: fx\n  mcp:\n    command: tools/bad_server.py\n{extra}  expose: \"*\"\n  timeout: 10s\n"),
+    );
+    hive.write(
+        "manifests/roles/caller.yaml",
+        &format!("apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: caller\nspec:\n  types: [\"fx.*\"]\n  hosts: [{hosts}]\n"),
+    );
+    hive.write(
+        "agents/caller.j2",
+        r#"[{"type": {{ input.type | tojson }}, "payload": {"text": {{ input.text | tojson }}}}]"#,
+    );
+    hive.jaros(&["mcp", "lock", "fx"]).expect(0);
+    hive
+}
+
+fn text_of(result: &Value) -> String {
+    assert_eq!(result["state"], "DONE", "{result:#}");
+    first_effect(result).0["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_stdio_server_gets_a_cleared_environment_but_its_allow_list() {
+    let hive = fx_hive("    env_allow: [MCP_PASSED]\n", "");
+    let env = run_with_env(
+        &hive,
+        "fx.env",
+        "",
+        &[("MCP_PASSED", "yes"), ("MCP_SECRET", "no")],
+    );
+    let names = text_of(&env);
+    let names: Vec<&str> = names.split(' ').collect();
+    assert!(names.contains(&"MCP_PASSED"), "{names:?}");
+    // PATH and HOME are given; Python itself adds LC_CTYPE in a C locale.
+    for name in &names {
+        assert!(
+            ["HOME", "MCP_PASSED", "PATH", "LC_CTYPE"].contains(name),
+            "{name} leaked into the server's environment: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn a_stdio_server_reaches_the_network_only_when_the_role_grants_hosts() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let hive = fx_hive("", "");
+    let denied = text_of(&run_with_env(&hive, "fx.net", &port, &[]));
+    assert!(denied.starts_with("not connected: "), "{denied}");
+    assert!(listener.accept().is_err(), "a connection arrived: {denied}");
+    let hive = fx_hive("", "127.0.0.1");
+    let granted = text_of(&run_with_env(&hive, "fx.net", &port, &[]));
+    assert_eq!(granted, "connected");
+}
+
+/// `jaros validate` on `hive`, expected to fail naming `what`.
+fn validate_refuses(hive: &Hive, what: &str) {
+    let out = hive.jaros(&["validate"]).expect(1);
+    assert!(
+        out.stdout().contains(what),
+        "expected {what:?}:\n{}",
+        out.context()
+    );
+}
+
+#[test]
+fn an_mcp_tool_that_would_take_a_built_in_decision_type_is_refused() {
+    // Tool `type: fs` and a server tool `read` would give `fs.read`: the
+    // built-in would silently handle calls meant for the server.
+    let hive = fixture_hive();
+    hive.write(
+        "manifests/tools/fx.yaml",
+        "apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: fx\nspec:\n  type: fs\n  mcp:\n    command: tools/bad_server.py\n    args: [--extra-tool, read]\n  expose: \"*\"\n  timeout: 3s\n",
+    );
+    hive.write(
+        "manifests/roles/caller.yaml",
+        "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: caller\nspec:\n  types: [\"fs.*\"]\n",
+    );
+    std::fs::remove_file(hive.path().join("manifests/tools/silent.yaml")).unwrap();
+    hive.jaros(&["mcp", "lock", "fx"]).expect(0);
+    validate_refuses(
+        &hive,
+        "tool 'read' gives decision type 'fs.read', which is already a built-in decision type",
+    );
+}
+
+#[test]
+fn two_mcp_tools_that_would_give_one_decision_type_are_refused() {
+    // `fx` + tool `sub.echo` and `fx.sub` + tool `echo` are both `fx.sub.echo`.
+    let hive = fixture_hive();
+    hive.write(
+        "manifests/tools/fx.yaml",
+        "apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: fx\nspec:\n  type: fx\n  mcp:\n    command: tools/bad_server.py\n    args: [--extra-tool, sub.echo]\n  expose: \"*\"\n  timeout: 3s\n",
+    );
+    hive.write(
+        "manifests/tools/silent.yaml",
+        "apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: silent\nspec:\n  type: fx.sub\n  mcp:\n    command: tools/bad_server.py\n  expose: [echo]\n  timeout: 3s\n",
+    );
+    hive.jaros(&["mcp", "lock"]).expect(0);
+    validate_refuses(
+        &hive,
+        "gives decision type 'fx.sub.echo', which is already the type of MCP tool",
+    );
+}
+
+#[test]
+fn a_tool_name_with_path_characters_is_refused_unless_left_out_of_expose() {
+    let hive = fixture_hive();
+    let manifest = |expose: &str| {
+        format!("apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: fx\nspec:\n  type: fx\n  mcp:\n    command: tools/bad_server.py\n    args: [--extra-tool, ../../etc/passwd]\n  expose: {expose}\n  timeout: 3s\n")
+    };
+    hive.write("manifests/tools/fx.yaml", &manifest("\"*\""));
+    std::fs::remove_file(hive.path().join("manifests/tools/silent.yaml")).unwrap();
+    hive.write(
+        "manifests/roles/caller.yaml",
+        "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: caller\nspec:\n  types: [\"fx.*\"]\n",
+    );
+    hive.jaros(&["mcp", "lock", "fx"]).expect(0);
+    let lock_text =
+        std::fs::read_to_string(hive.path().join("manifests/tools/fx.mcp-lock.json")).unwrap();
+    assert!(lock_text.contains("../../etc/passwd"), "{lock_text}");
+    validate_refuses(
+        &hive,
+        "tool '../../etc/passwd' gives decision type 'fx.../../etc/passwd', which is not a valid name",
+    );
+    // Listing the tools to expose by name leaves it out.
+    hive.write("manifests/tools/fx.yaml", &manifest("[echo, crash]"));
+    hive.jaros(&["validate"]).expect(0);
+}
+
+/// Rewrites the fx lock as `edit` makes it (given the parsed lock), in
+/// canonical form unless `pretty`.
+fn edit_lock(hive: &Hive, pretty: bool, edit: impl FnOnce(&mut Value)) {
+    let path = hive.path().join("manifests/tools/fx.mcp-lock.json");
+    let mut lock: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut lock);
+    let text = if pretty {
+        serde_json::to_string_pretty(&lock).unwrap()
+    } else {
+        jaros::canon::to_string(&lock).unwrap()
+    };
+    std::fs::write(&path, text).unwrap();
+}
+
+#[test]
+fn a_lock_edited_by_hand_is_refused_by_validate() {
+    let hive = fixture_hive();
+    lock(&hive);
+    hive.jaros(&["validate"]).expect(0);
+    // Reformatted.
+    edit_lock(&hive, true, |_| {});
+    validate_refuses(&hive, "fx.mcp-lock.json: not in the canonical form");
+    // A tool listed twice, the second more permissive than the first.
+    lock(&hive);
+    edit_lock(&hive, false, |l| {
+        let tools = l["tools"].as_array_mut().unwrap();
+        let mut twice = tools[0].clone();
+        twice["input_schema"] = json!({});
+        tools.insert(1, twice);
+    });
+    validate_refuses(&hive, "is listed twice");
+    // An input schema that is no JSON Schema.
+    lock(&hive);
+    edit_lock(&hive, false, |l| {
+        for t in l["tools"].as_array_mut().unwrap() {
+            if t["name"] == "echo" {
+                t["input_schema"] = json!({"type": 5});
+            }
+        }
+    });
+    validate_refuses(
+        &hive,
+        "tool 'echo' in the lock file manifests/tools/fx.mcp-lock.json has an input schema that is not a valid JSON Schema",
+    );
+    // An unknown field.
+    lock(&hive);
+    edit_lock(&hive, false, |l| l["trusted"] = json!(true));
+    validate_refuses(&hive, "not a lock file");
 }
 
 // ---------------------------------------------------------------- real servers
@@ -595,9 +892,12 @@ fn a_streamable_http_server_is_locked_and_called_with_headers_from_the_environme
         "manifests/tools/remote.yaml",
         &format!("apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: remote\nspec:\n  type: remote\n  mcp:\n    url: http://127.0.0.1:{}/mcp\n    headers_from_env: {{Authorization: MCP_TEST_TOKEN}}\n  expose: [echo]\n  timeout: 10s\n", server.1),
     );
+    let role = |hosts: &str| {
+        format!("apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: caller\nspec:\n  types: [remote.echo]\n  hosts: [{hosts}]\n")
+    };
     hive.write(
         "manifests/roles/caller.yaml",
-        "apiVersion: jaros/v1\nkind: Role\nmetadata:\n  name: caller\nspec:\n  types: [remote.echo]\n",
+        &role("example.com, \"127.0.0.1:1\""),
     );
     hive.write(
         "manifests/agents/caller.yaml",
@@ -612,6 +912,19 @@ fn a_streamable_http_server_is_locked_and_called_with_headers_from_the_environme
         lock.status.success(),
         "{}",
         String::from_utf8_lossy(&lock.stderr)
+    );
+    // The node reaches the server, so the role must grant its host.
+    let refused = jaros_with_token(&hive, &["validate"], None);
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the role grants remote.echo of MCP tool 'remote', whose server is at http://127.0.0.1:")
+            && text.contains("but not host '127.0.0.1'"),
+        "{text}"
+    );
+    hive.write(
+        "manifests/roles/caller.yaml",
+        &role("example.com, 127.0.0.1"),
     );
     // Without the variable the call fails, naming it; with it, it goes through.
     let missing = jaros_with_token(&hive, &["run", "caller"], None);
@@ -663,8 +976,8 @@ fn a_role_grants_mcp_tools_by_glob_and_model_agents_see_them_in_their_decisions_
         echo["properties"]["payload"]["properties"]["text"]["type"],
         "string"
     );
-    // 8 tools of fx, and the one of silent granted by name.
-    assert_eq!(shapes.len(), 9, "{schema:#}");
+    // 13 tools of fx, and the one of silent granted by name.
+    assert_eq!(shapes.len(), 14, "{schema:#}");
 }
 
 #[test]

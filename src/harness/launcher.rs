@@ -84,6 +84,9 @@ pub fn inheritable_descriptors() -> Result<Vec<i32>, String> {
     Ok(open)
 }
 
+/// Runs the launcher without the `SHLVL` bash exports.
+const ENV_PROGRAM: &str = "/usr/bin/env";
+
 /// A shell command that closes `leaked` and then executes its arguments
 /// (`sh -c SCRIPT LAUNCHER ARGS...`): any POSIX shell for descriptors below
 /// 10, bash for larger ones. `None` when no such shell is installed; the
@@ -98,9 +101,19 @@ pub fn closing_shell(leaked: &[i32]) -> Option<(&'static str, String)> {
         return None;
     }
     let closes: Vec<String> = leaked.iter().map(|n| format!("{n}>&-")).collect();
+    // The shell exports PWD of its own, and bash SHLVL even when unset:
+    // both go, so the tool's environment stays the cleared one it was given.
+    let env = if shell == "/bin/bash" && Path::new(ENV_PROGRAM).exists() {
+        format!("{ENV_PROGRAM} -u SHLVL ")
+    } else {
+        String::new()
+    };
     Some((
         shell,
-        format!("exec {}; exec \"$0\" \"$@\"", closes.join(" ")),
+        format!(
+            "exec {}; unset PWD OLDPWD; exec {env}\"$0\" \"$@\"",
+            closes.join(" ")
+        ),
     ))
 }
 

@@ -133,6 +133,32 @@ impl Handler for McpHandler {
             McpServer::Stdio { .. } => format!("stdio, not confined: {}", self.status.reason),
             McpServer::Http { url, .. } => format!("Streamable HTTP at {url}"),
         };
+        if let McpServer::Http { url, .. } = &server.server {
+            // The node itself reaches an HTTP server, so the role's hosts
+            // are checked here (a stdio server is kept off the network by
+            // its confinement instead).
+            if !crate::mcp::http::host_granted(&grant.hosts, url).unwrap_or(false) {
+                return Err(refuse(
+                    live,
+                    cx,
+                    decision,
+                    &action,
+                    format!(
+                        "{name} is refused: its server is at {url}, and the role of agent '{}' does not grant reaching that host (add it to the role's `hosts`)",
+                        cx.job.agent
+                    ),
+                ));
+            }
+        }
+        if slot.as_mut().is_some_and(|l| !l.session.usable()) {
+            // It died since its last call: dropping the session reaps it and
+            // kills what it left behind; a new one is started below.
+            tracing::info!(
+                server = manifest,
+                "MCP server exited between calls; starting it again"
+            );
+            *slot = None;
+        }
         if slot.is_none() {
             match self.start(cx, live, &hive, manifest, server) {
                 Ok(started) => *slot = Some(started),
@@ -165,6 +191,9 @@ impl Handler for McpHandler {
             Duration::from_millis(timeout_ms),
             cap,
         );
+        for refused in running.session.take_refused_requests() {
+            audit(live, cx, decision, &action, Verdict::Refused, refused)?;
+        }
         let result = match outcome {
             Ok(result) => result,
             Err(failure) => {

@@ -21,11 +21,12 @@ pub const MAX_FIXTURE_BYTES: u64 = 16 * 1024 * 1024;
 pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
     let mut plan = Plan::builtin();
     let mut errors = Vec::new();
+    let mut taken = super::mcp::taken_types(&plan, m);
 
     for t in &m.tools {
         let s = &t.m.spec;
         if let Some(spec) = &s.mcp {
-            match super::mcp::compile(hive, t, spec) {
+            match super::mcp::compile(hive, t, spec, &mut taken) {
                 Ok((server, types)) => {
                     for (kind, spec) in types {
                         plan.types.entry(kind).or_insert(spec);
@@ -115,6 +116,9 @@ pub fn compile(hive: &Path, m: &Manifests) -> Result<Plan, Vec<Diagnostic>> {
                     .unwrap_or(defaults.wall_ms),
             },
         };
+        for why in super::mcp::unreached_hosts(&plan, &grant) {
+            errors.push(r.error("/spec/hosts", why));
+        }
         plan.roles.entry(r.m.metadata.name.clone()).or_insert(grant);
     }
 

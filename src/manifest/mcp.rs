@@ -5,10 +5,10 @@
 //! handled by the built-in [`crate::plan::MCP_HANDLER`].
 
 use super::types::{Expose, McpSpec, ToolManifest};
-use super::validate::{Diagnostic, Entry};
+use super::validate::{Diagnostic, Entry, Manifests};
 use crate::canon::Digest;
 use crate::mcp::lock;
-use crate::plan::{HandlerSpec, McpServer, McpServerPlan, TypeSpec, MCP_HANDLER};
+use crate::plan::{Grant, HandlerSpec, McpServer, McpServerPlan, Plan, TypeSpec, MCP_HANDLER};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,6 +47,58 @@ pub fn result_schema() -> serde_json::Value {
     })
 }
 
+/// Every decision type defined before MCP tools are compiled (the built-in
+/// ones and those of the other Tool manifests), each with what defines it:
+/// an MCP tool's type may be none of them.
+pub fn taken_types(plan: &Plan, m: &Manifests) -> BTreeMap<String, String> {
+    let mut taken: BTreeMap<String, String> = plan
+        .types
+        .keys()
+        .map(|k| (k.clone(), "a built-in decision type".to_string()))
+        .collect();
+    for t in m.tools.iter().filter(|t| t.m.spec.mcp.is_none()) {
+        taken
+            .entry(t.m.spec.decision_type.clone())
+            .or_insert_with(|| format!("the type of Tool '{}'", t.m.metadata.name));
+    }
+    taken
+}
+
+/// Why a role cannot use the HTTP MCP tools it grants: for each server
+/// behind a URL whose host the role's `hosts` do not name, one message.
+pub fn unreached_hosts(plan: &Plan, grant: &Grant) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, server) in &plan.mcp {
+        let McpServer::Http { url, .. } = &server.server else {
+            continue;
+        };
+        let granted: Vec<&str> = server
+            .exposed
+            .keys()
+            .filter(|k| grant.types.contains(*k))
+            .map(String::as_str)
+            .collect();
+        if granted.is_empty() {
+            continue;
+        }
+        match crate::mcp::http::host_granted(&grant.hosts, url) {
+            Ok(true) => {}
+            Ok(false) => {
+                let host = crate::mcp::http::url_host(url)
+                    .map(|(h, _)| h)
+                    .unwrap_or_default();
+                out.push(format!(
+                    "the role grants {} of MCP tool '{name}', whose server is at {url}, but not host '{host}': add '{host}' to `hosts`, or stop granting those types",
+                    granted.join(", ")
+                ));
+            }
+            // The Tool manifest's own error says what is wrong with the URL.
+            Err(_) => {}
+        }
+    }
+    out
+}
+
 /// A compiled MCP server and its decision types.
 pub type Compiled = (McpServerPlan, Vec<(String, TypeSpec)>);
 
@@ -55,6 +107,7 @@ pub fn compile(
     hive: &Path,
     t: &Entry<ToolManifest>,
     spec: &McpSpec,
+    taken: &mut BTreeMap<String, String>,
 ) -> Result<Compiled, Vec<Diagnostic>> {
     let s = &t.m.spec;
     let name = &t.m.metadata.name;
@@ -72,6 +125,11 @@ pub fn compile(
             "/spec/mcp",
             "`args`, `env_allow` and `install` are for a stdio server (`command`), not `url`",
         ));
+    }
+    if let Some(url) = &spec.url {
+        if let Err(why) = crate::mcp::http::url_host(url) {
+            errors.push(t.error("/spec/mcp/url", why));
+        }
     }
     for dir in &spec.install {
         if !dir.starts_with('/') {
@@ -136,10 +194,32 @@ pub fn compile(
         if !regex_name(&kind) {
             errors.push(t.error(
                 "/spec/expose",
-                format!("tool '{tool_name}' gives decision type '{kind}', which is not a valid name (letters, digits, `.`, `_`, `-`, at most 128)"),
+                format!("tool '{tool_name}' gives decision type '{kind}', which is not a valid name (letters, digits, `.`, `_`, `-`, at most 128); leave it out of `expose` (list the tools to expose by name)"),
             ));
             continue;
         }
+        if let Some(owner) = taken.get(&kind) {
+            errors.push(t.error(
+                "/spec/expose",
+                format!("tool '{tool_name}' gives decision type '{kind}', which is already {owner}; give this Tool another `type`, or leave '{tool_name}' out of `expose`"),
+            ));
+            continue;
+        }
+        for (field, schema) in [
+            ("input", Some(&tool.input_schema)),
+            ("output", tool.output_schema.as_ref()),
+        ] {
+            if let Some(Err(e)) = schema.map(jsonschema::validator_for) {
+                errors.push(t.error(
+                    "/spec/expose",
+                    format!("tool '{tool_name}' in the lock file {shown} has an {field} schema that is not a valid JSON Schema: {e}; leave it out of `expose`, or {relock}"),
+                ));
+            }
+        }
+        taken.insert(
+            kind.clone(),
+            format!("the type of MCP tool '{tool_name}' of Tool '{name}'"),
+        );
         exposed.insert(kind.clone(), tool.name.clone());
         types.push((
             kind,

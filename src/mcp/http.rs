@@ -13,6 +13,34 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
 
+/// The host of an MCP server's URL (lower case, an IPv6 address without its
+/// brackets) and its port, or why the URL is not one a server may have:
+/// `http` or `https` with a host.
+pub fn url_host(url: &str) -> Result<(String, Option<u16>), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("url '{url}' is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("url '{url}' is not an http:// or https:// URL"));
+    }
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("url '{url}' names no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_ascii_lowercase(), uri.port_u16()))
+}
+
+/// Whether a role's `hosts` let it reach `url`: they name its host, or its
+/// host and port as `host:port`.
+pub fn host_granted(hosts: &std::collections::BTreeSet<String>, url: &str) -> Result<bool, String> {
+    let (host, port) = url_host(url)?;
+    Ok(hosts.iter().any(|h| {
+        let h = h.to_ascii_lowercase();
+        h == host || port.is_some_and(|p| h == format!("{host}:{p}"))
+    }))
+}
+
 /// How much of an HTTP error body an error shows.
 const ERROR_BODY_BYTES: u64 = 500;
 
@@ -171,4 +199,23 @@ fn read_events(reader: impl Read, queue: &mut VecDeque<Incoming>) -> Result<(), 
         queue.push_back(parse(data.as_bytes()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_host_is_granted_by_name_or_by_name_and_port() {
+        let hosts = |h: &[&str]| h.iter().map(|s| s.to_string()).collect();
+        let url = "http://API.example.com:8080/mcp";
+        assert!(host_granted(&hosts(&["api.example.com"]), url).unwrap());
+        assert!(host_granted(&hosts(&["api.example.com:8080"]), url).unwrap());
+        assert!(!host_granted(&hosts(&["api.example.com:9090"]), url).unwrap());
+        assert!(!host_granted(&hosts(&["example.com"]), url).unwrap());
+        assert!(!host_granted(&hosts(&[]), url).unwrap());
+        assert!(host_granted(&hosts(&["::1"]), "http://[::1]:1/mcp").unwrap());
+        assert!(url_host("file:///etc/passwd").is_err());
+        assert!(url_host("not a url").is_err());
+    }
 }

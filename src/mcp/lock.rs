@@ -70,6 +70,23 @@ impl Lock {
                 lock.lock_version
             ));
         }
+        // A lock is what `jaros mcp lock` wrote, or a review of it means
+        // little: a tool listed twice (the drift check would see one of
+        // them), keys in another order, a JSON key given twice.
+        if let Some(pair) = lock.tools.windows(2).find(|p| p[0].name >= p[1].name) {
+            return Err(format!(
+                "{file}: tool '{}' {} tool '{}': a lock lists each tool once, sorted by name, as `jaros mcp lock` writes it; it was edited by hand: run `jaros mcp lock` again",
+                pair[1].name,
+                if pair[0].name == pair[1].name { "is listed twice, after" } else { "comes after" },
+                pair[0].name
+            ));
+        }
+        let canonical = lock.to_bytes()?;
+        if bytes != canonical.as_slice() && bytes != &canonical[..canonical.len() - 1] {
+            return Err(format!(
+                "{file}: not in the canonical form `jaros mcp lock` writes (it was edited or reformatted by hand); run `jaros mcp lock` again"
+            ));
+        }
         Ok(lock)
     }
 }
@@ -178,5 +195,43 @@ mod tests {
         let back = Lock::parse(&bytes, "x").unwrap();
         assert_eq!(back.tools[0].name, "a");
         assert_eq!(back.to_bytes().unwrap(), bytes);
+        // Without its final newline it is the same lock.
+        assert!(Lock::parse(&bytes[..bytes.len() - 1], "x").is_ok());
+    }
+
+    #[test]
+    fn a_lock_edited_by_hand_is_refused() {
+        let server = McpServer::Http {
+            url: "http://127.0.0.1:1/mcp".into(),
+            headers_from_env: BTreeMap::new(),
+        };
+        let lock = Lock::new(
+            server,
+            "2025-06-18".into(),
+            json!({"name": "s"}),
+            vec![tool("a", json!({})), tool("b", json!({}))],
+        );
+        let text = String::from_utf8(lock.to_bytes().unwrap()).unwrap();
+        // Pretty-printed: same content, not the canonical form.
+        let pretty = serde_json::to_string_pretty(&lock).unwrap();
+        let err = Lock::parse(pretty.as_bytes(), "x").unwrap_err();
+        assert!(err.contains("not in the canonical form"), "{err}");
+        // A tool listed twice.
+        let mut twice = lock.clone();
+        twice.tools.push(tool("b", json!({"type": "object"})));
+        let err = Lock::parse(&twice.to_bytes().unwrap(), "x").unwrap_err();
+        assert!(err.contains("tool 'b' is listed twice"), "{err}");
+        // Out of order.
+        let mut unsorted = lock.clone();
+        unsorted.tools.reverse();
+        let err = Lock::parse(&unsorted.to_bytes().unwrap(), "x").unwrap_err();
+        assert!(err.contains("tool 'a' comes after tool 'b'"), "{err}");
+        // A key given twice.
+        let doubled = text.replacen(
+            "{\"lock_version\"",
+            "{\"lock_version\":1,\"lock_version\"",
+            1,
+        );
+        assert!(Lock::parse(doubled.as_bytes(), "x").is_err());
     }
 }

@@ -42,6 +42,8 @@ pub const MAX_LIST_BYTES: u64 = 4 * 1024 * 1024;
 /// Most messages read while waiting for one answer (notifications, requests
 /// from the server) before the server is taken for babbling.
 pub const MAX_MESSAGES_PER_CALL: usize = 10_000;
+/// Most refused requests from a server kept for the audit per call.
+const MAX_REFUSED_KEPT: usize = 16;
 /// How much of a bad line an error shows.
 const SHOWN_CHARS: usize = 120;
 
@@ -128,6 +130,11 @@ pub trait Transport: Send {
     fn stderr_tail(&self) -> String {
         String::new()
     }
+    /// Whether the server may still answer: false once a stdio server's
+    /// process has exited (HTTP cannot tell before it asks).
+    fn alive(&mut self) -> bool {
+        true
+    }
 }
 
 /// One initialized session with a server.
@@ -141,6 +148,8 @@ pub struct Session {
     pub server_info: Value,
     /// Messages read while waiting for an answer, in order.
     pending: VecDeque<Value>,
+    /// Requests from the server refused since the last look.
+    refused: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -163,6 +172,7 @@ impl Session {
             version: String::new(),
             server_info: Value::Null,
             pending: VecDeque::new(),
+            refused: Vec::new(),
         };
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
@@ -197,6 +207,20 @@ impl Session {
     /// Whether a failure left this session out of step.
     pub fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    /// Whether the session can take a call: not broken, and its server
+    /// still running (one that died between calls is started again rather
+    /// than failing the next decision).
+    pub fn usable(&mut self) -> bool {
+        !self.broken && self.transport.alive()
+    }
+
+    /// The requests the server sent to the client since the last look,
+    /// each answered with an error (`ping` aside): one line each, for the
+    /// audit.
+    pub fn take_refused_requests(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.refused)
     }
 
     /// Every tool the server lists, following `nextCursor`.
@@ -358,6 +382,12 @@ impl Session {
                     let answer = if method == "ping" {
                         json!({"jsonrpc": "2.0", "id": req_id, "result": {}})
                     } else {
+                        if self.refused.len() < MAX_REFUSED_KEPT {
+                            let shown: String = method.chars().take(SHOWN_CHARS).collect();
+                            self.refused.push(format!(
+                                "the server sent the client a request ({shown:?}), which jaros grants no MCP server: answered -32601 (method not found)"
+                            ));
+                        }
                         json!({"jsonrpc": "2.0", "id": req_id, "error": {
                             "code": -32601,
                             "message": format!("method not found: jaros grants MCP servers no requests to the client ({method})"),

@@ -10,10 +10,16 @@ use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How much of a server's stderr an error shows (its last bytes).
 pub const STDERR_TAIL_BYTES: usize = 2000;
+/// How often a wait for a message checks whether the server's process is
+/// still there (a child it left behind may hold its output open).
+pub const EXIT_POLL_MS: u64 = 50;
+/// How long lines the server wrote before it exited are still taken, once
+/// its exit is seen.
+pub const EXIT_DRAIN_MS: u64 = 100;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A running server and its pipes.
@@ -173,12 +179,35 @@ impl Transport for StdioTransport {
     }
 
     fn next(&mut self, deadline: Instant) -> Result<Option<Incoming>, Failure> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(item) => Ok(Some(item)),
-            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.exited()),
+        // Waits in slices, looking at the process between them: a server
+        // that exited while something it started holds its output open
+        // would otherwise be waited for until the deadline.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let slice = left.min(Duration::from_millis(EXIT_POLL_MS));
+            match self.lines.recv_timeout(slice) {
+                Ok(item) => return Ok(Some(item)),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(self.exited()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                // What it wrote before exiting still counts.
+                return match self
+                    .lines
+                    .recv_timeout(Duration::from_millis(EXIT_DRAIN_MS))
+                {
+                    Ok(item) => Ok(Some(item)),
+                    Err(_) => Err(self.exited()),
+                };
+            }
         }
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     fn stderr_tail(&self) -> String {
