@@ -125,6 +125,22 @@ fn a_server_that_logs_to_stdout_fails_only_its_decision() {
 }
 
 #[test]
+fn an_is_error_answer_fails_its_decision_with_the_whole_answer_recorded() {
+    let (bad, _) = bad_then_good("fx.fail", "no such branch: topic");
+    let (_, error) = first_effect(&bad);
+    let answer = error
+        .split_once("reported an error: ")
+        .map(|(_, a)| a)
+        .unwrap_or_else(|| panic!("{error}"));
+    let answer: Value = serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {error}"));
+    assert_eq!(answer["isError"], true, "{answer}");
+    assert_eq!(
+        answer["content"][1]["text"], "known: main",
+        "every block: {answer}"
+    );
+}
+
+#[test]
 fn a_server_that_crashes_mid_call_fails_only_its_decision() {
     bad_then_good("fx.crash", "the server exited (exit status: 3)");
 }

@@ -36,8 +36,6 @@ use std::time::Duration;
 
 /// The `_meta` key that carries a call's idempotency key.
 pub const IDEMPOTENCY_META_KEY: &str = "dev.jaros/idempotency_key";
-/// How much of an `isError` answer's text an error shows.
-const ERROR_TEXT_CHARS: usize = 500;
 
 /// One live server: its session and the scratch directory it runs in.
 struct Live {
@@ -218,8 +216,11 @@ impl Handler for McpHandler {
 /// The call's outcome: its result, or why it fails the decision.
 fn interpret(name: &str, tool: &McpTool, result: &CallResult) -> Result<Outcome, String> {
     if result.is_error {
-        let text: String = result.text().chars().take(ERROR_TEXT_CHARS).collect();
-        return Err(format!("{name} reported an error (isError): {text}"));
+        // The whole answer (content, the flag, any structured content),
+        // bounded by the call's output cap, is the failure's record.
+        let answer = crate::canon::to_string(&result.to_value())
+            .unwrap_or_else(|_| result.to_value().to_string());
+        return Err(format!("{name} reported an error: {answer}"));
     }
     crate::mcp::check_output(tool, result).map_err(|why| format!("{name}: {why}"))?;
     let value = result.to_value();
