@@ -295,7 +295,7 @@ fn the_lock_is_canonical_sorted_and_covered_by_the_plan_digest() {
     sorted.sort();
     assert_eq!(names, sorted);
     // Both pages of tools/list are in it.
-    assert_eq!(names.len(), 13, "{names:?}");
+    assert_eq!(names.len(), 14, "{names:?}");
     assert_eq!(
         text,
         format!("{}\n", jaros::canon::to_string(&lock).unwrap())
@@ -992,8 +992,8 @@ fn a_role_grants_mcp_tools_by_glob_and_model_agents_see_them_in_their_decisions_
         echo["properties"]["payload"]["properties"]["text"]["type"],
         "string"
     );
-    // 13 tools of fx, and the one of silent granted by name.
-    assert_eq!(shapes.len(), 14, "{schema:#}");
+    // 14 tools of fx, and the one of silent granted by name.
+    assert_eq!(shapes.len(), 15, "{schema:#}");
 }
 
 #[test]
