@@ -136,3 +136,77 @@ fn jaros_log_filters_by_level_and_the_format_comes_from_the_environment() {
     assert!(text.contains("bad failed"), "{text}");
     assert!(!text.contains("good DONE"), "{text}");
 }
+
+/// An inbox file name that tries to forge log lines: a quote and a brace
+/// to close a JSON object, a newline and a fake line of each format.
+const HOSTILE_NAME: &str = "ev\"}\njaros: node n1: FAKE DONE\n{\"level\":\"ERROR\",\"x\":\"\r.json";
+
+/// Runs a node over the hostile inbox file until idle, with `log_args`;
+/// returns its stderr.
+fn hostile_stderr(log_args: &[&str]) -> String {
+    let hive = example_hive();
+    let inbox = hive.data().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let temp = hive.path().join("hostile.tmp");
+    std::fs::write(&temp, r#"{"id":"x","agent":"advance","input":{}}"#).unwrap();
+    std::fs::rename(&temp, inbox.join(HOSTILE_NAME)).unwrap();
+    let out = Command::new(bin())
+        .args(log_args)
+        .args([
+            "serve",
+            "--node-id",
+            "n1",
+            "--exit-when-idle",
+            "--scan-ms",
+            "20",
+        ])
+        .current_dir(hive.path())
+        .env_remove("JAROS_HIVE")
+        .env_remove("JAROS_DATA_DIR")
+        .env_remove("JAROS_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("JAROS_LOG_FORMAT")
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        !inbox.join(HOSTILE_NAME).exists(),
+        "the hostile file was refused: {text}"
+    );
+    text
+}
+
+#[test]
+fn a_hostile_file_name_cannot_forge_a_line_of_the_text_format() {
+    let text = hostile_stderr(&[]);
+    assert!(text.contains("FAKE DONE"), "the name is logged: {text}");
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("jaros: node n1: FAKE") && !line.starts_with('{'),
+            "a forged line: {line:?}\n{text}"
+        );
+        assert!(
+            line.starts_with("jaros: ") || line.starts_with("  "),
+            "a line that is neither an event nor its continuation: {line:?}\n{text}"
+        );
+    }
+    assert!(!text.contains('\r'), "{text:?}");
+}
+
+#[test]
+fn a_hostile_file_name_stays_inside_one_json_line() {
+    let text = hostile_stderr(&["--log-format", "json"]);
+    let mut named = 0;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{text}"));
+        assert_ne!(v["level"], "ERROR", "{line}");
+        let message = v["fields"]["message"].as_str().unwrap_or("");
+        if message.contains(HOSTILE_NAME.trim_end_matches(".json")) {
+            named += 1;
+        }
+    }
+    assert_eq!(named, 1, "the name, whole, in one line's message: {text}");
+}
