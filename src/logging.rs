@@ -6,10 +6,10 @@
 //!
 //! - Filter: `JAROS_LOG`, else `RUST_LOG`, in `tracing`'s directive syntax
 //!   (`warn`, `jaros::node=debug`); `info` when neither is set.
-//! - Format: `--log-format text|json` (or `JAROS_LOG_FORMAT`). `text` is the
-//!   default everywhere, a terminal or not: the lines are the ones Jaros
-//!   has always printed (`jaros: node n1: r1 failed: …`), which scripts and
-//!   people read. `json` is one object a line for a log shipper, with
+//! - Format: `--log-format text|json` (or `JAROS_LOG_FORMAT`); by default
+//!   `text` when stderr is a terminal and `json` otherwise. `text` is the
+//!   lines Jaros has always printed (`jaros: node n1: r1 failed: …`), for
+//!   people. `json` is one object a line for a log shipper, with
 //!   `timestamp`, `level`, `target`, `fields` (the message and the event's
 //!   own fields) and, inside a job, `span` and `spans` (job id, agent, node).
 //!   In `text`, a message's further lines are indented and control
@@ -49,6 +49,19 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line: timestamp, level, target, fields, span.
     Json,
+}
+
+impl LogFormat {
+    /// The format when none is asked for: text for a person at a terminal,
+    /// JSON for whatever else reads stderr (a file, a pipe, a journal, a
+    /// log shipper).
+    pub fn for_stderr() -> LogFormat {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        }
+    }
 }
 
 /// Lines dropped because stderr was read too slowly.
