@@ -244,3 +244,25 @@ fn on_a_terminal_the_default_is_the_text_format() {
     );
     assert!(lines.iter().all(|l| !l.starts_with('{')), "{text}");
 }
+
+#[test]
+fn rust_log_filters_when_jaros_log_is_unset_and_jaros_log_wins_over_it() {
+    let fmt = ["--log-format", "text"];
+    let warn_only = node_stderr(&example_hive(), &fmt, &[("RUST_LOG", "warn")]);
+    assert!(warn_only.contains("bad failed"), "{warn_only}");
+    assert!(!warn_only.contains("good DONE"), "{warn_only}");
+    let both = node_stderr(
+        &example_hive(),
+        &fmt,
+        &[("RUST_LOG", "warn"), ("JAROS_LOG", "info")],
+    );
+    assert!(both.contains("good DONE"), "{both}");
+    // A filter that does not parse is said once, naming the variable, and
+    // info is used.
+    let bad = node_stderr(&example_hive(), &fmt, &[("JAROS_LOG", "jaros=loud")]);
+    assert!(
+        bad.contains("JAROS_LOG=\"jaros=loud\" is not a log filter"),
+        "{bad}"
+    );
+    assert!(bad.contains("good DONE"), "{bad}");
+}
