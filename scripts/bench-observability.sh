@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The node's jobs per second with logs at info, with metrics scraped every
-# second, and with live OTLP export on, against all of it off
-# (scripts/bench_observability.py; prints a Markdown table).
+# The node's jobs per second with logs at info (text, JSON, and JSON into a
+# pipe nobody reads), with metrics scraped every second, and with live OTLP
+# export on (to a receiver, and to a collector that never answers), against
+# all of it off (scripts/bench_observability.py; prints a Markdown table).
 #
 #   scripts/bench-observability.sh [--binary PATH] [--n N] [--repeats R] [--pool P]
 #

@@ -9,12 +9,17 @@ scripts/bench_vs_original.py, whose helpers this reuses). Each setting is run
   off       JAROS_LOG=off, no scrape, no export
   logs      JAROS_LOG=info with --verbose: one info line per job, text
   logs-json the same as JSON lines
+  logs-stuck the same, stderr a pipe nobody reads: once it and the queue
+            are full, lines are dropped; a job must not wait for them
   metrics   logs off; `jaros metrics` run every second during the run
   export    logs off; live OTLP export to scripts/otel_receiver.py
+  export-stuck  logs off; live export to a collector that accepts
+            connections and never answers: every request times out
 
   bench_observability.py BINARY PYTHON_WITH_OTEL_PROTO [--n N] [--repeats R]
 """
 import argparse
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,19 +41,27 @@ def start_receiver(python: str):
     return proc, port
 
 
-def one_run(binary: str, setting: str, n: int, work: Path, port: int, pool: int) -> float:
+def one_run(binary: str, setting: str, n: int, work: Path, port: int, pool: int,
+            silent_port: int) -> float:
     sys_ = rust_system(binary, pool, work)
     hive = sys_.root / "hive"
     sys_.env = {"JAROS_LOG": "off"}
     if setting in ("logs", "logs-json"):
-        sys_.env = {"JAROS_LOG": "info"}
+        sys_.env = {"JAROS_LOG": "info", "JAROS_LOG_FORMAT": "text"}
         sys_.serve.append("--verbose")
         if setting == "logs-json":
             sys_.env["JAROS_LOG_FORMAT"] = "json"
-    if setting == "export":
+    if setting == "logs-stuck":
+        sys_.env = {"JAROS_LOG": "info", "JAROS_LOG_FORMAT": "json"}
+        # The node's stderr into a pipe `sleep` holds and never reads; a
+        # TERM to the shell stops the whole group.
+        sys_.serve = ["sh", "-c", 'trap "trap - TERM; kill 0" TERM; "$@" --verbose 2>&1 | sleep 86400 & wait',
+                      "sh", *sys_.serve]
+    if setting in ("export", "export-stuck"):
+        to = port if setting == "export" else silent_port
         node = hive / "manifests" / "node.yaml"
         text = node.read_text()
-        node.write_text(text.replace("\nspec:\n", f"\nspec:\n  otlp: http://127.0.0.1:{port}\n", 1))
+        node.write_text(text.replace("\nspec:\n", f"\nspec:\n  otlp: http://127.0.0.1:{to}\n", 1))
     stop = threading.Event()
     scraper = None
     if setting == "metrics":
@@ -78,14 +91,20 @@ def main():
     ap.add_argument("--pool", type=int, default=4)
     args = ap.parse_args()
     receiver, port = start_receiver(args.python)
-    settings = ["off", "logs", "logs-json", "metrics", "export"]
+    # Connections complete in the backlog and are never read.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1024)
+    silent_port = silent.getsockname()[1]
+    settings = ["off", "logs", "logs-json", "logs-stuck", "metrics", "export", "export-stuck"]
     rates = {s: [] for s in settings}
     try:
         with tempfile.TemporaryDirectory(prefix="jaros-obs-bench-") as work:
             # Interleaved, so a change in the machine's load hits every setting.
             for _ in range(args.repeats):
                 for s in settings:
-                    rates[s].append(one_run(args.binary, s, args.n, Path(work), port, args.pool))
+                    rates[s].append(one_run(args.binary, s, args.n, Path(work), port, args.pool,
+                                            silent_port))
                     print(f"  {s}: {rates[s][-1]:,.0f} jobs/s", flush=True)
     finally:
         receiver.kill()

@@ -323,13 +323,12 @@ impl Exporter {
         at
     }
 
-    /// Sends the batch, a request per [`trace::MAX_SPANS_PER_REQUEST`]
-    /// spans; counts what the collector took and what it did not.
+    /// Sends the batch, in requests as [`trace::batches`] cuts it; counts
+    /// what the collector took and what it did not.
     fn send(&mut self, batch: &mut Vec<Span>) {
-        for chunk in batch.chunks(trace::MAX_SPANS_PER_REQUEST) {
-            let bodies = trace::requests(chunk);
-            let n = chunk.len() as u64;
-            match trace::send_within(&self.endpoint, &bodies, SEND_TIMEOUT_MS) {
+        for (n, body) in trace::batches(batch) {
+            let n = n as u64;
+            match trace::send_within(&self.endpoint, &[body], SEND_TIMEOUT_MS) {
                 Ok(()) => self.counters.exported_spans.fetch_add(n, Ordering::Relaxed),
                 Err(e) => {
                     tracing::debug!("trace export: {n} spans dropped: {e}");

@@ -6,12 +6,15 @@
 //!
 //! - Filter: `JAROS_LOG`, else `RUST_LOG`, in `tracing`'s directive syntax
 //!   (`warn`, `jaros::node=debug`); `info` when neither is set.
-//! - Format: `--log-format text|json` (or `JAROS_LOG_FORMAT`). `text` is the
-//!   default everywhere, a terminal or not: the lines are the ones Jaros
-//!   has always printed (`jaros: node n1: r1 failed: …`), which scripts and
-//!   people read. `json` is one object a line for a log shipper, with
+//! - Format: `--log-format text|json` (or `JAROS_LOG_FORMAT`); by default
+//!   `text` when stderr is a terminal and `json` otherwise. `text` is the
+//!   lines Jaros has always printed (`jaros: node n1: r1 failed: …`), for
+//!   people. `json` is one object a line for a log shipper, with
 //!   `timestamp`, `level`, `target`, `fields` (the message and the event's
 //!   own fields) and, inside a job, `span` and `spans` (job id, agent, node).
+//!   In `text`, a message's further lines are indented and control
+//!   characters escaped, so every line that starts with `jaros: ` is an
+//!   event of its own.
 //! - Writer: lines go through a bounded queue to one writer thread, so a
 //!   job never waits for stderr. When stderr is read too slowly and the
 //!   queue is full, a line is dropped and counted ([`dropped_lines`]); the
@@ -46,6 +49,19 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line: timestamp, level, target, fields, span.
     Json,
+}
+
+impl LogFormat {
+    /// The format when none is asked for: text for a person at a terminal,
+    /// JSON for whatever else reads stderr (a file, a pipe, a journal, a
+    /// log shipper).
+    pub fn for_stderr() -> LogFormat {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        }
+    }
 }
 
 /// Lines dropped because stderr was read too slowly.
@@ -235,8 +251,28 @@ where
     ) -> std::fmt::Result {
         let mut message = Message(String::new());
         event.record(&mut message);
-        writeln!(writer, "jaros: {}", message.0)
+        writer.write_str(&plain_line(&message.0))
     }
+}
+
+/// An event's message as the text format writes it: `jaros: ` before the
+/// first line, two spaces before each further one, so only an event starts
+/// a line with `jaros: ` (a file name or an error holding a newline cannot
+/// forge one), and control characters but the tab shown escaped (a `\r`
+/// cannot overwrite a line on a terminal).
+fn plain_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 8);
+    out.push_str("jaros: ");
+    for c in message.chars() {
+        match c {
+            '\n' => out.push_str("\n  "),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    out
 }
 
 /// Collects an event's `message` field.
@@ -266,6 +302,15 @@ pub fn job_span(job: &str, agent: &str, node: &str) -> tracing::Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_cannot_forge_a_line_of_the_text_format() {
+        assert_eq!(plain_line("node n1: done"), "jaros: node n1: done\n");
+        assert_eq!(
+            plain_line("bad name 'a\njaros: node n1: FAKE'\r\u{1b}[2J\tend"),
+            "jaros: bad name 'a\n  jaros: node n1: FAKE'\\r\\u{1b}[2J\tend\n"
+        );
+    }
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {

@@ -260,11 +260,19 @@ pub fn render(data: &DataDir, now_ms: u64) -> String {
             .map(|(name, n)| (vec![label("schedule", name)], n as f64))
             .collect::<Vec<_>>(),
     );
+    let records = lease_epochs(data);
+    let epochs = epoch_writers(&records);
+    out.family(
+        "jaros_claims_total",
+        "counter",
+        "Job claims by the node that held them: each lease epoch of a job (a claim from the inbox, a takeover, a resume after a restart), from the logs' records; a claim that wrote nothing is not seen.",
+        &samples(claims(&epochs)),
+    );
     out.family(
         "jaros_takeovers_total",
         "counter",
         "Jobs a node took over from another node's lease, by the node that took them (from the epochs of the logs' records; a takeover that wrote nothing is not seen).",
-        &samples(takeovers(&lease_epochs(data))),
+        &samples(takeovers(&epochs)),
     );
     out.finish()
 }
@@ -321,13 +329,13 @@ fn lease_epochs(data: &DataDir) -> Vec<(String, String, u64)> {
     out
 }
 
-/// Takeovers by taking node: a node took a job over when its records of
-/// the job carry a higher lease epoch than the records another node wrote
-/// before it. A node resuming its own job after a restart (a new epoch,
-/// the same node) is no takeover.
-fn takeovers(records: &[(String, String, u64)]) -> BTreeMap<Labels, f64> {
-    // Per job, each epoch's writer.
-    let mut by_job: BTreeMap<&str, BTreeMap<u64, &str>> = BTreeMap::new();
+/// Per job, the node that wrote each lease epoch's first record.
+type EpochWriters<'a> = BTreeMap<&'a str, BTreeMap<u64, &'a str>>;
+
+/// Each job's lease epochs and the node that held each, from every
+/// record's (node, job, epoch).
+fn epoch_writers(records: &[(String, String, u64)]) -> EpochWriters<'_> {
+    let mut by_job: EpochWriters = BTreeMap::new();
     for (node, job, epoch) in records {
         by_job
             .entry(job.as_str())
@@ -335,6 +343,24 @@ fn takeovers(records: &[(String, String, u64)]) -> BTreeMap<Labels, f64> {
             .entry(*epoch)
             .or_insert(node.as_str());
     }
+    by_job
+}
+
+/// Claims by node: every lease epoch of a job is one claim by the node
+/// that held it.
+fn claims(by_job: &EpochWriters) -> BTreeMap<Labels, f64> {
+    let mut out = BTreeMap::new();
+    for node in by_job.values().flat_map(|epochs| epochs.values()) {
+        bump(&mut out, vec![label("node", node.to_string())], 1.0);
+    }
+    out
+}
+
+/// Takeovers by taking node: a node took a job over when its records of
+/// the job carry a higher lease epoch than the records another node wrote
+/// before it. A node resuming its own job after a restart (a new epoch,
+/// the same node) is no takeover.
+fn takeovers(by_job: &EpochWriters) -> BTreeMap<Labels, f64> {
     let mut out = BTreeMap::new();
     for epochs in by_job.values() {
         let mut holder: Option<&str> = None;
@@ -500,7 +526,7 @@ jaros_h_seconds_count{agent=\"x\"} 3
     }
 
     #[test]
-    fn a_takeover_is_a_later_epoch_by_another_node_not_a_restart() {
+    fn a_takeover_is_a_later_epoch_by_another_node_and_every_epoch_a_claim() {
         let r = |node: &str, job: &str, epoch: u64| (node.to_string(), job.to_string(), epoch);
         let records = [
             // j1: n1 held it, n2 took it over, n1 took it back.
@@ -516,7 +542,8 @@ jaros_h_seconds_count{agent=\"x\"} 3
             r("n2", "j3", 2),
             r("n1", "j3", 1),
         ];
-        let got = takeovers(&records);
+        let epochs = epoch_writers(&records);
+        let got = takeovers(&epochs);
         let want: BTreeMap<Labels, f64> = [
             (vec![label("node", "n1")], 1.0),
             (vec![label("node", "n2")], 2.0),
@@ -524,6 +551,15 @@ jaros_h_seconds_count{agent=\"x\"} 3
         .into_iter()
         .collect();
         assert_eq!(got, want);
+        // Every epoch is a claim: n1 holds j1 at 1 and 3, j2 at 1 and 2,
+        // j3 at 1; n2 holds j1 at 2 and j3 at 2.
+        let want: BTreeMap<Labels, f64> = [
+            (vec![label("node", "n1")], 5.0),
+            (vec![label("node", "n2")], 2.0),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(claims(&epochs), want);
     }
 
     #[test]

@@ -33,6 +33,16 @@ use std::collections::BTreeMap;
 /// size (4 MiB in the OpenTelemetry Collector) stays far away.
 pub const MAX_SPANS_PER_REQUEST: usize = 512;
 
+/// Most bytes of one request body, past which the spans go on in another
+/// request: well under a collector's default limit (4 MiB in the
+/// OpenTelemetry Collector), whatever a job holds.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Most bytes of a string attribute or status message (a gate's reason, a
+/// tool's error); longer ones are cut at a character boundary and end in
+/// `…`, so one span stays far below [`MAX_REQUEST_BYTES`].
+pub const MAX_ATTRIBUTE_BYTES: usize = 4096;
+
 /// How long one request may take, connecting included.
 pub const SEND_TIMEOUT_MS: u64 = 10_000;
 
@@ -396,33 +406,77 @@ fn hex_bytes(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The OTLP/HTTP JSON request bodies for `spans`, at most
-/// [`MAX_SPANS_PER_REQUEST`] spans each. Ids are hex, as OTLP/JSON writes
+/// The OTLP/HTTP JSON request bodies for `spans`, in order: at most
+/// [`MAX_SPANS_PER_REQUEST`] spans and about [`MAX_REQUEST_BYTES`] each
+/// (a request holds at least one span). Ids are hex, as OTLP/JSON writes
 /// them; 64-bit integers are decimal strings.
 pub fn requests(spans: &[Span]) -> Vec<String> {
-    spans
-        .chunks(MAX_SPANS_PER_REQUEST)
-        .map(|chunk| {
-            let spans: Vec<Value> = chunk.iter().map(encode_span).collect();
-            json!({
-                "resourceSpans": [{
-                    "resource": {"attributes": [
-                        attribute("service.name", &AttrValue::Str("jaros".into())),
-                    ]},
-                    "scopeSpans": [{
-                        "scope": {"name": "jaros", "version": env!("CARGO_PKG_VERSION")},
-                        "spans": spans,
-                    }],
-                }],
-            })
-            .to_string()
-        })
-        .collect()
+    batches(spans).into_iter().map(|(_, body)| body).collect()
+}
+
+/// [`requests`], each with how many spans it holds.
+pub fn batches(spans: &[Span]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut batch: Vec<String> = Vec::new();
+    let mut bytes = 0;
+    for span in spans {
+        let encoded = encode_span(span).to_string();
+        let full = batch.len() >= MAX_SPANS_PER_REQUEST
+            || bytes + encoded.len() + REQUEST_FRAME_BYTES > MAX_REQUEST_BYTES;
+        if full && !batch.is_empty() {
+            out.push((batch.len(), request(&batch)));
+            batch.clear();
+            bytes = 0;
+        }
+        bytes += encoded.len() + 1;
+        batch.push(encoded);
+    }
+    if !batch.is_empty() {
+        out.push((batch.len(), request(&batch)));
+    }
+    out
+}
+
+/// Room for what a request holds besides its spans (resource, scope).
+const REQUEST_FRAME_BYTES: usize = 256;
+
+/// One request around spans already encoded.
+fn request(spans: &[String]) -> String {
+    let frame = json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [
+                attribute("service.name", &AttrValue::Str("jaros".into())),
+            ]},
+            "scopeSpans": [{
+                "scope": {"name": "jaros", "version": env!("CARGO_PKG_VERSION")},
+                "spans": [],
+            }],
+        }],
+    })
+    .to_string();
+    // The spans go where the empty array is; the frame holds no other.
+    let (head, tail) = frame
+        .split_once("\"spans\":[]")
+        .expect("the frame holds an empty span array");
+    format!("{head}\"spans\":[{}]{tail}", spans.join(","))
+}
+
+/// `text` cut to at most [`MAX_ATTRIBUTE_BYTES`] at a character boundary,
+/// ending in `…` when cut.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_ATTRIBUTE_BYTES {
+        return text.to_string();
+    }
+    let mut end = MAX_ATTRIBUTE_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 fn attribute(key: &str, value: &AttrValue) -> Value {
     let value = match value {
-        AttrValue::Str(s) => json!({"stringValue": s}),
+        AttrValue::Str(s) => json!({"stringValue": bounded(s)}),
         AttrValue::Int(n) => json!({"intValue": n.to_string()}),
     };
     json!({"key": key, "value": value})
@@ -432,13 +486,13 @@ fn encode_span(s: &Span) -> Value {
     let mut span = json!({
         "traceId": hex_bytes(&s.trace_id),
         "spanId": hex_bytes(&s.span_id),
-        "name": s.name,
+        "name": bounded(&s.name),
         "kind": s.kind,
         "startTimeUnixNano": (u128::from(s.start_ms) * 1_000_000).to_string(),
         "endTimeUnixNano": (u128::from(s.end_ms) * 1_000_000).to_string(),
         "attributes": s.attributes.iter().map(|(k, v)| attribute(k, v)).collect::<Vec<_>>(),
         "status": match &s.error {
-            Some(message) => json!({"code": STATUS_ERROR, "message": message}),
+            Some(message) => json!({"code": STATUS_ERROR, "message": bounded(message)}),
             None => json!({"code": STATUS_OK}),
         },
     });
@@ -645,6 +699,69 @@ mod tests {
         assert_eq!(model["startTimeUnixNano"], "1700000000000000000");
         assert_eq!(model["endTimeUnixNano"], "1700000000250000000");
         assert_eq!(named("decision fs.write")["status"]["code"], 2);
+    }
+
+    #[test]
+    fn a_huge_job_is_sent_in_bounded_requests_that_keep_every_span_in_order() {
+        let id = job("huge");
+        let mut history = vec![Body::Job {
+            job: id.clone(),
+            at: 0,
+            agent: AgentName::new("planner").unwrap(),
+            input: serde_json::json!({}),
+            plan: Digest::ZERO,
+            parent: None,
+            via: None,
+            started_ms: Some(1_700_000_000_000),
+            depth: None,
+            tree_jobs: None,
+        }];
+        // 2,000 refusals in 20 turns, each with a long reason, some with a
+        // reason of a megabyte (a multi-byte character straddling the cut):
+        // more bytes than a request may hold long before 512 spans.
+        let long = format!("x{}", "é".repeat(512 * 1024));
+        for i in 0..2_000u32 {
+            history.push(Body::Rejected {
+                job: id.clone(),
+                at: i + 1,
+                decision: decision("huge", 1 + i / 100, &format!("t{i}")),
+                check: "grant".into(),
+                reason: if i % 250 == 0 {
+                    long.clone()
+                } else {
+                    "n".repeat(3_000)
+                },
+                clock_ms: Some(u64::from(i)),
+            });
+        }
+        let histories: BTreeMap<JobId, Vec<Body>> = [(id, history)].into_iter().collect();
+        let spans = spans(&histories, &Selection::default()).unwrap();
+        assert_eq!(spans.len(), 1 + 20 + 2_000);
+        let bodies = requests(&spans);
+        assert!(bodies.len() >= 8, "{} requests", bodies.len());
+        let mut names = Vec::new();
+        for body in &bodies {
+            assert!(body.len() <= MAX_REQUEST_BYTES, "{} bytes", body.len());
+            let v: Value = serde_json::from_str(body).unwrap();
+            let sent = v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .unwrap();
+            assert!(!sent.is_empty() && sent.len() <= MAX_SPANS_PER_REQUEST);
+            for s in sent {
+                for a in s["attributes"].as_array().unwrap() {
+                    let text = a["value"]["stringValue"].as_str().unwrap_or("");
+                    assert!(text.len() <= MAX_ATTRIBUTE_BYTES, "{}", a["key"]);
+                }
+                let message = s["status"]["message"].as_str().unwrap_or("");
+                assert!(message.len() <= MAX_ATTRIBUTE_BYTES);
+                names.push(s["name"].as_str().unwrap().to_string());
+            }
+        }
+        let want: Vec<String> = spans.iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names, want);
+        let cut = bounded(&long);
+        assert!(cut.ends_with('…') && cut.starts_with("xé"), "{}", &cut[..8]);
+        assert!(cut.len() <= MAX_ATTRIBUTE_BYTES);
     }
 
     #[test]

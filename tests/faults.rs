@@ -344,6 +344,45 @@ fn a_record_after_a_fence_check_and_a_pause_is_void() {
     assert!(c.voided >= 1, "{c:?}");
     let verify = hive.jaros(&["verify"]).expect(0).stdout();
     assert!(verify.contains("voided"), "{verify}");
+    assert_takeovers_in_metrics(&hive);
+}
+
+/// `jaros metrics` counts the takeover by `b` (none by `a`) and a claim
+/// for each lease epoch of a job that the logs' records carry.
+fn assert_takeovers_in_metrics(hive: &Hive) {
+    let metrics = hive.jaros(&["metrics"]).expect(0).stdout();
+    let value = |series: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let taken = value("jaros_takeovers_total{node=\"b\"}");
+    assert!(taken.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert_eq!(
+        value("jaros_takeovers_total{node=\"a\"}"),
+        None,
+        "{metrics}"
+    );
+    let mut epochs: BTreeMap<String, std::collections::BTreeSet<(String, u64)>> = BTreeMap::new();
+    for node in ["a", "b"] {
+        let log = hive.data().join(format!("log/{node}.jsonl"));
+        for r in read_log(&log).unwrap().records {
+            if let (Some((job, _)), true) = (r.body.job_at(), r.epoch > 0) {
+                epochs
+                    .entry(node.to_string())
+                    .or_default()
+                    .insert((job.to_string(), r.epoch));
+            }
+        }
+    }
+    // An epoch is one node's: a claim counts once, for its holder.
+    for (node, held) in &epochs {
+        assert_eq!(
+            value(&format!("jaros_claims_total{{node=\"{node}\"}}")),
+            Some(held.len() as f64),
+            "{node}: {metrics}"
+        );
+    }
 }
 
 /// How many times a tool process was started for `decision`, from every

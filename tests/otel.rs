@@ -428,3 +428,135 @@ fn records_of(path: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .collect()
 }
+
+/// A collector that accepts every connection and never answers (nor reads):
+/// its listener and the connections it holds live as long as it does.
+struct Silent {
+    port: u16,
+    _accepting: std::thread::JoinHandle<()>,
+}
+
+fn silent_collector() -> Silent {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepting = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    Silent {
+        port,
+        _accepting: accepting,
+    }
+}
+
+/// An init'd hive with no schedules and `n` advance jobs in its inbox.
+fn hive_with_jobs(root: &Path, n: usize) -> std::path::PathBuf {
+    let hive = root.join("hive");
+    run_in(root, &["init", hive.to_str().unwrap()]).expect(0);
+    std::fs::remove_dir_all(hive.join("manifests/schedules")).unwrap();
+    for i in 0..n {
+        let id = format!("j{i}");
+        run_in(&hive, &["submit", "advance", "--id", &id, "--input", "{}"]).expect(0);
+    }
+    hive
+}
+
+#[test]
+fn a_collector_that_never_answers_fails_jaros_trace_with_the_endpoint_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hive = hive_with_jobs(tmp.path(), 1);
+    serve_until_idle(&hive, "n1");
+    let silent = silent_collector();
+    let url = format!("http://127.0.0.1:{}", silent.port);
+    let run = run_in(&hive, &["trace", "--otlp", &url]).expect(1);
+    let err = run.stderr();
+    assert!(
+        err.contains(&format!("request 1 of 1 to {url}/v1/traces failed")),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn a_collector_that_never_answers_slows_no_job_and_its_spans_are_counted_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hive = hive_with_jobs(tmp.path(), 5);
+    let silent = silent_collector();
+    export_to(&hive, &format!("http://127.0.0.1:{}", silent.port));
+    serve_until_idle(&hive, "n1");
+    let data = hive.join(".jaros-data");
+    assert_eq!(common::count_jobs(&data, "done"), 5);
+    let counts = export_counts(&data, "n1");
+    assert_eq!(counts["exported_spans"], 0, "{counts}");
+    // Every job's spans were in a request that timed out: all counted.
+    let dropped = counts["dropped_spans"].as_u64().unwrap();
+    assert!(dropped >= 5, "every job has a span: {counts}");
+    assert_eq!(counts["dropped_jobs"], 0, "{counts}");
+}
+
+#[test]
+fn since_and_job_select_what_jaros_trace_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hive = hive_with_jobs(tmp.path(), 2);
+    serve_until_idle(&hive, "n1");
+    let job_ids = |run: &common::Run| -> BTreeSet<String> {
+        run.stdout()
+            .lines()
+            .flat_map(|line| {
+                let v: Value = serde_json::from_str(line).unwrap();
+                v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|s| s["name"].as_str().unwrap().starts_with("job "))
+                    .map(|s| {
+                        s["attributes"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .find(|a| a["key"] == "jaros.job.id")
+                            .unwrap()["value"]["stringValue"]
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let both: BTreeSet<String> = ["j0", "j1"].iter().map(|s| s.to_string()).collect();
+    let all = run_in(&hive, &["trace", "--dry-run"]).expect(0);
+    assert_eq!(job_ids(&all), both);
+    let recent = run_in(&hive, &["trace", "--dry-run", "--since", "1h"]).expect(0);
+    assert_eq!(job_ids(&recent), both);
+    let past = run_in(
+        &hive,
+        &["trace", "--dry-run", "--since", "2000-01-01T00:00:00Z"],
+    )
+    .expect(0);
+    assert_eq!(job_ids(&past), both);
+    // Nothing started after a time to come: nothing to export.
+    let future = run_in(
+        &hive,
+        &["trace", "--dry-run", "--since", "2999-01-01T00:00:00Z"],
+    )
+    .expect(2);
+    assert_eq!(future.stdout(), "");
+    let one = run_in(&hive, &["trace", "--dry-run", "--job", "j1"]).expect(0);
+    assert_eq!(job_ids(&one), ["j1".to_string()].into_iter().collect());
+    let bad = run_in(&hive, &["trace", "--dry-run", "--since", "yesterday"]).expect(2);
+    assert!(
+        bad.stderr()
+            .contains("--since 'yesterday' is neither an RFC 3339 time"),
+        "{}",
+        bad.context()
+    );
+    let unknown = run_in(&hive, &["trace", "--dry-run", "--job", "nope"]).expect(2);
+    assert!(
+        unknown.stderr().contains("job 'nope' is not in any log"),
+        "{}",
+        unknown.context()
+    );
+}

@@ -7,6 +7,7 @@ mod common;
 
 use common::run_in;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -70,13 +71,27 @@ fn prometheus_scrapes_the_consoles_metrics_with_a_bearer_token() {
     let hive = tmp.path().join("demo");
     run_in(tmp.path(), &["demo", "--dir", hive.to_str().unwrap()]).expect(0);
     let data = hive.join(".jaros-data");
+    // A model whose name is hostile to the exposition format: a quote, a
+    // backslash, a brace and a newline must come back as one label value.
+    let echo = hive.join("manifests/agents/echo.yaml");
+    let text = std::fs::read_to_string(&echo).unwrap();
+    assert!(text.contains("    model: echo\n"), "{text}");
+    std::fs::write(
+        &echo,
+        text.replace(
+            "    model: echo\n",
+            &format!("    model: {HOSTILE_MODEL_YAML}\n"),
+        ),
+    )
+    .unwrap();
+    run_in(&hive, &["run", "echo", "--id", "hostile", "--input", "{}"]).expect(0);
     // Two jobs wait in the inbox: no node runs.
     for _ in 0..2 {
         run_in(&hive, &["submit", "advance", "--input", "{}"]).expect(0);
     }
     // An hourly schedule that fired at 01:00, then no node ran it until
     // 04:30: its catch-up policy (skip) passes over 02:00, 03:00 and 04:00.
-    let missed = missed_slots(&data);
+    let (fired, missed) = schedule_slots(&data);
 
     let mut console = Command::new(common::bin())
         .args(["console", "--addr", "127.0.0.1:0"])
@@ -96,6 +111,8 @@ fn prometheus_scrapes_the_consoles_metrics_with_a_bearer_token() {
     let (base, token) = url.split_once("/login?token=").unwrap();
     let target = base.trim_start_matches("http://");
 
+    // Every heartbeat file is older than this when Prometheus scrapes it.
+    let before_scrapes_ms = now_ms();
     let prom_port = free_port();
     let config = tmp.path().join("prometheus.yml");
     std::fs::write(
@@ -179,12 +196,147 @@ fn prometheus_scrapes_the_consoles_metrics_with_a_bearer_token() {
         scalar(&prom, "jaros_schedule_misses_total{schedule=\"hourly\"}"),
         Some(missed as f64)
     );
+    assert_eq!(
+        scalar(&prom, "jaros_schedule_fires_total{schedule=\"hourly\"}"),
+        Some(fired as f64)
+    );
+    let markers = std::fs::read_dir(data.join("schedules/slots"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert_eq!(
+        scalar(&prom, "sum(jaros_schedule_fires_total)"),
+        Some(markers as f64)
+    );
+
+    // Queue depth in every area, against the files.
+    for area in ["claimed", "failed"] {
+        assert_eq!(
+            scalar(&prom, &format!("jaros_queue_jobs{{area=\"{area}\"}}")),
+            Some(common::count_jobs(&data, area) as f64),
+            "{area}"
+        );
+    }
+
+    // Model calls: the duration histogram and the tokens, model by model,
+    // as recorded; the hostile model name comes back whole.
+    let models: Vec<&Value> = records.iter().filter(|r| r["kind"] == "model").collect();
+    assert_eq!(
+        scalar(&prom, "sum(jaros_model_call_duration_seconds_count)"),
+        Some(models.len() as f64)
+    );
+    let seconds: f64 = models
+        .iter()
+        .map(|r| r["duration_ms"].as_f64().unwrap() / 1000.0)
+        .sum();
+    let got = scalar(&prom, "sum(jaros_model_call_duration_seconds_sum)").unwrap();
+    assert!((got - seconds).abs() < 1e-6, "{got} vs {seconds}");
+    let mut by_model: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for r in &models {
+        let key = (
+            r["provider"].as_str().unwrap().to_string(),
+            r["model"].as_str().unwrap().to_string(),
+        );
+        *by_model.entry(key).or_default() +=
+            (r["tokens_in"].as_i64().unwrap() + r["tokens_out"].as_i64().unwrap()) as f64;
+    }
+    assert!(
+        by_model.contains_key(&("echo".to_string(), HOSTILE_MODEL.to_string())),
+        "{by_model:?}"
+    );
+    let exposed: BTreeMap<(String, String), f64> =
+        query(&prom, "sum by (provider, model) (jaros_model_tokens_total)")
+            .iter()
+            .map(|s| {
+                let m = &s["metric"];
+                (
+                    (
+                        m["provider"].as_str().unwrap().to_string(),
+                        m["model"].as_str().unwrap().to_string(),
+                    ),
+                    s["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+                )
+            })
+            .collect();
+    assert_eq!(exposed, by_model);
+
+    // Claims: every lease epoch of a job, by the node that held it.
+    let mut claims: BTreeMap<String, BTreeSet<(String, u64)>> = BTreeMap::new();
+    for (node, rs) in records_by_node(&data) {
+        for r in rs {
+            let epoch = r["epoch"].as_u64().unwrap_or(0);
+            if let (Some(job), true) = (r["job"].as_str(), epoch > 0) {
+                claims
+                    .entry(node.clone())
+                    .or_default()
+                    .insert((job.to_string(), epoch));
+            }
+        }
+    }
+    assert!(
+        claims.get("demo").is_some_and(|c| c.len() >= done as usize),
+        "{claims:?}"
+    );
+    for (node, held) in &claims {
+        assert_eq!(
+            scalar(&prom, &format!("jaros_claims_total{{node=\"{node}\"}}")),
+            Some(held.len() as f64),
+            "{node}"
+        );
+    }
+    // No node took a job over from another.
+    assert_eq!(scalar(&prom, "sum(jaros_takeovers_total)"), None);
+
+    // Heartbeat age: the demo's node stopped before the scrapes began.
+    let status: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("nodes/demo.json")).unwrap())
+            .unwrap();
+    let beat_ms = status["beat_ms"].as_u64().unwrap();
+    let age = scalar(&prom, "jaros_node_heartbeat_age_seconds{node=\"demo\"}").unwrap();
+    let (low, high) = (
+        before_scrapes_ms.saturating_sub(beat_ms) as f64 / 1000.0,
+        now_ms().saturating_sub(beat_ms) as f64 / 1000.0,
+    );
+    assert!(low <= age && age <= high, "{low} <= {age} <= {high}");
+    assert_eq!(scalar(&prom, "jaros_node_up{node=\"demo\"}"), Some(0.0));
     drop(console);
 }
 
+/// A model name with a quote, a backslash, a brace and a newline, and the
+/// same in YAML.
+const HOSTILE_MODEL: &str = "q\"u\\o}te\nx";
+const HOSTILE_MODEL_YAML: &str = r#""q\"u\\o}te\nx""#;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Each log's records, by the node whose log it is.
+fn records_by_node(data: &Path) -> Vec<(String, Vec<Value>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(data.join("log")).unwrap().flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "jsonl") {
+            let node = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let rs = text
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect();
+            out.push((node, rs));
+        }
+    }
+    out
+}
+
 /// Runs an hourly schedule through the node's own ticks with a downtime
-/// between 01:01 and 04:30, and returns the slots it missed (three).
-fn missed_slots(data: &Path) -> u64 {
+/// between 01:01 and 04:30, and returns the slots it fired and missed
+/// (three).
+fn schedule_slots(data: &Path) -> (u64, u64) {
     use jaros::schedule::{compile, tick, CatchUp, ScheduleSpec};
     let at = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
@@ -204,8 +356,11 @@ fn missed_slots(data: &Path) -> u64 {
     };
     let t0 = at("2026-03-01T00:00:00Z");
     let trigger = compile(&spec, t0).unwrap();
-    tick(data, "hourly", &spec, &trigger, t0, t0).unwrap();
-    tick(
+    let mut fired = tick(data, "hourly", &spec, &trigger, t0, t0)
+        .unwrap()
+        .fired
+        .len();
+    fired += tick(
         data,
         "hourly",
         &spec,
@@ -213,11 +368,14 @@ fn missed_slots(data: &Path) -> u64 {
         t0,
         at("2026-03-01T01:01:00Z"),
     )
-    .unwrap();
+    .unwrap()
+    .fired
+    .len();
+    assert!(fired > 0);
     let since = at("2026-03-01T04:30:00Z");
     let report = tick(data, "hourly", &spec, &trigger, since, since).unwrap();
     assert!(report.fired.is_empty(), "{report:?}");
     let missed = jaros::schedule::fire::misses(data);
     assert_eq!(missed, [("hourly".to_string(), 3)]);
-    3
+    (fired as u64, 3)
 }

@@ -65,16 +65,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "JAROS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// How diagnostics on stderr are written: the plain lines, or one JSON
-    /// object a line. Filter them with JAROS_LOG (or RUST_LOG): warn, debug,
+    /// object a line. Default: text when stderr is a terminal, json
+    /// otherwise. Filter them with JAROS_LOG (or RUST_LOG): warn, debug,
     /// jaros::node=debug.
-    #[arg(
-        long,
-        global = true,
-        env = "JAROS_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    log_format: crate::logging::LogFormat,
+    #[arg(long, global = true, env = "JAROS_LOG_FORMAT", value_enum)]
+    log_format: Option<crate::logging::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -357,7 +352,10 @@ pub fn main() -> i32 {
     if !matches!(cli.command, Command::SandboxExec(_)) {
         // Not in the launcher: it execs a confined tool and keeps its own
         // plain lines (a logging thread there would be one more to confine).
-        crate::logging::init(cli.log_format);
+        let format = cli
+            .log_format
+            .unwrap_or_else(crate::logging::LogFormat::for_stderr);
+        crate::logging::init(format);
     }
     let code = run(&ctx, cli.command);
     crate::logging::flush();
