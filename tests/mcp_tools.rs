@@ -1055,3 +1055,33 @@ fn a_stopping_node_kills_its_servers_and_everything_they_started() {
         || pids.iter().all(|&p| gone(p)),
     );
 }
+
+#[test]
+fn a_node_killed_with_sigkill_takes_its_warm_server_with_it() {
+    let hive = fixture_hive();
+    // A server that outlives the end of its input.
+    hive.write(
+        "manifests/tools/fx.yaml",
+        "apiVersion: jaros/v1\nkind: Tool\nmetadata:\n  name: fx\nspec:\n  type: fx\n  mcp:\n    command: tools/bad_server.py\n    args: [--linger]\n  expose: \"*\"\n  timeout: 3s\n",
+    );
+    lock(&hive);
+    let mut node = Node::start(hive.path(), &args(&["--node-id", "a"]));
+    let answer = call(&hive, "pid", "fx.pid");
+    assert_eq!(answer["state"], "DONE", "{answer}");
+    let text = first_effect(&answer).0["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server: u32 = text
+        .strip_prefix("pid ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!gone(server), "the warm server runs while the node does");
+    node.signal("KILL");
+    let _ = node.child.wait();
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the server to be gone with the node",
+        || gone(server),
+    );
+}

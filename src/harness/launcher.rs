@@ -30,6 +30,11 @@
 //!    `socketpair(AF_UNIX)`; with hosts, only `AF_INET` and `AF_INET6`.
 //!    So no UDP, no DNS, no raw or packet socket, no netlink, and no
 //!    connecting to a pathname UNIX socket (that needs a `socket(AF_UNIX)`).
+//! 6. **Parent death**: the tool is sent SIGKILL when the node thread that
+//!    started it ends, a node killed with SIGKILL included (so a warm MCP
+//!    server does not outlive its node; what the tool itself started is
+//!    left to notice). Set after the change of user, which would clear it;
+//!    a launch whose node is already gone stops here.
 
 use super::landlock::{self, Confinement, EXIT_NOT_CONFINED, EXIT_NOT_EXECUTED, LAUNCHER_PREFIX};
 pub use super::landlock::{RunAs, NOBODY};
@@ -263,6 +268,7 @@ fn install_seccomp(hosts_granted: bool) -> Result<bool, String> {
 
 /// Puts every layer in place for `c`, in the module doc's order.
 pub fn confine(c: &Confinement) -> Result<Layers, String> {
+    let parent = rustix::process::getppid();
     let inherited = inheritable_descriptors()?;
     if !inherited.is_empty() {
         let list: Vec<String> = inherited.iter().map(i32::to_string).collect();
@@ -289,6 +295,11 @@ pub fn confine(c: &Confinement) -> Result<Layers, String> {
     landlock::restrict_self(c)?;
     drop_privileges(c.run_as)?;
     let seccomp = install_seccomp(!c.deny_net)?;
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(err("cannot ask for a signal when the node ends"))?;
+    if rustix::process::getppid() != parent {
+        return Err("the node that started the tool is gone".into());
+    }
     Ok(Layers {
         netns,
         seccomp,
