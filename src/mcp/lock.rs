@@ -164,6 +164,16 @@ mod tests {
         }
     }
 
+    /// A lock of an HTTP server with tools of these names, in this order.
+    fn lock_of(names: &[&str]) -> Lock {
+        let server = McpServer::Http {
+            url: "http://127.0.0.1:1/mcp".into(),
+            headers_from_env: BTreeMap::new(),
+        };
+        let tools = names.iter().map(|n| tool(n, json!({}))).collect();
+        Lock::new(server, "2025-06-18".into(), json!({"name": "s"}), tools)
+    }
+
     #[test]
     fn drift_names_added_removed_and_changed_fields() {
         let old = vec![tool("a", json!({})), tool("b", json!({}))];
@@ -181,16 +191,7 @@ mod tests {
 
     #[test]
     fn a_lock_is_canonical_and_sorted() {
-        let server = McpServer::Http {
-            url: "http://127.0.0.1:1/mcp".into(),
-            headers_from_env: BTreeMap::new(),
-        };
-        let lock = Lock::new(
-            server,
-            "2025-06-18".into(),
-            json!({"name": "s"}),
-            vec![tool("b", json!({})), tool("a", json!({}))],
-        );
+        let lock = lock_of(&["b", "a"]);
         let bytes = lock.to_bytes().unwrap();
         let back = Lock::parse(&bytes, "x").unwrap();
         assert_eq!(back.tools[0].name, "a");
@@ -201,16 +202,7 @@ mod tests {
 
     #[test]
     fn a_lock_edited_by_hand_is_refused() {
-        let server = McpServer::Http {
-            url: "http://127.0.0.1:1/mcp".into(),
-            headers_from_env: BTreeMap::new(),
-        };
-        let lock = Lock::new(
-            server,
-            "2025-06-18".into(),
-            json!({"name": "s"}),
-            vec![tool("a", json!({})), tool("b", json!({}))],
-        );
+        let lock = lock_of(&["a", "b"]);
         let text = String::from_utf8(lock.to_bytes().unwrap()).unwrap();
         // Pretty-printed: same content, not the canonical form.
         let pretty = serde_json::to_string_pretty(&lock).unwrap();
