@@ -577,6 +577,22 @@ mod tests {
         JobId::new(id).unwrap()
     }
 
+    /// The `job` record of a root job of the planner's, started at a fixed time.
+    fn planner_job(job: JobId) -> Body {
+        Body::Job {
+            job,
+            at: 0,
+            agent: AgentName::new("planner").unwrap(),
+            input: serde_json::json!({}),
+            plan: Digest::ZERO,
+            parent: None,
+            via: None,
+            started_ms: Some(1_700_000_000_000),
+            depth: None,
+            tree_jobs: None,
+        }
+    }
+
     fn decision(job_id: &str, turn: u32, kind: &str) -> Decision {
         Decision {
             id: DecisionId::new(&job(job_id), turn, 0),
@@ -591,18 +607,7 @@ mod tests {
         let (log, _) = LogWriter::open(&data.log_path("n1")).unwrap();
         let handoff = decision("root", 1, "handoff");
         let bodies = vec![
-            Body::Job {
-                job: job("root"),
-                at: 0,
-                agent: AgentName::new("planner").unwrap(),
-                input: serde_json::json!({}),
-                plan: Digest::ZERO,
-                parent: None,
-                via: None,
-                started_ms: Some(1_700_000_000_000),
-                depth: None,
-                tree_jobs: None,
-            },
+            planner_job(job("root")),
             Body::Model {
                 job: job("root"),
                 at: 1,
@@ -704,18 +709,7 @@ mod tests {
     #[test]
     fn a_huge_job_is_sent_in_bounded_requests_that_keep_every_span_in_order() {
         let id = job("huge");
-        let mut history = vec![Body::Job {
-            job: id.clone(),
-            at: 0,
-            agent: AgentName::new("planner").unwrap(),
-            input: serde_json::json!({}),
-            plan: Digest::ZERO,
-            parent: None,
-            via: None,
-            started_ms: Some(1_700_000_000_000),
-            depth: None,
-            tree_jobs: None,
-        }];
+        let mut history = vec![planner_job(id.clone())];
         // 2,000 refusals in 20 turns, each with a long reason, some with a
         // reason of a megabyte (a multi-byte character straddling the cut):
         // more bytes than a request may hold long before 512 spans.
