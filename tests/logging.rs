@@ -13,20 +13,27 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a node with `log_args` (before `serve`) and `env` over one job that
 /// is done and one whose agent does not exist, stops it and returns its
-/// stderr.
-fn node_stderr(hive: &Hive, log_args: &[&str], env: &[(&str, &str)]) -> String {
-    let stderr = hive.path().join("node.stderr");
-    let mut cmd = Command::new(bin());
-    cmd.args(log_args)
-        .arg("serve")
-        .args(common::FAST)
-        .args(["--node-id", "n1", "--verbose"])
-        .current_dir(hive.path())
+/// `program` in `hive`, with none of the hive, data dir or log settings of
+/// the environment the tests run in.
+fn in_hive(program: impl AsRef<std::ffi::OsStr>, hive: &Hive) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(hive.path())
         .env_remove("JAROS_HIVE")
         .env_remove("JAROS_DATA_DIR")
         .env_remove("JAROS_LOG")
         .env_remove("RUST_LOG")
-        .env_remove("JAROS_LOG_FORMAT")
+        .env_remove("JAROS_LOG_FORMAT");
+    cmd
+}
+
+/// stderr.
+fn node_stderr(hive: &Hive, log_args: &[&str], env: &[(&str, &str)]) -> String {
+    let stderr = hive.path().join("node.stderr");
+    let mut cmd = in_hive(bin(), hive);
+    cmd.args(log_args)
+        .arg("serve")
+        .args(common::FAST)
+        .args(["--node-id", "n1", "--verbose"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).unwrap());
     for (k, v) in env {
@@ -151,7 +158,7 @@ fn hostile_stderr(log_args: &[&str]) -> String {
     let temp = hive.path().join("hostile.tmp");
     std::fs::write(&temp, r#"{"id":"x","agent":"advance","input":{}}"#).unwrap();
     std::fs::rename(&temp, inbox.join(HOSTILE_NAME)).unwrap();
-    let out = Command::new(bin())
+    let out = in_hive(bin(), &hive)
         .args(log_args)
         .args([
             "serve",
@@ -161,12 +168,6 @@ fn hostile_stderr(log_args: &[&str]) -> String {
             "--scan-ms",
             "20",
         ])
-        .current_dir(hive.path())
-        .env_remove("JAROS_HIVE")
-        .env_remove("JAROS_DATA_DIR")
-        .env_remove("JAROS_LOG")
-        .env_remove("RUST_LOG")
-        .env_remove("JAROS_LOG_FORMAT")
         .stdout(Stdio::null())
         .output()
         .unwrap();
@@ -222,14 +223,8 @@ fn on_a_terminal_the_default_is_the_text_format() {
     std::fs::rename(&temp, inbox.join("bad.json")).unwrap();
     // script(1) gives the node a terminal for stdout and stderr.
     let command = format!("{} serve --node-id n1 --exit-when-idle --scan-ms 20", bin());
-    let out = Command::new("script")
+    let out = in_hive("script", &hive)
         .args(["-qec", &command, "/dev/null"])
-        .current_dir(hive.path())
-        .env_remove("JAROS_HIVE")
-        .env_remove("JAROS_DATA_DIR")
-        .env_remove("JAROS_LOG")
-        .env_remove("RUST_LOG")
-        .env_remove("JAROS_LOG_FORMAT")
         .stdin(Stdio::null())
         .output()
         .expect("script(1) from util-linux runs (apt-get install -y bsdutils)");
