@@ -11,8 +11,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Runs a node with `log_args` (before `serve`) and `env` over one job that
-/// is done and one whose agent does not exist, stops it and returns its
 /// `program` in `hive`, with none of the hive, data dir or log settings of
 /// the environment the tests run in.
 fn in_hive(program: impl AsRef<std::ffi::OsStr>, hive: &Hive) -> Command {
@@ -26,6 +24,8 @@ fn in_hive(program: impl AsRef<std::ffi::OsStr>, hive: &Hive) -> Command {
     cmd
 }
 
+/// Runs a node with `log_args` (before `serve`) and `env` over one job that
+/// is done and one whose agent does not exist, stops it and returns its
 /// stderr.
 fn node_stderr(hive: &Hive, log_args: &[&str], env: &[(&str, &str)]) -> String {
     let stderr = hive.path().join("node.stderr");
