@@ -23,9 +23,9 @@
 //!   the process).
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SendError, Sender, SyncSender};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
@@ -68,7 +68,7 @@ impl LogFormat {
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The writer thread's queue, once logging is set up.
-static QUEUE: OnceLock<SyncSender<Line>> = OnceLock::new();
+static QUEUE: OnceLock<Lines> = OnceLock::new();
 
 /// Lines dropped so far because the queue to stderr was full.
 pub fn dropped_lines() -> u64 {
@@ -131,23 +131,26 @@ fn filter() -> (EnvFilter, Option<String>) {
 /// Starts the writer thread; `None` when no thread can start (then there
 /// is no subscriber and events go nowhere, as before `init`).
 fn queue() -> Option<Lines> {
-    if let Some(tx) = QUEUE.get() {
-        return Some(Lines { tx: tx.clone() });
+    if let Some(lines) = QUEUE.get() {
+        return Some(lines.clone());
     }
-    let (tx, rx) = mpsc::sync_channel(MAX_QUEUED_LINES);
+    let (lines, rx) = Lines::new(MAX_QUEUED_LINES);
+    let queued = Arc::clone(&lines.queued);
     std::thread::Builder::new()
         .name("jaros-log".into())
-        .spawn(move || write_lines(&rx))
+        .spawn(move || write_lines(&rx, &queued))
         .ok()?;
-    let tx = QUEUE.get_or_init(|| tx).clone();
-    Some(Lines { tx })
+    Some(QUEUE.get_or_init(|| lines).clone())
 }
 
 /// The writer thread: each line to stderr as it comes, and a note of the
 /// lines dropped since the last one written.
-fn write_lines(rx: &Receiver<Line>) {
+fn write_lines(rx: &Receiver<Line>, queued: &AtomicUsize) {
     let mut told = 0;
     for line in rx {
+        if matches!(line, Line::Text(_)) {
+            queued.fetch_sub(1, Ordering::Relaxed);
+        }
         let mut err = std::io::stderr().lock();
         let dropped = dropped_lines();
         if dropped > told {
@@ -168,20 +171,41 @@ fn write_lines(rx: &Receiver<Line>) {
 
 /// Waits (a bounded time) until every line logged so far is written.
 pub fn flush() {
-    let Some(tx) = QUEUE.get() else {
+    let Some(lines) = QUEUE.get() else {
         return;
     };
     let (done_tx, done_rx) = mpsc::sync_channel(1);
     let wait = Duration::from_millis(FLUSH_WAIT_MS);
     // Blocking here is the point: the caller is about to exit or stop.
-    if tx.send(Line::Flush(done_tx)).is_ok() {
+    if lines.tx.send(Line::Flush(done_tx)).is_ok() {
         let _ = done_rx.recv_timeout(wait);
     }
 }
 
-/// The subscriber's writer: each event becomes one queued line.
+/// The subscriber's writer: each event becomes one queued line. The
+/// channel grows as lines come (a bounded one would keep all its slots
+/// from the start, 160 kB for an idle node); `queued` bounds it.
+#[derive(Clone)]
 struct Lines {
-    tx: SyncSender<Line>,
+    tx: Sender<Line>,
+    /// Text lines sent and not yet written.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl Lines {
+    fn new(capacity: usize) -> (Lines, Receiver<Line>) {
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        (
+            Lines {
+                tx,
+                queued,
+                capacity,
+            },
+            rx,
+        )
+    }
 }
 
 impl<'a> MakeWriter<'a> for Lines {
@@ -189,7 +213,7 @@ impl<'a> MakeWriter<'a> for Lines {
 
     fn make_writer(&'a self) -> LineWriter<'a> {
         LineWriter {
-            tx: &self.tx,
+            lines: self,
             buf: Vec::new(),
         }
     }
@@ -197,7 +221,7 @@ impl<'a> MakeWriter<'a> for Lines {
 
 /// One event's bytes, queued whole when the event is written.
 struct LineWriter<'a> {
-    tx: &'a SyncSender<Line>,
+    lines: &'a Lines,
     buf: Vec<u8>,
 }
 
@@ -217,18 +241,18 @@ impl Drop for LineWriter<'_> {
         if self.buf.is_empty() {
             return;
         }
+        let queued = &self.lines.queued;
+        if queued.fetch_add(1, Ordering::Relaxed) >= self.lines.capacity {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let line = Line::Text(std::mem::take(&mut self.buf));
-        match self.tx.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
-            // The writer thread is gone (it cannot be, short of a panic):
-            // write in place rather than lose the line.
-            Err(TrySendError::Disconnected(Line::Text(bytes))) => {
-                let _ = std::io::stderr().write_all(&bytes);
-            }
-            Err(TrySendError::Disconnected(Line::Flush(_))) => {}
+        // The writer thread is gone (it cannot be, short of a panic): write
+        // in place rather than lose the line.
+        if let Err(SendError(Line::Text(bytes))) = self.lines.tx.send(line) {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            let _ = std::io::stderr().write_all(&bytes);
         }
     }
 }
@@ -314,8 +338,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_waiting() {
-        let (tx, _rx) = mpsc::sync_channel(1);
-        let lines = Lines { tx };
+        let (lines, _rx) = Lines::new(1);
         let before = dropped_lines();
         for _ in 0..3 {
             let mut w = lines.make_writer();

@@ -715,8 +715,25 @@ fn mutated_job_files_are_read_or_refused_with_a_reason() {
 // ---------------------------------------------------------------- manifests
 
 /// One manifest file's bytes: every error has a line and column inside the
-/// input and a message.
+/// input and a message, and no document the typed parser accepts is refused
+/// by its kind's JSON Schema (the loader trusts the parser, and runs the
+/// schema only for the errors of a document the parser refuses). The other
+/// way may differ: to a JSON Schema `5.0` is an integer; to the parser it is
+/// not.
 fn check_manifest(input: &[u8]) {
+    if let Ok(docs) = manifest::yaml::parse(input) {
+        for doc in docs {
+            let parsed = manifest::validate::parse_document(&doc.value).is_ok();
+            assert!(
+                !parsed || manifest::validate::Schemas::shared().accept(&doc.value),
+                "{}",
+                format!(
+                    "the parser accepts a document its schema refuses:\n{}",
+                    String::from_utf8_lossy(input)
+                )
+            );
+        }
+    }
     let errors = manifest::check_file_bytes(input);
     let line_breaks = input.iter().filter(|&&b| b == b'\n' || b == b'\r').count();
     for (pos, message) in &errors {

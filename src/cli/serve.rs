@@ -131,17 +131,13 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
             Err(e) => tracing::error!("the console did not start, the node runs without it: {e}"),
         }
     }
+    let executor = super::executor_for(&loaded)?;
     let proposer = super::proposer(&hive, &loaded);
-    let exit = node::serve(
-        cfg,
-        &hive,
-        data,
-        source,
-        super::executor_for(&loaded)?,
-        proposer,
-        stop,
-    )
-    .map_err(CliError::failed)?;
+    // The node loads the hive itself (at boot and on every change): this
+    // copy, its manifests' documents and all, has done its work.
+    drop(loaded);
+    let exit = node::serve(cfg, &hive, data, source, executor, proposer, stop)
+        .map_err(CliError::failed)?;
     if crate::live_trace::counts().is_some() {
         // The last batch, and the status file's counters after it.
         crate::live_trace::flush(crate::live_trace::SEND_TIMEOUT_MS * 2);

@@ -145,7 +145,7 @@ pub fn load_file(file: &EvalFile, opts: &LoadOptions<'_>) -> Result<Vec<Case>, V
         if validate::document_kind(&doc.value).is_ok_and(|k| k != Kind::Eval) {
             continue;
         }
-        match validate::check_document(&doc) {
+        match validate::Schemas::shared().check(&doc) {
             Ok(AnyManifest::Eval(m)) => {
                 let entry = Entry {
                     file: file.shown.clone(),

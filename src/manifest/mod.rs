@@ -4,7 +4,7 @@
 //!
 //! A hive loads in four steps, each reporting every error it finds as
 //! `file:line:col: message` at the YAML node at fault:
-//! [`yaml`] (bytes to JSON with positions), [`validate::check_document`]
+//! [`yaml`] (bytes to JSON with positions), [`validate::Schemas::check`]
 //! (each document against its kind's JSON Schema, generated from [`types`]),
 //! [`validate::cross_check`] (references between manifests), and
 //! [`compile`] (the files manifests name, then the plan).
@@ -125,7 +125,7 @@ pub fn check_file_bytes(bytes: &[u8]) -> Vec<(yaml::Pos, String)> {
         Err(e) => vec![(e.pos, e.message)],
         Ok(docs) => docs
             .iter()
-            .filter_map(|doc| validate::check_document(doc).err())
+            .filter_map(|doc| validate::Schemas::shared().check(doc).err())
             .flatten()
             .collect(),
     }

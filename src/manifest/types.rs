@@ -82,6 +82,7 @@ impl Kind {
             Kind::Eval => generator.into_root_schema_for::<EvalManifest>(),
         };
         let mut value = schema.to_value();
+        bound_integers(&mut value);
         if let Value::Object(map) = &mut value {
             map.insert(
                 "$id".into(),
@@ -90,6 +91,55 @@ impl Kind {
         }
         value
     }
+}
+
+/// Gives each integer field the range of its Rust type. A schema
+/// validator ignores schemars' `format: uint32` and the like, so without
+/// this the schema would accept a number the typed parse refuses.
+fn bound_integers(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let range: Option<(i128, i128)> = match map.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some((0, u8::MAX.into())),
+                Some("uint16") => Some((0, u16::MAX.into())),
+                Some("uint32") => Some((0, u32::MAX.into())),
+                Some("uint64" | "uint") => Some((0, u64::MAX.into())),
+                Some("int8") => Some((i8::MIN.into(), i8::MAX.into())),
+                Some("int16") => Some((i16::MIN.into(), i16::MAX.into())),
+                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                Some("int64" | "int") => Some((i64::MIN.into(), i64::MAX.into())),
+                _ => None,
+            };
+            if let Some((min, max)) = range {
+                tighten(map, "minimum", min, |old, new| new > old);
+                tighten(map, "maximum", max, |old, new| new < old);
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
+}
+
+/// Sets `key` to `bound` unless the bound already there is tighter.
+fn tighten(
+    map: &mut serde_json::Map<String, Value>,
+    key: &str,
+    bound: i128,
+    tighter: fn(f64, f64) -> bool,
+) {
+    let keep = map
+        .get(key)
+        .and_then(Value::as_f64)
+        .is_some_and(|old| !tighter(old, bound as f64));
+    if keep {
+        return;
+    }
+    let number = match u64::try_from(bound) {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::from(i64::try_from(bound).expect("an integer type's bound fits i64")),
+    };
+    map.insert(key.into(), number);
 }
 
 impl fmt::Display for Kind {

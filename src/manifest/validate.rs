@@ -177,6 +177,7 @@ pub fn load(hive: &Path) -> (Manifests, Vec<Diagnostic>) {
         Err(e) => return (manifests, vec![e]),
     };
     manifests.files = files.len();
+    let schemas = Schemas::default();
     for file in files {
         let path: PathBuf = hive.join(&file);
         let bytes = match read_capped(&path) {
@@ -196,7 +197,7 @@ pub fn load(hive: &Path) -> (Manifests, Vec<Diagnostic>) {
             }
         };
         for doc in docs {
-            match check_document(&doc) {
+            match schemas.check(&doc) {
                 Ok(m) => add(&mut manifests, &file, doc, m),
                 Err(errs) => {
                     remember_names(&mut manifests, &doc.value);
@@ -293,46 +294,73 @@ struct Compiled {
     validator: jsonschema::Validator,
 }
 
-fn validators() -> &'static BTreeMap<Kind, Compiled> {
-    static VALIDATORS: OnceLock<BTreeMap<Kind, Compiled>> = OnceLock::new();
-    VALIDATORS.get_or_init(|| {
-        Kind::ALL
-            .into_iter()
-            .map(|kind| {
-                let schema = kind.schema();
-                // The schemas are generated from our own types; a test pins
-                // that each one compiles.
-                let validator =
-                    jsonschema::validator_for(&schema).expect("generated schemas compile");
-                (kind, Compiled { schema, validator })
-            })
-            .collect()
-    })
-}
-
-/// Whether `value` passes the JSON Schema of the kind it declares.
-pub fn schema_accepts(value: &Value) -> bool {
-    match document_kind(value) {
-        Ok(kind) => validators()[&kind].validator.is_valid(value),
-        Err(_) => false,
+impl Compiled {
+    fn new(kind: Kind) -> Compiled {
+        let schema = kind.schema();
+        // The schemas are generated from our own types; a test pins that
+        // each one compiles.
+        let validator = jsonschema::validator_for(&schema).expect("generated schemas compile");
+        Compiled { schema, validator }
     }
 }
 
-/// Checks one document: kind, schema, then the typed parse. Errors carry
-/// the position of the node they are about.
-pub fn check_document(doc: &Doc) -> Result<AnyManifest, Vec<(Pos, String)>> {
-    let kind = document_kind(&doc.value).map_err(|(ptr, msg)| vec![(doc.pos(&ptr), msg)])?;
-    let compiled = &validators()[&kind];
-    let mut errors: Vec<(Pos, String)> = Vec::new();
-    for error in compiled.validator.iter_errors(&doc.value) {
-        errors.extend(describe(kind, &compiled.schema, doc, &error));
+/// The compiled schema of each kind, each compiled when it is first needed.
+///
+/// A document is checked by its typed parse, which accepts exactly what its
+/// kind's JSON Schema accepts (the rules serde alone cannot state live in
+/// [`semantic`]; the agreement tests and the manifest fuzzer hold the two
+/// together). Only a document the parser refuses is run through its
+/// schema, whose errors point at the node at fault. So a valid hive loads
+/// without compiling a schema: the validators, and the meta-schema the
+/// `jsonschema` crate checks each schema against and keeps for the life of
+/// the process, weigh about 1.5 MB, which an idle node does not carry.
+#[derive(Default)]
+pub struct Schemas {
+    compiled: [OnceLock<Compiled>; Kind::ALL.len()],
+}
+
+impl Schemas {
+    /// One set for the whole process, for callers that check documents one
+    /// at a time and often (the fuzz target).
+    pub fn shared() -> &'static Schemas {
+        static SHARED: OnceLock<Schemas> = OnceLock::new();
+        SHARED.get_or_init(Schemas::default)
     }
-    if !errors.is_empty() {
+
+    fn of(&self, kind: Kind) -> &Compiled {
+        // `Kind::ALL` lists the kinds in declaration order.
+        self.compiled[kind as usize].get_or_init(|| Compiled::new(kind))
+    }
+
+    /// Whether `value` passes the JSON Schema of the kind it declares.
+    pub fn accept(&self, value: &Value) -> bool {
+        match document_kind(value) {
+            Ok(kind) => self.of(kind).validator.is_valid(value),
+            Err(_) => false,
+        }
+    }
+
+    /// Checks one document: its kind, then the typed parse; when that
+    /// refuses it, the schema's errors if it has any, else the parser's.
+    /// Errors carry the position of the node they are about.
+    pub fn check(&self, doc: &Doc) -> Result<AnyManifest, Vec<(Pos, String)>> {
+        let kind = document_kind(&doc.value).map_err(|(ptr, msg)| vec![(doc.pos(&ptr), msg)])?;
+        let refusal = match parse_typed(kind, &doc.value) {
+            Ok(manifest) => return Ok(manifest),
+            Err(refusal) => refusal,
+        };
+        let compiled = self.of(kind);
+        let mut errors: Vec<(Pos, String)> = Vec::new();
+        for error in compiled.validator.iter_errors(&doc.value) {
+            errors.extend(describe(kind, &compiled.schema, doc, &error));
+        }
+        if errors.is_empty() {
+            return Err(vec![(doc.pos(""), refusal)]);
+        }
         errors.sort();
         errors.dedup();
-        return Err(errors);
+        Err(errors)
     }
-    parse_typed(kind, &doc.value).map_err(|e| vec![(doc.pos(""), e)])
 }
 
 /// The typed parse alone, without the schema: what the runtime accepts.
@@ -1216,6 +1244,10 @@ mod tests {
 
     #[test]
     fn every_generated_schema_compiles() {
-        assert_eq!(validators().len(), Kind::ALL.len());
+        let schemas = Schemas::default();
+        for kind in Kind::ALL {
+            // Compiles (or panics), and sits at its kind's place.
+            assert_eq!(schemas.of(kind).schema, kind.schema(), "{kind:?}");
+        }
     }
 }
