@@ -5,7 +5,8 @@
 //! A hive loads in four steps, each reporting every error it finds as
 //! `file:line:col: message` at the YAML node at fault:
 //! [`yaml`] (bytes to JSON with positions), [`validate::Schemas::check`]
-//! (each document against its kind's JSON Schema, generated from [`types`]),
+//! (each document's typed parse, which accepts what its kind's JSON Schema,
+//! generated from [`types`], accepts; the schema's errors for one refused),
 //! [`validate::cross_check`] (references between manifests), and
 //! [`compile`] (the files manifests name, then the plan).
 //!
