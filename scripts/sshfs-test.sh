@@ -4,7 +4,8 @@
 # times with sshfs (attribute caching on), one mount per node; then the
 # ignored test in tests/sshfs.rs runs three nodes over them (3,000 jobs, one
 # node SIGKILLed and restarted) and checks every job has exactly one result
-# and verify and replay pass.
+# and verify and replay pass; first, exclusive creates and lease links raced
+# from the three mounts must each have one winner and no error.
 #
 # Installs openssh-server and sshfs from Debian (apt-get; run as root).
 # Exits non-zero when any of it cannot be set up (no /dev/fuse, no
@@ -71,5 +72,6 @@ echo "sshfs-test: sshd on 127.0.0.1:$port, $work/export mounted on $work/m1 m2 m
 
 JAROS_SSHFS_EXPORT="$work/export" \
 JAROS_SSHFS_MOUNTS="$work/m1:$work/m2:$work/m3" \
-    cargo test --test sshfs -- --ignored --exact \
-    three_nodes_on_their_own_sshfs_mounts_run_every_job_exactly_once --nocapture
+    cargo test --test sshfs -- --ignored --exact --nocapture \
+    exclusive_creates_raced_across_sshfs_mounts_have_one_winner_and_no_error \
+    three_nodes_on_their_own_sshfs_mounts_run_every_job_exactly_once

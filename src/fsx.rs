@@ -275,18 +275,47 @@ pub fn create_durable_exclusive(path: &Path, bytes: &[u8]) -> Result<bool> {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
-    // hard_link fails if the target exists: an atomic create-if-absent with
+    // A link fails if the target exists: an atomic create-if-absent with
     // complete content, unlike open(O_EXCL) followed by writes.
-    let linked = fs::hard_link(&temp, path);
+    let linked = link_exclusive(&temp, path);
     let _ = fs::remove_file(&temp);
     match linked {
-        Ok(()) => {
+        Ok(true) => {
             sync_dir(dir)?;
             Ok(true)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Ok(false) => Ok(false),
         Err(e) => Err(IoError::new("cannot create", path, e)),
     }
+}
+
+/// Gives the file `src` the new name `dest` unless that name is taken:
+/// `Ok(false)` then. Atomic and exclusive: of several racing linkers of one
+/// name, exactly one gets `Ok(true)`.
+///
+/// A lost race may come back as another error than "already exists": SFTP
+/// has no code for it, so sshfs reports it as "Operation not permitted"
+/// whenever its kernel had not yet seen the name. Any error with `dest`
+/// present afterwards is therefore read off the name: this link when it is
+/// `src`'s file (a link that was made and then reported as failed, as a
+/// retried request can be), else someone else's.
+pub fn link_exclusive(src: &Path, dest: &Path) -> io::Result<bool> {
+    settle_link(fs::hard_link(src, dest), src, dest)
+}
+
+fn settle_link(linked: io::Result<()>, src: &Path, dest: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let error = match linked {
+        Ok(()) => return Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => e,
+    };
+    let Ok(there) = fs::symlink_metadata(dest) else {
+        return Err(error);
+    };
+    let ours = fs::symlink_metadata(src)
+        .is_ok_and(|mine| (mine.dev(), mine.ino()) == (there.dev(), there.ino()));
+    Ok(ours)
 }
 
 /// Replaces `path` atomically but WITHOUT fsync: readers never see a torn
@@ -527,6 +556,33 @@ mod tests {
         });
         assert_eq!(winners, 1);
         assert_eq!(list_dir(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_link_refused_with_another_error_is_read_off_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, other, dest) = (
+            dir.path().join("src"),
+            dir.path().join("other"),
+            dir.path().join("dest"),
+        );
+        fs::write(&src, b"mine").unwrap();
+        fs::write(&other, b"theirs").unwrap();
+        let refused = || Err(io::Error::from_raw_os_error(1)); // EPERM, as sshfs says it
+                                                               // Nothing there: a real failure.
+        let err = settle_link(refused(), &src, &dest).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(1));
+        // Someone else's file there: lost.
+        fs::hard_link(&other, &dest).unwrap();
+        assert!(!settle_link(refused(), &src, &dest).unwrap());
+        // This link there, though reported as failed: won.
+        fs::remove_file(&dest).unwrap();
+        fs::hard_link(&src, &dest).unwrap();
+        assert!(settle_link(refused(), &src, &dest).unwrap());
+        // And the plain answers.
+        let exists = Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        assert!(!settle_link(exists, &src, &dest).unwrap());
+        assert!(settle_link(Ok(()), &src, &dest).unwrap());
     }
 
     #[test]

@@ -188,14 +188,14 @@ impl Beat {
     /// moment it exists.
     pub fn take(&self, data: &DataDir, job: &str, epoch: u64) -> Result<Option<Lease>, IoError> {
         let path = path(data, job, epoch);
-        match std::fs::hard_link(&self.path, &path) {
-            Ok(()) => Ok(Some(Lease {
+        match crate::fsx::link_exclusive(&self.path, &path) {
+            Ok(true) => Ok(Some(Lease {
                 job: job.into(),
                 node: self.node.clone(),
                 epoch,
                 expires_ms: self.expires_ms(),
             })),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+            Ok(false) => Ok(None),
             Err(e) => Err(IoError::new("cannot create", &path, e)),
         }
     }
