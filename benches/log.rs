@@ -4,7 +4,8 @@
 //! time and peak resident memory (VmHWM).
 //!
 //! Run: `cargo bench --bench log` (prints a Markdown table for the README;
-//! needs about 2 GB of disk for the default size, removed at the end).
+//! needs about 2 GB of disk for the default size, removed at the end unless
+//! JAROS_BENCH_KEEP names a directory to keep it in).
 
 use jaros::agents::LocalProposer;
 use jaros::datadir::DataDir;
@@ -170,14 +171,22 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // JAROS_BENCH_KEEP=DIR: the log is built in DIR (once: a DIR that holds
+    // one is measured again) and kept, for profiling a measurement with
+    // `log-<hash> --child replay DIR b500000`.
     let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path();
-    let start = Instant::now();
-    build_log(dir, decisions);
-    eprintln!(
-        "built a log of {decisions} jobs in {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
+    let kept = std::env::var_os("JAROS_BENCH_KEEP").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temp.path());
+    if dir.join("data").exists() {
+        eprintln!("measuring the log kept in {}", dir.display());
+    } else {
+        let start = Instant::now();
+        build_log(dir, decisions);
+        eprintln!(
+            "built a log of {decisions} jobs in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
     let log = DataDir::new(dir.join("data")).log_path("n1");
     let sealed =
         std::fs::read_dir(jaros::log::segment::segments_dir(&log)).map_or(0, |d| d.count());
