@@ -138,13 +138,36 @@ fn sync_dir_now(dir: &Path) -> Result<()> {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Hex digits of [`process_nonce`] in a temp file's name.
+pub const NONCE_HEX: usize = 12;
+
+/// Tells this process's temp files from those of a process with the same
+/// id on another host sharing the data dir (a node in a container is often
+/// pid 1): two such processes writing one file would otherwise open one
+/// temp file, and one could truncate the other's after it was linked into
+/// place. Random once per process (std's hasher keys come from the OS).
+fn process_nonce() -> &'static str {
+    use std::hash::BuildHasher;
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        format!("{random:016x}")[..NONCE_HEX].to_string()
+    })
+}
+
+/// `.<name>.<pid>.<nonce>.<n>.tmp` beside `path`: unique across this
+/// process's writes and across hosts.
 fn temp_path(path: &Path) -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+    path.with_file_name(format!(
+        ".{name}.{}.{}.{n}.tmp",
+        std::process::id(),
+        process_nonce()
+    ))
 }
 
 /// Writes `bytes` to `path` so that after a crash the file holds either its old
@@ -264,9 +287,27 @@ fn place(staged: Vec<Staged>) -> Result<()> {
 /// of several concurrent writers of the same path succeeds. Returns `false`
 /// when the file already existed.
 pub fn create_durable_exclusive(path: &Path, bytes: &[u8]) -> Result<bool> {
+    create_exclusive(path, bytes, 0o666)
+}
+
+/// [`create_durable_exclusive`] for a file only its owner may read: its
+/// temp file is created with mode 0600, so it is never readable by others,
+/// not even for a moment.
+pub fn create_durable_exclusive_private(path: &Path, bytes: &[u8]) -> Result<bool> {
+    create_exclusive(path, bytes, 0o600)
+}
+
+fn create_exclusive(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = parent_of(path);
     let temp = temp_path(path);
-    let mut file = File::create(&temp).map_err(|e| IoError::new("cannot create", &temp, e))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&temp)
+        .map_err(|e| IoError::new("cannot create", &temp, e))?;
     let written = file
         .write_all(bytes)
         .and_then(|_| file.sync_all())
@@ -583,6 +624,20 @@ mod tests {
         let exists = Err(io::Error::from(io::ErrorKind::AlreadyExists));
         assert!(!settle_link(exists, &src, &dest).unwrap());
         assert!(settle_link(Ok(()), &src, &dest).unwrap());
+    }
+
+    #[test]
+    fn a_temp_name_carries_a_random_nonce_beside_the_pid() {
+        // Another host's process may have this pid: the nonce still differs.
+        let name = temp_path(Path::new("/d/done/j.json"));
+        let name = name.file_name().unwrap().to_str().unwrap();
+        let parts: Vec<&str> = name.split('.').collect();
+        // "", "j", "json", pid, nonce, n, "tmp"
+        assert_eq!(parts.len(), 7, "{name}");
+        assert_eq!(parts[3], std::process::id().to_string());
+        assert_eq!(parts[4].len(), NONCE_HEX);
+        assert!(parts[4].bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+        assert_ne!(parts[4], "0".repeat(NONCE_HEX));
     }
 
     #[test]

@@ -11,11 +11,14 @@ pub const NAME_MAX_BYTES: usize = 255;
 
 /// The most a file name made from a job id adds to the id, in bytes. The
 /// longest such name is the temp file written beside a job's file or result
-/// (`fsx::write_durable`): `.<id>.json.<pid>.<n>.tmp`, at most 1 + 5 + 1 +
-/// 10 (a u32 pid) + 1 + 20 (a u64 counter) + 4 = 42 bytes more than the id.
+/// (`fsx::write_durable`): `.<id>.json.<pid>.<nonce>.<n>.tmp`, at most
+/// 1 + 5 + 1 + 10 (a u32 pid) + 1 + 12 (`fsx::NONCE_HEX`) + 1 + 20 (a u64
+/// counter) + 4 = 55 bytes more than the id.
 /// The others are shorter: `<id>.json` (5), a lease `<id>.lease.<epoch>`
 /// (7 + at most 20 digits).
-pub const LONGEST_ID_SUFFIX_BYTES: usize = 42;
+pub const LONGEST_ID_SUFFIX_BYTES: usize = 55;
+const _: () =
+    assert!(LONGEST_ID_SUFFIX_BYTES == 1 + 5 + 1 + 10 + 1 + crate::fsx::NONCE_HEX + 1 + 20 + 4);
 
 /// The longest job id, in bytes: every file name derived from a job id
 /// fits in [`NAME_MAX_BYTES`]. A hand-off child's id `<id>-<turn>.<position>`

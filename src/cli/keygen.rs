@@ -3,8 +3,6 @@
 use super::{out, CliError, CliResult, Ctx};
 use crate::exit::Outcome;
 use crate::log::note::SignerKey;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// Make an Ed25519 key that signs checkpoints, in the note key format of
@@ -50,28 +48,17 @@ pub fn main(ctx: &Ctx, args: Args) -> CliResult {
 }
 
 /// Creates `path` with mode 0600 and `bytes`, durably, refusing to replace
-/// an existing file. Not `fsx::create_durable_exclusive`: its temp file has
-/// the default mode, and a private key must never be readable by others,
-/// not even for a moment.
+/// an existing file. The file is whole the moment it appears (a crash
+/// leaves no empty key behind) and never readable by others, not even as
+/// its temp file.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => CliError::bad_input(format!(
-                "{} already exists: a key is never overwritten; remove it first or pass another --out",
-                path.display()
-            )),
-            _ => CliError::bad_input(format!("cannot create {}: {e}", path.display())),
-        })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    crate::fsx::sync_dir(dir).map_err(|e| CliError::failed(e.to_string()))
+    match crate::fsx::create_durable_exclusive_private(path, bytes) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CliError::bad_input(format!(
+            "{} already exists: a key is never overwritten; remove it first or pass another --out",
+            path.display()
+        ))),
+        // Most often a directory that is not there, or not writable.
+        Err(e) => Err(CliError::bad_input(e.to_string())),
+    }
 }

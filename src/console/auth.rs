@@ -3,8 +3,8 @@
 //! owner only), compared in constant time.
 
 use crate::datadir::DataDir;
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Random bytes in a token (256 bits; at least 128 are required).
@@ -25,26 +25,21 @@ pub fn load_or_create(data: &DataDir) -> Result<String, String> {
     }
     crate::fsx::create_dir_all(data.root()).map_err(|e| e.to_string())?;
     let token = fresh_token(Path::new(RANDOM_SOURCE))?;
-    // Not fsx::create_durable_exclusive: its temp file is created with the
-    // default mode, and the token must never exist readable by others, not
-    // even for a moment. create_new makes two consoles starting at once agree.
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path);
-    match created {
-        Ok(mut file) => {
-            file.write_all(format!("{token}\n").as_bytes())
-                .and_then(|_| file.sync_all())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            crate::fsx::sync_dir(data.root()).map_err(|e| e.to_string())?;
-            Ok(token)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path)?
-            .ok_or_else(|| format!("{} is empty: remove it and start again", path.display())),
-        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    // Complete the moment it appears and owner-only from its first byte (its
+    // temp file is made with mode 0600): of two consoles starting at once,
+    // the one that loses reads the other's token, never a half-written file.
+    let created =
+        crate::fsx::create_durable_exclusive_private(&path, format!("{token}\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+    if created {
+        return Ok(token);
     }
+    read_token(&path)?.ok_or_else(|| {
+        format!(
+            "{} went as it was made: start the console again",
+            path.display()
+        )
+    })
 }
 
 /// Reads a token file; refuses one that others may read.
@@ -118,6 +113,27 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(load_or_create(&data).unwrap(), first);
+    }
+
+    #[test]
+    fn consoles_starting_at_once_agree_on_one_token() {
+        for _ in 0..50 {
+            let (_dir, data) = crate::datadir::temp();
+            let barrier = std::sync::Barrier::new(8);
+            let tokens: Vec<Result<String, String>> = std::thread::scope(|s| {
+                let threads: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            load_or_create(&data)
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let first = tokens[0].as_ref().unwrap();
+            assert!(tokens.iter().all(|t| t.as_ref() == Ok(first)), "{tokens:?}");
+        }
     }
 
     #[test]
