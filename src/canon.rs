@@ -22,6 +22,13 @@ pub enum CanonError {
     TooLarge { actual: usize, limit: usize },
     #[error("{field} is {value}, past 2^53: canonical JSON cannot write it exactly, so it would not read back as written")]
     Inexact { field: &'static str, value: u64 },
+    #[error("{at} is {value}, an integer no double holds: canonical JSON would record it as {recorded}; send it as a string")]
+    InexactNumber {
+        /// Where, as a JSON Pointer (`/` for the value itself).
+        at: String,
+        value: String,
+        recorded: String,
+    },
 }
 
 /// Encodes `value` as RFC 8785 canonical JSON.
@@ -44,6 +51,60 @@ pub fn to_string_limited(value: &Value, limit: usize) -> Result<String, CanonErr
         });
     }
     Ok(text)
+}
+
+/// The first integer in `value` that no double holds (`9007199254740993`),
+/// with where it is. Canonical JSON writes a number through the double it
+/// rounds to, so such an integer would be recorded as another number: what
+/// the gate judged or a tool returned would not be what the log says.
+/// Integers a double holds exactly, 2^60 among them, are fine.
+pub fn inexact_integer(value: &Value) -> Option<CanonError> {
+    fn walk(value: &Value, at: &mut String) -> Option<CanonError> {
+        match value {
+            Value::Number(n) => {
+                let exact = match (n.as_u64(), n.as_i64()) {
+                    (Some(u), _) => (u as f64) as u128 == u128::from(u),
+                    (None, Some(i)) => (i as f64) as i128 == i128::from(i),
+                    _ => true, // already a double
+                };
+                (!exact).then(|| CanonError::InexactNumber {
+                    at: if at.is_empty() {
+                        "/".into()
+                    } else {
+                        at.clone()
+                    },
+                    value: n.to_string(),
+                    recorded: n
+                        .as_f64()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(|f| {
+                            let mut out = String::new();
+                            let _ = write_number(&mut out, &f);
+                            out
+                        })
+                        .unwrap_or_default(),
+                })
+            }
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                let len = at.len();
+                at.push('/');
+                at.push_str(&i.to_string());
+                let found = walk(item, at);
+                at.truncate(len);
+                found
+            }),
+            Value::Object(map) => map.iter().find_map(|(key, item)| {
+                let len = at.len();
+                at.push('/');
+                at.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                let found = walk(item, at);
+                at.truncate(len);
+                found
+            }),
+            _ => None,
+        }
+    }
+    walk(value, &mut String::new())
 }
 
 /// Canonical encoding of any serializable value.
@@ -374,6 +435,36 @@ impl<'de> serde::Deserialize<'de> for Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_no_double_holds_are_found_with_where_they_are() {
+        let found = |v: Value| inexact_integer(&v).map(|e| e.to_string());
+        let two53 = 1u64 << 53;
+        for fine in [
+            json!(two53),
+            json!(two53 + 2),
+            json!(1u64 << 60),
+            json!(i64::MIN),
+            json!(-(two53 as i64)),
+            json!(0.1),
+            json!(1e300),
+            json!({"a": [1, "9007199254740993"]}),
+        ] {
+            assert_eq!(found(fine.clone()), None, "{fine}");
+        }
+        let e = found(json!({"a/b": [0, {"n~": two53 + 1}]})).unwrap();
+        assert!(
+            e.starts_with("/a~1b/1/n~0 is 9007199254740993, an integer no double holds: canonical JSON would record it as 9007199254740992"),
+            "{e}"
+        );
+        assert!(found(json!(u64::MAX))
+            .unwrap()
+            .starts_with("/ is 18446744073709551615"));
+        assert!(found(json!(-(two53 as i64) - 1)).is_some());
+        // What canonical JSON records reads back as a number a double holds.
+        let recorded: Value = serde_json::from_str(&to_string(&json!(two53 + 1)).unwrap()).unwrap();
+        assert_eq!(inexact_integer(&recorded), None);
+    }
     use serde_json::json;
 
     fn canon(text: &str) -> String {

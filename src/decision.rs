@@ -219,9 +219,15 @@ pub fn parse_json_arg(text: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Checks that a payload has a canonical form within [`canon::MAX_PAYLOAD_BYTES`].
+/// Checks that a payload (or a job input, or a tool's result) has a
+/// canonical form within [`canon::MAX_PAYLOAD_BYTES`] that reads back as
+/// it is: no integer a double cannot hold ([`canon::inexact_integer`]).
 pub fn check_payload(value: &Value) -> Result<(), CanonError> {
-    canon::to_string_limited(value, canon::MAX_PAYLOAD_BYTES).map(|_| ())
+    canon::to_string_limited(value, canon::MAX_PAYLOAD_BYTES)?;
+    match canon::inexact_integer(value) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 impl DecisionId {

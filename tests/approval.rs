@@ -1266,3 +1266,49 @@ fn a_ticket_written_by_hand_for_a_parked_job_cannot_change_its_agent_or_input() 
     );
     replay_is_reproducible(&hive);
 }
+
+/// A rule on a number cannot be slipped past with an integer no double
+/// holds: 9007199254740993 compared as a double is 9007199254740992, the
+/// one account the rule lets through, and it would be recorded as that
+/// number too. Such a payload is refused before any rule is asked, the
+/// refusal replays, and a job input holding one is refused at submission.
+#[test]
+fn an_integer_no_double_holds_cannot_slip_past_a_rule() {
+    let hive = hive(
+        "    - type: handoff\n      targets: [billing]\n      when: \"input.account != 9007199254740992\"\n      approvers: [ops-lead]",
+    );
+    hive.write(
+        "agents/clerk.j2",
+        r#"[{"type": "handoff", "payload": {"agent": "billing", "input": {"account": 9007199254740993}}}]"#,
+    );
+    let node = common::Node::start(hive.path(), common::FAST);
+    hive.jaros(&["submit", "clerk", "--id", "pay"]).expect(0);
+    let result = wait_result(&hive, "pay");
+    let _ = node.stop();
+    assert_eq!(result["state"], "FAILED", "{result}");
+    assert!(
+        result
+            .to_string()
+            .contains("/input/account is 9007199254740993, an integer no double holds"),
+        "{result}"
+    );
+    assert!(
+        !hive.data().join("done/pay-1.0.json").exists()
+            && !hive.data().join("approvals/parked/pay.json").exists(),
+        "the hand-off neither ran nor waited"
+    );
+    replay_is_reproducible(&hive);
+    let refused = hive
+        .jaros(&[
+            "submit",
+            "clerk",
+            "--input",
+            r#"{"account": 9007199254740993}"#,
+        ])
+        .expect(2);
+    assert!(
+        refused.stderr().contains("send it as a string"),
+        "{}",
+        refused.context()
+    );
+}

@@ -152,6 +152,14 @@ impl Rule {
                     format!("true, false and null compare only with == and !=; {SHAPE}"),
                 ))
             }
+            // A payload holding one is refused by the gate, so a rule
+            // naming one would compare with a number no payload can hold.
+            Value::Number(_) if crate::canon::inexact_integer(&literal).is_some() => {
+                return Err(error(
+                    i,
+                    format!("{literal} is an integer no double holds, and no payload may hold one; {SHAPE}"),
+                ))
+            }
             _ => {}
         }
         Ok(Rule { path, op, literal })
@@ -257,5 +265,11 @@ mod tests {
         assert!(Rule::parse("a..b > 1").is_err());
         assert!(Rule::parse("1a > 1").is_err());
         assert!(Rule::parse(&"a".repeat(300)).is_err());
+        let e = Rule::parse("account != 9007199254740993").unwrap_err();
+        assert_eq!(e.offset, 11, "{e}");
+        assert!(e.to_string().contains("no double holds"), "{e}");
+        // 2^53 and 2^53 + 2 are doubles.
+        assert!(Rule::parse("account != 9007199254740992").is_ok());
+        assert!(Rule::parse("account != 9007199254740994").is_ok());
     }
 }
