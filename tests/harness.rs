@@ -32,13 +32,14 @@ const FS_TYPES: [&str; 6] = [
 ];
 /// The test tools under tests/fixtures/tools/, each registered as a decision
 /// type named by its file stem.
-const TOOLS: [&str; 13] = [
+const TOOLS: [&str; 14] = [
     "echo.sh",
     "fail.sh",
     "forever.sh",
     "flood.sh",
     "forker.sh",
     "badjson.sh",
+    "bigint.sh",
     "wrongshape.sh",
     "greet.sh",
     "landlock_probe.py",
@@ -789,6 +790,7 @@ fn a_failing_tool_fails_its_decision_with_a_clear_reason() {
     let cases = [
         ("fail", "tool 'fail' (tools/fail.sh) exited with status 3; stderr: the widget is broken"),
         ("badjson", "tool 'badjson' (tools/badjson.sh) printed invalid JSON on stdout"),
+        ("bigint", "tool 'bigint' (tools/bigint.sh) returned a result that cannot be recorded: /id is 9007199254740993, an integer no double holds"),
         ("wrongshape", "tool 'wrongshape' (tools/wrongshape.sh) returned a result that does not match its result schema: result/n:"),
     ];
     for (i, (tool, expected)) in cases.iter().enumerate() {

@@ -1,7 +1,8 @@
 //! The inbox under hostile or unlucky input: special files, ids too long for
 //! the names they derive, a finished job's id dropped in again (also one
 //! another node's log gained after this node cached its listing), lineage a
-//! file claims for itself, and claims another node finished meanwhile. Each
+//! file claims for itself, an input the log could not record as it is, and
+//! claims another node finished meanwhile. Each
 //! ends with a result or a refusal that says why, and the node runs on.
 
 mod common;
@@ -245,6 +246,40 @@ fn ids_too_long_for_their_file_names_fail_under_a_safe_name_and_the_longest_allo
     let (code, log) = node.stop();
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("too long"), "{log}");
+    hive.jaros(&["replay"]).expect(0);
+}
+
+/// 9007199254740993 is no double: the log would record the job's input as
+/// 9007199254740992, so the job file is failed with where the number is.
+/// 9007199254740994 is a double, and its job runs.
+#[test]
+fn an_input_integer_no_double_holds_fails_its_file_and_a_double_runs() {
+    let hive = example_hive();
+    let inbox = inbox(&hive);
+    drop_in(
+        &inbox,
+        "odd.json",
+        r#"{"id":"odd","agent":"advance","input":{"account":[1,9007199254740993]}}"#,
+    );
+    drop_in(
+        &inbox,
+        "even.json",
+        r#"{"id":"even","agent":"advance","input":{"account":[1,9007199254740994]}}"#,
+    );
+    let node = Node::start(hive.path(), &args(&["--node-id", "n1"]));
+    let even = hive.jaros(&["result", "even", "--wait", "30"]).expect(0);
+    assert_eq!(even.json()["state"], "DONE", "{}", even.context());
+    wait_until(Duration::from_secs(20), "odd.json to fail", || {
+        !failures(&hive).is_empty()
+    });
+    let reason = reason_for(&hive, "odd.json");
+    assert!(
+        reason.contains("/account/1 is 9007199254740993, an integer no double holds"),
+        "{reason}"
+    );
+    let (code, log) = node.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(job_records(&hive.data(), "odd").is_empty(), "odd never ran");
     hive.jaros(&["replay"]).expect(0);
 }
 
